@@ -1,0 +1,89 @@
+//! The facedex configuration file and its environment overrides.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file given with `--config`, environment
+//! variables `FACEDEX__<SECTION>__<KEY>` (double underscores separate levels, e.g.
+//! `FACEDEX__VISION__DETECTOR_MODEL_PATH`), then command-line flags. Unknown keys are errors.
+
+use std::path::Path;
+
+use anyhow::Context;
+use facedex_vision::VisionConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The prefix of every environment override.
+pub const ENV_PREFIX: &str = "FACEDEX__";
+
+/// Everything configurable in facedex.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FacedexConfig {
+    /// Models, runtime, detection and decoding settings.
+    pub vision: VisionConfig,
+}
+
+impl FacedexConfig {
+    /// Loads defaults, then `file` (if any), then `FACEDEX__…` environment variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.is_file(), "config file {} does not exist", file.display());
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()
+            .with_context(|| match file {
+                Some(file) => format!(
+                    "invalid configuration (file {} and {ENV_PREFIX}* variables)",
+                    file.display()
+                ),
+                None => format!("invalid configuration ({ENV_PREFIX}* variables)"),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn file_values_override_defaults_and_unknown_keys_fail() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "[vision]\nembed_batch_size = 7\n[vision.detection]\nscore_threshold = 0.6"
+        )
+        .expect("write");
+        let config = FacedexConfig::load(Some(file.path())).expect("valid file");
+        assert_eq!(config.vision.embed_batch_size, 7);
+        assert_eq!(config.vision.detection.score_threshold, 0.6);
+        assert_eq!(
+            config.vision.detection.input_size_px, 640,
+            "untouched keys keep defaults"
+        );
+
+        let mut typo = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(typo, "[vision]\nembed_batch = 7").expect("write");
+        let error = FacedexConfig::load(Some(typo.path())).expect_err("unknown key");
+        assert!(format!("{error:#}").contains("embed_batch"), "{error:#}");
+    }
+
+    #[test]
+    fn environment_overrides_with_the_prefix() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FACEDEX__VISION__DETECTOR_MODEL_PATH", "/models/det.onnx");
+            jail.set_env("FACEDEX__VISION__EXECUTION_PROVIDER__KIND", "cuda");
+            let config = FacedexConfig::load(None).expect("valid env");
+            assert_eq!(config.vision.detector_model_path, Path::new("/models/det.onnx"));
+            assert_eq!(
+                config.vision.execution_provider,
+                facedex_vision::ExecutionProvider::Cuda { device_id: 0 }
+            );
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,134 @@
+//! `facedex`: one binary with a subcommand per role.
+
+mod commands;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use facedex_vision::ExecutionProvider;
+
+use crate::config::FacedexConfig;
+
+/// facedex: find, embed and search faces in photo archives.
+#[derive(Debug, Parser)]
+#[command(name = "facedex", version, about)]
+struct Cli {
+    /// TOML configuration file; `FACEDEX__SECTION__KEY` environment variables override it.
+    #[arg(long, global = true, env = "FACEDEX_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    vision: VisionFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Detect (and optionally embed) the faces in photos and print them.
+    Detect(commands::detect::DetectArgs),
+}
+
+/// Flags that override `[vision]` settings of the config file.
+#[derive(Debug, Args)]
+struct VisionFlags {
+    /// ONNX Runtime shared library [config: vision.onnxruntime_library_path].
+    #[arg(long, global = true, value_name = "PATH")]
+    onnxruntime_library: Option<PathBuf>,
+    /// SCRFD detector model [config: vision.detector_model_path].
+    #[arg(long, global = true, value_name = "PATH")]
+    detector_model: Option<PathBuf>,
+    /// ArcFace embedder model [config: vision.embedder_model_path].
+    #[arg(long, global = true, value_name = "PATH")]
+    embedder_model: Option<PathBuf>,
+    /// Where models run: `cpu`, `cpu:THREADS` or `cuda:DEVICE` [config: vision.execution_provider].
+    #[arg(long, global = true, value_name = "PROVIDER", value_parser = parse_provider)]
+    execution_provider: Option<ExecutionProvider>,
+}
+
+impl VisionFlags {
+    fn apply(self, config: &mut FacedexConfig) {
+        let vision = &mut config.vision;
+        if let Some(path) = self.onnxruntime_library {
+            vision.onnxruntime_library_path = path;
+        }
+        if let Some(path) = self.detector_model {
+            vision.detector_model_path = path;
+        }
+        if let Some(path) = self.embedder_model {
+            vision.embedder_model_path = path;
+        }
+        if let Some(provider) = self.execution_provider {
+            vision.execution_provider = provider;
+        }
+    }
+}
+
+fn parse_provider(text: &str) -> Result<ExecutionProvider, String> {
+    let (name, number) = match text.split_once(':') {
+        Some((name, number)) => (name, Some(number)),
+        None => (text, None),
+    };
+    let number = |what: &str| -> Result<u32, String> {
+        number
+            .map(|n| {
+                n.parse::<u32>()
+                    .map_err(|_| format!("{what} in `{text}` must be a whole number"))
+            })
+            .transpose()
+            .map(|n| n.unwrap_or(0))
+    };
+    match name {
+        "cpu" => Ok(ExecutionProvider::Cpu {
+            threads: number("thread count")? as usize,
+        }),
+        "cuda" => Ok(ExecutionProvider::Cuda {
+            device_id: i32::try_from(number("device id")?).map_err(|_| "device id too large".to_owned())?,
+        }),
+        _ => Err(format!(
+            "unknown execution provider `{name}`; use cpu, cpu:THREADS or cuda:DEVICE"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FACEDEX_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let cli = Cli::parse();
+    let result = FacedexConfig::load(cli.config.as_deref()).and_then(|mut config| {
+        cli.vision.apply(&mut config);
+        match cli.command {
+            Command::Detect(args) => commands::detect::run(&config, args),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("facedex: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_execution_providers() {
+        assert_eq!(parse_provider("cpu"), Ok(ExecutionProvider::Cpu { threads: 0 }));
+        assert_eq!(parse_provider("cpu:2"), Ok(ExecutionProvider::Cpu { threads: 2 }));
+        assert_eq!(parse_provider("cuda:1"), Ok(ExecutionProvider::Cuda { device_id: 1 }));
+        assert!(parse_provider("tpu").is_err());
+        assert!(parse_provider("cuda:x").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

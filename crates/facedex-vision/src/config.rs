@@ -1,0 +1,169 @@
+//! Typed settings of the vision core: model and runtime paths, execution provider, detector
+//! thresholds, batch sizes and the decode limit. Every field has a default; unknown keys are
+//! rejected so a typo in a config file is an error, not a silently ignored setting.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, VisionError};
+
+/// Where ONNX Runtime runs the models.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExecutionProvider {
+    /// ONNX Runtime's CPU provider.
+    Cpu {
+        /// Intra-op threads per model; 0 lets ONNX Runtime use one per core.
+        #[serde(default)]
+        threads: usize,
+    },
+    /// NVIDIA CUDA on device `device_id`; fails loudly when CUDA cannot load.
+    Cuda {
+        /// CUDA device ordinal.
+        #[serde(default)]
+        device_id: i32,
+    },
+}
+
+impl Default for ExecutionProvider {
+    fn default() -> Self {
+        Self::Cpu { threads: 0 }
+    }
+}
+
+impl std::fmt::Display for ExecutionProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu { threads } => write!(f, "cpu (threads: {threads})"),
+            Self::Cuda { device_id } => write!(f, "cuda:{device_id}"),
+        }
+    }
+}
+
+/// SCRFD detection settings (defaults are InsightFace's `prepare(det_size=(640, 640), det_thresh=0.5)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Side of the square detector input; photos are letterboxed into it. Multiple of 32.
+    pub input_size_px: u32,
+    /// Minimum face score kept.
+    pub score_threshold: f32,
+    /// Boxes overlapping a better one by more than this IoU are suppressed.
+    pub nms_iou_threshold: f32,
+    /// Photos per detector run.
+    pub batch_size: usize,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            input_size_px: 640,
+            score_threshold: 0.5,
+            nms_iou_threshold: 0.4,
+            batch_size: 4,
+        }
+    }
+}
+
+/// Everything the vision core needs to turn photos into faces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VisionConfig {
+    /// ONNX Runtime shared library (`libonnxruntime.so.1.32.0` from the `onnxruntime` wheel).
+    pub onnxruntime_library_path: PathBuf,
+    /// SCRFD detector with keypoints (`scrfd_500m_bnkps.onnx`).
+    pub detector_model_path: PathBuf,
+    /// ArcFace embedder (`w600k_mbf.onnx`).
+    pub embedder_model_path: PathBuf,
+    /// Where the models run.
+    pub execution_provider: ExecutionProvider,
+    /// Detector settings.
+    pub detection: DetectionConfig,
+    /// Aligned faces per embedder run (faces from several photos share a run).
+    pub embed_batch_size: usize,
+    /// Photos whose header declares more pixels than this are refused before decoding.
+    pub max_image_pixels: u64,
+    /// Threads decoding photos while the models run; 0 means one per core.
+    pub decode_threads: usize,
+}
+
+/// Where `scripts/setup` puts the assets, relative to the repository root.
+pub const DEFAULT_ASSETS_DIR: &str = ".facedex/assets";
+
+impl Default for VisionConfig {
+    fn default() -> Self {
+        let assets = PathBuf::from(DEFAULT_ASSETS_DIR);
+        Self {
+            onnxruntime_library_path: assets.join("lib/libonnxruntime.so.1.32.0"),
+            detector_model_path: assets.join("models/scrfd_500m_bnkps.onnx"),
+            embedder_model_path: assets.join("models/w600k_mbf.onnx"),
+            execution_provider: ExecutionProvider::default(),
+            detection: DetectionConfig::default(),
+            embed_batch_size: 64,
+            // 100 MP: every camera photo, not a decompression bomb.
+            max_image_pixels: 100_000_000,
+            decode_threads: 0,
+        }
+    }
+}
+
+impl VisionConfig {
+    /// Checks ranges that serde cannot express.
+    pub fn validate(&self) -> Result<()> {
+        let size = self.detection.input_size_px;
+        if size == 0 || size % 32 != 0 {
+            return Err(VisionError::InvalidConfig {
+                setting: "detection.input_size_px",
+                reason: format!("{size} is not a positive multiple of 32 (SCRFD's largest stride)"),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.detection.score_threshold) {
+            return Err(VisionError::InvalidConfig {
+                setting: "detection.score_threshold",
+                reason: format!("{} is outside 0..=1", self.detection.score_threshold),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.detection.nms_iou_threshold) {
+            return Err(VisionError::InvalidConfig {
+                setting: "detection.nms_iou_threshold",
+                reason: format!("{} is outside 0..=1", self.detection.nms_iou_threshold),
+            });
+        }
+        if self.detection.batch_size == 0 || self.embed_batch_size == 0 {
+            return Err(VisionError::InvalidConfig {
+                setting: "detection.batch_size / embed_batch_size",
+                reason: "batch sizes must be at least 1".to_owned(),
+            });
+        }
+        if self.max_image_pixels == 0 {
+            return Err(VisionError::InvalidConfig {
+                setting: "max_image_pixels",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_insightface_settings_and_valid() {
+        let config = VisionConfig::default();
+        assert_eq!(config.detection.input_size_px, 640);
+        assert_eq!(config.detection.score_threshold, 0.5);
+        assert_eq!(config.detection.nms_iou_threshold, 0.4);
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn input_size_must_be_a_multiple_of_32() {
+        let mut config = VisionConfig::default();
+        config.detection.input_size_px = 600;
+        let error = config.validate().expect_err("600 is not a multiple of 32");
+        assert!(error.to_string().contains("detection.input_size_px"), "{error}");
+    }
+}

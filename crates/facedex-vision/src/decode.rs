@@ -1,0 +1,335 @@
+//! Photo bytes to an upright RGB image: JPEG, PNG and WebP; EXIF orientation applied; grayscale,
+//! CMYK, alpha and 16-bit inputs converted to 8-bit RGB (alpha is dropped, as OpenCV's `imread`
+//! does). The pixel count declared in the header is checked *before* any pixel buffer is
+//! allocated, so a decompression bomb costs a header parse, not gigabytes.
+
+use std::io::Cursor;
+
+use image::error::{ImageError, LimitErrorKind};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+
+use crate::error::{Result, VisionError};
+
+/// Decodes `bytes` (named `input` in errors) into an upright 8-bit RGB image.
+pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        return Err(VisionError::EmptyInput {
+            input: input.to_owned(),
+        });
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|error| corrupt(input, "unknown", error.to_string()))?;
+    let format = match reader.format() {
+        Some(format @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => format,
+        Some(other) => {
+            return Err(VisionError::UnsupportedFormat {
+                input: input.to_owned(),
+                detail: format!("; found {other:?}"),
+            });
+        }
+        None => {
+            return Err(VisionError::UnsupportedFormat {
+                input: input.to_owned(),
+                detail: describe_unknown(bytes),
+            });
+        }
+    };
+    let format_name = format_name(format);
+    // JPEG decoders fill a truncated scan with grey and report success; a photo cut short in
+    // transfer must be an error, not a half-grey picture in the index.
+    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
+        return Err(corrupt(
+            input,
+            format_name,
+            "the file is truncated (no end-of-image marker after the last scan)".to_owned(),
+        ));
+    }
+    // A second line of defence behind the pixel check below: decoders that allocate
+    // intermediate buffers must stay within a few bytes per allowed pixel.
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|error| map_image_error(input, format_name, error))?;
+    let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(VisionError::TooManyPixels {
+            input: input.to_owned(),
+            width,
+            height,
+            pixels,
+            max_pixels,
+        });
+    }
+    if pixels == 0 {
+        return Err(corrupt(
+            input,
+            format_name,
+            format!("declares a {width}x{height} image"),
+        ));
+    }
+    // Unreadable EXIF is not a reason to lose the photo: it is then shown as stored.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|error| map_image_error(input, format_name, error))?;
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+/// Walks the JPEG marker segments (skipping APPn payloads, so an embedded EXIF thumbnail's EOI
+/// does not count) and each scan's entropy-coded data, and reports whether EOI follows.
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    const EOI: u8 = 0xD9;
+    const SOS: u8 = 0xDA;
+    let mut position = 2; // after SOI
+    while position + 1 < bytes.len() {
+        if bytes[position] != 0xFF {
+            return false;
+        }
+        let marker = bytes[position + 1];
+        match marker {
+            0xFF => position += 1, // fill byte
+            EOI => return true,
+            0x01 | 0xD0..=0xD7 => position += 2, // stand-alone markers
+            _ => {
+                let Some(length) = bytes.get(position + 2..position + 4) else {
+                    return false;
+                };
+                position += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
+                if marker == SOS {
+                    // Entropy-coded data runs to the next marker that is neither a stuffed
+                    // 0xFF00 nor a restart marker.
+                    loop {
+                        match bytes.get(position..position + 2) {
+                            None => return false,
+                            Some([0xFF, 0x00 | 0xD0..=0xD7]) => position += 2,
+                            Some([0xFF, _]) => break,
+                            Some(_) => position += 1,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Png => "PNG",
+        ImageFormat::WebP => "WebP",
+        _ => "image",
+    }
+}
+
+fn corrupt(input: &str, format: &'static str, reason: String) -> VisionError {
+    VisionError::CorruptImage {
+        input: input.to_owned(),
+        format,
+        reason,
+    }
+}
+
+fn map_image_error(input: &str, format: &'static str, error: ImageError) -> VisionError {
+    match error {
+        ImageError::Unsupported(unsupported) => VisionError::UnsupportedFormat {
+            input: input.to_owned(),
+            detail: format!("; {unsupported}"),
+        },
+        ImageError::Limits(limit) if matches!(limit.kind(), LimitErrorKind::InsufficientMemory) => corrupt(
+            input,
+            format,
+            format!("decoding would exceed the memory limit ({limit})"),
+        ),
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            corrupt(input, format, "the file is truncated".to_owned())
+        }
+        other => corrupt(input, format, other.to_string()),
+    }
+}
+
+/// Says what an unrecognised file looks like, to make "not an image" errors actionable.
+fn describe_unknown(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(512)];
+    let printable = head
+        .iter()
+        .filter(|&&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
+    if printable == head.len() {
+        "; the data is plain text".to_owned()
+    } else {
+        let magic: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        format!("; unknown signature {}", magic.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use image::codecs::jpeg::JpegEncoder;
+    use image::codecs::png::PngEncoder;
+    use image::{ExtendedColorType, ImageEncoder, Rgb};
+
+    use super::*;
+
+    const LIMIT: u64 = 100_000_000;
+
+    /// A small photo-like gradient, so encoders produce realistic data.
+    fn gradient(width: u32, height: u32) -> RgbImage {
+        RgbImage::from_fn(width, height, |x, y| {
+            Rgb([(x * 255 / width) as u8, (y * 255 / height) as u8, 128])
+        })
+    }
+
+    fn jpeg(image: &RgbImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        JpegEncoder::new_with_quality(&mut out, 90)
+            .write_image(image.as_raw(), image.width(), image.height(), ExtendedColorType::Rgb8)
+            .expect("encode jpeg");
+        out
+    }
+
+    fn png(data: &[u8], width: u32, height: u32, color: ExtendedColorType) -> Vec<u8> {
+        let mut out = Vec::new();
+        PngEncoder::new(&mut out)
+            .write_image(data, width, height, color)
+            .expect("encode png");
+        out
+    }
+
+    /// A JPEG with an EXIF APP1 segment whose only tag is Orientation (0x0112).
+    fn jpeg_with_orientation(image: &RgbImage, orientation: u16) -> Vec<u8> {
+        let plain = jpeg(image);
+        let mut tiff = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01".to_vec();
+        tiff.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01]);
+        tiff.extend_from_slice(&orientation.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\x00\x00".to_vec();
+        app1.extend_from_slice(&tiff);
+        let length = u16::try_from(app1.len() + 2).expect("small segment");
+        let mut out = plain[..2].to_vec(); // SOI
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&plain[2..]);
+        out
+    }
+
+    #[test]
+    fn decodes_jpeg_png_and_webp_to_rgb() {
+        let image = gradient(40, 30);
+        let decoded = decode_photo("a.jpg", &jpeg(&image), LIMIT).expect("jpeg");
+        assert_eq!(decoded.dimensions(), (40, 30));
+        let decoded = decode_photo("a.png", &png(image.as_raw(), 40, 30, ExtendedColorType::Rgb8), LIMIT).expect("png");
+        assert_eq!(decoded, image, "png is lossless");
+        let mut webp = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+            .write_image(image.as_raw(), 40, 30, ExtendedColorType::Rgb8)
+            .expect("encode webp");
+        assert_eq!(decode_photo("a.webp", &webp, LIMIT).expect("webp"), image);
+    }
+
+    #[test]
+    fn converts_grayscale_alpha_and_16_bit() {
+        let gray: Vec<u8> = (0..20 * 10).map(|i| (i % 256) as u8).collect();
+        let decoded = decode_photo("g.png", &png(&gray, 20, 10, ExtendedColorType::L8), LIMIT).expect("gray");
+        assert_eq!(decoded.get_pixel(7, 0), &Rgb([7, 7, 7]));
+
+        let rgba: Vec<u8> = (0..20 * 10).flat_map(|_| [10u8, 20, 30, 0]).collect();
+        let decoded = decode_photo("a.png", &png(&rgba, 20, 10, ExtendedColorType::Rgba8), LIMIT).expect("rgba");
+        assert_eq!(
+            decoded.get_pixel(3, 3),
+            &Rgb([10, 20, 30]),
+            "alpha is dropped, colour kept"
+        );
+
+        let wide: Vec<u8> = (0..20 * 10).flat_map(|_| 0x8000u16.to_ne_bytes()).collect();
+        let decoded = decode_photo("w.png", &png(&wide, 20, 10, ExtendedColorType::L16), LIMIT).expect("16-bit");
+        assert_eq!(decoded.get_pixel(0, 0), &Rgb([128, 128, 128]));
+    }
+
+    #[test]
+    fn decodes_cmyk_jpeg() {
+        // 16x16 CMYK JPEG written by Pillow: left half cyan (C=255), right half white.
+        let bytes = include_bytes!("../testdata/cmyk.jpg");
+        let decoded = decode_photo("cmyk.jpg", bytes, LIMIT).expect("cmyk decodes");
+        assert_eq!(decoded.dimensions(), (16, 16));
+        let left = decoded.get_pixel(2, 8);
+        let right = decoded.get_pixel(13, 8);
+        assert!(left[0] < 60 && left[1] > 200 && left[2] > 200, "cyan, got {left:?}");
+        assert!(right.0.iter().all(|&c| c > 230), "white, got {right:?}");
+    }
+
+    #[test]
+    fn applies_exif_orientation() {
+        let image = gradient(40, 30);
+        // Orientation 6: the stored image must be turned 90° clockwise to be upright.
+        let decoded = decode_photo("r.jpg", &jpeg_with_orientation(&image, 6), LIMIT).expect("decodes");
+        assert_eq!(decoded.dimensions(), (30, 40));
+        let upright = decode_photo("u.jpg", &jpeg_with_orientation(&image, 1), LIMIT).expect("decodes");
+        assert_eq!(upright.dimensions(), (40, 30));
+    }
+
+    #[test]
+    fn zero_bytes_is_an_empty_input_error() {
+        let error = decode_photo("empty.jpg", b"", LIMIT).expect_err("empty");
+        assert!(matches!(error, VisionError::EmptyInput { .. }), "{error:?}");
+        assert_eq!(error.kind(), "empty");
+        assert!(error.to_string().starts_with("empty.jpg:"), "{error}");
+    }
+
+    #[test]
+    fn text_is_an_unsupported_format_error() {
+        let error = decode_photo("notes.jpg", b"hello, this is not a photo\n", LIMIT).expect_err("text");
+        assert!(matches!(error, VisionError::UnsupportedFormat { .. }), "{error:?}");
+        assert!(error.to_string().contains("plain text"), "{error}");
+        assert!(error.is_bad_input());
+    }
+
+    #[test]
+    fn truncated_jpeg_is_a_corrupt_error() {
+        let bytes = jpeg(&gradient(64, 64));
+        let error = decode_photo("cut.jpg", &bytes[..bytes.len() / 2], LIMIT).expect_err("truncated");
+        assert!(matches!(error, VisionError::CorruptImage { .. }), "{error:?}");
+        assert_eq!(error.kind(), "corrupt");
+    }
+
+    #[test]
+    fn huge_png_header_is_refused_before_allocating() {
+        // A valid 1x1 PNG whose IHDR is rewritten to claim 30000x30000 (and its CRC fixed), so
+        // only the pixel-count check can stop it: decoding would need 2.7 GB.
+        let mut bytes = png(&[1, 2, 3], 1, 1, ExtendedColorType::Rgb8);
+        bytes[16..20].copy_from_slice(&30_000u32.to_be_bytes());
+        bytes[20..24].copy_from_slice(&30_000u32.to_be_bytes());
+        let crc = crc32(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        let error = decode_photo("bomb.png", &bytes, LIMIT).expect_err("too many pixels");
+        match error {
+            VisionError::TooManyPixels {
+                width, height, pixels, ..
+            } => {
+                assert_eq!((width, height, pixels), (30_000, 30_000, 900_000_000));
+            }
+            other => panic!("expected TooManyPixels, got {other:?}"),
+        }
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &byte in data {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+}

@@ -1,0 +1,117 @@
+//! The SCRFD detector session: runs a batch of letterboxed photos and decodes each photo's
+//! faces with [`crate::scrfd`].
+
+use std::path::Path;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::config::VisionConfig;
+use crate::error::{Result, VisionError};
+use crate::letterbox::LetterboxGeometry;
+use crate::runtime::{build_session, require_file};
+use crate::scrfd::{ANCHORS_PER_CELL, DetectedFace, LevelOutputs, STRIDES, decode_detections};
+
+const ROLE: &str = "an SCRFD detector with keypoints (1 input, 9 outputs)";
+
+/// An SCRFD-style ONNX model: one NCHW input, nine outputs (scores, boxes, keypoints for
+/// strides 8, 16, 32), as `scrfd_500m_bnkps.onnx`.
+pub struct Detector {
+    session: Session,
+    input_size: usize,
+    score_threshold: f32,
+    nms_iou_threshold: f32,
+}
+
+impl Detector {
+    /// Loads the detector named in `config`.
+    pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
+        let path = &config.detector_model_path;
+        require_file(path, "SCRFD detector model", "vision.detector_model_path")?;
+        let session = build_session(environment, path, ROLE, &config.execution_provider)?;
+        if session.inputs().len() != 1 || session.outputs().len() != 9 {
+            return Err(incompatible(
+                path,
+                format!(
+                    "it has {} inputs and {} outputs",
+                    session.inputs().len(),
+                    session.outputs().len()
+                ),
+            ));
+        }
+        Ok(Self {
+            session,
+            input_size: config.detection.input_size_px as usize,
+            score_threshold: config.detection.score_threshold,
+            nms_iou_threshold: config.detection.nms_iou_threshold,
+        })
+    }
+
+    /// Side of the square input the photos must be letterboxed into.
+    pub fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    /// Detects faces in `geometries.len()` letterboxed photos stored back to back in `tensor`.
+    pub fn detect_batch(&mut self, tensor: &[f32], geometries: &[LetterboxGeometry]) -> Result<Vec<Vec<DetectedFace>>> {
+        let batch = geometries.len();
+        let side = self.input_size;
+        let input = TensorRef::from_array_view(([batch, 3, side, side], tensor)).map_err(inference)?;
+        let outputs = self.session.run(ort::inputs![input]).map_err(inference)?;
+        let mut arrays = Vec::with_capacity(9);
+        for index in 0..9 {
+            let (shape, data) = outputs[index].try_extract_tensor::<f32>().map_err(inference)?;
+            arrays.push((shape.to_vec(), data));
+        }
+        let mut per_photo = Vec::with_capacity(batch);
+        for (photo, geometry) in geometries.iter().enumerate() {
+            let mut levels = Vec::with_capacity(3);
+            for (level, &stride) in STRIDES.iter().enumerate() {
+                let anchors = (side / stride) * (side / stride) * ANCHORS_PER_CELL;
+                let slice = |index: usize, width: usize| -> Result<&[f32]> {
+                    let (shape, data) = &arrays[index];
+                    let per_image = anchors * width;
+                    if data.len() != per_image * batch {
+                        return Err(VisionError::Inference {
+                            model: "detector",
+                            reason: format!(
+                                "output {index} has shape {shape:?}; expected {anchors} anchors × {width} per photo for a batch of {batch}"
+                            ),
+                        });
+                    }
+                    Ok(&data[photo * per_image..(photo + 1) * per_image])
+                };
+                levels.push(LevelOutputs {
+                    stride,
+                    scores: slice(level, 1)?,
+                    boxes: slice(level + 3, 4)?,
+                    keypoints: slice(level + 6, 10)?,
+                });
+            }
+            per_photo.push(decode_detections(
+                &levels,
+                side,
+                self.score_threshold,
+                geometry.scale,
+                self.nms_iou_threshold,
+            ));
+        }
+        Ok(per_photo)
+    }
+}
+
+fn incompatible(path: &Path, reason: String) -> VisionError {
+    VisionError::IncompatibleModel {
+        path: path.to_owned(),
+        role: ROLE,
+        reason,
+    }
+}
+
+fn inference(error: ort::Error) -> VisionError {
+    VisionError::Inference {
+        model: "detector",
+        reason: error.to_string(),
+    }
+}

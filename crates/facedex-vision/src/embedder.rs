@@ -1,0 +1,107 @@
+//! The ArcFace embedder session: aligned 112×112 crops in, L2-normalised embeddings out, any
+//! number of faces per run. `w600k_mbf.onnx` declares its output as `[1, 512]`; ONNX Runtime
+//! returns the real `[n, 512]`, so the shape is read from each result, never from the model.
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::align::ALIGNED_SIZE;
+use crate::config::VisionConfig;
+use crate::error::{Result, VisionError};
+use crate::runtime::{build_session, require_file};
+
+const ROLE: &str = "an ArcFace embedder (1 input of N×3×112×112)";
+
+/// ArcFace's input normalisation: `(x − 127.5) / 127.5`.
+const EMBEDDER_MEAN: f32 = 127.5;
+const EMBEDDER_STD: f32 = 127.5;
+
+/// An ArcFace-style ONNX model.
+pub struct Embedder {
+    session: Session,
+    input: Vec<f32>,
+}
+
+impl Embedder {
+    /// Loads the embedder named in `config`.
+    pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
+        let path = &config.embedder_model_path;
+        require_file(path, "ArcFace embedder model", "vision.embedder_model_path")?;
+        let session = build_session(environment, path, ROLE, &config.execution_provider)?;
+        if session.inputs().len() != 1 || session.outputs().is_empty() {
+            return Err(VisionError::IncompatibleModel {
+                path: path.clone(),
+                role: ROLE,
+                reason: format!(
+                    "it has {} inputs and {} outputs",
+                    session.inputs().len(),
+                    session.outputs().len()
+                ),
+            });
+        }
+        Ok(Self {
+            session,
+            input: Vec::new(),
+        })
+    }
+
+    /// Embeds `crops` (packed RGB `112×112×3` each, back to back): one unit vector per crop.
+    pub fn embed_batch(&mut self, crops: &[u8]) -> Result<Vec<Vec<f32>>> {
+        let crop_len = ALIGNED_SIZE * ALIGNED_SIZE * 3;
+        let count = crops.len() / crop_len;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let plane = ALIGNED_SIZE * ALIGNED_SIZE;
+        self.input.resize(count * crop_len, 0.0);
+        for (crop, planes) in crops.chunks_exact(crop_len).zip(self.input.chunks_exact_mut(crop_len)) {
+            for (pixel_index, pixel) in crop.chunks_exact(3).enumerate() {
+                for (channel, &value) in pixel.iter().enumerate() {
+                    planes[channel * plane + pixel_index] = (f32::from(value) - EMBEDDER_MEAN) / EMBEDDER_STD;
+                }
+            }
+        }
+        let input = TensorRef::from_array_view(([count, 3, ALIGNED_SIZE, ALIGNED_SIZE], self.input.as_slice()))
+            .map_err(inference)?;
+        let outputs = self.session.run(ort::inputs![input]).map_err(inference)?;
+        let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(inference)?;
+        if data.is_empty() || data.len() % count != 0 {
+            return Err(VisionError::Inference {
+                model: "embedder",
+                reason: format!("output shape {shape:?} does not hold one vector per face for {count} faces"),
+            });
+        }
+        let dimension = data.len() / count;
+        Ok(data.chunks_exact(dimension).map(l2_normalized).collect())
+    }
+}
+
+/// `v / |v|`; a zero vector stays zero rather than becoming NaN.
+fn l2_normalized(vector: &[f32]) -> Vec<f32> {
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter().map(|v| v / norm).collect()
+    } else {
+        vector.to_vec()
+    }
+}
+
+fn inference(error: ort::Error) -> VisionError {
+    VisionError::Inference {
+        model: "embedder",
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_to_unit_length_and_keeps_zero() {
+        let unit = l2_normalized(&[3.0, 4.0]);
+        assert_eq!(unit, vec![0.6, 0.8]);
+        assert_eq!(l2_normalized(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+}

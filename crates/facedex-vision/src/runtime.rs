@@ -1,0 +1,123 @@
+//! Loading ONNX Runtime and building model sessions on the configured execution provider.
+//!
+//! ONNX Runtime allows one environment per process, so it is created once, from the configured
+//! shared library, and shared by every session. Asking for CUDA where it cannot load is an error:
+//! a silent fall-back to CPU would make a GPU node 20× slower without anyone noticing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+
+use crate::config::ExecutionProvider;
+use crate::error::{Result, VisionError};
+
+static ENVIRONMENT: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
+
+/// The process's ONNX Runtime environment, loading the library at `library` on first use.
+pub(crate) fn environment(library: &Path) -> Result<Environment> {
+    let mut slot = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((loaded_from, environment)) = slot.as_ref() {
+        if loaded_from != library {
+            return Err(VisionError::RuntimeUnavailable {
+                path: library.to_owned(),
+                reason: format!(
+                    "this process already loaded ONNX Runtime from {}; one library per process",
+                    loaded_from.display()
+                ),
+            });
+        }
+        return Ok(environment.clone());
+    }
+    require_file(library, "ONNX Runtime library", "vision.onnxruntime_library_path")?;
+    let unavailable = |reason: String| VisionError::RuntimeUnavailable {
+        path: library.to_owned(),
+        reason,
+    };
+    let environment = ort::init_from(library)
+        .map_err(|error| unavailable(error.to_string()))?
+        .with_name("facedex")
+        .build()
+        .map_err(|error| unavailable(error.to_string()))?;
+    *slot = Some((library.to_owned(), environment.clone()));
+    Ok(environment)
+}
+
+/// Fails with [`VisionError::MissingFile`] unless `path` is a file.
+pub(crate) fn require_file(path: &Path, what: &'static str, setting: &'static str) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(VisionError::MissingFile {
+            what,
+            path: path.to_owned(),
+            setting,
+        })
+    }
+}
+
+/// Builds a session for the model at `path` on `provider`.
+pub(crate) fn build_session(
+    environment: &Environment,
+    path: &Path,
+    role: &'static str,
+    provider: &ExecutionProvider,
+) -> Result<Session> {
+    let incompatible = |reason: String| VisionError::IncompatibleModel {
+        path: path.to_owned(),
+        role,
+        reason,
+    };
+    let mut builder = Session::builder(environment)
+        .and_then(|builder| {
+            builder
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(Into::into)
+        })
+        .map_err(|error| incompatible(error.to_string()))?;
+    match provider {
+        ExecutionProvider::Cpu { threads } => {
+            if *threads > 0 {
+                builder = builder
+                    .with_intra_threads(*threads)
+                    .map_err(|error| incompatible(error.to_string()))?;
+            }
+        }
+        ExecutionProvider::Cuda { device_id } => {
+            builder = with_cuda(builder, *device_id)?;
+        }
+    }
+    builder
+        .commit_from_file(path)
+        .map_err(|error| incompatible(error.to_string()))
+}
+
+#[cfg(feature = "cuda")]
+fn with_cuda(
+    builder: ort::session::builder::SessionBuilder,
+    device_id: i32,
+) -> Result<ort::session::builder::SessionBuilder> {
+    let cuda = ort::ep::CUDA::default()
+        .with_device_id(device_id)
+        .build()
+        .error_on_failure();
+    builder
+        .with_execution_providers([cuda])
+        .map_err(|error| VisionError::ExecutionProviderUnavailable {
+            provider: format!("cuda:{device_id}"),
+            reason: error.to_string(),
+        })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(
+    _builder: ort::session::builder::SessionBuilder,
+    device_id: i32,
+) -> Result<ort::session::builder::SessionBuilder> {
+    Err(VisionError::ExecutionProviderUnavailable {
+        provider: format!("cuda:{device_id}"),
+        reason: "this facedex binary was built without CUDA support; rebuild with `--features cuda`".to_owned(),
+    })
+}
