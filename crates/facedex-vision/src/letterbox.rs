@@ -1,9 +1,12 @@
 //! Fits a photo into the detector's square input the way InsightFace does: keep the aspect
-//! ratio, resize with (non-antialiased) bilinear interpolation like OpenCV's `INTER_LINEAR`,
-//! paste top-left onto a black canvas, and normalise to NCHW `(x − 127.5) / 128`.
+//! ratio, resize with OpenCV's `INTER_LINEAR`, paste top-left onto a black canvas, and
+//! normalise to NCHW `(x − 127.5) / 128`.
+//!
+//! The resize reproduces OpenCV's 8-bit fixed-point bilinear arithmetic (11-bit coefficients,
+//! the SIMD vertical pass's rounding) rather than using a generic resampler: faces at the frame
+//! edge move by over half a pixel on one-grey-level differences in the detector input, which
+//! costs embedding parity. It is bit-exact with `cv2.resize` for the downscales photos need.
 
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
 /// SCRFD's input normalisation: `(x − MEAN) / STD`.
@@ -39,8 +42,8 @@ pub fn letterbox_geometry(width: u32, height: u32, canvas: u32) -> LetterboxGeom
 /// Letterboxes photos into detector tensors, reusing its buffers between photos.
 pub struct Letterboxer {
     canvas: u32,
-    resizer: Resizer,
     resized: Vec<u8>,
+    rows: [Vec<i32>; 2],
 }
 
 impl Letterboxer {
@@ -48,8 +51,8 @@ impl Letterboxer {
     pub fn new(canvas: u32) -> Self {
         Self {
             canvas,
-            resizer: Resizer::new(),
             resized: Vec::new(),
+            rows: [Vec::new(), Vec::new()],
         }
     }
 
@@ -81,21 +84,76 @@ impl Letterboxer {
 
     /// The photo resized to the geometry's size, as packed RGB bytes.
     fn resize<'a>(&'a mut self, photo: &'a RgbImage, geometry: LetterboxGeometry) -> &'a [u8] {
-        let (new_w, new_h) = (geometry.resized_width, geometry.resized_height);
-        if (new_w, new_h) == photo.dimensions() {
+        let (new_w, new_h) = (geometry.resized_width as usize, geometry.resized_height as usize);
+        if (geometry.resized_width, geometry.resized_height) == photo.dimensions() {
             return photo.as_raw();
         }
-        self.resized.resize(new_w as usize * new_h as usize * 3, 0);
-        let source = ImageRef::new(photo.width(), photo.height(), photo.as_raw(), PixelType::U8x3)
-            .expect("an RgbImage's buffer matches its dimensions");
-        let mut destination = Image::from_slice_u8(new_w, new_h, &mut self.resized, PixelType::U8x3)
-            .expect("buffer sized for the destination above");
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Interpolation(FilterType::Bilinear));
-        self.resizer
-            .resize(&source, &mut destination, &options)
-            .expect("same pixel type on both sides");
+        let (width, height) = (photo.width() as usize, photo.height() as usize);
+        let columns = linear_taps(new_w, width);
+        let lines = linear_taps(new_h, height);
+        let source = photo.as_raw();
+        let stride = width * 3;
+        self.resized.resize(new_w * new_h * 3, 0);
+        for row in &mut self.rows {
+            row.resize(new_w * 3, 0);
+        }
+        for (y, line) in lines.iter().enumerate() {
+            // Horizontal pass of the two source rows this output row blends.
+            for (buffer, source_row) in self.rows.iter_mut().zip([line.first, line.second]) {
+                let pixels = &source[source_row * stride..(source_row + 1) * stride];
+                for (x, column) in columns.iter().enumerate() {
+                    for channel in 0..3 {
+                        buffer[x * 3 + channel] = i32::from(pixels[column.first * 3 + channel]) * column.weights[0]
+                            + i32::from(pixels[column.second * 3 + channel]) * column.weights[1];
+                    }
+                }
+            }
+            // Vertical pass with the rounding of OpenCV's SIMD path (VResizeLinearVec_32s8u).
+            let [b0, b1] = line.weights;
+            let out = &mut self.resized[y * new_w * 3..(y + 1) * new_w * 3];
+            for ((value, &s0), &s1) in out.iter_mut().zip(&self.rows[0]).zip(&self.rows[1]) {
+                let blended = (((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2;
+                *value = blended.clamp(0, 255) as u8;
+            }
+        }
         &self.resized
     }
+}
+
+/// The two source samples an output sample blends and their weights in 1/2048ths.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LinearTap {
+    first: usize,
+    second: usize,
+    weights: [i32; 2],
+}
+
+/// OpenCV's `INTER_LINEAR` taps for resizing `input` samples to `output`: half-pixel centres,
+/// the coordinate rounded to `f32`, clamped at both edges, weights rounded to 11 bits.
+fn linear_taps(output: usize, input: usize) -> Vec<LinearTap> {
+    let scale = 1.0 / (output as f64 / input as f64);
+    (0..output)
+        .map(|index| {
+            let position = ((index as f64 + 0.5) * scale - 0.5) as f32;
+            let mut first = position.floor();
+            let mut fraction = position - first;
+            if first < 0.0 {
+                first = 0.0;
+                fraction = 0.0;
+            }
+            let mut first = first as usize;
+            if first >= input - 1 {
+                first = input - 1;
+                fraction = 0.0;
+            }
+            let weight = |w: f32| (w * 2048.0).round_ties_even() as i32;
+            LinearTap {
+                first,
+                second: (first + 1).min(input - 1),
+                weights: [weight(1.0 - fraction), weight(fraction)],
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,6 +189,38 @@ mod tests {
         assert_eq!(at(2, 31, 63), 0.5 / 128.0);
         assert_eq!(at(0, 32, 0), -127.5 / 128.0, "rows below the photo are black");
         assert!(tensor.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn taps_clamp_at_both_edges() {
+        let taps = linear_taps(3, 6);
+        // Output 0 samples source 0.5: half of pixels 0 and 1.
+        assert_eq!(
+            taps[0],
+            LinearTap {
+                first: 0,
+                second: 1,
+                weights: [1024, 1024]
+            }
+        );
+        // Upscaling: the first output lies left of source pixel 0 and is clamped to it.
+        let taps = linear_taps(4, 2);
+        assert_eq!(
+            taps[0],
+            LinearTap {
+                first: 0,
+                second: 1,
+                weights: [2048, 0]
+            }
+        );
+        assert_eq!(
+            taps[3],
+            LinearTap {
+                first: 1,
+                second: 1,
+                weights: [2048, 0]
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,82 @@
+//! Helpers shared by the end-to-end tests: where the assets are, the reference fixture, and
+//! box/vector comparisons.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+
+use facedex_vision::VisionConfig;
+use serde::Deserialize;
+
+/// `.facedex/assets` of the repository (or `FACEDEX_ASSETS_DIR`); fails loudly when the assets
+/// are missing, so a machine without them fails the tests instead of skipping them.
+pub fn assets_dir() -> PathBuf {
+    let dir = std::env::var_os("FACEDEX_ASSETS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.facedex/assets"));
+    assert!(
+        dir.join("models/scrfd_500m_bnkps.onnx").is_file(),
+        "models missing under {}: run scripts/setup first",
+        dir.display()
+    );
+    dir
+}
+
+/// A sample photo fetched by `scripts/setup`.
+pub fn photo(name: &str) -> PathBuf {
+    assets_dir().join("photos").join(name)
+}
+
+/// The default vision settings, pointed at the repository's assets.
+pub fn vision_config() -> VisionConfig {
+    let assets = assets_dir();
+    VisionConfig {
+        onnxruntime_library_path: assets.join("lib/libonnxruntime.so.1.32.0"),
+        detector_model_path: assets.join("models/scrfd_500m_bnkps.onnx"),
+        embedder_model_path: assets.join("models/w600k_mbf.onnx"),
+        ..VisionConfig::default()
+    }
+}
+
+/// InsightFace's output for the sample photos (`tests/fixtures/insightface_faces.json`).
+#[derive(Debug, Deserialize)]
+pub struct ReferenceDocument {
+    pub generator: String,
+    pub photos: Vec<ReferencePhoto>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReferencePhoto {
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<ReferenceFace>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReferenceFace {
+    pub bbox: [f32; 4],
+    pub score: f32,
+    pub landmarks: [[f32; 2]; 5],
+    pub embedding: Vec<f32>,
+}
+
+pub fn reference() -> ReferenceDocument {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/insightface_faces.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture parses")
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes (continuous areas).
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let width = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let height = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let intersection = width * height;
+    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    intersection / (area(a) + area(b) - intersection)
+}
+
+/// Dot product, the cosine similarity of unit vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "embedding dimensions differ");
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
