@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use facedex_vision::VisionConfig;
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 /// The prefix of every environment override.
@@ -26,7 +26,10 @@ pub struct FacedexConfig {
 impl FacedexConfig {
     /// Loads defaults, then `file` (if any), then `FACEDEX__…` environment variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        // Defaults come from serde (`#[serde(default)]`), not from a serialized copy merged
+        // underneath: merging would leave keys of the default variant (`threads` of `cpu`)
+        // beside an override that switches variant (`kind = "cuda"`).
+        let mut figment = Figment::new();
         if let Some(file) = file {
             anyhow::ensure!(file.is_file(), "config file {} does not exist", file.display());
             figment = figment.merge(Toml::file_exact(file));
@@ -45,6 +48,10 @@ impl FacedexConfig {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::result_large_err,
+    reason = "figment::Jail's closures must return figment::Error"
+)]
 mod tests {
     use std::io::Write;
 
@@ -52,6 +59,14 @@ mod tests {
 
     #[test]
     fn file_values_override_defaults_and_unknown_keys_fail() {
+        // The jail's lock keeps the other test's environment variables out of this one.
+        figment::Jail::expect_with(|_| {
+            file_values_override_defaults();
+            Ok(())
+        });
+    }
+
+    fn file_values_override_defaults() {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         writeln!(
             file,
@@ -77,11 +92,12 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("FACEDEX__VISION__DETECTOR_MODEL_PATH", "/models/det.onnx");
             jail.set_env("FACEDEX__VISION__EXECUTION_PROVIDER__KIND", "cuda");
+            jail.set_env("FACEDEX__VISION__EXECUTION_PROVIDER__DEVICE_ID", "1");
             let config = FacedexConfig::load(None).expect("valid env");
             assert_eq!(config.vision.detector_model_path, Path::new("/models/det.onnx"));
             assert_eq!(
                 config.vision.execution_provider,
-                facedex_vision::ExecutionProvider::Cuda { device_id: 0 }
+                facedex_vision::ExecutionProvider::Cuda { device_id: 1 }
             );
             Ok(())
         });

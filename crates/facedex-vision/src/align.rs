@@ -39,7 +39,8 @@ pub fn estimate_similarity(source: &[[f64; 2]; 5], target: &[[f64; 2]; 5]) -> Op
         cross += px * qy - py * qx;
         norm += px * px + py * py;
     }
-    if !(norm > f64::EPSILON) {
+    // NaN landmarks fail this test too, which is what we want.
+    if norm.is_nan() || norm <= f64::EPSILON {
         return None;
     }
     let (a, b) = (dot / norm, cross / norm);

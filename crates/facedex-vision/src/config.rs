@@ -112,7 +112,7 @@ impl VisionConfig {
     /// Checks ranges that serde cannot express.
     pub fn validate(&self) -> Result<()> {
         let size = self.detection.input_size_px;
-        if size == 0 || size % 32 != 0 {
+        if size == 0 || !size.is_multiple_of(32) {
             return Err(VisionError::InvalidConfig {
                 setting: "detection.input_size_px",
                 reason: format!("{size} is not a positive multiple of 32 (SCRFD's largest stride)"),
