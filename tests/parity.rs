@@ -7,9 +7,13 @@ mod support;
 use facedex_vision::{FaceAnalyzer, PhotoFile, PipelineOptions, analyze_photos};
 use support::{ReferenceFace, cosine, iou, photo, reference, vision_config};
 
-/// facedex's faces for `names`, in the order given.
+/// facedex's faces for `names`, in the order given, with the default settings.
 fn analyze(names: &[&str]) -> Vec<Vec<facedex_vision::Face>> {
-    let mut analyzer = FaceAnalyzer::load(&vision_config()).expect("models load");
+    analyze_with(names, vision_config())
+}
+
+fn analyze_with(names: &[&str], config: facedex_vision::VisionConfig) -> Vec<Vec<facedex_vision::Face>> {
+    let mut analyzer = FaceAnalyzer::load(&config).expect("models load");
     let sources: Vec<PhotoFile> = names.iter().map(|name| PhotoFile(photo(name))).collect();
     let mut results: Vec<Option<Vec<facedex_vision::Face>>> = vec![None; names.len()];
     let options = PipelineOptions {
@@ -30,9 +34,23 @@ fn analyze(names: &[&str]) -> Vec<Vec<facedex_vision::Face>> {
 
 #[test]
 fn faces_match_insightface_on_every_sample_photo() {
+    assert_parity(vision_config());
+}
+
+/// The square 640×640 detector input is InsightFace's own; the default fits the input to the
+/// photo instead, and both must hold parity.
+#[test]
+fn faces_match_insightface_with_the_square_detector_input() {
+    let mut config = vision_config();
+    config.detection.fit_input_to_photo = false;
+    assert_parity(config);
+}
+
+fn assert_parity(config: facedex_vision::VisionConfig) {
+    let fit = config.detection.fit_input_to_photo;
     let reference = reference();
     let names: Vec<&str> = reference.photos.iter().map(|p| p.path.as_str()).collect();
-    let ours = analyze(&names);
+    let ours = analyze_with(&names, config);
     let (mut worst_iou, mut worst_landmark, mut worst_cosine) = (1.0f32, 0.0f32, 1.0f32);
     let mut compared = 0;
     for (expected, found) in reference.photos.iter().zip(&ours) {
@@ -85,7 +103,7 @@ fn faces_match_insightface_on_every_sample_photo() {
     }
     assert_eq!(compared, 34, "the fixture holds 34 faces over 9 photos");
     println!(
-        "parity with {}: {compared} faces, worst IoU {worst_iou:.4}, worst landmark error {worst_landmark:.3} px, worst cosine {worst_cosine:.5}",
+        "parity (fit_input_to_photo = {fit}) with {}: {compared} faces, worst IoU {worst_iou:.4}, worst landmark error {worst_landmark:.3} px, worst cosine {worst_cosine:.5}",
         reference.generator
     );
 }

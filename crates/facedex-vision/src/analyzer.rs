@@ -9,7 +9,7 @@ use crate::config::VisionConfig;
 use crate::detector::Detector;
 use crate::embedder::Embedder;
 use crate::error::Result;
-use crate::letterbox::Letterboxer;
+use crate::letterbox::{Letterboxer, letterbox_geometry};
 use crate::runtime::environment;
 use crate::scrfd::DetectedFace;
 
@@ -27,6 +27,8 @@ pub struct FaceAnalyzer {
     detector: Detector,
     embedder: Embedder,
     letterboxer: Letterboxer,
+    canvas: u32,
+    fit_input_to_photo: bool,
     detect_batch_size: usize,
     embed_batch_size: usize,
     detector_input: Vec<f32>,
@@ -41,7 +43,9 @@ impl FaceAnalyzer {
         let detector = Detector::load(&environment, config)?;
         let embedder = Embedder::load(&environment, config)?;
         Ok(Self {
-            letterboxer: Letterboxer::new(config.detection.input_size_px),
+            letterboxer: Letterboxer::default(),
+            canvas: config.detection.input_size_px,
+            fit_input_to_photo: config.detection.fit_input_to_photo,
             detector,
             embedder,
             detect_batch_size: config.detection.batch_size,
@@ -56,19 +60,34 @@ impl FaceAnalyzer {
         self.detect_batch_size
     }
 
-    /// Detects the faces of each photo, best score first.
+    /// Detects the faces of each photo, best score first. Photos run in batches of the
+    /// configured size; within a batch, photos sharing a detector input size run together.
     pub fn detect(&mut self, photos: &[&RgbImage]) -> Result<Vec<Vec<DetectedFace>>> {
-        let side = self.detector.input_size();
-        let slot = 3 * side * side;
-        let mut all = Vec::with_capacity(photos.len());
-        for chunk in photos.chunks(self.detect_batch_size) {
-            self.detector_input.resize(chunk.len() * slot, 0.0);
+        let mut all: Vec<Vec<DetectedFace>> = vec![Vec::new(); photos.len()];
+        for (chunk_index, chunk) in photos.chunks(self.detect_batch_size).enumerate() {
+            let offset = chunk_index * self.detect_batch_size;
             let geometries: Vec<_> = chunk
                 .iter()
-                .zip(self.detector_input.chunks_exact_mut(slot))
-                .map(|(photo, tensor)| self.letterboxer.write_tensor(photo, tensor))
+                .map(|photo| letterbox_geometry(photo.width(), photo.height(), self.canvas, self.fit_input_to_photo))
                 .collect();
-            all.extend(self.detector.detect_batch(&self.detector_input, &geometries)?);
+            let mut pending: Vec<usize> = (0..chunk.len()).collect();
+            while let Some(&leader) = pending.first() {
+                let size = (geometries[leader].input_width, geometries[leader].input_height);
+                let (group, rest): (Vec<usize>, Vec<usize>) = pending
+                    .iter()
+                    .partition(|&&i| (geometries[i].input_width, geometries[i].input_height) == size);
+                pending = rest;
+                let slot = 3 * size.0 as usize * size.1 as usize;
+                self.detector_input.resize(group.len() * slot, 0.0);
+                for (&i, tensor) in group.iter().zip(self.detector_input.chunks_exact_mut(slot)) {
+                    self.letterboxer.write_tensor(chunk[i], geometries[i], tensor);
+                }
+                let group_geometries: Vec<_> = group.iter().map(|&i| geometries[i]).collect();
+                let detected = self.detector.detect_batch(&self.detector_input, &group_geometries)?;
+                for (&i, faces) in group.iter().zip(detected) {
+                    all[offset + i] = faces;
+                }
+            }
         }
         Ok(all)
     }

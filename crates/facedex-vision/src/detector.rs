@@ -19,7 +19,6 @@ const ROLE: &str = "an SCRFD detector with keypoints (1 input, 9 outputs)";
 /// strides 8, 16, 32), as `scrfd_500m_bnkps.onnx`.
 pub struct Detector {
     session: Session,
-    input_size: usize,
     score_threshold: f32,
     nms_iou_threshold: f32,
 }
@@ -42,22 +41,25 @@ impl Detector {
         }
         Ok(Self {
             session,
-            input_size: config.detection.input_size_px as usize,
             score_threshold: config.detection.score_threshold,
             nms_iou_threshold: config.detection.nms_iou_threshold,
         })
     }
 
-    /// Side of the square input the photos must be letterboxed into.
-    pub fn input_size(&self) -> usize {
-        self.input_size
-    }
-
-    /// Detects faces in `geometries.len()` letterboxed photos stored back to back in `tensor`.
+    /// Detects faces in `geometries.len()` letterboxed photos stored back to back in `tensor`;
+    /// all of them must share one detector input size.
     pub fn detect_batch(&mut self, tensor: &[f32], geometries: &[LetterboxGeometry]) -> Result<Vec<Vec<DetectedFace>>> {
         let batch = geometries.len();
-        let side = self.input_size;
-        let input = TensorRef::from_array_view(([batch, 3, side, side], tensor)).map_err(inference)?;
+        let Some(first) = geometries.first() else {
+            return Ok(Vec::new());
+        };
+        let (width, height) = (first.input_width as usize, first.input_height as usize);
+        debug_assert!(
+            geometries
+                .iter()
+                .all(|g| (g.input_width, g.input_height) == (first.input_width, first.input_height))
+        );
+        let input = TensorRef::from_array_view(([batch, 3, height, width], tensor)).map_err(inference)?;
         let outputs = self.session.run(ort::inputs![input]).map_err(inference)?;
         let mut arrays = Vec::with_capacity(9);
         for index in 0..9 {
@@ -68,7 +70,7 @@ impl Detector {
         for (photo, geometry) in geometries.iter().enumerate() {
             let mut levels = Vec::with_capacity(3);
             for (level, &stride) in STRIDES.iter().enumerate() {
-                let anchors = (side / stride) * (side / stride) * ANCHORS_PER_CELL;
+                let anchors = (width / stride) * (height / stride) * ANCHORS_PER_CELL;
                 let slice = |index: usize, width: usize| -> Result<&[f32]> {
                     let (shape, data) = &arrays[index];
                     let per_image = anchors * width;
@@ -91,7 +93,7 @@ impl Detector {
             }
             per_photo.push(decode_detections(
                 &levels,
-                side,
+                width,
                 self.score_threshold,
                 geometry.scale,
                 self.nms_iou_threshold,

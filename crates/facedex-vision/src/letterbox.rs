@@ -22,52 +22,52 @@ pub struct LetterboxGeometry {
     pub resized_height: u32,
     /// Canvas pixels per photo pixel (InsightFace's `det_scale = new_h / img_h`).
     pub scale: f32,
+    /// Width of the detector input the photo is pasted into.
+    pub input_width: u32,
+    /// Height of the detector input the photo is pasted into.
+    pub input_height: u32,
 }
 
-/// The resized size InsightFace computes, including its truncation to whole pixels.
-pub fn letterbox_geometry(width: u32, height: u32, canvas: u32) -> LetterboxGeometry {
+/// The resized size InsightFace computes for a `canvas`×`canvas` input, including its
+/// truncation to whole pixels. With `fit_input`, the detector input shrinks to the resized photo
+/// rounded up to a multiple of 32 (SCRFD's largest stride) instead of the whole square: the same
+/// pixels and scale, with less black padding to run the network over.
+pub fn letterbox_geometry(width: u32, height: u32, canvas: u32, fit_input: bool) -> LetterboxGeometry {
     let image_ratio = f64::from(height) / f64::from(width);
     let (resized_width, resized_height) = if image_ratio > 1.0 {
         (((f64::from(canvas) / image_ratio) as u32).max(1), canvas)
     } else {
         (canvas, ((f64::from(canvas) * image_ratio) as u32).max(1))
     };
+    let fitted = |side: u32| if fit_input { side.div_ceil(32) * 32 } else { canvas };
     LetterboxGeometry {
         resized_width,
         resized_height,
         scale: (f64::from(resized_height) / f64::from(height)) as f32,
+        input_width: fitted(resized_width),
+        input_height: fitted(resized_height),
     }
 }
 
 /// Letterboxes photos into detector tensors, reusing its buffers between photos.
+#[derive(Default)]
 pub struct Letterboxer {
-    canvas: u32,
     resized: Vec<u8>,
     rows: [Vec<i32>; 2],
 }
 
 impl Letterboxer {
-    /// A letterboxer for a `canvas`×`canvas` detector input.
-    pub fn new(canvas: u32) -> Self {
-        Self {
-            canvas,
-            resized: Vec::new(),
-            rows: [Vec::new(), Vec::new()],
-        }
-    }
-
-    /// Writes `photo` as a normalised `3×canvas×canvas` plane set into `tensor` (one batch slot).
-    pub fn write_tensor(&mut self, photo: &RgbImage, tensor: &mut [f32]) -> LetterboxGeometry {
-        let side = self.canvas as usize;
-        debug_assert_eq!(tensor.len(), 3 * side * side);
-        let geometry = letterbox_geometry(photo.width(), photo.height(), self.canvas);
+    /// Writes `photo` as normalised `3×input_height×input_width` planes into `tensor` (one batch
+    /// slot), placed as `geometry` (from [`letterbox_geometry`] for this photo) says.
+    pub fn write_tensor(&mut self, photo: &RgbImage, geometry: LetterboxGeometry, tensor: &mut [f32]) {
+        let (width, height) = (geometry.input_width as usize, geometry.input_height as usize);
+        debug_assert_eq!(tensor.len(), 3 * width * height);
         let (new_w, new_h) = (geometry.resized_width as usize, geometry.resized_height as usize);
         let pixels = self.resize(photo, geometry);
 
         let background = (0.0 - DETECTOR_MEAN) / DETECTOR_STD;
-        let plane_len = side * side;
-        for (channel, plane) in tensor.chunks_exact_mut(plane_len).enumerate() {
-            for (row_index, row) in plane.chunks_exact_mut(side).enumerate() {
+        for (channel, plane) in tensor.chunks_exact_mut(width * height).enumerate() {
+            for (row_index, row) in plane.chunks_exact_mut(width).enumerate() {
                 if row_index >= new_h {
                     row.fill(background);
                     continue;
@@ -79,7 +79,6 @@ impl Letterboxer {
                 row[new_w..].fill(background);
             }
         }
-        geometry
     }
 
     /// The photo resized to the geometry's size, as packed RGB bytes.
@@ -165,23 +164,32 @@ mod tests {
     #[test]
     fn geometry_matches_insightface_truncation() {
         // players.jpg: 1237x800 → 640 wide, int(640 * 800/1237) = 413 high.
-        let g = letterbox_geometry(1237, 800, 640);
+        let g = letterbox_geometry(1237, 800, 640, false);
         assert_eq!((g.resized_width, g.resized_height), (640, 413));
+        assert_eq!((g.input_width, g.input_height), (640, 640));
         assert!((g.scale - 413.0 / 800.0).abs() < 1e-7);
+        let fitted = letterbox_geometry(1237, 800, 640, true);
+        assert_eq!(
+            (fitted.input_width, fitted.input_height),
+            (640, 416),
+            "413 rounded up to 32"
+        );
+        assert_eq!(fitted.scale, g.scale, "fitting the input never changes the scale");
         // gdp.jpg: 500x665 (portrait) → int(640 / (665/500)) = 481 wide.
-        let g = letterbox_geometry(500, 665, 640);
+        let g = letterbox_geometry(500, 665, 640, false);
         assert_eq!((g.resized_width, g.resized_height), (481, 640));
         // Extremely thin images still get a 1-pixel band instead of a zero-sized resize.
-        let g = letterbox_geometry(10_000, 2, 640);
+        let g = letterbox_geometry(10_000, 2, 640, true);
         assert_eq!((g.resized_width, g.resized_height), (640, 1));
+        assert_eq!(g.input_height, 32);
     }
 
     #[test]
     fn writes_normalised_planes_with_black_padding() {
         let photo = RgbImage::from_pixel(64, 32, Rgb([255, 0, 128]));
         let mut tensor = vec![f32::NAN; 3 * 64 * 64];
-        let mut letterboxer = Letterboxer::new(64);
-        let g = letterboxer.write_tensor(&photo, &mut tensor);
+        let g = letterbox_geometry(64, 32, 64, false);
+        Letterboxer::default().write_tensor(&photo, g, &mut tensor);
         assert_eq!((g.resized_width, g.resized_height), (64, 32));
         let at = |c: usize, y: usize, x: usize| tensor[c * 64 * 64 + y * 64 + x];
         assert_eq!(at(0, 0, 0), (255.0 - 127.5) / 128.0);
@@ -233,9 +241,8 @@ mod tests {
                 Rgb([200, 200, 200])
             }
         });
-        let mut letterboxer = Letterboxer::new(2);
         let mut tensor = vec![0.0; 3 * 2 * 2];
-        letterboxer.write_tensor(&photo, &mut tensor);
+        Letterboxer::default().write_tensor(&photo, letterbox_geometry(4, 4, 2, false), &mut tensor);
         let value = tensor[0] * 128.0 + 127.5;
         assert!((value - 100.0).abs() <= 1.0, "got {value}");
     }
