@@ -86,6 +86,9 @@ where
     let (job_sender, job_receiver) = bounded::<(usize, S)>(batch_size * 2);
     let (decoded_sender, decoded_receiver) = bounded::<(usize, String, Result<RgbImage>)>(batch_size * 2);
     thread::scope(|scope| {
+        // Owned by this closure so that an early return (a model failure) drops it: decoders
+        // blocked on a full channel then see it closed and exit, and the scope can join them.
+        let decoded_receiver = decoded_receiver;
         scope.spawn(move || {
             for job in sources.into_iter().enumerate() {
                 if job_sender.send(job).is_err() {
