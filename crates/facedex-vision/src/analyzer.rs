@@ -70,14 +70,12 @@ impl FaceAnalyzer {
                 .iter()
                 .map(|photo| letterbox_geometry(photo.width(), photo.height(), self.canvas, self.fit_input_to_photo))
                 .collect();
-            let mut pending: Vec<usize> = (0..chunk.len()).collect();
-            while let Some(&leader) = pending.first() {
-                let size = (geometries[leader].input_width, geometries[leader].input_height);
-                let (group, rest): (Vec<usize>, Vec<usize>) = pending
-                    .iter()
-                    .partition(|&&i| (geometries[i].input_width, geometries[i].input_height) == size);
-                pending = rest;
-                let slot = 3 * size.0 as usize * size.1 as usize;
+            let input_size = |i: &usize| (geometries[*i].input_width, geometries[*i].input_height);
+            let mut order: Vec<usize> = (0..chunk.len()).collect();
+            order.sort_by_key(input_size);
+            for group in order.chunk_by(|a, b| input_size(a) == input_size(b)) {
+                let (width, height) = input_size(&group[0]);
+                let slot = 3 * width as usize * height as usize;
                 self.detector_input.resize(group.len() * slot, 0.0);
                 for (&i, tensor) in group.iter().zip(self.detector_input.chunks_exact_mut(slot)) {
                     self.letterboxer.write_tensor(chunk[i], geometries[i], tensor);
