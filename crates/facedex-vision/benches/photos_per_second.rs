@@ -25,11 +25,7 @@ fn main() {
         ..VisionConfig::default()
     };
     let mut analyzer = FaceAnalyzer::load(&config).expect("models load");
-    let options = PipelineOptions {
-        decode_threads: 1,
-        max_image_pixels: config.max_image_pixels,
-        with_embeddings: true,
-    };
+    let options = PipelineOptions::from_config(&config, true);
     let mut run = |rounds: usize| {
         let sources: Vec<PhotoFile> = (0..rounds)
             .flat_map(|_| photos.iter().cloned().map(PhotoFile))

@@ -9,6 +9,7 @@ use crossbeam_channel::bounded;
 use image::RgbImage;
 
 use crate::analyzer::{Face, FaceAnalyzer};
+use crate::config::VisionConfig;
 use crate::decode::decode_photo;
 use crate::error::{Result, VisionError};
 
@@ -67,6 +68,22 @@ pub struct PipelineOptions {
     pub max_image_pixels: u64,
     /// Compute embeddings, not just detections.
     pub with_embeddings: bool,
+}
+
+impl PipelineOptions {
+    /// The options `config` describes; `decode_threads = 0` becomes half the cores (the other
+    /// half run the models), at least one.
+    pub fn from_config(config: &VisionConfig, with_embeddings: bool) -> Self {
+        let decode_threads = match config.decode_threads {
+            0 => thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+            configured => configured,
+        };
+        Self {
+            decode_threads,
+            max_image_pixels: config.max_image_pixels,
+            with_embeddings,
+        }
+    }
 }
 
 /// Runs every source through decode → detect → (embed), calling `on_result` once per photo,

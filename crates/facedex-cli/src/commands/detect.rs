@@ -31,11 +31,7 @@ pub struct DetectArgs {
 /// Runs the command; the exit code is 1 when any photo failed.
 pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode> {
     let mut analyzer = FaceAnalyzer::load(&config.vision).context("cannot load the face models")?;
-    let options = PipelineOptions {
-        decode_threads: decode_threads(config.vision.decode_threads),
-        max_image_pixels: config.vision.max_image_pixels,
-        with_embeddings: args.embeddings,
-    };
+    let options = PipelineOptions::from_config(&config.vision, args.embeddings);
     let sources: Vec<PhotoFile> = args.photos.into_iter().map(PhotoFile).collect();
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -68,14 +64,6 @@ pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The configured decode threads, or half the cores (the other half runs the models).
-fn decode_threads(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
 /// The JSON object printed for one photo.
