@@ -6,25 +6,19 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{assets_dir, cosine, iou, photo};
+use support::{cosine, iou, photo, vision_config};
 
 /// Runs `facedex` with the repository's assets configured through the environment.
 fn facedex(args: &[&str]) -> Output {
-    let assets = assets_dir();
+    let config = vision_config();
     Command::new(env!("CARGO_BIN_EXE_facedex"))
         .args(args)
         .env(
             "FACEDEX__VISION__ONNXRUNTIME_LIBRARY_PATH",
-            assets.join("lib/libonnxruntime.so.1.32.0"),
+            &config.onnxruntime_library_path,
         )
-        .env(
-            "FACEDEX__VISION__DETECTOR_MODEL_PATH",
-            assets.join("models/scrfd_500m_bnkps.onnx"),
-        )
-        .env(
-            "FACEDEX__VISION__EMBEDDER_MODEL_PATH",
-            assets.join("models/w600k_mbf.onnx"),
-        )
+        .env("FACEDEX__VISION__DETECTOR_MODEL_PATH", &config.detector_model_path)
+        .env("FACEDEX__VISION__EMBEDDER_MODEL_PATH", &config.embedder_model_path)
         .output()
         .expect("facedex runs")
 }
@@ -132,7 +126,7 @@ fn missing_model_names_the_path_and_the_setup_command() {
         .args(["detect", "--detector-model", "/nonexistent/det.onnx", "x.jpg"])
         .env(
             "FACEDEX__VISION__ONNXRUNTIME_LIBRARY_PATH",
-            assets_dir().join("lib/libonnxruntime.so.1.32.0"),
+            vision_config().onnxruntime_library_path,
         )
         .output()
         .expect("facedex runs");

@@ -28,13 +28,7 @@ pub fn photo(name: &str) -> PathBuf {
 
 /// The default vision settings, pointed at the repository's assets.
 pub fn vision_config() -> VisionConfig {
-    let assets = assets_dir();
-    VisionConfig {
-        onnxruntime_library_path: assets.join("lib/libonnxruntime.so.1.32.0"),
-        detector_model_path: assets.join("models/scrfd_500m_bnkps.onnx"),
-        embedder_model_path: assets.join("models/w600k_mbf.onnx"),
-        ..VisionConfig::default()
-    }
+    VisionConfig::with_assets_dir(&assets_dir())
 }
 
 /// InsightFace's output for the sample photos (`tests/fixtures/insightface_faces.json`).

@@ -18,12 +18,7 @@ fn main() {
         .map(|entry| entry.expect("dir entry").path())
         .collect();
     photos.sort();
-    let config = VisionConfig {
-        onnxruntime_library_path: assets.join("lib/libonnxruntime.so.1.32.0"),
-        detector_model_path: assets.join("models/scrfd_500m_bnkps.onnx"),
-        embedder_model_path: assets.join("models/w600k_mbf.onnx"),
-        ..VisionConfig::default()
-    };
+    let config = VisionConfig::with_assets_dir(&assets);
     let mut analyzer = FaceAnalyzer::load(&config).expect("models load");
     let options = PipelineOptions::from_config(&config, true);
     let mut run = |rounds: usize| {

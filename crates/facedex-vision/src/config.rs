@@ -2,7 +2,7 @@
 //! thresholds, batch sizes and the decode limit. Every field has a default; unknown keys are
 //! rejected so a typo in a config file is an error, not a silently ignored setting.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +97,13 @@ pub const DEFAULT_ASSETS_DIR: &str = ".facedex/assets";
 
 impl Default for VisionConfig {
     fn default() -> Self {
-        let assets = PathBuf::from(DEFAULT_ASSETS_DIR);
+        Self::with_assets_dir(Path::new(DEFAULT_ASSETS_DIR))
+    }
+}
+
+impl VisionConfig {
+    /// The defaults, with the runtime and models where `scripts/setup` puts them under `assets`.
+    pub fn with_assets_dir(assets: &Path) -> Self {
         Self {
             onnxruntime_library_path: assets.join("lib/libonnxruntime.so.1.32.0"),
             detector_model_path: assets.join("models/scrfd_500m_bnkps.onnx"),
@@ -110,9 +116,7 @@ impl Default for VisionConfig {
             decode_threads: 0,
         }
     }
-}
 
-impl VisionConfig {
     /// Checks ranges that serde cannot express.
     pub fn validate(&self) -> Result<()> {
         let size = self.detection.input_size_px;
