@@ -96,16 +96,28 @@ impl Letterboxer {
         for row in &mut self.rows {
             row.resize(new_w * 3, 0);
         }
+        // Source rows whose horizontal pass `self.rows[0]` and `self.rows[1]` hold. Consecutive
+        // output rows often blend the same source row (always when upscaling), and OpenCV
+        // likewise resizes each source row once.
+        let mut held: [Option<usize>; 2] = [None, None];
         for (y, line) in lines.iter().enumerate() {
-            // Horizontal pass of the two source rows this output row blends.
-            for (buffer, source_row) in self.rows.iter_mut().zip([line.first, line.second]) {
+            if held[1] == Some(line.first) && held[0] != Some(line.first) {
+                self.rows.swap(0, 1);
+                held.swap(0, 1);
+            }
+            for (slot, source_row) in [line.first, line.second].into_iter().enumerate() {
+                if held[slot] == Some(source_row) {
+                    continue;
+                }
                 let pixels = &source[source_row * stride..(source_row + 1) * stride];
+                let buffer = &mut self.rows[slot];
                 for (x, column) in columns.iter().enumerate() {
                     for channel in 0..3 {
                         buffer[x * 3 + channel] = i32::from(pixels[column.first * 3 + channel]) * column.weights[0]
                             + i32::from(pixels[column.second * 3 + channel]) * column.weights[1];
                     }
                 }
+                held[slot] = Some(source_row);
             }
             // Vertical pass with the rounding of OpenCV's SIMD path (VResizeLinearVec_32s8u).
             let [b0, b1] = line.weights;
