@@ -4,9 +4,12 @@
 //! variables `FACEDEX__<SECTION>__<KEY>` (double underscores separate levels, e.g.
 //! `FACEDEX__VISION__DETECTOR_MODEL_PATH`), then command-line flags. Unknown keys are errors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use facedex_index::IndexConfig;
+use facedex_server::ServerConfig;
 use facedex_vision::VisionConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -15,12 +18,32 @@ use serde::{Deserialize, Serialize};
 /// The prefix of every environment override.
 pub const ENV_PREFIX: &str = "FACEDEX__";
 
+/// Where the index lives unless configured.
+pub const DEFAULT_DATA_DIR: &str = ".facedex/data";
+
 /// Everything configurable in facedex.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FacedexConfig {
+    /// The index's data directory (snapshots, deletion journal).
+    pub data_dir: PathBuf,
     /// Models, runtime, detection and decoding settings.
     pub vision: VisionConfig,
+    /// HNSW shape, search defaults, vacuum and snapshot retention.
+    pub index: IndexConfig,
+    /// The search server: address, limits, auth, TLS, snapshot interval.
+    pub server: ServerConfig,
+}
+
+impl Default for FacedexConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            vision: VisionConfig::default(),
+            index: IndexConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
 }
 
 impl FacedexConfig {

@@ -28,6 +28,12 @@ struct Cli {
 enum Command {
     /// Detect (and optionally embed) the faces in photos and print them.
     Detect(commands::detect::DetectArgs),
+    /// Serve the FaceSearch gRPC API (with health and reflection) over a data directory.
+    Serve(commands::serve::ServeArgs),
+    /// Search a running server by photo, face id or embedding.
+    Search(commands::search::SearchArgs),
+    /// Load `facedex detect --json --embeddings` output into a data directory.
+    IndexImport(commands::index_import::IndexImportArgs),
 }
 
 /// Flags that override `[vision]` settings of the config file.
@@ -102,6 +108,9 @@ fn main() -> ExitCode {
         cli.vision.apply(&mut config);
         match cli.command {
             Command::Detect(args) => commands::detect::run(&config, args),
+            Command::Serve(args) => commands::serve::run(config, args),
+            Command::Search(args) => commands::search::run(config, args),
+            Command::IndexImport(args) => commands::index_import::run(config, args),
         }
     });
     match result {

@@ -55,6 +55,11 @@ impl FaceAnalyzer {
         })
     }
 
+    /// The embedding model's id (file stem and hash prefix), carried by every face record.
+    pub fn model_id(&self) -> &str {
+        self.embedder.model_id()
+    }
+
     /// Photos per detector run this analyzer was configured with.
     pub fn detect_batch_size(&self) -> usize {
         self.detect_batch_size

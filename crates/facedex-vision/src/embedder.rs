@@ -2,9 +2,12 @@
 //! number of faces per run. `w600k_mbf.onnx` declares its output as `[1, 512]`; ONNX Runtime
 //! returns the real `[n, 512]`, so the shape is read from each result, never from the model.
 
+use std::path::Path;
+
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
+use sha2::{Digest, Sha256};
 
 use crate::align::ALIGNED_SIZE;
 use crate::config::VisionConfig;
@@ -17,10 +20,25 @@ const ROLE: &str = "an ArcFace embedder (1 input of N×3×112×112)";
 const EMBEDDER_MEAN: f32 = 127.5;
 const EMBEDDER_STD: f32 = 127.5;
 
+/// The id of the embedding space of the model at `path`: its file stem and the first 12 hex
+/// digits of its SHA-256, e.g. `w600k_mbf-9cc6e4a75f07`. Every indexed face carries it, so an
+/// index never mixes embeddings of two models; renaming the file keeps the hash part.
+pub fn model_id(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|error| VisionError::Unreadable {
+        input: path.display().to_string(),
+        reason: error.to_string(),
+    })?;
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
+    let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or("model");
+    Ok(format!("{stem}-{hex}"))
+}
+
 /// An ArcFace-style ONNX model.
 pub struct Embedder {
     session: Session,
     input: Vec<f32>,
+    model_id: String,
 }
 
 impl Embedder {
@@ -43,7 +61,13 @@ impl Embedder {
         Ok(Self {
             session,
             input: Vec::new(),
+            model_id: model_id(path)?,
         })
+    }
+
+    /// The embedding space's id: see [`model_id`].
+    pub fn model_id(&self) -> &str {
+        &self.model_id
     }
 
     /// Embeds `crops` (packed RGB `112×112×3` each, back to back): one unit vector per crop.

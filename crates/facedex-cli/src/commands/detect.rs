@@ -40,13 +40,14 @@ pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode>
     // Results arrive in completion order; print them in input order.
     let mut waiting: BTreeMap<usize, PhotoResult> = BTreeMap::new();
     let mut next_index = 0;
+    let model_id = args.embeddings.then(|| analyzer.model_id().to_owned());
     analyze_photos(&mut analyzer, sources, options, |result| {
         waiting.insert(result.index, result);
         while let Some(ready) = waiting.remove(&next_index) {
             next_index += 1;
             failures += usize::from(ready.outcome.is_err());
             let written = if args.json {
-                writeln!(out, "{}", photo_json(&ready))
+                writeln!(out, "{}", photo_json(&ready, model_id.as_deref()))
             } else {
                 write_table(&mut out, &ready)
             };
@@ -66,8 +67,8 @@ pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The JSON object printed for one photo.
-fn photo_json(result: &PhotoResult) -> Value {
+/// The JSON object printed for one photo; `model_id` is set when embeddings were computed.
+fn photo_json(result: &PhotoResult, model_id: Option<&str>) -> Value {
     match &result.outcome {
         Ok(AnalyzedPhoto { width, height, faces }) => {
             let faces: Vec<Value> = faces
@@ -85,7 +86,11 @@ fn photo_json(result: &PhotoResult) -> Value {
                     object
                 })
                 .collect();
-            json!({"path": result.name, "width": width, "height": height, "faces": faces})
+            let mut object = json!({"path": result.name, "width": width, "height": height, "faces": faces});
+            if let Some(model_id) = model_id {
+                object["model_id"] = json!(model_id);
+            }
+            object
         }
         Err(error) => json!({
             "path": result.name,

@@ -1,3 +1,6 @@
 //! One module per subcommand.
 
 pub mod detect;
+pub mod index_import;
+pub mod search;
+pub mod serve;

@@ -1,0 +1,187 @@
+//! `facedex search`: a FaceSearch client — query by photo, face id or vector, print the hits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Args};
+use facedex_proto::face_search_client::FaceSearchClient;
+use facedex_proto::{Embedding, QueryResult, SearchFilter, SearchRequest, search_request};
+use serde_json::json;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+use crate::config::FacedexConfig;
+
+/// Arguments of `facedex search`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("query").required(true).args(["image", "face_id", "vector_file"])))]
+pub struct SearchArgs {
+    /// The server, e.g. `http://127.0.0.1:7051` (`https://` for TLS).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7051")]
+    server: String,
+    /// Search with every face in this photo.
+    #[arg(long, value_name = "PHOTO")]
+    image: Option<PathBuf>,
+    /// Search with an indexed face (it is left out of its own hits).
+    #[arg(long, value_name = "ID")]
+    face_id: Option<String>,
+    /// Search with an embedding: a JSON array of 512 floats.
+    #[arg(long, value_name = "FILE")]
+    vector_file: Option<PathBuf>,
+    /// Hits per query face (1–1000).
+    #[arg(long, default_value_t = 10)]
+    limit: u32,
+    /// Leave out hits below this cosine similarity.
+    #[arg(long, value_name = "SIMILARITY")]
+    min_score: Option<f32>,
+    /// HNSW candidate list size (the server's default when unset).
+    #[arg(long)]
+    ef: Option<u32>,
+    /// Brute-force search (exact, slow).
+    #[arg(long)]
+    exact: bool,
+    /// Only faces of images whose URI starts with this.
+    #[arg(long, value_name = "URI_PREFIX")]
+    image_uri_prefix: Option<String>,
+    /// Bearer token for a server with `server.auth_token` set.
+    #[arg(long, env = "FACEDEX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to verify an `https://` server with.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// Print one JSON object per query face instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Sends one search and prints the results.
+pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let query = if let Some(path) = &args.image {
+        search_request::Query::Image(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+    } else if let Some(face_id) = &args.face_id {
+        search_request::Query::FaceId(face_id.clone())
+    } else if let Some(path) = &args.vector_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let values: Vec<f32> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON array of numbers", path.display()))?;
+        search_request::Query::Embedding(Embedding { values })
+    } else {
+        bail!("give --image, --face-id or --vector-file");
+    };
+    let request = SearchRequest {
+        query: Some(query),
+        limit: Some(args.limit),
+        min_score: args.min_score,
+        ef: args.ef,
+        exact: args.exact,
+        filter: Some(SearchFilter {
+            image_uri_prefix: args.image_uri_prefix.clone().unwrap_or_default(),
+            ..SearchFilter::default()
+        }),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let response = runtime.block_on(send(&args, request))?;
+    if args.json {
+        for (position, result) in response.results.iter().enumerate() {
+            println!("{}", result_json(position, result, &response.model_id));
+        }
+    } else {
+        print_table(&response.results);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send(args: &SearchArgs, request: SearchRequest) -> anyhow::Result<facedex_proto::SearchResponse> {
+    let mut endpoint =
+        Endpoint::from_shared(args.server.clone()).with_context(|| format!("invalid server URL {}", args.server))?;
+    if args.server.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {}", args.server))?;
+    let mut client = FaceSearchClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let mut request = Request::new(request);
+    if let Some(token) = &args.token {
+        let value: MetadataValue<_> = format!("Bearer {token}")
+            .parse()
+            .context("the token is not valid header text")?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let response = client
+        .search(request)
+        .await
+        .map_err(|status| anyhow::anyhow!("{}: {}", status.code(), status.message()))?;
+    Ok(response.into_inner())
+}
+
+fn result_json(position: usize, result: &QueryResult, model_id: &str) -> serde_json::Value {
+    let hits: Vec<_> = result
+        .hits
+        .iter()
+        .map(|hit| {
+            let face = hit.face.clone().unwrap_or_default();
+            let bounding_box = face.bounding_box.unwrap_or_default();
+            json!({
+                "face_id": face.face_id,
+                "similarity": hit.similarity,
+                "image_uri": face.image_uri,
+                "bbox": [bounding_box.x1, bounding_box.y1, bounding_box.x2, bounding_box.y2],
+                "landmarks": face.landmarks.iter().map(|point| [point.x, point.y]).collect::<Vec<_>>(),
+                "detection_score": face.detection_score,
+                "model_id": face.model_id,
+            })
+        })
+        .collect();
+    let mut object = json!({"query_face": position, "model_id": model_id, "hits": hits});
+    if let Some(query_face) = &result.query_face {
+        let bounding_box = query_face.bounding_box.unwrap_or_default();
+        object["query_bbox"] = json!([bounding_box.x1, bounding_box.y1, bounding_box.x2, bounding_box.y2]);
+    }
+    object
+}
+
+fn print_table(results: &[QueryResult]) {
+    if results.is_empty() {
+        println!("no face in the query photo");
+    }
+    for (position, result) in results.iter().enumerate() {
+        match result.query_face.as_ref().and_then(|face| face.bounding_box) {
+            Some(b) => println!(
+                "query face {} at ({:.0},{:.0})-({:.0},{:.0}):",
+                position + 1,
+                b.x1,
+                b.y1,
+                b.x2,
+                b.y2
+            ),
+            None => println!("hits:"),
+        }
+        if result.hits.is_empty() {
+            println!("  (no hits)");
+        }
+        for (rank, hit) in result.hits.iter().enumerate() {
+            let face = hit.face.clone().unwrap_or_default();
+            let b = face.bounding_box.unwrap_or_default();
+            println!(
+                "  {:>3}. {:.4}  {}  {}  ({:.0},{:.0})-({:.0},{:.0})",
+                rank + 1,
+                hit.similarity,
+                face.face_id,
+                face.image_uri,
+                b.x1,
+                b.y1,
+                b.x2,
+                b.y2
+            );
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Recall@10 and single-thread QPS of the face index at several `ef`, on face-like vectors.
+//!
+//! `cargo bench -p facedex-index --bench ann_recall_qps -- VECTORS M EF_CONSTRUCTION EF,EF,.. OUT_DIR`
+//!
+//! Writes the base vectors, the queries and the exact top-10 (from the index's own brute-force
+//! search) to OUT_DIR as `.fvecs`/`.ivecs`, so that `scripts/reference/bench_ann.py` runs
+//! faiss and hnswlib on the same data, and prints one JSON object per line.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use facedex_index::synthetic::FaceLikeGenerator;
+use facedex_index::{BoundingBox, FaceId, FaceIndex, FaceMetadata, FaceRecord, IndexConfig, SearchQuery};
+
+const DIMENSION: usize = 512;
+const SAMPLES_PER_IDENTITY: usize = 10;
+const QUERIES: usize = 1000;
+const K: usize = 10;
+const INSERT_BATCH: usize = 10_000;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    let vectors: usize = args.first().map_or(Ok(100_000), |arg| arg.parse()).context("VECTORS")?;
+    let max_connections: usize = args.get(1).map_or(Ok(16), |arg| arg.parse()).context("M")?;
+    let ef_construction: usize = args
+        .get(2)
+        .map_or(Ok(200), |arg| arg.parse())
+        .context("EF_CONSTRUCTION")?;
+    let efs: Vec<usize> = args
+        .get(3)
+        .map_or("16,32,64,128,256", String::as_str)
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("EF list")?;
+    let out_dir = PathBuf::from(args.get(4).map_or(".facedex/bench/ann", String::as_str));
+    std::fs::create_dir_all(&out_dir)?;
+
+    let mut generator = FaceLikeGenerator::new(vectors / SAMPLES_PER_IDENTITY, DIMENSION, 42);
+    let base = generator.dataset(SAMPLES_PER_IDENTITY);
+    let queries = generator.queries(QUERIES);
+    base.write_fvecs(&out_dir.join("base.fvecs"))?;
+    queries.write_fvecs(&out_dir.join("queries.fvecs"))?;
+
+    let config = IndexConfig {
+        max_connections,
+        ef_construction,
+        expected_faces: base.len(),
+        ..IndexConfig::default()
+    };
+    let index = FaceIndex::new(config)?;
+    let rss_before = resident_bytes();
+    let build_started = Instant::now();
+    for start in (0..base.len()).step_by(INSERT_BATCH) {
+        let records = (start..(start + INSERT_BATCH).min(base.len()))
+            .map(|i| record(i, base.vector(i)))
+            .collect();
+        index.upsert(records)?;
+    }
+    let build_seconds = build_started.elapsed().as_secs_f64();
+    let rss_after = resident_bytes();
+
+    let exact_started = Instant::now();
+    let truth: Vec<Vec<usize>> = (0..queries.len())
+        .map(|q| {
+            let query = SearchQuery {
+                exact: true,
+                ..SearchQuery::nearest(queries.vector(q).to_vec(), K)
+            };
+            index
+                .search(&query)
+                .map(|hits| hits.iter().map(|hit| hit.face_id.0 as usize).collect())
+        })
+        .collect::<Result<_, _>>()?;
+    let exact_qps = queries.len() as f64 / exact_started.elapsed().as_secs_f64();
+    write_ivecs(&out_dir.join("groundtruth.ivecs"), &truth)?;
+
+    let info = index.info();
+    println!(
+        "{}",
+        serde_json::json!({
+            "library": "facedex", "kind": "build", "vectors": base.len(), "dimension": DIMENSION,
+            "m": max_connections, "ef_construction": ef_construction, "build_seconds": build_seconds,
+            "build_threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "rss_bytes_per_face": (rss_after.saturating_sub(rss_before)) as f64 / base.len() as f64,
+            "estimated_bytes_per_face": info.memory_bytes_estimate as f64 / base.len() as f64,
+            "exact_qps": exact_qps,
+        })
+    );
+    for ef in efs {
+        let started = Instant::now();
+        let mut found = 0usize;
+        for (q, expected) in truth.iter().enumerate() {
+            let query = SearchQuery {
+                ef: Some(ef),
+                ..SearchQuery::nearest(queries.vector(q).to_vec(), K)
+            };
+            let hits = index.search(&query)?;
+            found += hits
+                .iter()
+                .filter(|hit| expected.contains(&(hit.face_id.0 as usize)))
+                .count();
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            serde_json::json!({
+                "library": "facedex", "kind": "search", "vectors": base.len(), "ef": ef, "threads": 1,
+                "recall_at_10": found as f64 / (K * truth.len()) as f64, "qps": truth.len() as f64 / seconds,
+            })
+        );
+    }
+    Ok(())
+}
+
+fn record(position: usize, vector: &[f32]) -> FaceRecord {
+    FaceRecord {
+        face_id: FaceId(position as u128),
+        metadata: FaceMetadata {
+            image_uri: format!("synthetic://{position}"),
+            bounding_box: BoundingBox {
+                x1: 0.0,
+                y1: 0.0,
+                x2: 1.0,
+                y2: 1.0,
+            },
+            landmarks: [[0.0; 2]; 5],
+            detection_score: 1.0,
+            model_id: "synthetic".into(),
+        },
+        embedding: vector.to_vec(),
+    }
+}
+
+/// `.ivecs`: per row, the count as a little-endian i32, then the ids.
+fn write_ivecs(path: &std::path::Path, rows: &[Vec<usize>]) -> Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    for row in rows {
+        out.write_all(&(row.len() as i32).to_le_bytes())?;
+        for id in row {
+            out.write_all(&(*id as i32).to_le_bytes())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Resident set size from /proc (0 where there is none).
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}

@@ -1,0 +1,102 @@
+//! The index's settings: HNSW shape, search defaults, vacuum and snapshot policy.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IndexError, Result};
+
+/// The largest `limit` a search may ask for.
+pub const MAX_SEARCH_LIMIT: usize = 1000;
+
+/// Settings of the face index (`[index]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Embedding dimension (512 for ArcFace).
+    pub dimension: usize,
+    /// HNSW `M`: links per node on the upper layers (twice that on layer 0).
+    pub max_connections: usize,
+    /// HNSW `ef_construction`: candidate list size while inserting.
+    pub ef_construction: usize,
+    /// `ef` for searches that do not set one.
+    pub default_ef_search: usize,
+    /// Rebuild the graph without deleted faces once they exceed this share of it (Qdrant's
+    /// vacuum rule).
+    pub vacuum_deleted_ratio: f32,
+    /// Complete snapshot generations kept on disk; older ones are deleted.
+    pub snapshots_to_keep: usize,
+    /// Expected number of faces: sizes the graph's first allocation, not a limit.
+    pub expected_faces: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            dimension: 512,
+            max_connections: 16,
+            ef_construction: 100,
+            default_ef_search: 64,
+            vacuum_deleted_ratio: 0.2,
+            snapshots_to_keep: 2,
+            expected_faces: 100_000,
+        }
+    }
+}
+
+impl IndexConfig {
+    /// Rejects settings the graph cannot be built with.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |message: String| Err(IndexError::InvalidConfig(message));
+        if self.dimension == 0 {
+            return fail("index.dimension must be at least 1".into());
+        }
+        if !(2..=255).contains(&self.max_connections) {
+            return fail(format!(
+                "index.max_connections must be between 2 and 255, got {}",
+                self.max_connections
+            ));
+        }
+        if self.ef_construction < self.max_connections {
+            return fail(format!(
+                "index.ef_construction ({}) must be at least index.max_connections ({})",
+                self.ef_construction, self.max_connections
+            ));
+        }
+        if self.default_ef_search == 0 {
+            return fail("index.default_ef_search must be at least 1".into());
+        }
+        if !(self.vacuum_deleted_ratio > 0.0 && self.vacuum_deleted_ratio <= 1.0) {
+            return fail(format!(
+                "index.vacuum_deleted_ratio must be in (0, 1], got {}",
+                self.vacuum_deleted_ratio
+            ));
+        }
+        if self.snapshots_to_keep == 0 {
+            return fail("index.snapshots_to_keep must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert!(IndexConfig::default().validate().is_ok());
+        let bad = IndexConfig {
+            ef_construction: 4,
+            ..IndexConfig::default()
+        };
+        let message = bad.validate().expect_err("ef_construction < M").to_string();
+        assert!(message.contains("index.ef_construction (4)"), "{message}");
+        assert!(
+            IndexConfig {
+                vacuum_deleted_ratio: 0.0,
+                ..IndexConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

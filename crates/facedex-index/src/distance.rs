@@ -1,0 +1,154 @@
+//! Cosine distance between unit embeddings, and the checks that make a vector one.
+//!
+//! ArcFace embeddings are L2-normalised, so cosine similarity is a dot product. `hnsw_rs`'s own
+//! `DistDot` asserts `dot <= 1`, which unit f32 vectors break by rounding (a vector against
+//! itself can give 1.0000001) and then panic; this distance clamps instead: `1 - min(dot, 1)`.
+//! The dot product runs on the widest SIMD the CPU has (AVX-512, AVX2+FMA, SSE), chosen at run
+//! time, so one binary is fast on every x86-64 and aarch64 machine.
+
+use std::sync::LazyLock;
+
+use anndists::dist::Distance;
+use pulp::{Arch, Simd, WithSimd};
+
+use crate::error::{IndexError, Result};
+
+/// How far from 1 an embedding's L2 norm may be. ArcFace output normalised in f32 is within
+/// 1e-6; 1e-3 also admits vectors that went through a text format with 6 significant digits.
+pub const UNIT_NORM_TOLERANCE: f32 = 1e-3;
+
+static ARCH: LazyLock<Arch> = LazyLock::new(Arch::new);
+
+/// `1 - min(dot(a, b), 1)`: cosine distance for unit vectors, never negative, never panics.
+///
+/// The type name is written into every graph snapshot by `hnsw_rs` and checked on load:
+/// renaming this type makes older snapshots unloadable.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnitCosineDistance;
+
+impl Distance<f32> for UnitCosineDistance {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        1.0 - dot(va, vb).min(1.0)
+    }
+}
+
+/// Converts a distance from [`UnitCosineDistance`] back to cosine similarity.
+pub fn similarity_from_distance(distance: f32) -> f32 {
+    1.0 - distance
+}
+
+/// The dot product of two equally long slices, SIMD-dispatched.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    ARCH.dispatch(DotProduct { a, b })
+}
+
+struct DotProduct<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl WithSimd for DotProduct<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f32 {
+        let (a_lanes, a_tail) = S::as_simd_f32s(self.a);
+        let (b_lanes, b_tail) = S::as_simd_f32s(self.b);
+        // Four independent accumulators hide the FMA latency.
+        let (a_quads, a_rest) = pulp::as_arrays::<4, _>(a_lanes);
+        let (b_quads, b_rest) = pulp::as_arrays::<4, _>(b_lanes);
+        let mut acc = [simd.splat_f32s(0.0); 4];
+        for (a, b) in a_quads.iter().zip(b_quads) {
+            for lane in 0..4 {
+                acc[lane] = simd.mul_add_f32s(a[lane], b[lane], acc[lane]);
+            }
+        }
+        for (a, b) in a_rest.iter().zip(b_rest) {
+            acc[0] = simd.mul_add_f32s(*a, *b, acc[0]);
+        }
+        let sum = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+        let mut total = simd.reduce_sum_f32s(sum);
+        for (a, b) in a_tail.iter().zip(b_tail) {
+            total += a * b;
+        }
+        total
+    }
+}
+
+/// Checks that `vector` is a finite unit vector of `dimension` components; `what` names it in
+/// the error ("the query vector", "the embedding of face …").
+pub fn check_embedding(what: &str, vector: &[f32], dimension: usize) -> Result<()> {
+    if vector.len() != dimension {
+        return Err(IndexError::DimensionMismatch {
+            what: what.to_owned(),
+            expected: dimension,
+            actual: vector.len(),
+        });
+    }
+    if let Some((position, value)) = vector.iter().enumerate().find(|(_, value)| !value.is_finite()) {
+        return Err(IndexError::NonFiniteValue {
+            what: what.to_owned(),
+            position,
+            value: *value,
+        });
+    }
+    let norm = dot(vector, vector).sqrt();
+    if (norm - 1.0).abs() > UNIT_NORM_TOLERANCE {
+        return Err(IndexError::NotUnitVector {
+            what: what.to_owned(),
+            norm,
+            tolerance: UNIT_NORM_TOLERANCE,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar_dot(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn simd_dot_matches_scalar_for_every_length_up_to_100() {
+        for len in 0..100 {
+            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+            assert!((dot(&a, &b) - scalar_dot(&a, &b)).abs() < 1e-4, "length {len}");
+        }
+    }
+
+    #[test]
+    fn distance_clamps_rounding_above_one_instead_of_going_negative() {
+        let v = vec![1.000_001_f32, 0.0];
+        assert_eq!(UnitCosineDistance.eval(&v, &v), 0.0);
+    }
+
+    #[test]
+    fn check_embedding_names_the_problem() {
+        let unit = vec![0.6, 0.8];
+        assert!(check_embedding("v", &unit, 2).is_ok());
+        assert!(matches!(
+            check_embedding("v", &unit, 3),
+            Err(IndexError::DimensionMismatch {
+                expected: 3,
+                actual: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_embedding("v", &[f32::NAN, 1.0], 2),
+            Err(IndexError::NonFiniteValue { position: 0, .. })
+        ));
+        assert!(matches!(
+            check_embedding("v", &[0.0, f32::INFINITY], 2),
+            Err(IndexError::NonFiniteValue { .. })
+        ));
+        let message = check_embedding("the query vector", &[3.0, 4.0], 2)
+            .expect_err("norm 5")
+            .to_string();
+        assert!(message.contains("the query vector has L2 norm 5.0"), "{message}");
+    }
+}

@@ -1,0 +1,616 @@
+//! The in-memory face index: the HNSW graph plus what it cannot do itself — external face ids,
+//! metadata, deletion (tombstones, then vacuum), filters, exact search and the model check.
+//!
+//! Concurrency: searches take a read lock on the state and run in parallel with each other and
+//! with graph inserts (`hnsw_rs` inserts through `&self`). Writers (upsert, delete, vacuum,
+//! snapshot) are serialised by one mutex and take the state's write lock only to publish.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{IndexConfig, MAX_SEARCH_LIMIT};
+use crate::distance::{check_embedding, dot, similarity_from_distance};
+use crate::error::{IndexError, Result};
+use crate::graph::{
+    Graph, PointLocator, estimated_link_bytes_per_point, for_each_point, insert_and_find_orphans, new_graph,
+};
+use crate::record::{FaceId, FaceMetadata, FaceRecord};
+use crate::search::{FaceFilter, SearchHit, SearchQuery, TopK};
+
+/// A filter matching at most this many faces is answered by exact search over them: a graph
+/// search that must skip almost every node finds too few.
+const EXACT_SEARCH_FILTER_THRESHOLD: usize = 20_000;
+
+/// Kafka offsets applied to the index: topic → partition → next offset to consume.
+pub type AppliedOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
+
+/// A face as stored: id and metadata. The vector lives in the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredFace {
+    pub(crate) face_id: FaceId,
+    pub(crate) metadata: FaceMetadata,
+}
+
+/// Which faces to delete.
+#[derive(Debug, Clone)]
+pub enum DeleteSelector {
+    /// These faces (ids not in the index are ignored).
+    FaceIds(Vec<FaceId>),
+    /// Every face of this image.
+    ImageUri(String),
+    /// Every face of every image whose URI starts with this (non-empty) prefix.
+    ImageUriPrefix(String),
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    /// New faces.
+    pub inserted: usize,
+    /// Faces already present with the same vector (a replay): metadata refreshed.
+    pub unchanged: usize,
+    /// Faces present with a different vector: the old one was tombstoned.
+    pub replaced: usize,
+    /// Faces deleted earlier: a deletion is permanent, so these were not re-added.
+    pub skipped_deleted: usize,
+}
+
+/// A face looked up by id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceView {
+    /// Its id.
+    pub face_id: FaceId,
+    /// Its metadata.
+    pub metadata: FaceMetadata,
+    /// Its embedding, when asked for.
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// Counts and settings of the index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexInfo {
+    /// Live faces.
+    pub faces: usize,
+    /// Distinct images with at least one live face.
+    pub images: usize,
+    /// Deleted faces still in the graph (until the next vacuum).
+    pub tombstones: usize,
+    /// Faces deleted for good (their ids are refused on upsert).
+    pub deleted_total: usize,
+    /// Points the graph could not find again after insertion (`hnsw_rs` #37), served by
+    /// brute force on every search.
+    pub unreachable_points: usize,
+    /// The model of the embeddings, once the first face is in.
+    pub model_id: Option<String>,
+    /// Estimated resident bytes: vectors, graph links and metadata.
+    pub memory_bytes_estimate: usize,
+    /// Kafka offsets the index has applied.
+    pub applied_offsets: AppliedOffsets,
+    /// The settings.
+    pub config: IndexConfig,
+}
+
+/// Everything but the graph: rebuilt on load from the snapshot's metadata file.
+pub(crate) struct IndexState {
+    pub(crate) graph: Arc<Graph>,
+    /// By internal id (the graph's data id); `None` is a tombstone.
+    pub(crate) faces: Vec<Option<StoredFace>>,
+    pub(crate) by_face_id: HashMap<FaceId, usize>,
+    pub(crate) by_image: BTreeMap<String, Vec<usize>>,
+    pub(crate) tombstones: usize,
+    pub(crate) deleted: HashSet<FaceId>,
+    pub(crate) model_id: Option<String>,
+    pub(crate) applied_offsets: AppliedOffsets,
+    pub(crate) metadata_bytes: usize,
+    /// Points the graph cannot reach (`hnsw_rs` #37), scored by brute force on every search.
+    pub(crate) orphans: Vec<(usize, Vec<f32>)>,
+}
+
+impl IndexState {
+    pub(crate) fn new(graph: Graph) -> Self {
+        Self {
+            graph: Arc::new(graph),
+            faces: Vec::new(),
+            by_face_id: HashMap::new(),
+            by_image: BTreeMap::new(),
+            tombstones: 0,
+            deleted: HashSet::new(),
+            model_id: None,
+            applied_offsets: AppliedOffsets::new(),
+            metadata_bytes: 0,
+            orphans: Vec::new(),
+        }
+    }
+
+    /// Appends `face` at internal id `faces.len()` and indexes it by id and image.
+    pub(crate) fn push_face(&mut self, face: Option<StoredFace>) {
+        let internal_id = self.faces.len();
+        match &face {
+            Some(face) => {
+                self.by_face_id.insert(face.face_id, internal_id);
+                self.by_image
+                    .entry(face.metadata.image_uri.clone())
+                    .or_default()
+                    .push(internal_id);
+                self.metadata_bytes += metadata_bytes(&face.metadata);
+            }
+            None => self.tombstones += 1,
+        }
+        self.faces.push(face);
+    }
+
+    fn tombstone(&mut self, internal_id: usize) {
+        let Some(face) = self.faces.get_mut(internal_id).and_then(Option::take) else {
+            return;
+        };
+        self.by_face_id.remove(&face.face_id);
+        if let Some(ids) = self.by_image.get_mut(&face.metadata.image_uri) {
+            ids.retain(|id| *id != internal_id);
+            if ids.is_empty() {
+                self.by_image.remove(&face.metadata.image_uri);
+            }
+        }
+        self.metadata_bytes -= metadata_bytes(&face.metadata);
+        self.tombstones += 1;
+    }
+
+    fn live_face(&self, internal_id: usize) -> Option<&StoredFace> {
+        self.faces.get(internal_id).and_then(Option::as_ref)
+    }
+
+    fn check_model(&self, what: &str, model_id: &str) -> Result<()> {
+        match &self.model_id {
+            Some(expected) if expected != model_id => Err(IndexError::ModelMismatch {
+                what: what.to_owned(),
+                expected: expected.clone(),
+                actual: model_id.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Keeps the last record of each face id, in order: within one batch, as in a replay, the
+/// later copy wins.
+fn last_copy_of_each_face(records: Vec<FaceRecord>) -> Vec<FaceRecord> {
+    let mut seen = HashSet::new();
+    let mut kept: Vec<FaceRecord> = records
+        .into_iter()
+        .rev()
+        .filter(|record| seen.insert(record.face_id))
+        .collect();
+    kept.reverse();
+    kept
+}
+
+fn metadata_bytes(metadata: &FaceMetadata) -> usize {
+    std::mem::size_of::<Option<StoredFace>>() + metadata.image_uri.len() + metadata.model_id.len() + 64
+}
+
+/// The face index. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct FaceIndex {
+    pub(crate) config: IndexConfig,
+    pub(crate) writer: Mutex<()>,
+    pub(crate) state: RwLock<IndexState>,
+    locator: Mutex<PointLocator>,
+}
+
+impl FaceIndex {
+    /// An empty index.
+    pub fn new(config: IndexConfig) -> Result<Self> {
+        config.validate()?;
+        let graph = new_graph(&config, config.expected_faces);
+        Ok(Self::from_state(config, IndexState::new(graph)))
+    }
+
+    pub(crate) fn from_state(config: IndexConfig, state: IndexState) -> Self {
+        Self {
+            config,
+            writer: Mutex::new(()),
+            state: RwLock::new(state),
+            locator: Mutex::new(PointLocator::default()),
+        }
+    }
+
+    /// The settings the index was built with.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    /// Serialises writers; held by [`crate::FaceStore`] across an operation and its journal entry.
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock()
+    }
+
+    /// Inserts or refreshes faces, idempotently by face id. Every record is checked before any
+    /// is applied, so a bad record rejects the whole batch and changes nothing.
+    pub fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
+        let _writer = self.writer.lock();
+        self.upsert_locked(records)
+    }
+
+    pub(crate) fn upsert_locked(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
+        let mut outcome = UpsertOutcome::default();
+        let mut to_insert: Vec<FaceRecord> = Vec::with_capacity(records.len());
+        let mut metadata_refreshes = Vec::new();
+        let mut replaced_ids = Vec::new();
+        {
+            let state = self.state.read();
+            let mut batch_model = state.model_id.clone();
+            for record in &records {
+                let what = format!(
+                    "the embedding of face {} in {}",
+                    record.face_id, record.metadata.image_uri
+                );
+                check_embedding(&what, &record.embedding, self.config.dimension)?;
+                record.metadata.check()?;
+                match &batch_model {
+                    Some(expected) if *expected != record.metadata.model_id => {
+                        return Err(IndexError::ModelMismatch {
+                            what: format!("face {} in {}", record.face_id, record.metadata.image_uri),
+                            expected: expected.clone(),
+                            actual: record.metadata.model_id.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => batch_model = Some(record.metadata.model_id.clone()),
+                }
+            }
+            let mut locator = self.locator.lock();
+            for record in last_copy_of_each_face(records) {
+                if state.deleted.contains(&record.face_id) {
+                    outcome.skipped_deleted += 1;
+                    continue;
+                }
+                match state.by_face_id.get(&record.face_id) {
+                    Some(&internal_id) => {
+                        let stored = locator.vector(&state.graph, internal_id);
+                        let same_image = state
+                            .live_face(internal_id)
+                            .is_some_and(|face| face.metadata.image_uri == record.metadata.image_uri);
+                        if same_image && stored.as_deref() == Some(record.embedding.as_slice()) {
+                            outcome.unchanged += 1;
+                            metadata_refreshes.push((internal_id, record.metadata));
+                            continue;
+                        }
+                        outcome.replaced += 1;
+                        replaced_ids.push(internal_id);
+                    }
+                    None => outcome.inserted += 1,
+                }
+                to_insert.push(record);
+            }
+        }
+        let first_new_id = self.state.read().faces.len();
+        let graph = Arc::clone(&self.state.read().graph);
+        let vectors: Vec<(&[f32], usize)> = to_insert
+            .iter()
+            .enumerate()
+            .map(|(offset, record)| (record.embedding.as_slice(), first_new_id + offset))
+            .collect();
+        // Outside the state lock: searches go on while the graph grows. New points are not
+        // visible to searches until their metadata is pushed below (the filter needs it).
+        let orphans = insert_and_find_orphans(&graph, &vectors, self.config.default_ef_search);
+        let mut state = self.state.write();
+        state.orphans.extend(orphans);
+        for (internal_id, metadata) in metadata_refreshes {
+            // Same image URI (checked above), so the by_image key is unchanged.
+            if let Some(Some(face)) = state.faces.get_mut(internal_id) {
+                face.metadata = metadata;
+            }
+        }
+        for internal_id in replaced_ids {
+            state.tombstone(internal_id);
+        }
+        for record in to_insert {
+            if state.model_id.is_none() {
+                state.model_id = Some(record.metadata.model_id.clone());
+            }
+            state.push_face(Some(StoredFace {
+                face_id: record.face_id,
+                metadata: record.metadata,
+            }));
+        }
+        Ok(outcome)
+    }
+
+    /// The face ids `selector` matches now.
+    pub(crate) fn resolve(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
+        let state = self.state.read();
+        let ids_of = |internal_ids: &[usize]| -> Vec<FaceId> {
+            internal_ids
+                .iter()
+                .filter_map(|id| state.live_face(*id))
+                .map(|face| face.face_id)
+                .collect()
+        };
+        Ok(match selector {
+            DeleteSelector::FaceIds(ids) => ids
+                .iter()
+                .filter(|id| state.by_face_id.contains_key(id))
+                .copied()
+                .collect(),
+            DeleteSelector::ImageUri(uri) => state.by_image.get(uri).map(|ids| ids_of(ids)).unwrap_or_default(),
+            DeleteSelector::ImageUriPrefix(prefix) => {
+                if prefix.is_empty() {
+                    return Err(IndexError::InvalidRecord {
+                        image_uri: String::new(),
+                        reason: "deleting by an empty URI prefix would delete every face; delete by a non-empty prefix"
+                            .into(),
+                    });
+                }
+                state
+                    .by_image
+                    .range(prefix.clone()..)
+                    .take_while(|(uri, _)| uri.starts_with(prefix.as_str()))
+                    .flat_map(|(_, ids)| ids_of(ids))
+                    .collect()
+            }
+        })
+    }
+
+    /// Deletes faces for good: they leave search results at once, their metadata is dropped,
+    /// their vectors leave the graph at the next vacuum, and their ids are refused from now on.
+    pub fn delete(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
+        let _writer = self.writer.lock();
+        let face_ids = self.resolve(selector)?;
+        self.forget_locked(&face_ids);
+        Ok(face_ids)
+    }
+
+    /// Tombstones `face_ids` and remembers them as deleted. The caller holds the writer lock.
+    pub(crate) fn forget_locked(&self, face_ids: &[FaceId]) {
+        let mut state = self.state.write();
+        for face_id in face_ids {
+            if let Some(internal_id) = state.by_face_id.get(face_id).copied() {
+                state.tombstone(internal_id);
+            }
+            state.deleted.insert(*face_id);
+        }
+    }
+
+    /// Whether deleted faces exceed the configured share of the graph.
+    pub fn needs_vacuum(&self) -> bool {
+        let state = self.state.read();
+        !state.faces.is_empty() && state.tombstones as f32 / state.faces.len() as f32 > self.config.vacuum_deleted_ratio
+    }
+
+    /// Rebuilds the graph from the live faces only, dropping deleted vectors from memory.
+    /// Searches go on against the old graph meanwhile; writers wait.
+    pub fn vacuum(&self) -> Result<usize> {
+        let _writer = self.writer.lock();
+        let (live_faces, live_vectors) = {
+            let state = self.state.read();
+            let mut vectors: HashMap<usize, Vec<f32>> = HashMap::with_capacity(state.by_face_id.len());
+            for_each_point(&state.graph, |internal_id, vector| {
+                if state.live_face(internal_id).is_some() {
+                    vectors.insert(internal_id, vector.to_vec());
+                }
+            });
+            let faces: Vec<(usize, StoredFace)> = state
+                .faces
+                .iter()
+                .enumerate()
+                .filter_map(|(id, face)| Some((id, face.clone()?)))
+                .filter(|(id, _)| vectors.contains_key(id))
+                .collect();
+            (faces, vectors)
+        };
+        let removed = self.state.read().tombstones;
+        let graph = new_graph(&self.config, live_faces.len());
+        let batch: Vec<(&[f32], usize)> = live_faces
+            .iter()
+            .enumerate()
+            .filter_map(|(new_id, (old_id, _))| Some((live_vectors.get(old_id)?.as_slice(), new_id)))
+            .collect();
+        let orphans = insert_and_find_orphans(&graph, &batch, self.config.default_ef_search);
+        let mut state = self.state.write();
+        let mut rebuilt = IndexState::new(graph);
+        rebuilt.orphans = orphans;
+        rebuilt.deleted = std::mem::take(&mut state.deleted);
+        rebuilt.model_id = state.model_id.take();
+        rebuilt.applied_offsets = std::mem::take(&mut state.applied_offsets);
+        for (_, face) in live_faces {
+            rebuilt.push_face(Some(face));
+        }
+        *state = rebuilt;
+        *self.locator.lock() = PointLocator::default();
+        tracing::info!(removed, faces = state.faces.len(), "vacuumed the face index");
+        Ok(removed)
+    }
+
+    /// Records that Kafka records up to (excluding) `next_offset` of `topic`/`partition` are in
+    /// the index; stored with the next snapshot.
+    pub fn record_applied_offset(&self, topic: &str, partition: i32, next_offset: i64) {
+        let mut state = self.state.write();
+        state
+            .applied_offsets
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(partition, next_offset);
+    }
+
+    /// A face by id, with its vector when `with_embedding`.
+    pub fn get(&self, face_id: &FaceId, with_embedding: bool) -> Result<FaceView> {
+        let state = self.state.read();
+        let unknown = || IndexError::UnknownFace {
+            face_id: face_id.to_string(),
+        };
+        let internal_id = *state.by_face_id.get(face_id).ok_or_else(unknown)?;
+        let face = state.live_face(internal_id).ok_or_else(unknown)?;
+        let embedding = match with_embedding {
+            true => Some(
+                self.locator
+                    .lock()
+                    .vector(&state.graph, internal_id)
+                    .ok_or_else(unknown)?,
+            ),
+            false => None,
+        };
+        Ok(FaceView {
+            face_id: face.face_id,
+            metadata: face.metadata.clone(),
+            embedding,
+        })
+    }
+
+    /// The `query.limit` faces most similar to `query.vector` that pass the filter.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+        self.check_query(query)?;
+        let state = self.state.read();
+        if let Some(model_id) = &query.filter.model_id {
+            state.check_model("the query", model_id)?;
+        }
+        let candidates = self.filtered_candidates(&state, &query.filter);
+        let ranked: Vec<(usize, f32)> = match (query.exact, candidates) {
+            (_, Some(candidates)) => self.exact_over(&state, &candidates, query),
+            (true, None) => exact_over_graph(&state, query),
+            (false, None) => graph_search(&state, query, query.ef.unwrap_or(self.config.default_ef_search)),
+        };
+        Ok(ranked
+            .into_iter()
+            .filter(|(_, similarity)| query.min_score.is_none_or(|floor| *similarity >= floor))
+            .filter_map(|(internal_id, similarity)| {
+                let face = state.live_face(internal_id)?;
+                Some(SearchHit {
+                    face_id: face.face_id,
+                    similarity,
+                    metadata: face.metadata.clone(),
+                })
+            })
+            .take(query.limit)
+            .collect())
+    }
+
+    fn check_query(&self, query: &SearchQuery) -> Result<()> {
+        check_embedding("the query vector", &query.vector, self.config.dimension)?;
+        if query.limit == 0 || query.limit > MAX_SEARCH_LIMIT {
+            return Err(IndexError::InvalidLimit {
+                limit: query.limit,
+                max: MAX_SEARCH_LIMIT,
+            });
+        }
+        if let Some(min_score) = query.min_score
+            && !(-1.0..=1.0).contains(&min_score)
+        {
+            return Err(IndexError::InvalidMinScore { min_score });
+        }
+        Ok(())
+    }
+
+    /// The internal ids a selective filter allows, when few enough for exact search.
+    fn filtered_candidates(&self, state: &IndexState, filter: &FaceFilter) -> Option<Vec<usize>> {
+        if let Some(include) = &filter.include_face_ids {
+            return Some(
+                include
+                    .iter()
+                    .filter_map(|id| state.by_face_id.get(id).copied())
+                    .collect(),
+            );
+        }
+        let prefix = filter.image_uri_prefix.as_deref()?;
+        let mut candidates = Vec::new();
+        for (_, ids) in state
+            .by_image
+            .range(prefix.to_owned()..)
+            .take_while(|(uri, _)| uri.starts_with(prefix))
+        {
+            candidates.extend_from_slice(ids);
+            if candidates.len() > EXACT_SEARCH_FILTER_THRESHOLD {
+                return None;
+            }
+        }
+        Some(candidates)
+    }
+
+    fn exact_over(&self, state: &IndexState, candidates: &[usize], query: &SearchQuery) -> Vec<(usize, f32)> {
+        let mut top = TopK::new(query.limit);
+        let mut locator = self.locator.lock();
+        for &internal_id in candidates {
+            let Some(face) = state.live_face(internal_id) else {
+                continue;
+            };
+            if !query.filter.accepts(&face.face_id, &face.metadata) {
+                continue;
+            }
+            if let Some(vector) = locator.vector(&state.graph, internal_id) {
+                top.offer(internal_id, dot(&query.vector, &vector).min(1.0));
+            }
+        }
+        top.into_sorted()
+    }
+
+    /// Counts, model, offsets and a memory estimate.
+    pub fn info(&self) -> IndexInfo {
+        let state = self.state.read();
+        let points = state.faces.len();
+        let per_point = self.config.dimension * 4 + estimated_link_bytes_per_point(self.config.max_connections);
+        IndexInfo {
+            faces: state.by_face_id.len(),
+            images: state.by_image.len(),
+            tombstones: state.tombstones,
+            deleted_total: state.deleted.len(),
+            unreachable_points: state.orphans.len(),
+            model_id: state.model_id.clone(),
+            memory_bytes_estimate: points * per_point + state.metadata_bytes + state.deleted.len() * 32,
+            applied_offsets: state.applied_offsets.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// HNSW search. Without a user filter it asks the graph for its whole candidate list (`ef`
+/// points, at no extra cost) and drops tombstones and not-yet-published points afterwards:
+/// `hnsw_rs` gives up its early exit when searching with a filter, which costs several times
+/// the distance computations. Only when that leaves too few hits, or with a user filter, does it
+/// search with the filter.
+fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
+    let ef = ef.max(query.limit);
+    let accepts = |internal_id: &usize| {
+        state
+            .live_face(*internal_id)
+            .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata))
+    };
+    let to_ranked = |neighbours: Vec<hnsw_rs::hnsw::Neighbour>| -> Vec<(usize, f32)> {
+        let mut ranked: Vec<(usize, f32)> = neighbours
+            .into_iter()
+            .filter(|neighbour| accepts(&neighbour.d_id))
+            .map(|neighbour| (neighbour.d_id, similarity_from_distance(neighbour.distance)))
+            .collect();
+        for (internal_id, vector) in &state.orphans {
+            if accepts(internal_id) && !ranked.iter().any(|(id, _)| id == internal_id) {
+                ranked.push((*internal_id, dot(&query.vector, vector).min(1.0)));
+            }
+        }
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(query.limit);
+        ranked
+    };
+    if query.filter.is_empty() {
+        let ranked = to_ranked(state.graph.search(&query.vector, ef, ef));
+        if ranked.len() >= query.limit || state.tombstones == 0 || ranked.len() == state.by_face_id.len() {
+            return ranked;
+        }
+    }
+    to_ranked(
+        state
+            .graph
+            .search_filter(&query.vector, query.limit, ef, Some(&accepts)),
+    )
+}
+
+/// Brute force over every live face in the graph.
+fn exact_over_graph(state: &IndexState, query: &SearchQuery) -> Vec<(usize, f32)> {
+    let mut top = TopK::new(query.limit);
+    for_each_point(&state.graph, |internal_id, vector| {
+        if let Some(face) = state.live_face(internal_id)
+            && query.filter.accepts(&face.face_id, &face.metadata)
+        {
+            top.offer(internal_id, dot(&query.vector, vector).min(1.0));
+        }
+    });
+    top.into_sorted()
+}

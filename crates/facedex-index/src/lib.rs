@@ -1,0 +1,27 @@
+//! The face index: nearest-neighbour search over unit face embeddings with `hnsw_rs`, plus what
+//! a face search service needs around the graph — stable face ids, metadata, filters, deletion
+//! that really forgets (tombstones, a permanent deleted-id set, vacuum), exact search for
+//! checks, and crash-safe snapshots that carry the applied Kafka offsets.
+//!
+//! Knows nothing of gRPC or Kafka: `facedex-proto` converts, `facedex-server` serves.
+
+mod config;
+mod distance;
+mod error;
+mod graph;
+mod index;
+mod record;
+mod search;
+mod snapshot;
+mod store;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
+
+pub use config::{IndexConfig, MAX_SEARCH_LIMIT};
+pub use distance::{UNIT_NORM_TOLERANCE, UnitCosineDistance, check_embedding, dot};
+pub use error::{IndexError, Result};
+pub use index::{AppliedOffsets, DeleteSelector, FaceIndex, FaceView, IndexInfo, UpsertOutcome};
+pub use record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
+pub use search::{FaceFilter, SearchHit, SearchQuery};
+pub use snapshot::SnapshotInfo;
+pub use store::FaceStore;

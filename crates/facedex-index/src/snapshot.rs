@@ -1,0 +1,360 @@
+//! Crash-safe snapshots: each one a new generation directory, made durable before it counts.
+//!
+//! A generation holds the graph (`hnsw_rs`'s dump: native-endian, so snapshots move only
+//! between machines of the same endianness), the face metadata, the deleted ids and the applied
+//! Kafka offsets. Files are written and fsynced first; then `MANIFEST.json`, listing every file
+//! with its size and CRC-32, is written to a temporary name, fsynced and renamed into place, and
+//! the directory is fsynced. A generation without a manifest is a torn write; one whose files do
+//! not match their manifest is corrupt. Loading takes the newest generation that passes, so a
+//! crash at any point leaves the previous snapshot in charge (Kafka Streams' offset checkpoint
+//! and Flink's checkpoints work the same way).
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hnsw_rs::api::AnnT;
+use hnsw_rs::hnswio::HnswIo;
+use serde::{Deserialize, Serialize};
+
+use crate::config::IndexConfig;
+use crate::error::{IndexError, Result};
+use crate::graph::{Graph, for_each_point, new_graph};
+use crate::index::{AppliedOffsets, IndexState, StoredFace};
+use crate::record::FaceId;
+
+const FORMAT_VERSION: u32 = 1;
+const MANIFEST: &str = "MANIFEST.json";
+const GRAPH_BASENAME: &str = "graph";
+const METADATA_FILE: &str = "faces.postcard";
+const GENERATION_PREFIX: &str = "gen-";
+
+/// A snapshot on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Its generation number (increasing).
+    pub generation: u64,
+    /// Its directory.
+    pub path: PathBuf,
+    /// Live faces in it.
+    pub faces: usize,
+    /// When it was completed, in milliseconds since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// Total size of its files.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format_version: u32,
+    generation: u64,
+    created_unix_ms: u64,
+    faces: usize,
+    files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ManifestFile {
+    name: String,
+    bytes: u64,
+    crc32: u32,
+}
+
+/// Everything but the graph, in one file.
+#[derive(Serialize, Deserialize)]
+struct SnapshotMetadata {
+    format_version: u32,
+    dimension: usize,
+    max_connections: usize,
+    ef_construction: usize,
+    model_id: Option<String>,
+    faces: Vec<Option<StoredFace>>,
+    deleted: Vec<FaceId>,
+    applied_offsets: AppliedOffsets,
+    /// Internal ids of points the graph cannot reach (see `graph::insert_and_find_orphans`).
+    orphans: Vec<usize>,
+}
+
+/// The directory of generation `generation` under `snapshots_dir`.
+pub(crate) fn generation_dir(snapshots_dir: &Path, generation: u64) -> PathBuf {
+    snapshots_dir.join(format!("{GENERATION_PREFIX}{generation:020}"))
+}
+
+/// Writes `state` as generation `generation` and makes it durable. The caller holds the index's
+/// writer lock, so `state` cannot change underneath.
+pub(crate) fn write(
+    snapshots_dir: &Path,
+    generation: u64,
+    config: &IndexConfig,
+    state: &IndexState,
+) -> Result<SnapshotInfo> {
+    let dir = generation_dir(snapshots_dir, generation);
+    if dir.exists() {
+        // Left by a crash mid-write: it never had a valid manifest, or it would have been loaded.
+        fs::remove_dir_all(&dir).map_err(|error| IndexError::io("remove torn snapshot", &dir, error))?;
+    }
+    fs::create_dir_all(&dir).map_err(|error| IndexError::io("create", &dir, error))?;
+    let mut file_names = Vec::new();
+    if !state.faces.is_empty() {
+        dump_graph(&state.graph, &dir)?;
+        file_names.push(format!("{GRAPH_BASENAME}.hnsw.graph"));
+        file_names.push(format!("{GRAPH_BASENAME}.hnsw.data"));
+    }
+    let metadata = SnapshotMetadata {
+        format_version: FORMAT_VERSION,
+        dimension: config.dimension,
+        max_connections: config.max_connections,
+        ef_construction: config.ef_construction,
+        model_id: state.model_id.clone(),
+        faces: state.faces.clone(),
+        deleted: state.deleted.iter().copied().collect(),
+        applied_offsets: state.applied_offsets.clone(),
+        orphans: state.orphans.iter().map(|(internal_id, _)| *internal_id).collect(),
+    };
+    let metadata_path = dir.join(METADATA_FILE);
+    let metadata_file =
+        File::create(&metadata_path).map_err(|error| IndexError::io("create", &metadata_path, error))?;
+    let mut writer = BufWriter::new(metadata_file);
+    postcard::to_io(&metadata, &mut writer)
+        .map_err(|error| IndexError::io("write", &metadata_path, std::io::Error::other(error)))?;
+    writer
+        .flush()
+        .map_err(|error| IndexError::io("write", &metadata_path, error))?;
+    file_names.push(METADATA_FILE.to_owned());
+
+    let mut files = Vec::with_capacity(file_names.len());
+    for name in file_names {
+        let path = dir.join(&name);
+        let (bytes, crc32) = sync_and_checksum(&path)?;
+        files.push(ManifestFile { name, bytes, crc32 });
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        generation,
+        created_unix_ms: now_unix_ms(),
+        faces: state.by_face_id.len(),
+        files,
+    };
+    let manifest_json =
+        serde_json::to_vec_pretty(&manifest).map_err(|error| IndexError::corrupt(&dir, error.to_string()))?;
+    let temporary = dir.join(format!("{MANIFEST}.tmp"));
+    write_durably(&temporary, &manifest_json)?;
+    let manifest_path = dir.join(MANIFEST);
+    fs::rename(&temporary, &manifest_path).map_err(|error| IndexError::io("rename", &manifest_path, error))?;
+    sync_dir(&dir)?;
+    sync_dir(snapshots_dir)?;
+    Ok(info_of(&dir, &manifest))
+}
+
+/// `hnsw_rs` panics when it cannot create its files; turn that into an error.
+fn dump_graph(graph: &Graph, dir: &Path) -> Result<()> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| graph.file_dump(dir, GRAPH_BASENAME)));
+    let failed = |reason: String| IndexError::io("dump graph to", dir, std::io::Error::other(reason));
+    match outcome {
+        Ok(Ok(basename)) if basename == GRAPH_BASENAME => Ok(()),
+        Ok(Ok(basename)) => Err(failed(format!(
+            "hnsw_rs wrote basename {basename:?}, expected {GRAPH_BASENAME:?}"
+        ))),
+        Ok(Err(error)) => Err(failed(error.to_string())),
+        Err(_) => Err(failed("hnsw_rs panicked while dumping the graph".into())),
+    }
+}
+
+/// Generations under `snapshots_dir`, newest first.
+pub(crate) fn list_generations(snapshots_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries = match fs::read_dir(snapshots_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(IndexError::io("list", snapshots_dir, error)),
+    };
+    let mut generations = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| IndexError::io("list", snapshots_dir, error))?;
+        let name = entry.file_name();
+        let Some(number) = name.to_str().and_then(|name| name.strip_prefix(GENERATION_PREFIX)) else {
+            continue;
+        };
+        if let Ok(generation) = number.parse::<u64>() {
+            generations.push((generation, entry.path()));
+        }
+    }
+    generations.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(generations)
+}
+
+/// Whether the generation has its manifest, i.e. its writer got past the last step.
+pub(crate) fn is_complete(dir: &Path) -> bool {
+    dir.join(MANIFEST).is_file()
+}
+
+/// Loads one generation, verifying every file against the manifest first.
+pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, IndexState, SnapshotInfo)> {
+    let manifest_path = dir.join(MANIFEST);
+    let manifest_bytes = fs::read(&manifest_path)
+        .map_err(|error| IndexError::corrupt(dir, format!("no readable {MANIFEST}: {error}")))?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|error| IndexError::corrupt(dir, format!("{MANIFEST} does not parse: {error}")))?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(IndexError::corrupt(
+            dir,
+            format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                manifest.format_version
+            ),
+        ));
+    }
+    for file in &manifest.files {
+        let (bytes, crc32) = checksum(&dir.join(&file.name))
+            .map_err(|error| IndexError::corrupt(dir, format!("{} is unreadable: {error}", file.name)))?;
+        if (bytes, crc32) != (file.bytes, file.crc32) {
+            return Err(IndexError::corrupt(
+                dir,
+                format!(
+                    "{} has {bytes} bytes and CRC {crc32:08x}, the manifest says {} and {:08x}",
+                    file.name, file.bytes, file.crc32
+                ),
+            ));
+        }
+    }
+    let metadata_path = dir.join(METADATA_FILE);
+    let metadata_bytes = fs::read(&metadata_path).map_err(|error| IndexError::io("read", &metadata_path, error))?;
+    let metadata: SnapshotMetadata = postcard::from_bytes(&metadata_bytes)
+        .map_err(|error| IndexError::corrupt(dir, format!("{METADATA_FILE} does not decode: {error}")))?;
+    if metadata.dimension != config.dimension {
+        return Err(IndexError::InvalidConfig(format!(
+            "index.dimension is {} but the snapshot in {} holds {}-dimensional embeddings",
+            config.dimension,
+            dir.display(),
+            metadata.dimension
+        )));
+    }
+    // The graph keeps the shape it was built with; new inserts follow it.
+    let loaded_config = IndexConfig {
+        max_connections: metadata.max_connections,
+        ef_construction: metadata.ef_construction,
+        ..config.clone()
+    };
+    let graph = if metadata.faces.is_empty() {
+        new_graph(&loaded_config, loaded_config.expected_faces)
+    } else {
+        load_graph(dir)?
+    };
+    if graph.get_nb_point() != metadata.faces.len() {
+        return Err(IndexError::corrupt(
+            dir,
+            format!(
+                "the graph has {} points but the metadata {} faces",
+                graph.get_nb_point(),
+                metadata.faces.len()
+            ),
+        ));
+    }
+    let mut state = IndexState::new(graph);
+    state.model_id = metadata.model_id;
+    state.applied_offsets = metadata.applied_offsets;
+    state.deleted = metadata.deleted.into_iter().collect();
+    for face in metadata.faces {
+        state.push_face(face);
+    }
+    if !metadata.orphans.is_empty() {
+        let wanted: HashSet<usize> = metadata.orphans.into_iter().collect();
+        for_each_point(&state.graph, |internal_id, vector| {
+            if wanted.contains(&internal_id) {
+                state.orphans.push((internal_id, vector.to_vec()));
+            }
+        });
+    }
+    Ok((loaded_config, state, info_of(dir, &manifest)))
+}
+
+fn load_graph(dir: &Path) -> Result<Graph> {
+    // The loaded graph borrows its loader for its whole life (`Hnsw<'b, ..>`). A loader is a
+    // few paths and counters and there is one per process start, so it is leaked to give the
+    // graph a 'static lifetime rather than tying the index to a self-referential struct.
+    let load = || {
+        let loader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, GRAPH_BASENAME)));
+        loader.load_hnsw()
+    };
+    match catch_unwind(load) {
+        Ok(Ok(graph)) => Ok(graph),
+        Ok(Err(error)) => Err(IndexError::corrupt(dir, format!("the graph does not load: {error}"))),
+        Err(_) => Err(IndexError::corrupt(dir, "hnsw_rs panicked while loading the graph")),
+    }
+}
+
+/// Deletes all but the `keep` newest complete generations, and torn ones older than the newest
+/// complete one (a torn one newer than it may be a write in progress).
+pub(crate) fn prune(snapshots_dir: &Path, keep: usize) -> Result<()> {
+    let mut complete_seen = 0;
+    for (_, dir) in list_generations(snapshots_dir)? {
+        let complete = is_complete(&dir);
+        let remove = if complete {
+            complete_seen >= keep
+        } else {
+            complete_seen > 0
+        };
+        if complete {
+            complete_seen += 1;
+        }
+        if remove {
+            fs::remove_dir_all(&dir).map_err(|error| IndexError::io("remove old snapshot", &dir, error))?;
+        }
+    }
+    Ok(())
+}
+
+fn info_of(dir: &Path, manifest: &Manifest) -> SnapshotInfo {
+    SnapshotInfo {
+        generation: manifest.generation,
+        path: dir.to_path_buf(),
+        faces: manifest.faces,
+        created_unix_ms: manifest.created_unix_ms,
+        bytes: manifest.files.iter().map(|file| file.bytes).sum(),
+    }
+}
+
+fn checksum(path: &Path) -> std::io::Result<(u64, u32)> {
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let read = reader.read(&mut buffer)?;
+        if read == 0 {
+            return Ok((bytes, hasher.finalize()));
+        }
+        hasher.update(&buffer[..read]);
+        bytes += read as u64;
+    }
+}
+
+fn sync_and_checksum(path: &Path) -> Result<(u64, u32)> {
+    let file = File::open(path).map_err(|error| IndexError::io("open", path, error))?;
+    file.sync_all().map_err(|error| IndexError::io("fsync", path, error))?;
+    checksum(path).map_err(|error| IndexError::io("read back", path, error))
+}
+
+/// Writes `bytes` to `path` and fsyncs it.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(|error| IndexError::io("create", path, error))?;
+    file.write_all(bytes)
+        .map_err(|error| IndexError::io("write", path, error))?;
+    file.sync_all().map_err(|error| IndexError::io("fsync", path, error))
+}
+
+/// Fsyncs a directory so that entries created or renamed in it survive a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|error| IndexError::io("fsync", dir, error))
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}

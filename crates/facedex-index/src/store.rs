@@ -1,0 +1,229 @@
+//! A face index bound to a data directory: loads the newest good snapshot at open, journals
+//! deletions so they survive a crash before the next snapshot, and writes snapshots.
+//!
+//! ```text
+//! DATA_DIR/
+//!   LOCK                      held while a process has the directory open
+//!   deletions.journal         deletions since the last snapshot, one fsynced line each
+//!   snapshots/gen-…/          see snapshot.rs
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::config::IndexConfig;
+use crate::error::{IndexError, Result};
+use crate::index::{DeleteSelector, FaceIndex, IndexState, UpsertOutcome};
+use crate::record::{FaceId, FaceRecord};
+use crate::snapshot::{self, SnapshotInfo, sync_dir};
+
+const LOCK_FILE: &str = "LOCK";
+const JOURNAL_FILE: &str = "deletions.journal";
+const SNAPSHOTS_DIR: &str = "snapshots";
+
+/// The face index and its data directory.
+pub struct FaceStore {
+    index: FaceIndex,
+    data_dir: PathBuf,
+    journal: Mutex<File>,
+    last_snapshot: Mutex<Option<SnapshotInfo>>,
+    changed_since_snapshot: AtomicBool,
+    _lock: File,
+}
+
+impl FaceStore {
+    /// Opens (creating if needed) `data_dir`: takes its lock, loads the newest snapshot that
+    /// verifies (falling back to older ones, with a warning, when the newest is torn or
+    /// corrupt), then re-applies journaled deletions.
+    pub fn open(data_dir: &Path, config: IndexConfig) -> Result<Self> {
+        config.validate()?;
+        let snapshots_dir = data_dir.join(SNAPSHOTS_DIR);
+        fs::create_dir_all(&snapshots_dir).map_err(|error| IndexError::io("create", &snapshots_dir, error))?;
+        let lock_path = data_dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|error| IndexError::io("open", &lock_path, error))?;
+        lock.try_lock().map_err(|_| IndexError::DataDirLocked {
+            path: data_dir.to_path_buf(),
+            lock: lock_path,
+        })?;
+
+        let (index, last_snapshot) = load_newest(&snapshots_dir, config)?;
+        let journal_path = data_dir.join(JOURNAL_FILE);
+        let journaled = read_journal(&journal_path)?;
+        if !journaled.is_empty() {
+            tracing::info!(
+                faces = journaled.len(),
+                "re-applying deletions journaled after the last snapshot"
+            );
+            let _writer = index.lock_writer();
+            index.forget_locked(&journaled);
+        }
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(|error| IndexError::io("open", &journal_path, error))?;
+        Ok(Self {
+            index,
+            data_dir: data_dir.to_path_buf(),
+            journal: Mutex::new(journal),
+            last_snapshot: Mutex::new(last_snapshot),
+            changed_since_snapshot: AtomicBool::new(!journaled.is_empty()),
+            _lock: lock,
+        })
+    }
+
+    /// The index, for searches and reads.
+    pub fn index(&self) -> &FaceIndex {
+        &self.index
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// [`FaceIndex::upsert`]; durable at the next snapshot.
+    pub fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
+        let outcome = self.index.upsert(records)?;
+        self.changed_since_snapshot.store(true, Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// [`FaceIndex::record_applied_offset`]; durable at the next snapshot.
+    pub fn record_applied_offset(&self, topic: &str, partition: i32, next_offset: i64) {
+        self.index.record_applied_offset(topic, partition, next_offset);
+        self.changed_since_snapshot.store(true, Ordering::Release);
+    }
+
+    /// Deletes faces and returns their ids. Durable when this returns: the ids are fsynced to
+    /// the journal before the index forgets them.
+    pub fn delete(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
+        let _writer = self.index.lock_writer();
+        let face_ids = self.index.resolve(selector)?;
+        if face_ids.is_empty() {
+            return Ok(face_ids);
+        }
+        let mut line = serde_json::to_string(&face_ids).map_err(|error| self.journal_error(error.into()))?;
+        line.push('\n');
+        {
+            let mut journal = self.journal.lock();
+            journal
+                .write_all(line.as_bytes())
+                .map_err(|error| self.journal_error(error))?;
+            journal.sync_data().map_err(|error| self.journal_error(error))?;
+        }
+        self.index.forget_locked(&face_ids);
+        self.changed_since_snapshot.store(true, Ordering::Release);
+        Ok(face_ids)
+    }
+
+    fn journal_error(&self, error: std::io::Error) -> IndexError {
+        IndexError::io("append to deletion journal", self.data_dir.join(JOURNAL_FILE), error)
+    }
+
+    /// Whether anything changed since the last snapshot.
+    pub fn has_unsnapshotted_changes(&self) -> bool {
+        self.changed_since_snapshot.load(Ordering::Acquire)
+    }
+
+    /// Writes a new snapshot generation, then empties the journal (its deletions are in the
+    /// snapshot) and prunes old generations. Searches go on; writers wait.
+    pub fn snapshot(&self) -> Result<SnapshotInfo> {
+        let _writer = self.index.lock_writer();
+        let snapshots_dir = self.data_dir.join(SNAPSHOTS_DIR);
+        let generation = snapshot::list_generations(&snapshots_dir)?
+            .first()
+            .map_or(1, |(newest, _)| newest + 1);
+        self.changed_since_snapshot.store(false, Ordering::Release);
+        let written = {
+            let state = self.index.state.read();
+            snapshot::write(&snapshots_dir, generation, &self.index.config, &state)
+        };
+        let info = written.inspect_err(|_| self.changed_since_snapshot.store(true, Ordering::Release))?;
+        let journal = self.journal.lock();
+        journal.set_len(0).map_err(|error| self.journal_error(error))?;
+        journal.sync_all().map_err(|error| self.journal_error(error))?;
+        snapshot::prune(&snapshots_dir, self.index.config.snapshots_to_keep)?;
+        *self.last_snapshot.lock() = Some(info.clone());
+        tracing::info!(generation, faces = info.faces, bytes = info.bytes, "snapshot written");
+        Ok(info)
+    }
+
+    /// The snapshot loaded at open or written last.
+    pub fn last_snapshot(&self) -> Option<SnapshotInfo> {
+        self.last_snapshot.lock().clone()
+    }
+
+    /// Vacuums when deleted faces exceed the configured share; returns how many were removed.
+    pub fn vacuum_if_needed(&self) -> Result<usize> {
+        if !self.index.needs_vacuum() {
+            return Ok(0);
+        }
+        let removed = self.index.vacuum()?;
+        self.changed_since_snapshot.store(true, Ordering::Release);
+        Ok(removed)
+    }
+}
+
+fn load_newest(snapshots_dir: &Path, config: IndexConfig) -> Result<(FaceIndex, Option<SnapshotInfo>)> {
+    let generations = snapshot::list_generations(snapshots_dir)?;
+    let mut failures = Vec::new();
+    for (generation, dir) in &generations {
+        if !snapshot::is_complete(dir) {
+            tracing::warn!(generation, path = %dir.display(), "skipping a torn snapshot (no manifest): a write was interrupted");
+            continue;
+        }
+        match snapshot::load(dir, &config) {
+            Ok((loaded_config, state, info)) => {
+                tracing::info!(generation, faces = info.faces, "loaded snapshot");
+                return Ok((FaceIndex::from_state(loaded_config, state), Some(info)));
+            }
+            Err(error @ IndexError::InvalidConfig(_)) => return Err(error),
+            Err(error) => {
+                tracing::warn!(generation, %error, "skipping an unusable snapshot, trying the previous one");
+                failures.push(error.to_string());
+            }
+        }
+    }
+    if !failures.is_empty() {
+        // Starting empty here would silently drop the whole index.
+        return Err(IndexError::corrupt(
+            snapshots_dir,
+            format!(
+                "no snapshot verifies ({}); move the directory aside to start an empty index",
+                failures.join("; ")
+            ),
+        ));
+    }
+    sync_dir(snapshots_dir)?;
+    let graph = crate::graph::new_graph(&config, config.expected_faces);
+    Ok((FaceIndex::from_state(config, IndexState::new(graph)), None))
+}
+
+/// Face ids from the journal. A torn last line (a crash mid-append, never acknowledged) is
+/// ignored; anything else that does not parse is an error, because dropping a deletion that
+/// was acknowledged would bring a deleted face back.
+fn read_journal(path: &Path) -> Result<Vec<FaceId>> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(IndexError::io("read", path, error)),
+    };
+    let mut face_ids = Vec::new();
+    let complete_lines = text.rsplit_once('\n').map_or("", |(complete, _)| complete);
+    for (number, line) in complete_lines.lines().enumerate() {
+        let ids: Vec<FaceId> = serde_json::from_str(line)
+            .map_err(|error| IndexError::corrupt(path, format!("line {} does not parse: {error}", number + 1)))?;
+        face_ids.extend(ids);
+    }
+    Ok(face_ids)
+}

@@ -1,0 +1,167 @@
+//! Face-like synthetic embeddings for tests and benchmarks (feature `synthetic`).
+//!
+//! Uniform random unit vectors are a poor stand-in for faces: in 512 dimensions they are all
+//! nearly orthogonal and any graph finds "neighbours" that are no closer than the rest. Real
+//! embeddings come in identities: several photos of one person sit at cosine 0.5–0.8 from each
+//! other and near 0 from everyone else. Here each identity has a random unit centre and a
+//! per-identity spread, and each sample is `normalise(a·centre + √(1−a²)·noise)` with `a²`
+//! drawn from [0.5, 0.8], so two samples of one identity have cosine ≈ `a²`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::StandardNormal;
+
+/// Unit vectors grouped by identity, stored row-major.
+pub struct FaceLikeVectors {
+    /// Components per vector.
+    pub dimension: usize,
+    /// `len() * dimension` floats.
+    pub data: Vec<f32>,
+    /// The identity of each vector.
+    pub identity_of: Vec<u32>,
+}
+
+impl FaceLikeVectors {
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.identity_of.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.identity_of.is_empty()
+    }
+
+    /// Vector `index`.
+    pub fn vector(&self, index: usize) -> &[f32] {
+        &self.data[index * self.dimension..(index + 1) * self.dimension]
+    }
+
+    /// Writes the vectors in the `.fvecs` format of the ANN benchmarks (per vector: the
+    /// dimension as a little-endian i32, then the floats), for the Python peers to read.
+    pub fn write_fvecs(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = BufWriter::new(File::create(path)?);
+        let dimension = i32::try_from(self.dimension).map_err(std::io::Error::other)?;
+        for index in 0..self.len() {
+            out.write_all(&dimension.to_le_bytes())?;
+            for value in self.vector(index) {
+                out.write_all(&value.to_le_bytes())?;
+            }
+        }
+        out.flush()
+    }
+}
+
+/// A generator of identities and their samples, deterministic for a seed.
+pub struct FaceLikeGenerator {
+    dimension: usize,
+    centres: Vec<Vec<f32>>,
+    centre_weights: Vec<f32>,
+    rng: StdRng,
+}
+
+impl FaceLikeGenerator {
+    /// `identities` random identities in `dimension` dimensions.
+    pub fn new(identities: usize, dimension: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let centres = (0..identities).map(|_| random_unit(&mut rng, dimension)).collect();
+        let centre_weights = (0..identities).map(|_| rng.random_range(0.5f32..0.8).sqrt()).collect();
+        Self {
+            dimension,
+            centres,
+            centre_weights,
+            rng,
+        }
+    }
+
+    /// A fresh sample ("another photo") of `identity`.
+    pub fn sample(&mut self, identity: usize) -> Vec<f32> {
+        let noise = random_unit(&mut self.rng, self.dimension);
+        let weight = self.centre_weights[identity];
+        let noise_weight = (1.0 - weight * weight).sqrt();
+        let mixed: Vec<f32> = self.centres[identity]
+            .iter()
+            .zip(&noise)
+            .map(|(centre, noise)| weight * centre + noise_weight * noise)
+            .collect();
+        normalise(mixed)
+    }
+
+    /// `samples_per_identity` samples of every identity, identity by identity.
+    pub fn dataset(&mut self, samples_per_identity: usize) -> FaceLikeVectors {
+        let count = self.centres.len() * samples_per_identity;
+        let mut data = Vec::with_capacity(count * self.dimension);
+        let mut identity_of = Vec::with_capacity(count);
+        for identity in 0..self.centres.len() {
+            for _ in 0..samples_per_identity {
+                data.extend(self.sample(identity));
+                identity_of.push(identity as u32);
+            }
+        }
+        FaceLikeVectors {
+            dimension: self.dimension,
+            data,
+            identity_of,
+        }
+    }
+
+    /// `count` queries: new samples of identities drawn at random.
+    pub fn queries(&mut self, count: usize) -> FaceLikeVectors {
+        let mut data = Vec::with_capacity(count * self.dimension);
+        let mut identity_of = Vec::with_capacity(count);
+        for _ in 0..count {
+            let identity = self.rng.random_range(0..self.centres.len());
+            data.extend(self.sample(identity));
+            identity_of.push(identity as u32);
+        }
+        FaceLikeVectors {
+            dimension: self.dimension,
+            data,
+            identity_of,
+        }
+    }
+}
+
+fn random_unit(rng: &mut StdRng, dimension: usize) -> Vec<f32> {
+    normalise((0..dimension).map(|_| rng.sample::<f32, _>(StandardNormal)).collect())
+}
+
+fn normalise(mut vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt();
+    vector.iter_mut().for_each(|value| *value /= norm);
+    vector
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dot;
+
+    #[test]
+    fn samples_of_one_identity_are_close_and_of_two_identities_are_not() {
+        let mut generator = FaceLikeGenerator::new(50, 512, 7);
+        let data = generator.dataset(2);
+        let mut same = Vec::new();
+        let mut different = Vec::new();
+        for identity in 0..50 {
+            same.push(dot(data.vector(2 * identity), data.vector(2 * identity + 1)));
+            different.push(dot(data.vector(2 * identity), data.vector((2 * identity + 2) % 100)));
+        }
+        let mean = |values: &[f32]| values.iter().sum::<f32>() / values.len() as f32;
+        assert!(
+            (0.5..0.8).contains(&mean(&same)),
+            "same identity mean cosine {}",
+            mean(&same)
+        );
+        assert!(same.iter().all(|cosine| (0.35..0.95).contains(cosine)), "{same:?}");
+        assert!(
+            mean(&different).abs() < 0.05,
+            "different identities mean cosine {}",
+            mean(&different)
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! Upsert, delete, vacuum, snapshot and restart: faces that were deleted never come back, a
+//! replay changes nothing, and a damaged newest snapshot falls back to the previous one.
+
+mod support;
+
+use std::collections::HashSet;
+
+use facedex_index::{
+    DeleteSelector, FaceFilter, FaceId, FaceIndex, FaceStore, IndexConfig, IndexError, SearchQuery, UpsertOutcome,
+};
+
+fn config() -> IndexConfig {
+    IndexConfig {
+        expected_faces: 2_000,
+        ..IndexConfig::default()
+    }
+}
+
+fn top_ids(index: &FaceIndex, vector: &[f32], limit: usize, exact: bool) -> Vec<FaceId> {
+    let query = SearchQuery {
+        exact,
+        ..SearchQuery::nearest(vector.to_vec(), limit)
+    };
+    index
+        .search(&query)
+        .expect("search")
+        .into_iter()
+        .map(|hit| hit.face_id)
+        .collect()
+}
+
+/// Asserts that no deleted face is returned by graph or exact search for its own vector.
+fn assert_forgotten(index: &FaceIndex, vectors: &facedex_index::synthetic::FaceLikeVectors, deleted: &HashSet<FaceId>) {
+    for face_id in deleted {
+        let vector = vectors.vector(face_id.0 as usize);
+        for exact in [false, true] {
+            let found = top_ids(index, vector, 20, exact);
+            assert!(
+                !found.iter().any(|id| deleted.contains(id)),
+                "deleted face came back (exact={exact})"
+            );
+        }
+        assert!(matches!(index.get(face_id, false), Err(IndexError::UnknownFace { .. })));
+    }
+}
+
+#[test]
+fn upsert_is_idempotent_on_face_id() {
+    let vectors = support::vectors(100, 5, 1);
+    let index = FaceIndex::new(config()).expect("index");
+    let first = index.upsert(support::records(&vectors)).expect("first");
+    assert_eq!(
+        first,
+        UpsertOutcome {
+            inserted: 500,
+            ..UpsertOutcome::default()
+        }
+    );
+    let replay = index.upsert(support::records(&vectors)).expect("replay");
+    assert_eq!(
+        replay,
+        UpsertOutcome {
+            unchanged: 500,
+            ..UpsertOutcome::default()
+        }
+    );
+    assert_eq!(index.info().faces, 500);
+    assert_eq!(index.info().tombstones, 0);
+
+    let mut changed = support::record(&vectors, 0);
+    changed.embedding = vectors.vector(1).to_vec();
+    let replaced = index.upsert(vec![changed]).expect("replace");
+    assert_eq!(replaced.replaced, 1);
+    assert_eq!(index.info().faces, 500);
+    assert_eq!(
+        top_ids(&index, vectors.vector(1), 2, true).len(),
+        2,
+        "old and new copy are both face 0 and 1"
+    );
+}
+
+#[test]
+fn duplicate_vectors_do_not_panic_and_are_all_found() {
+    let vectors = support::vectors(1, 1, 2);
+    let index = FaceIndex::new(config()).expect("index");
+    let copies: Vec<_> = (0..300)
+        .map(|copy| {
+            let mut record = support::record(&vectors, 0);
+            record.face_id = FaceId(copy);
+            record
+        })
+        .collect();
+    index.upsert(copies).expect("upsert duplicates");
+    let hits = index
+        .search(&SearchQuery::nearest(vectors.vector(0).to_vec(), 50))
+        .expect("search");
+    assert_eq!(hits.len(), 50);
+    assert!(
+        hits.iter().all(|hit| (hit.similarity - 1.0).abs() < 1e-5),
+        "every copy is an exact match"
+    );
+}
+
+#[test]
+fn deleted_faces_never_come_back_after_vacuum_restart_or_replay() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let vectors = support::vectors(200, 10, 3);
+    let mut deleted = HashSet::new();
+    {
+        let store = FaceStore::open(data_dir.path(), config()).expect("open");
+        store.upsert(support::records(&vectors)).expect("upsert");
+        store.snapshot().expect("first snapshot");
+        // By id, by image, by prefix (every photo of identity 150: ids 1500..1510).
+        let by_ids: Vec<FaceId> = (0..200).step_by(3).map(|id| FaceId(id as u128)).collect();
+        deleted.extend(store.delete(&DeleteSelector::FaceIds(by_ids.clone())).expect("by ids"));
+        assert_eq!(deleted.len(), by_ids.len());
+        let uri = support::record(&vectors, 501).metadata.image_uri;
+        assert_eq!(
+            store.delete(&DeleteSelector::ImageUri(uri)).expect("by uri"),
+            vec![FaceId(501)]
+        );
+        deleted.insert(FaceId(501));
+        let by_prefix = store
+            .delete(&DeleteSelector::ImageUriPrefix("test://identity-150/".into()))
+            .expect("prefix");
+        assert_eq!(by_prefix.len(), 10);
+        deleted.extend(by_prefix);
+        assert_forgotten(store.index(), &vectors, &deleted);
+        // Not snapshotted: the journal must carry these deletions across the restart.
+    }
+    let store = FaceStore::open(data_dir.path(), config()).expect("reopen");
+    assert_forgotten(store.index(), &vectors, &deleted);
+    assert_eq!(store.index().info().faces, 2000 - deleted.len());
+
+    // Cross the vacuum threshold (20 %) and vacuum.
+    let more: Vec<FaceId> = (1000..1400).map(|id| FaceId(id as u128)).collect();
+    deleted.extend(store.delete(&DeleteSelector::FaceIds(more)).expect("more"));
+    assert!(store.index().needs_vacuum());
+    let removed = store.vacuum_if_needed().expect("vacuum");
+    assert_eq!(removed, deleted.len());
+    assert_eq!(store.index().info().tombstones, 0);
+    assert_forgotten(store.index(), &vectors, &deleted);
+
+    // A replay of the whole archive (Kafka redelivery) must not resurrect anything.
+    let replay = store.upsert(support::records(&vectors)).expect("replay");
+    assert_eq!(replay.skipped_deleted, deleted.len());
+    assert_eq!(replay.inserted, 0);
+    assert_forgotten(store.index(), &vectors, &deleted);
+
+    store.snapshot().expect("snapshot after vacuum");
+    drop(store);
+    let store = FaceStore::open(data_dir.path(), config()).expect("reopen after vacuum");
+    assert_forgotten(store.index(), &vectors, &deleted);
+    assert_eq!(store.index().info().faces, 2000 - deleted.len());
+    let survivor = FaceId(1);
+    assert_eq!(top_ids(store.index(), vectors.vector(1), 1, false), vec![survivor]);
+}
+
+#[test]
+fn a_torn_or_corrupt_newest_snapshot_falls_back_to_the_previous_one() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let vectors = support::vectors(50, 10, 4);
+    let records = support::records(&vectors);
+    {
+        let store = FaceStore::open(data_dir.path(), config()).expect("open");
+        store.upsert(records[..300].to_vec()).expect("upsert");
+        store.snapshot().expect("generation 1");
+        store.upsert(records[300..].to_vec()).expect("upsert more");
+        let second = store.snapshot().expect("generation 2");
+        assert_eq!(second.faces, 500);
+        // Damage generation 2's graph data: one flipped byte.
+        let data_file = second.path.join("graph.hnsw.data");
+        let mut bytes = std::fs::read(&data_file).expect("read");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(&data_file, bytes).expect("write");
+    }
+    let store = FaceStore::open(data_dir.path(), config()).expect("reopen with a corrupt newest snapshot");
+    assert_eq!(store.last_snapshot().expect("loaded").generation, 1);
+    assert_eq!(store.index().info().faces, 300);
+    let third = store.snapshot().expect("generation 3");
+    assert_eq!(third.generation, 3);
+    // A torn generation 4: directory and files, but no manifest.
+    let torn = third.path.with_file_name("gen-00000000000000000004");
+    std::fs::create_dir_all(&torn).expect("torn dir");
+    std::fs::write(torn.join("faces.postcard"), b"half").expect("torn file");
+    drop(store);
+    let store = FaceStore::open(data_dir.path(), config()).expect("reopen with a torn newest snapshot");
+    assert_eq!(store.last_snapshot().expect("loaded").generation, 3);
+    assert_eq!(store.index().info().faces, 300);
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_data_dir_and_old_snapshots_are_pruned() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let store = FaceStore::open(data_dir.path(), config()).expect("open");
+    assert!(matches!(
+        FaceStore::open(data_dir.path(), config()),
+        Err(IndexError::DataDirLocked { .. })
+    ));
+    for _ in 0..4 {
+        store.snapshot().expect("snapshot");
+    }
+    let generations = std::fs::read_dir(data_dir.path().join("snapshots"))
+        .expect("list")
+        .count();
+    assert_eq!(generations, config().snapshots_to_keep);
+}
+
+#[test]
+fn filters_thresholds_and_bad_queries() {
+    let vectors = support::vectors(100, 10, 5);
+    let index = FaceIndex::new(config()).expect("index");
+    index.upsert(support::records(&vectors)).expect("upsert");
+    let query = vectors.vector(42).to_vec();
+
+    let prefix = FaceFilter {
+        image_uri_prefix: Some("test://identity-4/".into()),
+        ..FaceFilter::default()
+    };
+    let hits = index
+        .search(&SearchQuery {
+            filter: prefix,
+            ..SearchQuery::nearest(query.clone(), 20)
+        })
+        .expect("prefix");
+    assert_eq!(hits.len(), 10, "only identity 4's ten photos pass");
+    assert!(
+        hits.iter()
+            .all(|hit| hit.metadata.image_uri.starts_with("test://identity-4/"))
+    );
+
+    let exclude = FaceFilter {
+        exclude_face_ids: [FaceId(42)].into(),
+        ..FaceFilter::default()
+    };
+    let hits = index
+        .search(&SearchQuery {
+            filter: exclude,
+            ..SearchQuery::nearest(query.clone(), 5)
+        })
+        .expect("exclude");
+    assert!(hits.iter().all(|hit| hit.face_id != FaceId(42)));
+    assert_eq!(hits.len(), 5);
+
+    let include = FaceFilter {
+        include_face_ids: Some([FaceId(7), FaceId(42)].into()),
+        ..FaceFilter::default()
+    };
+    let hits = index
+        .search(&SearchQuery {
+            filter: include,
+            ..SearchQuery::nearest(query.clone(), 5)
+        })
+        .expect("include");
+    assert_eq!(
+        hits.iter().map(|hit| hit.face_id).collect::<Vec<_>>(),
+        vec![FaceId(42), FaceId(7)]
+    );
+
+    let floor = index
+        .search(&SearchQuery {
+            min_score: Some(0.4),
+            ..SearchQuery::nearest(query.clone(), 100)
+        })
+        .expect("floor");
+    assert!(
+        !floor.is_empty() && floor.len() <= 10,
+        "only the same identity clears 0.4: {}",
+        floor.len()
+    );
+    assert!(floor.iter().all(|hit| hit.similarity >= 0.4));
+
+    let bad_limit = index.search(&SearchQuery::nearest(query.clone(), 0));
+    assert!(matches!(
+        bad_limit,
+        Err(IndexError::InvalidLimit { limit: 0, max: 1000 })
+    ));
+    assert!(matches!(
+        index.search(&SearchQuery::nearest(query.clone(), 1001)),
+        Err(IndexError::InvalidLimit { .. })
+    ));
+    let mut not_unit = query.clone();
+    not_unit[0] += 0.5;
+    assert!(matches!(
+        index.search(&SearchQuery::nearest(not_unit, 5)),
+        Err(IndexError::NotUnitVector { .. })
+    ));
+    assert!(matches!(
+        index.search(&SearchQuery::nearest(vec![0.1; 128], 5)),
+        Err(IndexError::DimensionMismatch { .. })
+    ));
+    let other_model = FaceFilter {
+        model_id: Some("another-model".into()),
+        ..FaceFilter::default()
+    };
+    let mismatch = index.search(&SearchQuery {
+        filter: other_model,
+        ..SearchQuery::nearest(query, 5)
+    });
+    assert!(matches!(mismatch, Err(IndexError::ModelMismatch { .. })));
+
+    let mut foreign = support::record(&vectors, 0);
+    foreign.face_id = FaceId(99_999);
+    foreign.metadata.model_id = "another-model".into();
+    assert!(matches!(
+        index.upsert(vec![foreign]),
+        Err(IndexError::ModelMismatch { .. })
+    ));
+}
+
+#[test]
+fn searches_run_while_faces_are_inserted() {
+    let vectors = support::vectors(300, 10, 6);
+    let index = FaceIndex::new(config()).expect("index");
+    let records = support::records(&vectors);
+    index.upsert(records[..200].to_vec()).expect("seed");
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            for chunk in records[200..].chunks(100) {
+                index.upsert(chunk.to_vec()).expect("upsert");
+            }
+        });
+        let mut searches = 0;
+        while !writer.is_finished() || searches < 50 {
+            let position = searches % 200;
+            let hits = index
+                .search(&SearchQuery::nearest(vectors.vector(position).to_vec(), 5))
+                .expect("search");
+            assert_eq!(hits.first().map(|hit| hit.face_id), Some(FaceId(position as u128)));
+            searches += 1;
+        }
+    });
+    assert_eq!(index.info().faces, 3000);
+}

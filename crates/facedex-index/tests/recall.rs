@@ -1,0 +1,83 @@
+//! Search quality on 100k face-like vectors (10k identities × 10 samples): recall@10 against
+//! exact search, and every indexed vector finding itself first (`hnsw_rs` issue #37).
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use facedex_index::synthetic::FaceLikeGenerator;
+use facedex_index::{FaceIndex, IndexConfig, SearchQuery};
+
+const IDENTITIES: usize = 10_000;
+const SAMPLES: usize = 10;
+const QUERIES: usize = 500;
+
+#[test]
+fn recall_at_10_and_self_retrieval_on_100k_face_like_vectors() {
+    let mut generator = FaceLikeGenerator::new(IDENTITIES, 512, 11);
+    let base = generator.dataset(SAMPLES);
+    let queries = generator.queries(QUERIES);
+    let index = FaceIndex::new(IndexConfig {
+        expected_faces: base.len(),
+        ..IndexConfig::default()
+    })
+    .expect("index");
+    let records = support::records(&base);
+    for chunk in records.chunks(10_000) {
+        index.upsert(chunk.to_vec()).expect("upsert");
+    }
+    let info = index.info();
+    assert_eq!(info.faces, 100_000);
+    println!(
+        "points the graph could not find again after insertion: {}",
+        info.unreachable_points
+    );
+
+    // Recall@10 of the graph at the default ef against brute force.
+    let mut found = 0;
+    for q in 0..queries.len() {
+        let vector = queries.vector(q).to_vec();
+        let exact = index
+            .search(&SearchQuery {
+                exact: true,
+                ..SearchQuery::nearest(vector.clone(), 10)
+            })
+            .expect("exact");
+        let approximate = index.search(&SearchQuery::nearest(vector, 10)).expect("hnsw");
+        assert_eq!(exact.len(), 10);
+        found += approximate
+            .iter()
+            .filter(|hit| exact.iter().any(|truth| truth.face_id == hit.face_id))
+            .count();
+    }
+    let recall = found as f64 / (10 * QUERIES) as f64;
+    println!("recall@10 at the default ef over {QUERIES} queries: {recall:.4}");
+    assert!(recall >= 0.95, "recall@10 {recall:.4} < 0.95");
+
+    // Every vector finds itself as the first hit (two threads: 100k searches).
+    let lost = AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let position = next.fetch_add(1, Ordering::Relaxed);
+                    if position >= base.len() {
+                        break;
+                    }
+                    let hits = index
+                        .search(&SearchQuery::nearest(base.vector(position).to_vec(), 1))
+                        .expect("search");
+                    if hits.first().map(|hit| hit.face_id.0) != Some(position as u128) {
+                        lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        lost.load(Ordering::Relaxed),
+        0,
+        "vectors that did not find themselves first"
+    );
+}

@@ -1,0 +1,20 @@
+//! Compiles `proto/facedex/v1/*.proto` with protox (pure Rust: no protoc to install) into
+//! prost messages and tonic stubs, and keeps the descriptor set for gRPC reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = proto_root.join("facedex/v1/face_search.proto");
+    println!("cargo:rerun-if-changed={}", proto_root.display());
+    let descriptors = protox::compile([&file], [&proto_root])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("facedex_v1_descriptor.bin"), descriptors.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

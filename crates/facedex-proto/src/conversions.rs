@@ -1,0 +1,286 @@
+//! Conversions between `facedex.v1` messages and the domain types, in one place: the gRPC
+//! handlers and the CLI client call these and never touch a field mapping themselves.
+
+use std::collections::HashSet;
+
+use facedex_index::{
+    BoundingBox as DomainBox, DeleteSelector, FaceFilter, FaceId, FaceMetadata, FaceView, IndexError,
+    IndexInfo as DomainInfo, SearchHit, SearchQuery, SnapshotInfo,
+};
+use facedex_vision::DetectedFace as VisionFace;
+
+use crate::error::RequestError;
+use crate::{
+    AppliedOffset, BoundingBox, DeleteRequest, DetectedFace, Embedding, Face, GetFaceResponse, Hit, IndexInfo,
+    IndexParameters, Point, SearchFilter, SearchRequest, Snapshot, delete_request, search_request,
+};
+
+/// Hits per query face when a request does not say.
+pub const DEFAULT_SEARCH_LIMIT: u32 = 10;
+
+/// What a search is for, decoded from the request's `query` oneof.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchTarget {
+    /// A query embedding, checked by the index.
+    Embedding(Vec<f32>),
+    /// Photo bytes: detect and embed every face, one result per face.
+    Image(Vec<u8>),
+    /// An indexed face.
+    FaceId(FaceId),
+}
+
+/// A search request in domain terms: the target plus everything else as a query template
+/// whose vector the handler fills in.
+#[derive(Debug, Clone)]
+pub struct ParsedSearch {
+    /// What to search for.
+    pub target: SearchTarget,
+    /// Limit, threshold, ef, exact and filter, with an empty vector.
+    pub template: SearchQuery,
+}
+
+impl ParsedSearch {
+    /// The query for one query vector.
+    pub fn query_for(&self, vector: Vec<f32>) -> SearchQuery {
+        SearchQuery {
+            vector,
+            ..self.template.clone()
+        }
+    }
+}
+
+/// Parses a face id field.
+pub fn parse_face_id(field: &'static str, text: &str) -> Result<FaceId, RequestError> {
+    text.parse()
+        .map_err(|source| RequestError::InvalidField { field, source })
+}
+
+impl TryFrom<SearchRequest> for ParsedSearch {
+    type Error = RequestError;
+
+    fn try_from(request: SearchRequest) -> Result<Self, RequestError> {
+        let target = match request.query {
+            Some(search_request::Query::Embedding(embedding)) => SearchTarget::Embedding(embedding.values),
+            Some(search_request::Query::Image(bytes)) => SearchTarget::Image(bytes),
+            Some(search_request::Query::FaceId(text)) => SearchTarget::FaceId(parse_face_id("query.face_id", &text)?),
+            None => {
+                return Err(RequestError::MissingField {
+                    field: "query",
+                    hint: "set one of embedding (512 floats), image (photo bytes) or face_id",
+                });
+            }
+        };
+        let filter = request
+            .filter
+            .map(FaceFilter::try_from)
+            .transpose()?
+            .unwrap_or_default();
+        let template = SearchQuery {
+            vector: Vec::new(),
+            limit: request.limit.unwrap_or(DEFAULT_SEARCH_LIMIT) as usize,
+            min_score: request.min_score,
+            ef: request.ef.map(|ef| ef as usize),
+            exact: request.exact,
+            filter,
+        };
+        Ok(Self { target, template })
+    }
+}
+
+impl TryFrom<SearchFilter> for FaceFilter {
+    type Error = RequestError;
+
+    fn try_from(filter: SearchFilter) -> Result<Self, RequestError> {
+        let parse_all = |field, ids: &[String]| -> Result<HashSet<FaceId>, RequestError> {
+            ids.iter().map(|id| parse_face_id(field, id)).collect()
+        };
+        Ok(Self {
+            image_uri_prefix: non_empty(filter.image_uri_prefix),
+            include_face_ids: match filter.include_face_ids.is_empty() {
+                true => None,
+                false => Some(parse_all("filter.include_face_ids", &filter.include_face_ids)?),
+            },
+            exclude_face_ids: parse_all("filter.exclude_face_ids", &filter.exclude_face_ids)?,
+            model_id: non_empty(filter.model_id),
+        })
+    }
+}
+
+fn non_empty(text: String) -> Option<String> {
+    if text.is_empty() { None } else { Some(text) }
+}
+
+impl TryFrom<DeleteRequest> for DeleteSelector {
+    type Error = RequestError;
+
+    fn try_from(request: DeleteRequest) -> Result<Self, RequestError> {
+        match request.selector {
+            Some(delete_request::Selector::FaceIds(ids)) => Ok(DeleteSelector::FaceIds(
+                ids.face_ids
+                    .iter()
+                    .map(|id| parse_face_id("face_ids", id))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Some(delete_request::Selector::ImageUri(uri)) => Ok(DeleteSelector::ImageUri(uri)),
+            Some(delete_request::Selector::ImageUriPrefix(prefix)) if prefix.is_empty() => {
+                Err(RequestError::InvalidField {
+                    field: "image_uri_prefix",
+                    source: IndexError::InvalidRecord {
+                        image_uri: String::new(),
+                        reason: "an empty prefix would delete every face; give a non-empty prefix".into(),
+                    },
+                })
+            }
+            Some(delete_request::Selector::ImageUriPrefix(prefix)) => Ok(DeleteSelector::ImageUriPrefix(prefix)),
+            None => Err(RequestError::MissingField {
+                field: "selector",
+                hint: "set one of face_ids, image_uri or image_uri_prefix",
+            }),
+        }
+    }
+}
+
+/// The proto form of a face's box.
+pub fn bounding_box(corners: [f32; 4]) -> BoundingBox {
+    let [x1, y1, x2, y2] = corners;
+    BoundingBox { x1, y1, x2, y2 }
+}
+
+/// The proto form of five landmarks.
+pub fn landmarks(points: &[[f32; 2]; 5]) -> Vec<Point> {
+    points.iter().map(|[x, y]| Point { x: *x, y: *y }).collect()
+}
+
+/// An indexed face.
+pub fn face(face_id: &FaceId, metadata: &FaceMetadata) -> Face {
+    Face {
+        face_id: face_id.to_string(),
+        image_uri: metadata.image_uri.clone(),
+        bounding_box: Some(bounding_box(metadata.bounding_box.corners())),
+        landmarks: landmarks(&metadata.landmarks),
+        detection_score: metadata.detection_score,
+        model_id: metadata.model_id.clone(),
+    }
+}
+
+impl From<&SearchHit> for Hit {
+    fn from(hit: &SearchHit) -> Self {
+        Hit {
+            similarity: hit.similarity,
+            face: Some(face(&hit.face_id, &hit.metadata)),
+        }
+    }
+}
+
+impl From<&VisionFace> for DetectedFace {
+    fn from(detection: &VisionFace) -> Self {
+        DetectedFace {
+            bounding_box: Some(bounding_box(detection.bbox)),
+            landmarks: landmarks(&detection.landmarks),
+            detection_score: detection.score,
+        }
+    }
+}
+
+/// The domain box of a vision detection.
+pub fn domain_box(corners: [f32; 4]) -> DomainBox {
+    let [x1, y1, x2, y2] = corners;
+    DomainBox { x1, y1, x2, y2 }
+}
+
+impl From<FaceView> for GetFaceResponse {
+    fn from(view: FaceView) -> Self {
+        GetFaceResponse {
+            face: Some(face(&view.face_id, &view.metadata)),
+            embedding: view.embedding.map(|values| Embedding { values }),
+        }
+    }
+}
+
+impl From<&SnapshotInfo> for Snapshot {
+    fn from(snapshot: &SnapshotInfo) -> Self {
+        Snapshot {
+            generation: snapshot.generation,
+            faces: snapshot.faces as u64,
+            bytes: snapshot.bytes,
+            created_unix_ms: i64::try_from(snapshot.created_unix_ms).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// The index's info with the last snapshot, as the API reports it.
+pub fn index_info(info: DomainInfo, last_snapshot: Option<&SnapshotInfo>) -> IndexInfo {
+    let applied_offsets = info
+        .applied_offsets
+        .iter()
+        .flat_map(|(topic, partitions)| {
+            partitions.iter().map(|(partition, next_offset)| AppliedOffset {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next_offset,
+            })
+        })
+        .collect();
+    IndexInfo {
+        faces: info.faces as u64,
+        images: info.images as u64,
+        tombstones: info.tombstones as u64,
+        deleted_total: info.deleted_total as u64,
+        memory_bytes: info.memory_bytes_estimate as u64,
+        model_id: info.model_id.unwrap_or_default(),
+        dimension: info.config.dimension as u32,
+        parameters: Some(IndexParameters {
+            max_connections: info.config.max_connections as u32,
+            ef_construction: info.config.ef_construction as u32,
+            default_ef_search: info.config.default_ef_search as u32,
+        }),
+        applied_offsets,
+        last_snapshot: last_snapshot.map(Snapshot::from),
+        unreachable_points: info.unreachable_points as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_request_without_a_query_names_the_missing_field() {
+        let error = ParsedSearch::try_from(SearchRequest::default()).expect_err("no query");
+        assert!(error.to_string().starts_with("query is required"), "{error}");
+    }
+
+    #[test]
+    fn unset_limit_defaults_and_bad_face_ids_name_their_field() {
+        let request = SearchRequest {
+            query: Some(search_request::Query::Embedding(Embedding { values: vec![1.0] })),
+            filter: Some(SearchFilter {
+                exclude_face_ids: vec!["nope".into()],
+                ..SearchFilter::default()
+            }),
+            ..SearchRequest::default()
+        };
+        let error = ParsedSearch::try_from(request.clone()).expect_err("bad id");
+        assert!(
+            error
+                .to_string()
+                .starts_with("filter.exclude_face_ids: \"nope\" is not a face id"),
+            "{error}"
+        );
+        let parsed = ParsedSearch::try_from(SearchRequest {
+            filter: None,
+            ..request
+        })
+        .expect("parses");
+        assert_eq!(parsed.template.limit, DEFAULT_SEARCH_LIMIT as usize);
+        assert_eq!(parsed.target, SearchTarget::Embedding(vec![1.0]));
+    }
+
+    #[test]
+    fn delete_by_empty_prefix_is_refused() {
+        let request = DeleteRequest {
+            selector: Some(delete_request::Selector::ImageUriPrefix(String::new())),
+        };
+        assert!(DeleteSelector::try_from(request).is_err());
+    }
+}

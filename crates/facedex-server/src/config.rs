@@ -1,0 +1,49 @@
+//! Settings of the search server (`[server]` in the config file).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How the gRPC server listens, authenticates and snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to serve gRPC on (FaceSearch, health and reflection share it).
+    pub listen_addr: SocketAddr,
+    /// The largest query photo accepted, in bytes.
+    pub max_image_bytes: usize,
+    /// The most searches one SearchBatch may carry.
+    pub max_batch_searches: usize,
+    /// Write a snapshot this often when something changed; 0 turns periodic snapshots off
+    /// (one is still written on shutdown).
+    pub snapshot_interval_secs: u64,
+    /// When set, every FaceSearch call must carry `authorization: Bearer <token>` (health and
+    /// reflection stay open for probes and tooling).
+    pub auth_token: Option<String>,
+    /// Serve TLS with this certificate and key (PEM) instead of plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert_path: PathBuf,
+    /// The private key, PEM.
+    pub key_path: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7051)),
+            max_image_bytes: 20 * 1024 * 1024,
+            max_batch_searches: 64,
+            snapshot_interval_secs: 300,
+            auth_token: None,
+            tls: None,
+        }
+    }
+}

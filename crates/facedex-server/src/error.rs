@@ -1,0 +1,106 @@
+//! The service's error type and its one mapping to gRPC status codes.
+
+use facedex_index::IndexError;
+use facedex_proto::RequestError;
+use facedex_vision::VisionError;
+use tonic::{Code, Status};
+
+/// Everything a FaceSearch call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed (missing oneof, bad id).
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The index refused or failed the operation.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The query photo could not be decoded or analysed.
+    #[error("query image: {0}")]
+    Vision(#[from] VisionError),
+    /// The query photo is over the configured size.
+    #[error(
+        "the query image has {bytes} bytes, over this server's limit of {max} (server.max_image_bytes); send a smaller photo"
+    )]
+    ImageTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A SearchBatch with too many or no searches.
+    #[error("a SearchBatch must hold 1 to {max} searches, got {count}")]
+    BatchSize {
+        /// Searches sent.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Photo search asked of a server started without face models.
+    #[error(
+        "this server was started without face models, so it cannot search by image; search by embedding or face id, or restart it with the models"
+    )]
+    ImageSearchUnavailable,
+    /// A blocking task died (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The gRPC code for this error. Exhaustive on purpose: a new variant in any of the
+    /// wrapped enums must be given a code here.
+    pub fn code(&self) -> Code {
+        match self {
+            ServiceError::Request(RequestError::MissingField { .. } | RequestError::InvalidField { .. }) => {
+                Code::InvalidArgument
+            }
+            ServiceError::Index(error) => index_code(error),
+            ServiceError::Vision(error) => vision_code(error),
+            ServiceError::ImageTooLarge { .. } | ServiceError::BatchSize { .. } => Code::InvalidArgument,
+            ServiceError::ImageSearchUnavailable => Code::FailedPrecondition,
+            ServiceError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+fn index_code(error: &IndexError) -> Code {
+    match error {
+        IndexError::DimensionMismatch { .. }
+        | IndexError::NonFiniteValue { .. }
+        | IndexError::NotUnitVector { .. }
+        | IndexError::InvalidLimit { .. }
+        | IndexError::InvalidMinScore { .. }
+        | IndexError::MalformedFaceId { .. }
+        | IndexError::InvalidRecord { .. } => Code::InvalidArgument,
+        IndexError::UnknownFace { .. } => Code::NotFound,
+        IndexError::ModelMismatch { .. } => Code::FailedPrecondition,
+        IndexError::DataDirLocked { .. } => Code::Unavailable,
+        IndexError::CorruptSnapshot { .. } => Code::DataLoss,
+        IndexError::InvalidConfig(_) | IndexError::Io { .. } => Code::Internal,
+    }
+}
+
+fn vision_code(error: &VisionError) -> Code {
+    match error {
+        VisionError::Unreadable { .. }
+        | VisionError::EmptyInput { .. }
+        | VisionError::UnsupportedFormat { .. }
+        | VisionError::TooManyPixels { .. }
+        | VisionError::CorruptImage { .. } => Code::InvalidArgument,
+        VisionError::MissingFile { .. }
+        | VisionError::RuntimeUnavailable { .. }
+        | VisionError::ExecutionProviderUnavailable { .. }
+        | VisionError::IncompatibleModel { .. }
+        | VisionError::Inference { .. }
+        | VisionError::InvalidConfig { .. } => Code::Internal,
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        let code = error.code();
+        if code == Code::Internal || code == Code::DataLoss {
+            tracing::error!(%error, "request failed");
+        }
+        Status::new(code, error.to_string())
+    }
+}

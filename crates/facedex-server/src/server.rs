@@ -1,0 +1,224 @@
+//! Runs the gRPC server: FaceSearch (behind optional bearer-token auth), health and
+//! reflection on one port, optional TLS, periodic snapshots, and a final snapshot on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use facedex_index::FaceStore;
+use facedex_proto::FILE_DESCRIPTOR_SET;
+use facedex_proto::face_search_server::FaceSearchServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::{Interceptor, interceptor::InterceptedService};
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Status};
+
+use crate::config::ServerConfig;
+use crate::service::{FaceSearchService, SharedAnalyzer};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS file could not be read.
+    #[error("cannot read TLS {what} {path}: {source}")]
+    TlsFile {
+        /// "certificate" or "key".
+        what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The transport failed (TLS setup, accept loop).
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be built from the descriptor set.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A bound, not yet running server: bind first to learn the port (`listen_addr` may use 0).
+pub struct BoundServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl BoundServer {
+    /// Binds `config.listen_addr`.
+    pub async fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
+        let bind_error = |source| ServerError::Bind {
+            addr: config.listen_addr,
+            source,
+        };
+        let listener = TcpListener::bind(config.listen_addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Self { listener, local_addr })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight calls and writes a final
+    /// snapshot if anything changed since the last one.
+    pub async fn serve(
+        self,
+        store: Arc<FaceStore>,
+        analyzer: Option<SharedAnalyzer>,
+        config: ServerConfig,
+        max_image_pixels: u64,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError> {
+        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config, max_image_pixels);
+        // Room for the largest accepted photo plus the rest of the message; a bigger one is
+        // refused by tonic before it is buffered whole.
+        let max_message_bytes = config.max_image_bytes + 64 * 1024;
+        let face_search = InterceptedService::new(
+            FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes),
+            BearerAuth {
+                token: config.auth_token.clone(),
+            },
+        );
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<FaceSearchServer<crate::service::FaceSearchService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let mut builder = Server::builder();
+        if let Some(tls) = &config.tls {
+            let read = |what, path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|source| ServerError::TlsFile {
+                    what,
+                    path: path.clone(),
+                    source,
+                })
+            };
+            let identity = Identity::from_pem(read("certificate", &tls.cert_path)?, read("key", &tls.key_path)?);
+            builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+        }
+        let snapshots = tokio::spawn(snapshot_periodically(
+            Arc::clone(&store),
+            config.snapshot_interval_secs,
+            shutdown.clone(),
+        ));
+        tracing::info!(addr = %self.local_addr, tls = config.tls.is_some(), auth = config.auth_token.is_some(), "serving FaceSearch");
+        let served = builder
+            .add_service(face_search)
+            .add_service(health_service)
+            .add_service(reflection)
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), shutdown.clone().cancelled_owned())
+            .await;
+        shutdown.cancel();
+        let _ = snapshots.await;
+        if store.has_unsnapshotted_changes() {
+            match tokio::task::spawn_blocking(move || store.snapshot()).await {
+                Ok(Ok(snapshot)) => tracing::info!(generation = snapshot.generation, "final snapshot written"),
+                Ok(Err(error)) => tracing::error!(%error, "final snapshot failed"),
+                Err(error) => tracing::error!(%error, "final snapshot task failed"),
+            }
+        }
+        Ok(served?)
+    }
+}
+
+/// Writes a snapshot every `interval_secs` when something changed.
+async fn snapshot_periodically(store: Arc<FaceStore>, interval_secs: u64, shutdown: CancellationToken) {
+    if interval_secs == 0 {
+        return;
+    }
+    let mut ticks = tokio::time::interval(Duration::from_secs(interval_secs));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if !store.has_unsnapshotted_changes() {
+            continue;
+        }
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.snapshot()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "periodic snapshot failed"),
+            Err(error) => tracing::error!(%error, "periodic snapshot task failed"),
+        }
+    }
+}
+
+/// Checks `authorization: Bearer <token>` when a token is configured.
+#[derive(Clone)]
+struct BearerAuth {
+    token: Option<String>,
+}
+
+impl Interceptor for BearerAuth {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else {
+            return Ok(request);
+        };
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        match presented {
+            Some(token) if constant_time_equal(token.as_bytes(), expected.as_bytes()) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("the bearer token is not valid for this server")),
+            None => Err(Status::unauthenticated(
+                "this server requires `authorization: Bearer <token>` metadata",
+            )),
+        }
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a guessed
+/// token was right.
+fn constant_time_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |difference, (x, y)| difference | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_auth_accepts_only_the_configured_token() {
+        let mut auth = BearerAuth {
+            token: Some("s3cret".into()),
+        };
+        let with = |value: &str| {
+            let mut request = Request::new(());
+            request
+                .metadata_mut()
+                .insert("authorization", value.parse().expect("metadata"));
+            request
+        };
+        assert!(auth.call(with("Bearer s3cret")).is_ok());
+        assert_eq!(
+            auth.call(with("Bearer s3crex")).expect_err("wrong").code(),
+            tonic::Code::Unauthenticated
+        );
+        assert_eq!(
+            auth.call(Request::new(())).expect_err("missing").code(),
+            tonic::Code::Unauthenticated
+        );
+        assert!(BearerAuth { token: None }.call(Request::new(())).is_ok());
+    }
+}
