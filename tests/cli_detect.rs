@@ -10,17 +10,7 @@ use support::{cosine, iou, photo, vision_config};
 
 /// Runs `facedex` with the repository's assets configured through the environment.
 fn facedex(args: &[&str]) -> Output {
-    let config = vision_config();
-    Command::new(env!("CARGO_BIN_EXE_facedex"))
-        .args(args)
-        .env(
-            "FACEDEX__VISION__ONNXRUNTIME_LIBRARY_PATH",
-            &config.onnxruntime_library_path,
-        )
-        .env("FACEDEX__VISION__DETECTOR_MODEL_PATH", &config.detector_model_path)
-        .env("FACEDEX__VISION__EMBEDDER_MODEL_PATH", &config.embedder_model_path)
-        .output()
-        .expect("facedex runs")
+    support::facedex_command().args(args).output().expect("facedex runs")
 }
 
 fn json_lines(output: &Output) -> Vec<Value> {

@@ -1,1 +1,461 @@
+//! The search service end to end: the sample photos go through `facedex detect --embeddings`
+//! and `facedex index-import`, `facedex serve` runs as its own process, and a real gRPC client
+//! talks to it over TCP.
 
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use facedex_proto::face_search_client::FaceSearchClient;
+use facedex_proto::{
+    DeleteRequest, Embedding, GetFaceRequest, GetIndexInfoRequest, SearchBatchRequest, SearchFilter, SearchRequest,
+    delete_request, search_request,
+};
+use support::{facedex_command, iou, photo};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// InsightFace's best match for yaoming.jpg among the players (player 13, see tests/parity.rs).
+const PLAYER_13_BOX: [f32; 4] = [720.8068, 142.0237, 764.8746, 192.0418];
+
+/// The sample photos indexed: all but yaoming.jpg, the query (which would find itself first).
+const INDEXED_PHOTOS: [&str; 8] = [
+    "players.jpg",
+    "gdp.jpg",
+    "t1.jpg",
+    "Tom_Hanks_54745.png",
+    "mask_white.jpg",
+    "mask_blue.jpg",
+    "mask_black.jpg",
+    "mask_green.jpg",
+];
+
+/// A `facedex serve` process, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = facedex_command();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped());
+        let mut child = command.spawn().expect("facedex serve starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        // hnsw_rs prints a line of its own when a graph is created; skip to ours.
+        let mut line = String::new();
+        let address = loop {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).expect("read stdout") > 0,
+                "facedex serve exited before serving"
+            );
+            if let Some(rest) = line.strip_prefix("facedex: serving FaceSearch on ") {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        // Keep draining stdout so that later output never hits a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        Self {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    /// SIGTERM, then wait: the server drains and writes its final snapshot.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(exit.success(), "facedex serve exited with {exit} after SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn import_sample_photos(data_dir: &Path) -> usize {
+    let mut detect = facedex_command();
+    detect
+        .args(["detect", "--json", "--embeddings"])
+        .args(INDEXED_PHOTOS.iter().map(|name| photo(name)));
+    let output = detect.output().expect("detect runs");
+    assert!(
+        output.status.success(),
+        "detect failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let faces: usize = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("JSON")["faces"]
+                .as_array()
+                .map_or(0, Vec::len)
+        })
+        .sum();
+    let detections = data_dir.with_extension("jsonl");
+    std::fs::write(&detections, &output.stdout).expect("write detections");
+    let import = facedex_command()
+        .arg("index-import")
+        .arg(&detections)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("import");
+    assert!(
+        import.status.success(),
+        "index-import failed: {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    faces
+}
+
+fn image_search(bytes: Vec<u8>) -> SearchRequest {
+    SearchRequest {
+        query: Some(search_request::Query::Image(bytes)),
+        ..SearchRequest::default()
+    }
+}
+
+fn vector_search(values: Vec<f32>, limit: u32) -> SearchRequest {
+    SearchRequest {
+        query: Some(search_request::Query::Embedding(Embedding { values })),
+        limit: Some(limit),
+        ..SearchRequest::default()
+    }
+}
+
+async fn expect_status(client: &mut FaceSearchClient<Channel>, request: SearchRequest, code: Code, says: &str) {
+    let status = client.search(request).await.expect_err("must be refused");
+    assert_eq!(status.code(), code, "{}", status.message());
+    assert!(
+        status.message().contains(says),
+        "message {:?} should say {says:?}",
+        status.message()
+    );
+}
+
+#[test]
+fn face_search_over_grpc_end_to_end() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let data_dir = workspace.path().join("data");
+    let faces = import_sample_photos(&data_dir);
+    let server = Server::start(&data_dir, &[], &[("FACEDEX__SERVER__MAX_IMAGE_BYTES", "1500000")]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (deleted, remaining) = runtime.block_on(async {
+        let channel = Channel::from_shared(server.url.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let serving = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "facedex.v1.FaceSearch".into(),
+            })
+            .await
+            .expect("health");
+        assert_eq!(
+            serving.into_inner().status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+        let mut client = FaceSearchClient::new(channel);
+
+        let info = client
+            .get_index_info(GetIndexInfoRequest {})
+            .await
+            .expect("info")
+            .into_inner();
+        assert_eq!(info.faces as usize, faces);
+        assert_eq!(info.dimension, 512);
+        assert!(info.model_id.starts_with("w600k_mbf-"), "{}", info.model_id);
+        assert_eq!(info.last_snapshot.expect("imported snapshot").faces as usize, faces);
+
+        // yaoming.jpg finds player 13 of players.jpg first.
+        let yaoming = std::fs::read(photo("yaoming.jpg")).expect("yaoming");
+        let response = client
+            .search(image_search(yaoming.clone()))
+            .await
+            .expect("image search")
+            .into_inner();
+        assert_eq!(response.results.len(), 1, "one face in yaoming.jpg");
+        let hits = &response.results[0].hits;
+        let best = hits[0].face.clone().expect("face");
+        assert!(
+            best.image_uri.starts_with("file://") && best.image_uri.ends_with("/players.jpg"),
+            "{}",
+            best.image_uri
+        );
+        let b = best.bounding_box.expect("box");
+        assert!(
+            iou(&[b.x1, b.y1, b.x2, b.y2], &PLAYER_13_BOX) > 0.9,
+            "best hit is not player 13: {b:?}"
+        );
+        assert!(
+            (hits[0].similarity - 0.633).abs() < 0.01,
+            "similarity {}",
+            hits[0].similarity
+        );
+        assert_eq!(best.landmarks.len(), 5);
+        assert!(hits.windows(2).all(|pair| pair[0].similarity >= pair[1].similarity));
+
+        // By face id: the face itself is left out; by its own vector it comes first at ~1.
+        let by_id = SearchRequest {
+            query: Some(search_request::Query::FaceId(best.face_id.clone())),
+            ..SearchRequest::default()
+        };
+        let by_id = client.search(by_id).await.expect("face id search").into_inner();
+        assert!(
+            by_id.results[0]
+                .hits
+                .iter()
+                .all(|hit| hit.face.as_ref().expect("face").face_id != best.face_id)
+        );
+        let stored = client
+            .get_face(GetFaceRequest {
+                face_id: best.face_id.clone(),
+                with_embedding: true,
+            })
+            .await
+            .expect("get face")
+            .into_inner();
+        let vector = stored.embedding.expect("embedding").values;
+        assert_eq!(vector.len(), 512);
+        let exact = SearchRequest {
+            exact: true,
+            ..vector_search(vector.clone(), 3)
+        };
+        let exact = client.search(exact).await.expect("exact").into_inner();
+        assert_eq!(
+            exact.results[0].hits[0].face.as_ref().expect("face").face_id,
+            best.face_id
+        );
+        assert!(exact.results[0].hits[0].similarity > 0.9999);
+
+        let batch = SearchBatchRequest {
+            searches: vec![vector_search(vector.clone(), 2), image_search(yaoming.clone())],
+        };
+        assert_eq!(
+            client
+                .search_batch(batch)
+                .await
+                .expect("batch")
+                .into_inner()
+                .responses
+                .len(),
+            2
+        );
+
+        // Bad requests: the right code and a message that says what to fix.
+        expect_status(
+            &mut client,
+            vector_search(vec![0.1; 128], 5),
+            Code::InvalidArgument,
+            "512",
+        )
+        .await;
+        let mut nan = vector.clone();
+        nan[3] = f32::NAN;
+        expect_status(
+            &mut client,
+            vector_search(nan, 5),
+            Code::InvalidArgument,
+            "non-finite value",
+        )
+        .await;
+        let doubled: Vec<f32> = vector.iter().map(|value| value * 2.0).collect();
+        expect_status(
+            &mut client,
+            vector_search(doubled, 5),
+            Code::InvalidArgument,
+            "unit vectors",
+        )
+        .await;
+        expect_status(
+            &mut client,
+            vector_search(vector.clone(), 0),
+            Code::InvalidArgument,
+            "limit must be between 1 and 1000",
+        )
+        .await;
+        expect_status(
+            &mut client,
+            vector_search(vector.clone(), 1001),
+            Code::InvalidArgument,
+            "got 1001",
+        )
+        .await;
+        expect_status(
+            &mut client,
+            SearchRequest::default(),
+            Code::InvalidArgument,
+            "query is required",
+        )
+        .await;
+        expect_status(&mut client, image_search(Vec::new()), Code::InvalidArgument, "empty").await;
+        expect_status(
+            &mut client,
+            image_search(vec![0xAB; 1_600_000]),
+            Code::InvalidArgument,
+            "max_image_bytes",
+        )
+        .await;
+        let truncated = yaoming[..yaoming.len() / 2].to_vec();
+        expect_status(
+            &mut client,
+            image_search(truncated),
+            Code::InvalidArgument,
+            "query image",
+        )
+        .await;
+        let unknown = SearchRequest {
+            query: Some(search_request::Query::FaceId("0123456789abcdef0123456789abcdef".into())),
+            ..SearchRequest::default()
+        };
+        expect_status(&mut client, unknown, Code::NotFound, "no face with id").await;
+        let malformed = SearchRequest {
+            query: Some(search_request::Query::FaceId("player-13".into())),
+            ..SearchRequest::default()
+        };
+        expect_status(&mut client, malformed, Code::InvalidArgument, "32 hexadecimal").await;
+        let other_model = SearchRequest {
+            filter: Some(SearchFilter {
+                model_id: "glint360k_r100".into(),
+                ..SearchFilter::default()
+            }),
+            ..vector_search(vector.clone(), 5)
+        };
+        expect_status(&mut client, other_model, Code::FailedPrecondition, "cannot be compared").await;
+
+        // Delete every face of players.jpg: they stop coming back at once.
+        let delete = DeleteRequest {
+            selector: Some(delete_request::Selector::ImageUri(best.image_uri.clone())),
+        };
+        let deleted = client
+            .delete(delete)
+            .await
+            .expect("delete")
+            .into_inner()
+            .deleted_face_ids;
+        assert_eq!(deleted.len(), 22);
+        let after = client
+            .search(image_search(yaoming))
+            .await
+            .expect("search after delete")
+            .into_inner();
+        assert!(
+            after.results[0].hits.iter().all(|hit| !hit
+                .face
+                .as_ref()
+                .expect("face")
+                .image_uri
+                .ends_with("/players.jpg"))
+        );
+        (deleted, faces - 22)
+    });
+
+    // The CLI client against the same server.
+    let cli = facedex_command()
+        .args(["search", "--server", &server.url, "--json", "--limit", "3", "--image"])
+        .arg(photo("t1.jpg"))
+        .output()
+        .expect("facedex search");
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&cli.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 6, "t1.jpg has six faces");
+    assert!(lines.iter().all(|line| {
+        line["hits"][0]["image_uri"]
+            .as_str()
+            .is_some_and(|uri| uri.ends_with("/t1.jpg"))
+    }));
+
+    // SIGTERM: graceful stop with a final snapshot; the deletion survives the restart.
+    server.terminate();
+    let server = Server::start(&data_dir, &["--no-image-search"], &[]);
+    runtime.block_on(async {
+        let mut client = FaceSearchClient::connect(server.url.clone()).await.expect("reconnect");
+        let info = client
+            .get_index_info(GetIndexInfoRequest {})
+            .await
+            .expect("info")
+            .into_inner();
+        assert_eq!(info.faces as usize, remaining);
+        assert_eq!(info.deleted_total as usize, deleted.len());
+        assert_eq!(
+            info.last_snapshot.expect("snapshot").generation,
+            2,
+            "the final snapshot on SIGTERM"
+        );
+        for face_id in &deleted {
+            let status = client
+                .get_face(GetFaceRequest {
+                    face_id: face_id.clone(),
+                    with_embedding: false,
+                })
+                .await
+                .expect_err("deleted");
+            assert_eq!(status.code(), Code::NotFound);
+        }
+        let image = client.search(image_search(vec![1, 2, 3])).await.expect_err("no models");
+        assert_eq!(image.code(), Code::FailedPrecondition);
+    });
+}
+
+#[test]
+fn a_bearer_token_guards_face_search_but_not_health() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        data_dir.path(),
+        &["--no-image-search"],
+        &[("FACEDEX__SERVER__AUTH_TOKEN", "let-me-in")],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let channel = Channel::from_shared(server.url.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = FaceSearchClient::new(channel.clone());
+        let refused = client
+            .get_index_info(GetIndexInfoRequest {})
+            .await
+            .expect_err("no token");
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        let mut request = tonic::Request::new(GetIndexInfoRequest {});
+        request
+            .metadata_mut()
+            .insert("authorization", "Bearer let-me-in".parse().expect("header"));
+        assert_eq!(
+            client
+                .get_index_info(request)
+                .await
+                .expect("with token")
+                .into_inner()
+                .faces,
+            0
+        );
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        health
+            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .await
+            .expect("health is open");
+    });
+}

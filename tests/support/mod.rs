@@ -31,6 +31,20 @@ pub fn vision_config() -> VisionConfig {
     VisionConfig::with_assets_dir(&assets_dir())
 }
 
+/// The `facedex` binary with the repository's assets configured through the environment.
+pub fn facedex_command() -> std::process::Command {
+    let config = vision_config();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_facedex"));
+    command
+        .env(
+            "FACEDEX__VISION__ONNXRUNTIME_LIBRARY_PATH",
+            &config.onnxruntime_library_path,
+        )
+        .env("FACEDEX__VISION__DETECTOR_MODEL_PATH", &config.detector_model_path)
+        .env("FACEDEX__VISION__EMBEDDER_MODEL_PATH", &config.embedder_model_path);
+    command
+}
+
 /// InsightFace's output for the sample photos (`tests/fixtures/insightface_faces.json`).
 #[derive(Debug, Deserialize)]
 pub struct ReferenceDocument {

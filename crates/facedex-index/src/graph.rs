@@ -37,23 +37,31 @@ pub(crate) fn new_graph(config: &IndexConfig, capacity: usize) -> Graph {
     graph
 }
 
-/// Inserts `batch` (vector, internal id) and returns the points the graph cannot find again.
-///
-/// `hnsw_rs` issue #37: a few inserted points can end up unreachable from the entry point,
-/// and no search ever returns them. Each new point is searched for right after its insert;
-/// the ones that do not come back first are "orphans", returned with their vectors so the
-/// index can score them by brute force on every search. Costs one search per insert (about a
-/// third of the insert itself) and keeps recall honest on every point.
+/// Inserts `batch` (vector, internal id) and returns the points the graph cannot find again
+/// (see [`find_unreachable`]).
 pub(crate) fn insert_and_find_orphans(graph: &Graph, batch: &[(&[f32], usize)], ef: usize) -> Vec<(usize, Vec<f32>)> {
     match batch.len() {
         0 => return Vec::new(),
         1 => graph.insert_slice(batch[0]),
         _ => graph.parallel_insert_slice(&batch.to_vec()),
     }
+    find_unreachable(graph, batch, ef)
+}
+
+/// The points of `points` that a search for their own vector does not return first.
+///
+/// `hnsw_rs` issue #37: some points end up where no greedy search reaches them, right after
+/// their insert or later, when inserts elsewhere prune the links that led to them. Those
+/// "orphans" are returned with their vectors, so the index can score them by brute force on
+/// every search. Searches on all cores.
+pub(crate) fn find_unreachable(graph: &Graph, points: &[(&[f32], usize)], ef: usize) -> Vec<(usize, Vec<f32>)> {
+    if points.is_empty() {
+        return Vec::new();
+    }
     let threads = std::thread::available_parallelism().map_or(1, |threads| threads.get());
-    let chunk_size = batch.len().div_ceil(threads);
+    let chunk_size = points.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = batch
+        let workers: Vec<_> = points
             .chunks(chunk_size)
             .map(|chunk| {
                 scope.spawn(move || {

@@ -15,7 +15,8 @@ use crate::config::{IndexConfig, MAX_SEARCH_LIMIT};
 use crate::distance::{check_embedding, dot, similarity_from_distance};
 use crate::error::{IndexError, Result};
 use crate::graph::{
-    Graph, PointLocator, estimated_link_bytes_per_point, for_each_point, insert_and_find_orphans, new_graph,
+    Graph, PointLocator, estimated_link_bytes_per_point, find_unreachable, for_each_point, insert_and_find_orphans,
+    new_graph,
 };
 use crate::record::{FaceId, FaceMetadata, FaceRecord};
 use crate::search::{FaceFilter, SearchHit, SearchQuery, TopK};
@@ -420,6 +421,36 @@ impl FaceIndex {
         *self.locator.lock() = PointLocator::default();
         tracing::info!(removed, faces = state.faces.len(), "vacuumed the face index");
         Ok(removed)
+    }
+
+    /// Searches for every live face with its own vector and adds the ones not found first to
+    /// the brute-force list: a full pass over `hnsw_rs` issue #37, which checks on insert
+    /// cannot cover because later inserts can cut an old point off. Costs one search per face;
+    /// run it after a bulk load. Returns how many faces it newly found unreachable.
+    pub fn audit_reachability(&self) -> usize {
+        const CHUNK: usize = 4096;
+        let _writer = self.writer.lock();
+        let state = self.state.read();
+        let known: std::collections::HashSet<usize> = state.orphans.iter().map(|(id, _)| *id).collect();
+        let live: Vec<usize> = (0..state.faces.len())
+            .filter(|id| state.live_face(*id).is_some() && !known.contains(id))
+            .collect();
+        let mut found = Vec::new();
+        let mut locator = self.locator.lock();
+        for ids in live.chunks(CHUNK) {
+            let vectors: Vec<(Vec<f32>, usize)> = ids
+                .iter()
+                .filter_map(|id| Some((locator.vector(&state.graph, *id)?, *id)))
+                .collect();
+            let points: Vec<(&[f32], usize)> = vectors.iter().map(|(vector, id)| (vector.as_slice(), *id)).collect();
+            found.extend(find_unreachable(&state.graph, &points, self.config.default_ef_search));
+        }
+        drop(locator);
+        drop(state);
+        let newly_found = found.len();
+        self.state.write().orphans.extend(found);
+        tracing::info!(newly_found, "reachability audit done");
+        newly_found
     }
 
     /// Records that Kafka records up to (excluding) `next_offset` of `topic`/`partition` are in

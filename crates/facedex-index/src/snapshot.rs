@@ -181,7 +181,7 @@ pub(crate) fn list_generations(snapshots_dir: &Path) -> Result<Vec<(u64, PathBuf
             generations.push((generation, entry.path()));
         }
     }
-    generations.sort_by(|a, b| b.0.cmp(&a.0));
+    generations.sort_by_key(|(generation, _)| std::cmp::Reverse(*generation));
     Ok(generations)
 }
 

@@ -83,9 +83,10 @@ impl BoundServer {
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
         let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config, max_image_pixels);
-        // Room for the largest accepted photo plus the rest of the message; a bigger one is
-        // refused by tonic before it is buffered whole.
-        let max_message_bytes = config.max_image_bytes + 64 * 1024;
+        // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
+        // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
+        // naming its limit) before it is buffered whole.
+        let max_message_bytes = config.max_image_bytes.saturating_mul(2).saturating_add(1024 * 1024);
         let face_search = InterceptedService::new(
             FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes),
             BearerAuth {
