@@ -22,6 +22,17 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def replace_section(path: Path, section: str, table: str) -> None:
+    """Puts `table` (which carries its own markers) between the section's markers in `path`."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"<!-- {section}:begin -->.*?<!-- {section}:end -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: table, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + table + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     path, section, command = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     ours, peer = json.loads(sys.argv[4]), json.loads(sys.argv[5])
@@ -38,13 +49,7 @@ def main() -> None:
         f"**facedex / {peer['implementation']}: {ratio:.2f}× photos/s.**",
         f"<!-- {section}:end -->",
     ])
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- {section}:begin -->.*?<!-- {section}:end -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: table, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + table + "\n"
-    path.write_text(text)
+    replace_section(path, section, table)
     print(f"{section}: facedex {ours['photos_per_s']} photos/s, {peer['implementation']} {peer['photos_per_s']} photos/s, ratio {ratio:.2f}")
 
 

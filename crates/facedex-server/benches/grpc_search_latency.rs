@@ -1,0 +1,105 @@
+//! Search latency over gRPC with concurrent clients: an in-process server on a loopback TCP
+//! port over a data directory of face-like vectors, and CLIENTS tasks, each with its own
+//! connection, sending REQUESTS searches one after the other.
+//!
+//! `cargo bench -p facedex-server --bench grpc_search_latency -- VECTORS CLIENTS REQUESTS`
+//! Prints one JSON object.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use facedex_index::synthetic::FaceLikeGenerator;
+use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceStore, IndexConfig};
+use facedex_proto::face_search_client::FaceSearchClient;
+use facedex_proto::{Embedding, SearchRequest, search_request};
+use facedex_server::{BoundServer, ServerConfig};
+use tokio_util::sync::CancellationToken;
+
+const DIMENSION: usize = 512;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    let vectors: usize = args.first().map_or(Ok(100_000), |arg| arg.parse()).context("VECTORS")?;
+    let clients: usize = args.get(1).map_or(Ok(8), |arg| arg.parse()).context("CLIENTS")?;
+    let requests: usize = args.get(2).map_or(Ok(500), |arg| arg.parse()).context("REQUESTS")?;
+
+    let mut generator = FaceLikeGenerator::new(vectors / 10, DIMENSION, 42);
+    let base = generator.dataset(10);
+    let queries = Arc::new(generator.queries(1000));
+    let data_dir = tempfile::tempdir()?;
+    let store = FaceStore::open(data_dir.path(), IndexConfig { expected_faces: vectors, ..IndexConfig::default() })?;
+    let build_started = Instant::now();
+    for start in (0..base.len()).step_by(10_000) {
+        let records = (start..(start + 10_000).min(base.len()))
+            .map(|position| FaceRecord {
+                face_id: FaceId(position as u128),
+                metadata: FaceMetadata {
+                    image_uri: format!("synthetic://{position}"),
+                    bounding_box: BoundingBox { x1: 0.0, y1: 0.0, x2: 1.0, y2: 1.0 },
+                    landmarks: [[0.0; 2]; 5],
+                    detection_score: 1.0,
+                    model_id: "synthetic".into(),
+                },
+                embedding: base.vector(position).to_vec(),
+            })
+            .collect();
+        store.upsert(records)?;
+    }
+    let build_seconds = build_started.elapsed().as_secs_f64();
+    drop(base);
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let config = ServerConfig {
+            listen_addr: "127.0.0.1:0".parse()?,
+            snapshot_interval_secs: 0,
+            ..ServerConfig::default()
+        };
+        let bound = BoundServer::bind(&config).await?;
+        let url = format!("http://{}", bound.local_addr());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(bound.serve(Arc::new(store), None, config, 100_000_000, shutdown.clone()));
+
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for client_index in 0..clients {
+            let url = url.clone();
+            let queries = Arc::clone(&queries);
+            tasks.push(tokio::spawn(async move {
+                let mut client = FaceSearchClient::connect(url).await?;
+                let mut latencies = Vec::with_capacity(requests);
+                for request_index in 0..requests {
+                    let query = queries.vector((client_index * requests + request_index) % queries.len()).to_vec();
+                    let request = SearchRequest {
+                        query: Some(search_request::Query::Embedding(Embedding { values: query })),
+                        limit: Some(10),
+                        ..SearchRequest::default()
+                    };
+                    let sent = Instant::now();
+                    client.search(request).await?;
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await??);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        shutdown.cancel();
+        server.await??;
+        latencies.sort_by(f64::total_cmp);
+        let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        println!(
+            "{}",
+            serde_json::json!({
+                "kind": "grpc_search", "vectors": vectors, "clients": clients, "requests": latencies.len(),
+                "build_seconds": build_seconds, "qps": latencies.len() as f64 / seconds,
+                "p50_ms": percentile(0.50), "p99_ms": percentile(0.99), "max_ms": latencies[latencies.len() - 1],
+            })
+        );
+        anyhow::Ok(())
+    })
+}

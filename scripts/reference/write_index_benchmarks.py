@@ -1,0 +1,57 @@
+"""Writes the index benchmark (facedex vs faiss vs hnswlib, and gRPC latency) into a section
+of BENCHMARKS.md.
+
+Usage: write_index_benchmarks.py FILE SECTION COMMAND RESULTS_JSONL
+(RESULTS_JSONL: the JSON lines printed by the Rust benches and bench_ann.py)
+"""
+
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+from write_benchmarks import cpu_model, replace_section
+
+
+def main() -> None:
+    path, section, command = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    rows = [json.loads(line) for line in Path(sys.argv[4]).read_text().splitlines() if line.startswith("{")]
+    builds = {row["library"]: row for row in rows if row.get("kind") == "build"}
+    searches = [row for row in rows if row.get("kind") == "search"]
+    grpc = [row for row in rows if row.get("kind") == "grpc_search"]
+    faiss_qps = {row["ef"]: row["qps"] for row in searches if row["library"] == "faiss"}
+    vectors = next(iter(builds.values()))["vectors"]
+    lines = [
+        f"<!-- {section}:begin -->",
+        f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu_model()}), one run of `{command}`:",
+        f"{vectors:,} face-like vectors (512-d, {vectors // 10:,} identities × 10), 1,000 queries, top 10, "
+        f"M = {builds['facedex']['m']}, ef_construction = {builds['facedex']['ef_construction']} for all three.",
+        "",
+        "| library | ef | recall@10 | QPS (1 thread) | QPS / faiss |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in sorted(searches, key=lambda r: (r["ef"], r["library"])):
+        ratio = row["qps"] / faiss_qps[row["ef"]] if row["ef"] in faiss_qps else float("nan")
+        lines.append(f"| {row['library']} | {row['ef']} | {row['recall_at_10']:.4f} | {row['qps']:.0f} | {ratio:.2f}× |")
+    lines += [
+        "",
+        "| library | build seconds (all cores) | resident bytes per face |",
+        "| --- | ---: | ---: |",
+    ]
+    for library, row in builds.items():
+        lines.append(f"| {library} | {row['build_seconds']:.1f} | {row['rss_bytes_per_face']:.0f} |")
+    for row in grpc:
+        lines += [
+            "",
+            f"gRPC `Search` (embedding query, limit 10, default ef) over loopback TCP, {row['clients']} concurrent clients, "
+            f"{row['requests']:,} requests: **p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms**, "
+            f"max {row['max_ms']:.2f} ms, {row['qps']:.0f} searches/s.",
+        ]
+    lines.append(f"<!-- {section}:end -->")
+    replace_section(path, section, "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
