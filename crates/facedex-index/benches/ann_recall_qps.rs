@@ -4,7 +4,8 @@
 //!
 //! Writes the base vectors, the queries and the exact top-10 (from the index's own brute-force
 //! search) to OUT_DIR as `.fvecs`/`.ivecs`, so that `scripts/reference/bench_ann.py` runs
-//! faiss and hnswlib on the same data, and prints one JSON object per line.
+//! faiss and hnswlib on the same data, snapshots the index into OUT_DIR/data (the gRPC latency
+//! bench serves it instead of building it again), and prints one JSON object per line.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use facedex_index::synthetic::FaceLikeGenerator;
-use facedex_index::{BoundingBox, FaceId, FaceIndex, FaceMetadata, FaceRecord, IndexConfig, SearchQuery};
+use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceStore, IndexConfig, SearchQuery};
 
 const DIMENSION: usize = 512;
 const SAMPLES_PER_IDENTITY: usize = 10;
@@ -51,14 +52,19 @@ fn main() -> Result<()> {
         expected_faces: base.len(),
         ..IndexConfig::default()
     };
-    let index = FaceIndex::new(config)?;
+    let data_dir = out_dir.join("data");
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)?;
+    }
+    let store = FaceStore::open(&data_dir, config)?;
+    let index = store.index();
     let rss_before = resident_bytes();
     let build_started = Instant::now();
     for start in (0..base.len()).step_by(INSERT_BATCH) {
         let records = (start..(start + INSERT_BATCH).min(base.len()))
             .map(|i| record(i, base.vector(i)))
             .collect();
-        index.upsert(records)?;
+        store.upsert(records)?;
     }
     let build_seconds = build_started.elapsed().as_secs_f64();
     let rss_after = resident_bytes();
@@ -113,6 +119,7 @@ fn main() -> Result<()> {
             })
         );
     }
+    store.snapshot()?;
     Ok(())
 }
 

@@ -11,19 +11,14 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{IndexConfig, MAX_SEARCH_LIMIT};
-use crate::distance::{check_embedding, dot, similarity_from_distance};
+use crate::config::IndexConfig;
+use crate::distance::check_embedding;
 use crate::error::{IndexError, Result};
 use crate::graph::{
     Graph, PointLocator, estimated_link_bytes_per_point, find_unreachable, for_each_point, insert_and_find_orphans,
     new_graph,
 };
 use crate::record::{FaceId, FaceMetadata, FaceRecord};
-use crate::search::{FaceFilter, SearchHit, SearchQuery, TopK};
-
-/// A filter matching at most this many faces is answered by exact search over them: a graph
-/// search that must skip almost every node finds too few.
-const EXACT_SEARCH_FILTER_THRESHOLD: usize = 20_000;
 
 /// Kafka offsets applied to the index: topic → partition → next offset to consume.
 pub type AppliedOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
@@ -158,11 +153,11 @@ impl IndexState {
         self.tombstones += 1;
     }
 
-    fn live_face(&self, internal_id: usize) -> Option<&StoredFace> {
+    pub(crate) fn live_face(&self, internal_id: usize) -> Option<&StoredFace> {
         self.faces.get(internal_id).and_then(Option::as_ref)
     }
 
-    fn check_model(&self, what: &str, model_id: &str) -> Result<()> {
+    pub(crate) fn check_model(&self, what: &str, model_id: &str) -> Result<()> {
         match &self.model_id {
             Some(expected) if expected != model_id => Err(IndexError::ModelMismatch {
                 what: what.to_owned(),
@@ -196,7 +191,7 @@ pub struct FaceIndex {
     pub(crate) config: IndexConfig,
     pub(crate) writer: Mutex<()>,
     pub(crate) state: RwLock<IndexState>,
-    locator: Mutex<PointLocator>,
+    pub(crate) locator: Mutex<PointLocator>,
 }
 
 impl FaceIndex {
@@ -382,7 +377,15 @@ impl FaceIndex {
     /// Rebuilds the graph from the live faces only, dropping deleted vectors from memory.
     /// Searches go on against the old graph meanwhile; writers wait.
     pub fn vacuum(&self) -> Result<usize> {
+        self.vacuum_if(|_| true)
+    }
+
+    /// [`FaceIndex::vacuum`] when `condition` still holds once the writer lock is taken.
+    pub(crate) fn vacuum_if(&self, condition: impl FnOnce(&Self) -> bool) -> Result<usize> {
         let _writer = self.writer.lock();
+        if !condition(self) {
+            return Ok(0);
+        }
         let (live_faces, live_vectors) = {
             let state = self.state.read();
             let mut vectors: HashMap<usize, Vec<f32>> = HashMap::with_capacity(state.by_face_id.len());
@@ -488,90 +491,9 @@ impl FaceIndex {
         })
     }
 
-    /// The `query.limit` faces most similar to `query.vector` that pass the filter.
-    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
-        self.check_query(query)?;
-        let state = self.state.read();
-        if let Some(model_id) = &query.filter.model_id {
-            state.check_model("the query", model_id)?;
-        }
-        let candidates = self.filtered_candidates(&state, &query.filter);
-        let ranked: Vec<(usize, f32)> = match (query.exact, candidates) {
-            (_, Some(candidates)) => self.exact_over(&state, &candidates, query),
-            (true, None) => exact_over_graph(&state, query),
-            (false, None) => graph_search(&state, query, query.ef.unwrap_or(self.config.default_ef_search)),
-        };
-        Ok(ranked
-            .into_iter()
-            .filter(|(_, similarity)| query.min_score.is_none_or(|floor| *similarity >= floor))
-            .filter_map(|(internal_id, similarity)| {
-                let face = state.live_face(internal_id)?;
-                Some(SearchHit {
-                    face_id: face.face_id,
-                    similarity,
-                    metadata: face.metadata.clone(),
-                })
-            })
-            .take(query.limit)
-            .collect())
-    }
-
-    fn check_query(&self, query: &SearchQuery) -> Result<()> {
-        check_embedding("the query vector", &query.vector, self.config.dimension)?;
-        if query.limit == 0 || query.limit > MAX_SEARCH_LIMIT {
-            return Err(IndexError::InvalidLimit {
-                limit: query.limit,
-                max: MAX_SEARCH_LIMIT,
-            });
-        }
-        if let Some(min_score) = query.min_score
-            && !(-1.0..=1.0).contains(&min_score)
-        {
-            return Err(IndexError::InvalidMinScore { min_score });
-        }
-        Ok(())
-    }
-
-    /// The internal ids a selective filter allows, when few enough for exact search.
-    fn filtered_candidates(&self, state: &IndexState, filter: &FaceFilter) -> Option<Vec<usize>> {
-        if let Some(include) = &filter.include_face_ids {
-            return Some(
-                include
-                    .iter()
-                    .filter_map(|id| state.by_face_id.get(id).copied())
-                    .collect(),
-            );
-        }
-        let prefix = filter.image_uri_prefix.as_deref()?;
-        let mut candidates = Vec::new();
-        for (_, ids) in state
-            .by_image
-            .range(prefix.to_owned()..)
-            .take_while(|(uri, _)| uri.starts_with(prefix))
-        {
-            candidates.extend_from_slice(ids);
-            if candidates.len() > EXACT_SEARCH_FILTER_THRESHOLD {
-                return None;
-            }
-        }
-        Some(candidates)
-    }
-
-    fn exact_over(&self, state: &IndexState, candidates: &[usize], query: &SearchQuery) -> Vec<(usize, f32)> {
-        let mut top = TopK::new(query.limit);
-        let mut locator = self.locator.lock();
-        for &internal_id in candidates {
-            let Some(face) = state.live_face(internal_id) else {
-                continue;
-            };
-            if !query.filter.accepts(&face.face_id, &face.metadata) {
-                continue;
-            }
-            if let Some(vector) = locator.vector(&state.graph, internal_id) {
-                top.offer(internal_id, dot(&query.vector, &vector).min(1.0));
-            }
-        }
-        top.into_sorted()
+    /// The model of the indexed embeddings, once the first face is in.
+    pub fn model_id(&self) -> Option<String> {
+        self.state.read().model_id.clone()
     }
 
     /// Counts, model, offsets and a memory estimate.
@@ -591,57 +513,4 @@ impl FaceIndex {
             config: self.config.clone(),
         }
     }
-}
-
-/// HNSW search. Without a user filter it asks the graph for its whole candidate list (`ef`
-/// points, at no extra cost) and drops tombstones and not-yet-published points afterwards:
-/// `hnsw_rs` gives up its early exit when searching with a filter, which costs several times
-/// the distance computations. Only when that leaves too few hits, or with a user filter, does it
-/// search with the filter.
-fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
-    let ef = ef.max(query.limit);
-    let accepts = |internal_id: &usize| {
-        state
-            .live_face(*internal_id)
-            .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata))
-    };
-    let to_ranked = |neighbours: Vec<hnsw_rs::hnsw::Neighbour>| -> Vec<(usize, f32)> {
-        let mut ranked: Vec<(usize, f32)> = neighbours
-            .into_iter()
-            .filter(|neighbour| accepts(&neighbour.d_id))
-            .map(|neighbour| (neighbour.d_id, similarity_from_distance(neighbour.distance)))
-            .collect();
-        for (internal_id, vector) in &state.orphans {
-            if accepts(internal_id) && !ranked.iter().any(|(id, _)| id == internal_id) {
-                ranked.push((*internal_id, dot(&query.vector, vector).min(1.0)));
-            }
-        }
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked.truncate(query.limit);
-        ranked
-    };
-    if query.filter.is_empty() {
-        let ranked = to_ranked(state.graph.search(&query.vector, ef, ef));
-        if ranked.len() >= query.limit || state.tombstones == 0 || ranked.len() == state.by_face_id.len() {
-            return ranked;
-        }
-    }
-    to_ranked(
-        state
-            .graph
-            .search_filter(&query.vector, query.limit, ef, Some(&accepts)),
-    )
-}
-
-/// Brute force over every live face in the graph.
-fn exact_over_graph(state: &IndexState, query: &SearchQuery) -> Vec<(usize, f32)> {
-    let mut top = TopK::new(query.limit);
-    for_each_point(&state.graph, |internal_id, vector| {
-        if let Some(face) = state.live_face(internal_id)
-            && query.filter.accepts(&face.face_id, &face.metadata)
-        {
-            top.offer(internal_id, dot(&query.vector, vector).min(1.0));
-        }
-    });
-    top.into_sorted()
 }

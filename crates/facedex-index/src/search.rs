@@ -1,9 +1,15 @@
-//! Search requests and results: top-k by cosine similarity, a similarity floor, and filters on
-//! image URI, face ids and model.
+//! Search: requests and results (top-k by cosine similarity, a similarity floor, filters on
+//! image URI, face ids and model) and how the index answers them — graph, exact, or exact over
+//! the few faces a selective filter allows.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 
+use crate::config::MAX_SEARCH_LIMIT;
+use crate::distance::{check_embedding, dot, similarity_from_distance};
+use crate::error::{IndexError, Result};
+use crate::graph::for_each_point;
+use crate::index::{FaceIndex, IndexState};
 use crate::record::{FaceId, FaceMetadata};
 
 /// What to search for and how.
@@ -153,6 +159,151 @@ impl TopK {
             .map(|c| (c.internal_id, c.similarity))
             .collect()
     }
+}
+
+/// A filter matching at most this many faces is answered by exact search over them: a graph
+/// search that must skip almost every node finds too few.
+const EXACT_SEARCH_FILTER_THRESHOLD: usize = 20_000;
+
+impl FaceIndex {
+    /// The `query.limit` faces most similar to `query.vector` that pass the filter.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+        self.check_query(query)?;
+        let state = self.state.read();
+        if let Some(model_id) = &query.filter.model_id {
+            state.check_model("the query", model_id)?;
+        }
+        let candidates = self.filtered_candidates(&state, &query.filter);
+        let ranked: Vec<(usize, f32)> = match (query.exact, candidates) {
+            (_, Some(candidates)) => self.exact_over(&state, &candidates, query),
+            (true, None) => exact_over_graph(&state, query),
+            (false, None) => graph_search(&state, query, query.ef.unwrap_or(self.config.default_ef_search)),
+        };
+        Ok(ranked
+            .into_iter()
+            .filter(|(_, similarity)| query.min_score.is_none_or(|floor| *similarity >= floor))
+            .filter_map(|(internal_id, similarity)| {
+                let face = state.live_face(internal_id)?;
+                Some(SearchHit {
+                    face_id: face.face_id,
+                    similarity,
+                    metadata: face.metadata.clone(),
+                })
+            })
+            .take(query.limit)
+            .collect())
+    }
+
+    fn check_query(&self, query: &SearchQuery) -> Result<()> {
+        check_embedding("the query vector", &query.vector, self.config.dimension)?;
+        if query.limit == 0 || query.limit > MAX_SEARCH_LIMIT {
+            return Err(IndexError::InvalidLimit {
+                limit: query.limit,
+                max: MAX_SEARCH_LIMIT,
+            });
+        }
+        if let Some(min_score) = query.min_score
+            && !(-1.0..=1.0).contains(&min_score)
+        {
+            return Err(IndexError::InvalidMinScore { min_score });
+        }
+        Ok(())
+    }
+
+    /// The internal ids a selective filter allows, when few enough for exact search.
+    fn filtered_candidates(&self, state: &IndexState, filter: &FaceFilter) -> Option<Vec<usize>> {
+        if let Some(include) = &filter.include_face_ids {
+            return Some(
+                include
+                    .iter()
+                    .filter_map(|id| state.by_face_id.get(id).copied())
+                    .collect(),
+            );
+        }
+        let prefix = filter.image_uri_prefix.as_deref()?;
+        let mut candidates = Vec::new();
+        for (_, ids) in state
+            .by_image
+            .range(prefix.to_owned()..)
+            .take_while(|(uri, _)| uri.starts_with(prefix))
+        {
+            candidates.extend_from_slice(ids);
+            if candidates.len() > EXACT_SEARCH_FILTER_THRESHOLD {
+                return None;
+            }
+        }
+        Some(candidates)
+    }
+
+    fn exact_over(&self, state: &IndexState, candidates: &[usize], query: &SearchQuery) -> Vec<(usize, f32)> {
+        let mut top = TopK::new(query.limit);
+        let mut locator = self.locator.lock();
+        for &internal_id in candidates {
+            let Some(face) = state.live_face(internal_id) else {
+                continue;
+            };
+            if !query.filter.accepts(&face.face_id, &face.metadata) {
+                continue;
+            }
+            if let Some(vector) = locator.vector(&state.graph, internal_id) {
+                top.offer(internal_id, dot(&query.vector, &vector).min(1.0));
+            }
+        }
+        top.into_sorted()
+    }
+}
+
+/// HNSW search. Without a user filter it asks the graph for its whole candidate list (`ef`
+/// points, at no extra cost) and drops tombstones and not-yet-published points afterwards:
+/// `hnsw_rs` gives up its early exit when searching with a filter, which costs several times
+/// the distance computations. Only when that leaves too few hits, or with a user filter, does it
+/// search with the filter.
+fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
+    let ef = ef.max(query.limit);
+    let accepts = |internal_id: &usize| {
+        state
+            .live_face(*internal_id)
+            .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata))
+    };
+    let to_ranked = |neighbours: Vec<hnsw_rs::hnsw::Neighbour>| -> Vec<(usize, f32)> {
+        let mut ranked: Vec<(usize, f32)> = neighbours
+            .into_iter()
+            .filter(|neighbour| accepts(&neighbour.d_id))
+            .map(|neighbour| (neighbour.d_id, similarity_from_distance(neighbour.distance)))
+            .collect();
+        for (internal_id, vector) in &state.orphans {
+            if accepts(internal_id) && !ranked.iter().any(|(id, _)| id == internal_id) {
+                ranked.push((*internal_id, dot(&query.vector, vector).min(1.0)));
+            }
+        }
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(query.limit);
+        ranked
+    };
+    if query.filter.is_empty() {
+        let ranked = to_ranked(state.graph.search(&query.vector, ef, ef));
+        if ranked.len() >= query.limit || state.tombstones == 0 || ranked.len() == state.by_face_id.len() {
+            return ranked;
+        }
+    }
+    to_ranked(
+        state
+            .graph
+            .search_filter(&query.vector, query.limit, ef, Some(&accepts)),
+    )
+}
+
+/// Brute force over every live face in the graph.
+fn exact_over_graph(state: &IndexState, query: &SearchQuery) -> Vec<(usize, f32)> {
+    let mut top = TopK::new(query.limit);
+    for_each_point(&state.graph, |internal_id, vector| {
+        if let Some(face) = state.live_face(internal_id)
+            && query.filter.accepts(&face.face_id, &face.metadata)
+        {
+            top.offer(internal_id, dot(&query.vector, vector).min(1.0));
+        }
+    });
+    top.into_sorted()
 }
 
 #[cfg(test)]

@@ -164,11 +164,12 @@ impl FaceStore {
     }
 
     /// Vacuums when deleted faces exceed the configured share; returns how many were removed.
+    /// Callers racing here vacuum once: the check is repeated under the writer lock.
     pub fn vacuum_if_needed(&self) -> Result<usize> {
         if !self.index.needs_vacuum() {
             return Ok(0);
         }
-        let removed = self.index.vacuum()?;
+        let removed = self.index.vacuum_if(|index| index.needs_vacuum())?;
         self.changed_since_snapshot.store(true, Ordering::Release);
         Ok(removed)
     }

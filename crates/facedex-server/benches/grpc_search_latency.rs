@@ -2,8 +2,9 @@
 //! port over a data directory of face-like vectors, and CLIENTS tasks, each with its own
 //! connection, sending REQUESTS searches one after the other.
 //!
-//! `cargo bench -p facedex-server --bench grpc_search_latency -- VECTORS CLIENTS REQUESTS`
-//! Prints one JSON object.
+//! `cargo bench -p facedex-server --bench grpc_search_latency -- VECTORS CLIENTS REQUESTS [DATA_DIR]`
+//! With DATA_DIR (written by the `ann_recall_qps` bench for the same VECTORS) the index is
+//! loaded from its snapshot; without, it is built here. Prints one JSON object.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,20 +24,41 @@ fn main() -> Result<()> {
     let vectors: usize = args.first().map_or(Ok(100_000), |arg| arg.parse()).context("VECTORS")?;
     let clients: usize = args.get(1).map_or(Ok(8), |arg| arg.parse()).context("CLIENTS")?;
     let requests: usize = args.get(2).map_or(Ok(500), |arg| arg.parse()).context("REQUESTS")?;
+    let given_data_dir = args.get(3).map(std::path::PathBuf::from);
 
+    // The same seed and order as the ann_recall_qps bench: the same vectors and queries.
     let mut generator = FaceLikeGenerator::new(vectors / 10, DIMENSION, 42);
     let base = generator.dataset(10);
     let queries = Arc::new(generator.queries(1000));
-    let data_dir = tempfile::tempdir()?;
-    let store = FaceStore::open(data_dir.path(), IndexConfig { expected_faces: vectors, ..IndexConfig::default() })?;
+    let temporary = tempfile::tempdir()?;
+    let data_dir = given_data_dir.unwrap_or_else(|| temporary.path().to_path_buf());
+    let store = FaceStore::open(
+        &data_dir,
+        IndexConfig {
+            expected_faces: vectors,
+            ..IndexConfig::default()
+        },
+    )?;
+    let loaded = store.index().info().faces;
+    anyhow::ensure!(
+        loaded == 0 || loaded == vectors,
+        "{} holds {loaded} faces, not {vectors}",
+        data_dir.display()
+    );
     let build_started = Instant::now();
-    for start in (0..base.len()).step_by(10_000) {
+    let to_build = if loaded == 0 { base.len() } else { 0 };
+    for start in (0..to_build).step_by(10_000) {
         let records = (start..(start + 10_000).min(base.len()))
             .map(|position| FaceRecord {
                 face_id: FaceId(position as u128),
                 metadata: FaceMetadata {
                     image_uri: format!("synthetic://{position}"),
-                    bounding_box: BoundingBox { x1: 0.0, y1: 0.0, x2: 1.0, y2: 1.0 },
+                    bounding_box: BoundingBox {
+                        x1: 0.0,
+                        y1: 0.0,
+                        x2: 1.0,
+                        y2: 1.0,
+                    },
                     landmarks: [[0.0; 2]; 5],
                     detection_score: 1.0,
                     model_id: "synthetic".into(),
@@ -95,7 +117,7 @@ fn main() -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "kind": "grpc_search", "vectors": vectors, "clients": clients, "requests": latencies.len(),
+                "kind": "grpc_search", "vectors": vectors, "built_here": to_build > 0, "clients": clients, "requests": latencies.len(),
                 "build_seconds": build_seconds, "qps": latencies.len() as f64 / seconds,
                 "p50_ms": percentile(0.50), "p99_ms": percentile(0.99), "max_ms": latencies[latencies.len() - 1],
             })

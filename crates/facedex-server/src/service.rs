@@ -79,7 +79,7 @@ impl FaceSearchService {
             }
             SearchTarget::Image(bytes) => self.search_image(bytes, &parsed)?,
         };
-        let model_id = index.info().model_id.unwrap_or_default();
+        let model_id = index.model_id().unwrap_or_default();
         Ok(SearchResponse { results, model_id })
     }
 
