@@ -124,7 +124,12 @@ impl BoundServer {
             .add_service(face_search)
             .add_service(health_service)
             .add_service(reflection)
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener), shutdown.clone().cancelled_owned())
+            // TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs hold every small
+            // response for ~40 ms.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
+                shutdown.clone().cancelled_owned(),
+            )
             .await;
         shutdown.cancel();
         let _ = snapshots.await;
