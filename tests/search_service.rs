@@ -459,3 +459,68 @@ fn a_bearer_token_guards_face_search_but_not_health() {
             .expect("health is open");
     });
 }
+
+#[test]
+fn tls_from_config_serves_verified_clients_only() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("cert");
+    let cert_path = workspace.path().join("server.pem");
+    let key_path = workspace.path().join("server.key");
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write key");
+    let data_dir = workspace.path().join("data");
+    let cert = cert_path.to_string_lossy().into_owned();
+    let key = key_path.to_string_lossy().into_owned();
+    let server = Server::start(
+        &data_dir,
+        &["--no-image-search"],
+        &[
+            ("FACEDEX__SERVER__TLS__CERT_PATH", &cert),
+            ("FACEDEX__SERVER__TLS__KEY_PATH", &key),
+        ],
+    );
+    let https = server.url.replace("http://", "https://");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(certified.cert.pem()))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(https.clone())
+            .expect("url")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("TLS connect");
+        let info = FaceSearchClient::new(channel)
+            .get_index_info(GetIndexInfoRequest {})
+            .await
+            .expect("info over TLS");
+        assert_eq!(info.into_inner().faces, 0);
+        // A plaintext client gets nowhere.
+        let plaintext = async {
+            let channel = Channel::from_shared(server.url.clone()).expect("url").connect().await?;
+            FaceSearchClient::new(channel)
+                .get_index_info(GetIndexInfoRequest {})
+                .await
+                .map_err(anyhow_like)?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        };
+        assert!(plaintext.await.is_err(), "a plaintext call to a TLS server must fail");
+    });
+    // The CLI client verifies the server with --ca-cert.
+    let vector = serde_json::to_string(&vec![0.0f32; 511].into_iter().chain([1.0]).collect::<Vec<_>>()).expect("json");
+    let vector_file = workspace.path().join("vector.json");
+    std::fs::write(&vector_file, vector).expect("vector");
+    let cli = facedex_command()
+        .args(["search", "--server", &https, "--ca-cert", &cert, "--vector-file"])
+        .arg(&vector_file)
+        .output()
+        .expect("facedex search");
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+}
+
+fn anyhow_like(status: tonic::Status) -> Box<dyn std::error::Error> {
+    Box::new(status)
+}
