@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use facedex_index::synthetic::FaceLikeGenerator;
-use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceStore, IndexConfig, SearchQuery};
+use facedex_index::{FaceStore, IndexConfig, SearchQuery};
 
 const DIMENSION: usize = 512;
 const SAMPLES_PER_IDENTITY: usize = 10;
@@ -62,7 +62,7 @@ fn main() -> Result<()> {
     let build_started = Instant::now();
     for start in (0..base.len()).step_by(INSERT_BATCH) {
         let records = (start..(start + INSERT_BATCH).min(base.len()))
-            .map(|i| record(i, base.vector(i)))
+            .map(|i| base.record(i))
             .collect();
         store.upsert(records)?;
     }
@@ -121,25 +121,6 @@ fn main() -> Result<()> {
     }
     store.snapshot()?;
     Ok(())
-}
-
-fn record(position: usize, vector: &[f32]) -> FaceRecord {
-    FaceRecord {
-        face_id: FaceId(position as u128),
-        metadata: FaceMetadata {
-            image_uri: format!("synthetic://{position}"),
-            bounding_box: BoundingBox {
-                x1: 0.0,
-                y1: 0.0,
-                x2: 1.0,
-                y2: 1.0,
-            },
-            landmarks: [[0.0; 2]; 5],
-            detection_score: 1.0,
-            model_id: "synthetic".into(),
-        },
-        embedding: vector.to_vec(),
-    }
 }
 
 /// `.ivecs`: per row, the count as a little-endian i32, then the ids.

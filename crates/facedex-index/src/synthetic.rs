@@ -15,6 +15,11 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 
+use crate::record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
+
+/// The model id of [`FaceLikeVectors::record`]s.
+pub const SYNTHETIC_MODEL_ID: &str = "synthetic";
+
 /// Unit vectors grouped by identity, stored row-major.
 pub struct FaceLikeVectors {
     /// Components per vector.
@@ -39,6 +44,27 @@ impl FaceLikeVectors {
     /// Vector `index`.
     pub fn vector(&self, index: usize) -> &[f32] {
         &self.data[index * self.dimension..(index + 1) * self.dimension]
+    }
+
+    /// Vector `position` as a face record: id `position`, image `synthetic://{position}`,
+    /// model `synthetic`, a placeholder box and landmarks.
+    pub fn record(&self, position: usize) -> FaceRecord {
+        FaceRecord {
+            face_id: FaceId(position as u128),
+            metadata: FaceMetadata {
+                image_uri: format!("synthetic://{position}"),
+                bounding_box: BoundingBox {
+                    x1: 0.0,
+                    y1: 0.0,
+                    x2: 1.0,
+                    y2: 1.0,
+                },
+                landmarks: [[0.0; 2]; 5],
+                detection_score: 1.0,
+                model_id: SYNTHETIC_MODEL_ID.into(),
+            },
+            embedding: self.vector(position).to_vec(),
+        }
     }
 
     /// Writes the vectors in the `.fvecs` format of the ANN benchmarks (per vector: the
@@ -94,27 +120,21 @@ impl FaceLikeGenerator {
     /// `samples_per_identity` samples of every identity, identity by identity.
     pub fn dataset(&mut self, samples_per_identity: usize) -> FaceLikeVectors {
         let count = self.centres.len() * samples_per_identity;
-        let mut data = Vec::with_capacity(count * self.dimension);
-        let mut identity_of = Vec::with_capacity(count);
-        for identity in 0..self.centres.len() {
-            for _ in 0..samples_per_identity {
-                data.extend(self.sample(identity));
-                identity_of.push(identity as u32);
-            }
-        }
-        FaceLikeVectors {
-            dimension: self.dimension,
-            data,
-            identity_of,
-        }
+        self.samples(count, |position, _| position / samples_per_identity)
     }
 
     /// `count` queries: new samples of identities drawn at random.
     pub fn queries(&mut self, count: usize) -> FaceLikeVectors {
+        let identities = self.centres.len();
+        self.samples(count, |_, rng| rng.random_range(0..identities))
+    }
+
+    /// `count` samples, the identity of sample `position` chosen by `identity_for`.
+    fn samples(&mut self, count: usize, mut identity_for: impl FnMut(usize, &mut StdRng) -> usize) -> FaceLikeVectors {
         let mut data = Vec::with_capacity(count * self.dimension);
         let mut identity_of = Vec::with_capacity(count);
-        for _ in 0..count {
-            let identity = self.rng.random_range(0..self.centres.len());
+        for position in 0..count {
+            let identity = identity_for(position, &mut self.rng);
             data.extend(self.sample(identity));
             identity_of.push(identity as u32);
         }

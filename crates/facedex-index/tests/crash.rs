@@ -5,14 +5,12 @@
 //! faces, snapshots, indexes more and snapshots again; the parent SIGKILLs it as soon as the
 //! second snapshot's directory appears, at a different delay each round.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use facedex_index::synthetic::FaceLikeGenerator;
-use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceStore, IndexConfig};
+use facedex_index::{FaceId, FaceRecord, FaceStore, IndexConfig};
 
 const CHILD_ENV: &str = "FACEDEX_CRASH_TEST_DATA_DIR";
 const FIRST_BATCH: usize = 10_000;
@@ -30,24 +28,7 @@ fn config() -> IndexConfig {
 fn records(range: std::ops::Range<usize>) -> Vec<FaceRecord> {
     let mut generator = FaceLikeGenerator::new((FIRST_BATCH + SECOND_BATCH) / 10, DIMENSION, 9);
     let all = generator.dataset(10);
-    range
-        .map(|position| FaceRecord {
-            face_id: FaceId(position as u128),
-            metadata: FaceMetadata {
-                image_uri: format!("test://{position}.jpg"),
-                bounding_box: BoundingBox {
-                    x1: 0.0,
-                    y1: 0.0,
-                    x2: 10.0,
-                    y2: 10.0,
-                },
-                landmarks: [[1.0, 1.0]; 5],
-                detection_score: 0.9,
-                model_id: support::MODEL.into(),
-            },
-            embedding: all.vector(position).to_vec(),
-        })
-        .collect()
+    range.map(|position| all.record(position)).collect()
 }
 
 /// The child: two snapshots, the second one killed by the parent.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use facedex_index::synthetic::FaceLikeGenerator;
-use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceStore, IndexConfig};
+use facedex_index::{FaceStore, IndexConfig};
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::{Embedding, SearchRequest, search_request};
 use facedex_server::{BoundServer, ServerConfig};
@@ -49,22 +49,7 @@ fn main() -> Result<()> {
     let to_build = if loaded == 0 { base.len() } else { 0 };
     for start in (0..to_build).step_by(10_000) {
         let records = (start..(start + 10_000).min(base.len()))
-            .map(|position| FaceRecord {
-                face_id: FaceId(position as u128),
-                metadata: FaceMetadata {
-                    image_uri: format!("synthetic://{position}"),
-                    bounding_box: BoundingBox {
-                        x1: 0.0,
-                        y1: 0.0,
-                        x2: 1.0,
-                        y2: 1.0,
-                    },
-                    landmarks: [[0.0; 2]; 5],
-                    detection_score: 1.0,
-                    model_id: "synthetic".into(),
-                },
-                embedding: base.vector(position).to_vec(),
-            })
+            .map(|position| base.record(position))
             .collect();
         store.upsert(records)?;
     }
