@@ -3,6 +3,9 @@
 
 usage: bench_ann.py DATA_DIR M EF_CONSTRUCTION EF,EF,...   (prints one JSON object per line)
 Builds use every core, as the Rust side does; searches run on one thread, a batch per call.
+Each built index is saved in DATA_DIR with its build line; a later run with the same data and
+parameters loads it and prints that line again with "reused_build": true (the 1M builds take
+long enough that the searches are measured in a second run on a quiet machine).
 """
 
 import json
@@ -38,17 +41,37 @@ def emit(**fields):
     print(json.dumps(fields), flush=True)
 
 
-def bench_faiss(base, queries, truth, m, ef_construction, efs, threads):
-    faiss.omp_set_num_threads(threads)
-    before = resident_bytes()
-    index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = ef_construction
-    started = time.perf_counter()
-    index.add(base)
-    build = time.perf_counter() - started
-    emit(library="faiss", version=faiss.__version__, kind="build", vectors=len(base), m=m,
-         ef_construction=ef_construction, build_seconds=build, build_threads=threads,
-         rss_bytes_per_face=(resident_bytes() - before) / len(base))
+def cached_build(data_dir, library, vectors, m, ef_construction, build, save, load):
+    """Returns (index, build line): loaded from DATA_DIR when an earlier run built the same one."""
+    stem = os.path.join(data_dir, f"{library}-{vectors}-m{m}-efc{ef_construction}")
+    if os.path.exists(stem + ".json") and os.path.exists(stem + ".index"):
+        with open(stem + ".json") as record:
+            line = json.load(record)
+        line["reused_build"] = True
+        return load(stem + ".index"), line
+    index, line = build()
+    save(index, stem + ".index")
+    with open(stem + ".json", "w") as record:
+        json.dump(line, record)
+    return index, line
+
+
+def bench_faiss(data_dir, base, queries, truth, m, ef_construction, efs, threads):
+    def build():
+        faiss.omp_set_num_threads(threads)
+        before = resident_bytes()
+        index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        started = time.perf_counter()
+        index.add(base)
+        build_seconds = time.perf_counter() - started
+        return index, dict(library="faiss", version=faiss.__version__, kind="build", vectors=len(base), m=m,
+                           ef_construction=ef_construction, build_seconds=build_seconds, build_threads=threads,
+                           rss_bytes_per_face=(resident_bytes() - before) / len(base))
+
+    index, line = cached_build(data_dir, "faiss", len(base), m, ef_construction, build,
+                               faiss.write_index, faiss.read_index)
+    emit(**line)
     faiss.omp_set_num_threads(1)
     for ef in efs:
         parameters = faiss.SearchParametersHNSW(efSearch=ef)
@@ -59,16 +82,26 @@ def bench_faiss(base, queries, truth, m, ef_construction, efs, threads):
              recall_at_10=recall(found, truth), qps=len(queries) / seconds)
 
 
-def bench_hnswlib(base, queries, truth, m, ef_construction, efs, threads):
-    before = resident_bytes()
-    index = hnswlib.Index(space="ip", dim=base.shape[1])
-    index.init_index(max_elements=len(base), ef_construction=ef_construction, M=m)
-    started = time.perf_counter()
-    index.add_items(base, np.arange(len(base)), num_threads=threads)
-    build = time.perf_counter() - started
-    emit(library="hnswlib", version=hnswlib.__version__ if hasattr(hnswlib, "__version__") else "0.8.0",
-         kind="build", vectors=len(base), m=m, ef_construction=ef_construction, build_seconds=build,
-         build_threads=threads, rss_bytes_per_face=(resident_bytes() - before) / len(base))
+def bench_hnswlib(data_dir, base, queries, truth, m, ef_construction, efs, threads):
+    def build():
+        before = resident_bytes()
+        index = hnswlib.Index(space="ip", dim=base.shape[1])
+        index.init_index(max_elements=len(base), ef_construction=ef_construction, M=m)
+        started = time.perf_counter()
+        index.add_items(base, np.arange(len(base)), num_threads=threads)
+        build_seconds = time.perf_counter() - started
+        return index, dict(library="hnswlib", version=getattr(hnswlib, "__version__", "0.8.0"), kind="build",
+                           vectors=len(base), m=m, ef_construction=ef_construction, build_seconds=build_seconds,
+                           build_threads=threads, rss_bytes_per_face=(resident_bytes() - before) / len(base))
+
+    def load(path):
+        index = hnswlib.Index(space="ip", dim=base.shape[1])
+        index.load_index(path, max_elements=len(base))
+        return index
+
+    index, line = cached_build(data_dir, "hnswlib", len(base), m, ef_construction, build,
+                               lambda index, path: index.save_index(path), load)
+    emit(**line)
     for ef in efs:
         index.set_ef(max(ef, K))
         started = time.perf_counter()
@@ -85,8 +118,8 @@ def main():
     queries = read_vecs(os.path.join(data_dir, "queries.fvecs"), np.float32)
     truth = read_vecs(os.path.join(data_dir, "groundtruth.ivecs"), np.int32)
     threads = os.cpu_count() or 1
-    bench_faiss(base, queries, truth, m, ef_construction, efs, threads)
-    bench_hnswlib(base, queries, truth, m, ef_construction, efs, threads)
+    bench_faiss(data_dir, base, queries, truth, m, ef_construction, efs, threads)
+    bench_hnswlib(data_dir, base, queries, truth, m, ef_construction, efs, threads)
 
 
 if __name__ == "__main__":
