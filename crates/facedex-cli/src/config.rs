@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use facedex_index::IndexConfig;
+use facedex_pipeline::models::BatchingConfig;
+use facedex_pipeline::{ArchiveConfig, IngestConfig};
 use facedex_server::ServerConfig;
 use facedex_vision::VisionConfig;
 use figment::Figment;
@@ -33,6 +35,12 @@ pub struct FacedexConfig {
     pub index: IndexConfig,
     /// The search server: address, limits, auth, TLS, snapshot interval.
     pub server: ServerConfig,
+    /// Which objects of an archive are photos, size limit, object-store options.
+    pub archive: ArchiveConfig,
+    /// Photos in flight and retries of the ingest stage.
+    pub ingest: IngestConfig,
+    /// Dynamic batching in front of the models.
+    pub models: BatchingConfig,
 }
 
 impl Default for FacedexConfig {
@@ -42,6 +50,9 @@ impl Default for FacedexConfig {
             vision: VisionConfig::default(),
             index: IndexConfig::default(),
             server: ServerConfig::default(),
+            archive: ArchiveConfig::default(),
+            ingest: IngestConfig::default(),
+            models: BatchingConfig::default(),
         }
     }
 }

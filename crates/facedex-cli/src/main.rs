@@ -32,6 +32,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Search a running server by photo, face id or embedding.
     Search(commands::search::SearchArgs),
+    /// Index a photo archive in this process (local mode, no broker) into a data directory.
+    Index(commands::index::IndexArgs),
     /// Load `facedex detect --json --embeddings` output into a data directory.
     IndexImport(commands::index_import::IndexImportArgs),
 }
@@ -110,6 +112,7 @@ fn main() -> ExitCode {
             Command::Detect(args) => commands::detect::run(&config, args),
             Command::Serve(args) => commands::serve::run(config, args),
             Command::Search(args) => commands::search::run(config, args),
+            Command::Index(args) => commands::index::run(config, args),
             Command::IndexImport(args) => commands::index_import::run(config, args),
         }
     });

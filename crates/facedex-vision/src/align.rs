@@ -5,6 +5,8 @@
 
 use image::RgbImage;
 
+use crate::scrfd::DetectedFace;
+
 /// Side of an aligned face crop.
 pub const ALIGNED_SIZE: usize = 112;
 
@@ -90,6 +92,26 @@ pub fn warp_aligned(photo: &RgbImage, transform: &Affine, crop: &mut [u8]) {
             }
         }
     }
+}
+
+/// Appends one aligned `112×112×3` crop per detection to `crops`, warped from the
+/// full-resolution `photo`, and returns the detections that got one, in order. A face whose
+/// landmarks admit no alignment (all five points coincide) is dropped: no embedding could
+/// describe it.
+pub fn aligned_crops(photo: &RgbImage, detections: Vec<DetectedFace>, crops: &mut Vec<u8>) -> Vec<DetectedFace> {
+    let crop_len = ALIGNED_SIZE * ALIGNED_SIZE * 3;
+    let mut kept = Vec::with_capacity(detections.len());
+    for detection in detections {
+        let Some(transform) = arcface_transform(&detection.landmarks) else {
+            tracing::warn!(?detection, "dropping a face whose landmarks coincide");
+            continue;
+        };
+        let start = crops.len();
+        crops.resize(start + crop_len, 0);
+        warp_aligned(photo, &transform, &mut crops[start..]);
+        kept.push(detection);
+    }
+    kept
 }
 
 #[cfg(test)]

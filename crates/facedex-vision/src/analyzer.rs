@@ -4,12 +4,12 @@
 
 use image::RgbImage;
 
-use crate::align::{ALIGNED_SIZE, arcface_transform, warp_aligned};
+use crate::align::{ALIGNED_SIZE, aligned_crops};
 use crate::config::VisionConfig;
 use crate::detector::Detector;
 use crate::embedder::Embedder;
 use crate::error::Result;
-use crate::letterbox::{Letterboxer, letterbox_geometry};
+use crate::letterbox::{LetterboxedPhoto, Letterboxer, letterbox_geometry};
 use crate::runtime::environment;
 use crate::scrfd::DetectedFace;
 
@@ -22,6 +22,16 @@ pub struct Face {
     pub embedding: Vec<f32>,
 }
 
+/// Loads ONNX Runtime and both models as `config` says, as two values that can run on two
+/// threads (the embed service batches each on its own).
+pub fn load_models(config: &VisionConfig) -> Result<(Detector, Embedder)> {
+    config.validate()?;
+    let environment = environment(&config.onnxruntime_library_path)?;
+    let detector = Detector::load(&environment, config)?;
+    let embedder = Embedder::load(&environment, config)?;
+    Ok((detector, embedder))
+}
+
 /// The detector and embedder with their reusable buffers.
 pub struct FaceAnalyzer {
     detector: Detector,
@@ -31,17 +41,13 @@ pub struct FaceAnalyzer {
     fit_input_to_photo: bool,
     detect_batch_size: usize,
     embed_batch_size: usize,
-    detector_input: Vec<f32>,
     crops: Vec<u8>,
 }
 
 impl FaceAnalyzer {
     /// Loads ONNX Runtime and both models as `config` says.
     pub fn load(config: &VisionConfig) -> Result<Self> {
-        config.validate()?;
-        let environment = environment(&config.onnxruntime_library_path)?;
-        let detector = Detector::load(&environment, config)?;
-        let embedder = Embedder::load(&environment, config)?;
+        let (detector, embedder) = load_models(config)?;
         Ok(Self {
             letterboxer: Letterboxer::default(),
             canvas: config.detection.input_size_px,
@@ -50,7 +56,6 @@ impl FaceAnalyzer {
             embedder,
             detect_batch_size: config.detection.batch_size,
             embed_batch_size: config.embed_batch_size,
-            detector_input: Vec::new(),
             crops: Vec::new(),
         })
     }
@@ -68,31 +73,19 @@ impl FaceAnalyzer {
     /// Detects the faces of each photo, best score first. Photos run in batches of the
     /// configured size; within a batch, photos sharing a detector input size run together.
     pub fn detect(&mut self, photos: &[&RgbImage]) -> Result<Vec<Vec<DetectedFace>>> {
-        let mut all: Vec<Vec<DetectedFace>> = vec![Vec::new(); photos.len()];
-        for (chunk_index, chunk) in photos.chunks(self.detect_batch_size).enumerate() {
-            let offset = chunk_index * self.detect_batch_size;
-            let geometries: Vec<_> = chunk
-                .iter()
-                .map(|photo| letterbox_geometry(photo.width(), photo.height(), self.canvas, self.fit_input_to_photo))
-                .collect();
-            let input_size = |i: &usize| (geometries[*i].input_width, geometries[*i].input_height);
-            let mut order: Vec<usize> = (0..chunk.len()).collect();
-            order.sort_by_key(input_size);
-            for group in order.chunk_by(|a, b| input_size(a) == input_size(b)) {
-                let (width, height) = input_size(&group[0]);
-                let slot = 3 * width as usize * height as usize;
-                self.detector_input.resize(group.len() * slot, 0.0);
-                for (&i, tensor) in group.iter().zip(self.detector_input.chunks_exact_mut(slot)) {
-                    self.letterboxer.write_tensor(chunk[i], geometries[i], tensor);
-                }
-                let group_geometries: Vec<_> = group.iter().map(|&i| geometries[i]).collect();
-                let detected = self.detector.detect_batch(&self.detector_input, &group_geometries)?;
-                for (&i, faces) in group.iter().zip(detected) {
-                    all[offset + i] = faces;
-                }
-            }
+        let mut all = Vec::with_capacity(photos.len());
+        for chunk in photos.chunks(self.detect_batch_size) {
+            let letterboxed: Vec<LetterboxedPhoto> = chunk.iter().map(|photo| self.letterbox(photo)).collect();
+            let borrowed: Vec<&LetterboxedPhoto> = letterboxed.iter().collect();
+            all.extend(self.detector.detect_letterboxed(&borrowed)?);
         }
         Ok(all)
+    }
+
+    /// `photo` resized for the detector as this analyzer's configuration says.
+    pub fn letterbox(&mut self, photo: &RgbImage) -> LetterboxedPhoto {
+        let geometry = letterbox_geometry(photo.width(), photo.height(), self.canvas, self.fit_input_to_photo);
+        self.letterboxer.letterbox(photo, geometry)
     }
 
     /// Aligns every detected face from its full-resolution photo and embeds them all, in batches
@@ -100,36 +93,25 @@ impl FaceAnalyzer {
     /// points coincide) are dropped: no embedding could describe them.
     pub fn embed(&mut self, photos: &[&RgbImage], detections: Vec<Vec<DetectedFace>>) -> Result<Vec<Vec<Face>>> {
         let crop_len = ALIGNED_SIZE * ALIGNED_SIZE * 3;
-        let mut faces: Vec<Vec<Face>> = Vec::with_capacity(photos.len());
-        let mut pending: Vec<(usize, usize)> = Vec::new();
         self.crops.clear();
-        for (photo_index, (photo, detected)) in photos.iter().zip(detections).enumerate() {
-            let mut photo_faces = Vec::with_capacity(detected.len());
-            for detection in detected {
-                let Some(transform) = arcface_transform(&detection.landmarks) else {
-                    tracing::warn!(
-                        photo = photo_index,
-                        ?detection,
-                        "dropping a face whose landmarks coincide"
-                    );
-                    continue;
-                };
-                let start = self.crops.len();
-                self.crops.resize(start + crop_len, 0);
-                warp_aligned(photo, &transform, &mut self.crops[start..]);
-                pending.push((photo_index, photo_faces.len()));
-                photo_faces.push(Face {
-                    detection,
-                    embedding: Vec::new(),
-                });
-            }
-            faces.push(photo_faces);
-        }
-        let mut next = pending.into_iter();
+        let mut faces: Vec<Vec<Face>> = photos
+            .iter()
+            .zip(detections)
+            .map(|(photo, detected)| {
+                aligned_crops(photo, detected, &mut self.crops)
+                    .into_iter()
+                    .map(|detection| Face {
+                        detection,
+                        embedding: Vec::new(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut slots = faces.iter_mut().flatten();
         for chunk in self.crops.chunks(self.embed_batch_size * crop_len) {
             for embedding in self.embedder.embed_batch(chunk)? {
-                if let Some((photo, face)) = next.next() {
-                    faces[photo][face].embedding = embedding;
+                if let Some(face) = slots.next() {
+                    face.embedding = embedding;
                 }
             }
         }

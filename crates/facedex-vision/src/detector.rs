@@ -9,7 +9,7 @@ use ort::value::TensorRef;
 
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
-use crate::letterbox::LetterboxGeometry;
+use crate::letterbox::{LetterboxGeometry, LetterboxedPhoto, write_normalized};
 use crate::runtime::{build_session, require_file};
 use crate::scrfd::{ANCHORS_PER_CELL, DetectedFace, LevelOutputs, STRIDES, decode_detections};
 
@@ -19,6 +19,7 @@ const ROLE: &str = "an SCRFD detector with keypoints (1 input, 9 outputs)";
 /// strides 8, 16, 32), as `scrfd_500m_bnkps.onnx`.
 pub struct Detector {
     session: Session,
+    input: Vec<f32>,
     score_threshold: f32,
     nms_iou_threshold: f32,
 }
@@ -41,9 +42,43 @@ impl Detector {
         }
         Ok(Self {
             session,
+            input: Vec::new(),
             score_threshold: config.detection.score_threshold,
             nms_iou_threshold: config.detection.nms_iou_threshold,
         })
+    }
+
+    /// Detects the faces of each letterboxed photo, best score first, in one detector run per
+    /// input size (photos of one orientation share a size). Normalisation happens here, next to
+    /// the model, so callers send 8-bit pixels.
+    pub fn detect_letterboxed(&mut self, photos: &[&LetterboxedPhoto]) -> Result<Vec<Vec<DetectedFace>>> {
+        let mut all: Vec<Vec<DetectedFace>> = vec![Vec::new(); photos.len()];
+        let input_size = |i: &usize| (photos[*i].geometry.input_width, photos[*i].geometry.input_height);
+        let mut order: Vec<usize> = (0..photos.len()).collect();
+        order.sort_by_key(input_size);
+        let mut input = std::mem::take(&mut self.input);
+        for group in order.chunk_by(|a, b| input_size(a) == input_size(b)) {
+            let (width, height) = input_size(&group[0]);
+            let slot = 3 * width as usize * height as usize;
+            input.resize(group.len() * slot, 0.0);
+            for (&i, tensor) in group.iter().zip(input.chunks_exact_mut(slot)) {
+                write_normalized(&photos[i].pixels, photos[i].geometry, tensor);
+            }
+            let geometries: Vec<_> = group.iter().map(|&i| photos[i].geometry).collect();
+            let detected = self.detect_batch(&input, &geometries);
+            let detected = match detected {
+                Ok(detected) => detected,
+                Err(error) => {
+                    self.input = input;
+                    return Err(error);
+                }
+            };
+            for (&i, faces) in group.iter().zip(detected) {
+                all[i] = faces;
+            }
+        }
+        self.input = input;
+        Ok(all)
     }
 
     /// Detects faces in `geometries.len()` letterboxed photos stored back to back in `tensor`;

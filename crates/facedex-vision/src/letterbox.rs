@@ -49,6 +49,82 @@ pub fn letterbox_geometry(width: u32, height: u32, canvas: u32, fit_input: bool)
     }
 }
 
+/// A photo resized for the detector but not yet padded or normalised (that happens next to the
+/// model, see [`write_normalized`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LetterboxedPhoto {
+    /// Packed RGB, `resized_width × resized_height × 3` bytes.
+    pub pixels: Vec<u8>,
+    /// Where the pixels go on the detector input and how to map detections back.
+    pub geometry: LetterboxGeometry,
+}
+
+impl LetterboxedPhoto {
+    /// Whether the pixels and the geometry agree and fit the detector input; a remote caller's
+    /// photo is checked before it reaches the model.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let g = &self.geometry;
+        let expected = 3 * g.resized_width as usize * g.resized_height as usize;
+        if self.pixels.len() != expected {
+            return Err(format!(
+                "{} bytes of pixels for a {}x{} RGB photo (expected {expected})",
+                self.pixels.len(),
+                g.resized_width,
+                g.resized_height
+            ));
+        }
+        if g.resized_width == 0
+            || g.resized_height == 0
+            || g.resized_width > g.input_width
+            || g.resized_height > g.input_height
+        {
+            return Err(format!(
+                "a {}x{} photo does not fit a {}x{} detector input",
+                g.resized_width, g.resized_height, g.input_width, g.input_height
+            ));
+        }
+        if !g.input_width.is_multiple_of(32)
+            || !g.input_height.is_multiple_of(32)
+            || g.input_width > MAX_INPUT_PX
+            || g.input_height > MAX_INPUT_PX
+        {
+            return Err(format!(
+                "detector input {}x{} must be multiples of 32 no larger than {MAX_INPUT_PX}",
+                g.input_width, g.input_height
+            ));
+        }
+        if !(g.scale.is_finite() && g.scale > 0.0) {
+            return Err(format!("scale {} must be a positive number", g.scale));
+        }
+        Ok(())
+    }
+}
+
+/// The largest detector input side accepted from a caller.
+pub const MAX_INPUT_PX: u32 = 4096;
+
+/// Writes resized RGB `pixels` as normalised `3×input_height×input_width` planes into `tensor`
+/// (one batch slot), padded with black to the right and below.
+pub fn write_normalized(pixels: &[u8], geometry: LetterboxGeometry, tensor: &mut [f32]) {
+    let (width, height) = (geometry.input_width as usize, geometry.input_height as usize);
+    debug_assert_eq!(tensor.len(), 3 * width * height);
+    let (new_w, new_h) = (geometry.resized_width as usize, geometry.resized_height as usize);
+    let background = (0.0 - DETECTOR_MEAN) / DETECTOR_STD;
+    for (channel, plane) in tensor.chunks_exact_mut(width * height).enumerate() {
+        for (row_index, row) in plane.chunks_exact_mut(width).enumerate() {
+            if row_index >= new_h {
+                row.fill(background);
+                continue;
+            }
+            let source = &pixels[row_index * new_w * 3..(row_index + 1) * new_w * 3];
+            for (out, pixel) in row[..new_w].iter_mut().zip(source.chunks_exact(3)) {
+                *out = (f32::from(pixel[channel]) - DETECTOR_MEAN) / DETECTOR_STD;
+            }
+            row[new_w..].fill(background);
+        }
+    }
+}
+
 /// Letterboxes photos into detector tensors, reusing its buffers between photos.
 #[derive(Default)]
 pub struct Letterboxer {
@@ -60,24 +136,16 @@ impl Letterboxer {
     /// Writes `photo` as normalised `3×input_height×input_width` planes into `tensor` (one batch
     /// slot), placed as `geometry` (from [`letterbox_geometry`] for this photo) says.
     pub fn write_tensor(&mut self, photo: &RgbImage, geometry: LetterboxGeometry, tensor: &mut [f32]) {
-        let (width, height) = (geometry.input_width as usize, geometry.input_height as usize);
-        debug_assert_eq!(tensor.len(), 3 * width * height);
-        let (new_w, new_h) = (geometry.resized_width as usize, geometry.resized_height as usize);
         let pixels = self.resize(photo, geometry);
+        write_normalized(pixels, geometry, tensor);
+    }
 
-        let background = (0.0 - DETECTOR_MEAN) / DETECTOR_STD;
-        for (channel, plane) in tensor.chunks_exact_mut(width * height).enumerate() {
-            for (row_index, row) in plane.chunks_exact_mut(width).enumerate() {
-                if row_index >= new_h {
-                    row.fill(background);
-                    continue;
-                }
-                let source = &pixels[row_index * new_w * 3..(row_index + 1) * new_w * 3];
-                for (out, pixel) in row[..new_w].iter_mut().zip(source.chunks_exact(3)) {
-                    *out = (f32::from(pixel[channel]) - DETECTOR_MEAN) / DETECTOR_STD;
-                }
-                row[new_w..].fill(background);
-            }
+    /// The photo resized as `geometry` says, as 8-bit RGB: what crosses the wire to a remote
+    /// detector, a quarter of the normalised tensor's bytes and none of its padding.
+    pub fn letterbox(&mut self, photo: &RgbImage, geometry: LetterboxGeometry) -> LetterboxedPhoto {
+        LetterboxedPhoto {
+            pixels: self.resize(photo, geometry).to_vec(),
+            geometry,
         }
     }
 

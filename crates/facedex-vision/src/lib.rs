@@ -14,9 +14,12 @@ pub mod pipeline;
 mod runtime;
 pub mod scrfd;
 
-pub use analyzer::{Face, FaceAnalyzer};
+pub use analyzer::{Face, FaceAnalyzer, load_models};
 pub use config::{DetectionConfig, ExecutionProvider, VisionConfig};
 pub use decode::decode_photo;
+pub use detector::Detector;
+pub use embedder::Embedder;
 pub use error::{Result, VisionError};
+pub use letterbox::{LetterboxGeometry, LetterboxedPhoto, letterbox_geometry};
 pub use pipeline::{AnalyzedPhoto, PhotoFile, PhotoResult, PhotoSource, PipelineOptions, analyze_photos};
 pub use scrfd::DetectedFace;

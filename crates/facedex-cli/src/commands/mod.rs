@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod detect;
+pub mod index;
 pub mod index_import;
 pub mod search;
 pub mod serve;

@@ -75,7 +75,7 @@ pub fn run(mut config: FacedexConfig, args: ServeArgs) -> anyhow::Result<ExitCod
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
+pub(crate) async fn cancel_on_signal(shutdown: CancellationToken) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

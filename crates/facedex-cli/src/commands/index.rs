@@ -1,0 +1,119 @@
+//! `facedex index PATH_OR_URL`: local mode, the embedded default. Lists the archive, runs the
+//! ingest stage with the models in this process and writes the index into the data directory,
+//! with a progress bar; `facedex serve` and `facedex search` then use it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use facedex_index::FaceStore;
+use facedex_pipeline::archive::Archive;
+use facedex_pipeline::local::{LocalEvent, index_archive};
+use facedex_pipeline::{ArchiveRegistry, Ingestor, LocalModels};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::serve::cancel_on_signal;
+use crate::config::FacedexConfig;
+
+/// Arguments of `facedex index`.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// The archive: a folder, or a file://, s3://, gs:// or az:// URL.
+    #[arg(value_name = "PATH_OR_URL")]
+    archive: String,
+    /// The index's data directory [config: data_dir].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Photos in flight at once [config: ingest.max_in_flight].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
+}
+
+/// Indexes the archive, then prints what was done; exit code 0 even when some photos were
+/// dead-lettered (they are listed), 2 when the run itself failed.
+pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCode> {
+    if let Some(data_dir) = args.data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(max_in_flight) = args.max_in_flight {
+        config.ingest.max_in_flight = max_in_flight;
+    }
+    let archive = Archive::open(&args.archive, &config.archive)?;
+    let store = Arc::new(
+        FaceStore::open(&config.data_dir, config.index.clone())
+            .with_context(|| format!("cannot open the index in {}", config.data_dir.display()))?,
+    );
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let summary = runtime.block_on(async {
+        let models = LocalModels::load(&config.vision, &config.models).context("cannot load the face models")?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let ingestor = Arc::new(Ingestor::new(
+            ArchiveRegistry::new(config.archive.clone()),
+            models,
+            config.ingest.clone(),
+            config.vision.max_image_pixels,
+            shutdown,
+        ));
+        let progress = ProgressBar::new_spinner();
+        progress.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} photos · {msg} · {per_sec} · ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        progress.set_message(format!("listing {}", archive.root()));
+        let (mut faces, mut errors) = (0u64, 0u64);
+        let summary = index_archive(
+            &archive,
+            &config.archive,
+            ingestor,
+            store.clone(),
+            config.ingest.max_in_flight,
+            |event| {
+                match event {
+                    LocalEvent::Listed { photos } => progress.set_length(photos),
+                    LocalEvent::Indexed { faces: found } => {
+                        faces += found as u64;
+                        progress.inc(1);
+                    }
+                    LocalEvent::DeadLettered(letter) => {
+                        errors += 1;
+                        progress.inc(1);
+                        progress.println(format!(
+                            "skipped {}: {} ({})",
+                            letter.image.uri, letter.message, letter.error_kind
+                        ));
+                    }
+                }
+                progress.set_message(format!("{faces} faces · {errors} errors"));
+            },
+        )
+        .await;
+        progress.finish_and_clear();
+        anyhow::Ok(summary?)
+    })?;
+    let seconds = summary.elapsed.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "indexed {} of {} photos ({} faces) in {:.1} s ({:.2} photos/s); {} photos could not be indexed; the index in {} holds {} faces (snapshot {})",
+        summary.indexed_photos,
+        summary.photos,
+        summary.faces,
+        seconds,
+        summary.photos as f64 / seconds,
+        summary.dead_letters.len(),
+        config.data_dir.display(),
+        store.index().info().faces,
+        summary.snapshot.generation,
+    );
+    for letter in &summary.dead_letters {
+        println!(
+            "  not indexed: {} [{}] {}",
+            letter.image.uri, letter.error_kind, letter.message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,152 @@
+//! Local mode, the embedded default: list an archive, ingest its photos with bounded
+//! concurrency and feed their faces through a bounded queue to the index, all in one process
+//! with the same stage code the Kafka roles run. [`apply_face_batch`] is the indexer stage
+//! both modes share.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use facedex_index::{FaceStore, SnapshotInfo, UpsertOutcome};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::archive::Archive;
+use crate::config::ArchiveConfig;
+use crate::error::{PipelineError, Result};
+use crate::ingest::{Ingested, Ingestor};
+use crate::messages::{DeadLetter, FaceBatch};
+
+/// Face batches queued between the ingest stage and the index.
+const INDEX_QUEUE_CAPACITY: usize = 64;
+
+/// Progress of a local run, reported as it happens.
+#[derive(Debug)]
+pub enum LocalEvent<'a> {
+    /// Listing ended with this many photos.
+    Listed {
+        /// Photos to process.
+        photos: u64,
+    },
+    /// A photo's faces were handed to the index.
+    Indexed {
+        /// Its faces.
+        faces: usize,
+    },
+    /// A photo was given up.
+    DeadLettered(&'a DeadLetter),
+}
+
+/// What a local run did.
+#[derive(Debug)]
+pub struct LocalSummary {
+    /// Photos listed.
+    pub photos: u64,
+    /// Photos whose faces were indexed (including photos without faces).
+    pub indexed_photos: u64,
+    /// Faces indexed.
+    pub faces: u64,
+    /// Photos that could not be indexed, with the reasons.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Faces not found by their own vector after the run, scored by brute force.
+    pub unreachable_faces: usize,
+    /// The snapshot written at the end.
+    pub snapshot: SnapshotInfo,
+    /// Wall time from the start of listing to the snapshot.
+    pub elapsed: Duration,
+}
+
+/// Upserts a photo's faces into the index: the indexer stage of both modes. Face ids derive from
+/// the image, the box and the model, so applying a batch again changes nothing.
+pub fn apply_face_batch(store: &FaceStore, batch: &FaceBatch) -> Result<UpsertOutcome> {
+    Ok(store.upsert(batch.face_records())?)
+}
+
+/// Indexes every photo of `archive` into `store`, then audits reachability and snapshots.
+pub async fn index_archive(
+    archive: &Archive,
+    archive_config: &ArchiveConfig,
+    ingestor: Arc<Ingestor>,
+    store: Arc<FaceStore>,
+    max_in_flight: usize,
+    mut on_event: impl FnMut(LocalEvent<'_>),
+) -> Result<LocalSummary> {
+    let started = Instant::now();
+    let mut images = Vec::new();
+    archive
+        .list(archive_config, async |image| {
+            images.push(image);
+            Ok(())
+        })
+        .await?;
+    let photos = images.len() as u64;
+    on_event(LocalEvent::Listed { photos });
+
+    let (batches, mut queue) = mpsc::channel::<FaceBatch>(INDEX_QUEUE_CAPACITY);
+    let index_store = store.clone();
+    let indexer = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut faces = 0u64;
+        while let Some(batch) = queue.blocking_recv() {
+            apply_face_batch(&index_store, &batch)?;
+            faces += batch.faces.len() as u64;
+        }
+        Ok(faces)
+    });
+
+    let mut results = futures::stream::iter(images)
+        .map(|image| {
+            let ingestor = ingestor.clone();
+            async move { ingestor.ingest(&image).await }
+        })
+        .buffer_unordered(max_in_flight.max(1));
+    let mut dead_letters = Vec::new();
+    let mut indexed_photos = 0u64;
+    let mut failure = None;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(Ingested::Faces(batch)) => {
+                let faces = batch.faces.len();
+                if batches.send(batch).await.is_err() {
+                    break; // the index stage failed; its error is reported below
+                }
+                indexed_photos += 1;
+                on_event(LocalEvent::Indexed { faces });
+            }
+            Ok(Ingested::DeadLetter(letter)) => {
+                on_event(LocalEvent::DeadLettered(&letter));
+                dead_letters.push(letter);
+            }
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop(results);
+    drop(batches);
+    let faces = indexer.await.map_err(|error| PipelineError::TaskFailed {
+        task: "index",
+        reason: error.to_string(),
+    })??;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let snapshot_store = store.clone();
+    let (unreachable_faces, snapshot) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let unreachable = snapshot_store.index().audit_reachability();
+        Ok((unreachable, snapshot_store.snapshot()?))
+    })
+    .await
+    .map_err(|error| PipelineError::TaskFailed {
+        task: "snapshot",
+        reason: error.to_string(),
+    })??;
+    Ok(LocalSummary {
+        photos,
+        indexed_photos,
+        faces,
+        dead_letters,
+        unreachable_faces,
+        snapshot,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,110 @@
+//! The records that flow between stages: [`ImageRef`] (a photo to index), [`FaceBatch`] (every
+//! face of one photo) and [`DeadLetter`] (a photo that cannot be indexed, with the reason).
+//! `facedex-proto` converts them to and from the Kafka wire format.
+
+use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
+
+/// One photo to index.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageRef {
+    /// The archive root followed by the key: stable, face ids derive from it.
+    pub uri: String,
+    /// The archive root the photo was listed from.
+    pub archive: String,
+    /// The key inside the archive.
+    pub key: String,
+    /// Size when listed.
+    pub size_bytes: u64,
+    /// ETag or version when listed (empty where the store has none).
+    pub version: String,
+    /// Enqueue time, milliseconds since the Unix epoch.
+    pub enqueued_at_unix_ms: i64,
+}
+
+/// A detected, aligned and embedded face.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineFace {
+    /// Box in photo pixels.
+    pub bounding_box: BoundingBox,
+    /// Five landmarks in photo pixels.
+    pub landmarks: [[f32; 2]; 5],
+    /// Detector confidence.
+    pub detection_score: f32,
+    /// Unit-length embedding.
+    pub embedding: Vec<f32>,
+}
+
+/// Microseconds spent per stage on one photo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StageTimings {
+    /// Reading the bytes from the object store.
+    pub fetch_us: u64,
+    /// Decoding, orienting and letterboxing.
+    pub decode_us: u64,
+    /// Waiting for and running the detector.
+    pub detect_us: u64,
+    /// Aligning crops from the full-resolution photo.
+    pub align_us: u64,
+    /// Waiting for and running the embedder.
+    pub embed_us: u64,
+}
+
+/// Every face of one photo (none is a valid, counted result).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceBatch {
+    /// The photo.
+    pub image: ImageRef,
+    /// The embedding model's id.
+    pub model_id: String,
+    /// Oriented photo width in pixels.
+    pub width: u32,
+    /// Oriented photo height in pixels.
+    pub height: u32,
+    /// The faces, best detection first.
+    pub faces: Vec<PipelineFace>,
+    /// Per-stage time.
+    pub timings: StageTimings,
+}
+
+impl FaceBatch {
+    /// The index records of these faces. Face ids derive from the image URI, the box and the
+    /// model id, so a replayed batch upserts the same ids instead of adding duplicates.
+    pub fn face_records(&self) -> Vec<FaceRecord> {
+        self.faces
+            .iter()
+            .map(|face| FaceRecord {
+                face_id: FaceId::derive(&self.image.uri, &face.bounding_box, &self.model_id),
+                metadata: FaceMetadata {
+                    image_uri: self.image.uri.clone(),
+                    bounding_box: face.bounding_box,
+                    landmarks: face.landmarks,
+                    detection_score: face.detection_score,
+                    model_id: self.model_id.clone(),
+                },
+                embedding: face.embedding.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A photo that cannot be indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The photo.
+    pub image: ImageRef,
+    /// Bounded kind (see [`crate::PipelineError::dead_letter_kind`]).
+    pub error_kind: String,
+    /// The error's message.
+    pub message: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was given up, milliseconds since the Unix epoch.
+    pub failed_at_unix_ms: i64,
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
