@@ -1,1 +1,16 @@
-//! placeholder
+//! The pipeline's roles over Kafka. [`enqueue`] publishes an archive's photos to the images
+//! topic; [`ingest_worker`] consumes it in a consumer group, runs `facedex-pipeline`'s ingest
+//! step and publishes face batches or dead letters before committing; [`indexer`] applies face
+//! batches to a `FaceStore` and keeps the applied offsets in its snapshots. Offsets are
+//! committed only after the work they cover is durable ([`offsets`]).
+
+pub mod client;
+pub mod config;
+pub mod enqueue;
+pub mod error;
+pub mod indexer;
+pub mod ingest_worker;
+pub mod offsets;
+
+pub use config::{KafkaConfig, TopicsConfig};
+pub use error::{KafkaStageError, Result};

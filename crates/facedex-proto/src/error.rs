@@ -13,6 +13,14 @@ pub enum RequestError {
         /// What to set.
         hint: &'static str,
     },
+    /// A record or message that does not decode, or decodes to something inconsistent.
+    #[error("malformed {record}: {reason}")]
+    Malformed {
+        /// What was being decoded.
+        record: &'static str,
+        /// Why it is malformed.
+        reason: String,
+    },
     /// A field whose value is invalid (an id that is not one, a value out of range).
     #[error("{field}: {source}")]
     InvalidField {

@@ -22,6 +22,7 @@ mod generated {
 
 pub mod conversions;
 mod error;
+pub mod pipeline_conversions;
 
 pub use error::RequestError;
 pub use generated::v1::*;

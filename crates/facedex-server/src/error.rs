@@ -50,9 +50,9 @@ impl ServiceError {
     /// wrapped enums must be given a code here.
     pub fn code(&self) -> Code {
         match self {
-            ServiceError::Request(RequestError::MissingField { .. } | RequestError::InvalidField { .. }) => {
-                Code::InvalidArgument
-            }
+            ServiceError::Request(
+                RequestError::MissingField { .. } | RequestError::InvalidField { .. } | RequestError::Malformed { .. },
+            ) => Code::InvalidArgument,
             ServiceError::Index(error) => index_code(error),
             ServiceError::Vision(error) => vision_code(error),
             ServiceError::ImageTooLarge { .. } | ServiceError::BatchSize { .. } => Code::InvalidArgument,

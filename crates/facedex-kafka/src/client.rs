@@ -1,0 +1,109 @@
+//! Kafka clients as every role needs them: the common properties, an idempotent producer
+//! keyed by image URI, topic creation, and partition discovery.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaStageError, Result};
+
+/// How long metadata and admin calls may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The properties every client shares: bootstrap servers and the configured extras.
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in &config.client {
+        client.set(key, value);
+    }
+    client
+}
+
+/// An idempotent producer (`acks=all`, no duplicates or reordering on retry).
+pub fn producer(config: &KafkaConfig) -> Result<FutureProducer> {
+    client_config(config)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", config.produce_timeout_ms.to_string())
+        .create()
+        .map_err(KafkaStageError::kafka("creating a producer"))
+}
+
+/// Publishes `payload` keyed by `key` and waits for the broker's acknowledgement.
+pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> Result<(i32, i64)> {
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    producer
+        .send(record, Duration::from_secs(0))
+        .await
+        .map(|delivery| (delivery.partition, delivery.offset))
+        .map_err(|(error, _)| KafkaStageError::Kafka {
+            operation: "publishing",
+            source: error,
+        })
+}
+
+/// Creates the pipeline's topics where missing (`create_topics`), then checks they exist.
+pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
+    let topics = [&config.topics.images, &config.topics.faces, &config.topics.dead_letter];
+    if config.create_topics {
+        let admin: AdminClient<DefaultClientContext> = client_config(config)
+            .create()
+            .map_err(KafkaStageError::kafka("creating an admin client"))?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| {
+                NewTopic::new(
+                    topic,
+                    config.partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(KafkaStageError::kafka("creating topics"))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => tracing::warn!(%topic, ?code, "cannot create topic"),
+            }
+        }
+    }
+    for topic in topics {
+        partitions_of(config, topic)?;
+    }
+    Ok(())
+}
+
+/// The partition ids of `topic`.
+pub fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Vec<i32>> {
+    let consumer: BaseConsumer = client_config(config)
+        .create()
+        .map_err(KafkaStageError::kafka("creating a metadata client"))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(KafkaStageError::kafka("fetching metadata"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|found| found.name() == topic && found.error().is_none())
+        .flat_map(|found| found.partitions().iter().map(|partition| partition.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(KafkaStageError::MissingTopic {
+            topic: topic.to_owned(),
+            brokers: config.brokers.clone(),
+        });
+    }
+    Ok(partitions)
+}

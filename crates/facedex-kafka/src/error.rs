@@ -1,0 +1,42 @@
+//! [`KafkaStageError`]: the Kafka roles' one error type.
+
+use facedex_pipeline::PipelineError;
+use rdkafka::error::KafkaError;
+
+/// Result of the Kafka roles.
+pub type Result<T, E = KafkaStageError> = std::result::Result<T, E>;
+
+/// Why a Kafka role stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaStageError {
+    /// The client could not be created, or a broker call failed.
+    #[error("kafka {operation} failed: {source}")]
+    Kafka {
+        /// What was being done.
+        operation: &'static str,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A topic the role needs does not exist (and topic creation is off).
+    #[error("topic {topic:?} does not exist on {brokers}: create it or set kafka.create_topics = true")]
+    MissingTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers.
+        brokers: String,
+    },
+    /// A pipeline stage failed for a reason of its own (models, archive, index).
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// Writing the index snapshot failed.
+    #[error("index snapshot failed: {0}")]
+    Index(#[from] facedex_index::IndexError),
+}
+
+impl KafkaStageError {
+    /// Wraps a librdkafka error with what was being done.
+    pub fn kafka(operation: &'static str) -> impl FnOnce(KafkaError) -> Self {
+        move |source| Self::Kafka { operation, source }
+    }
+}

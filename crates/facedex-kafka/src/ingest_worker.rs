@@ -1,0 +1,198 @@
+//! `facedex ingest`: a member of the ingest consumer group. Each `ImageRef` runs through the
+//! pipeline's ingest step (many photos in flight, bounded); its `FaceBatch` or `DeadLetter` is
+//! published and acknowledged before the offset may be committed, and the committed offset is
+//! the lowest contiguous finished one per partition ([`OffsetTracker`]). SIGTERM stops taking
+//! new photos, drains those in flight and commits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use facedex_pipeline::ingest::{Ingested, Ingestor};
+use facedex_pipeline::messages::now_unix_ms;
+use facedex_pipeline::{DeadLetter, ImageRef, PipelineError};
+use facedex_proto::pipeline as wire;
+use facedex_proto::pipeline_conversions::decode;
+use prost::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{client_config, producer, publish};
+use crate::config::KafkaConfig;
+use crate::error::{KafkaStageError, Result};
+use crate::offsets::OffsetTracker;
+
+/// Running totals of one worker.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    /// Photos whose face batch was published.
+    pub indexed: AtomicU64,
+    /// Faces in those batches.
+    pub faces: AtomicU64,
+    /// Photos dead-lettered.
+    pub dead_lettered: AtomicU64,
+}
+
+/// A photo's work, finished: the offset and whether its output is durable.
+struct Finished {
+    partition: i32,
+    offset: i64,
+    result: Result<()>,
+}
+
+/// Consumes the images topic until `cancel`, then drains and commits. Fails when the models
+/// or Kafka fail in a way retrying cannot fix; uncommitted photos are redone by whoever
+/// owns their partition next.
+pub async fn run_ingest_worker(
+    config: &KafkaConfig,
+    ingestor: Arc<Ingestor>,
+    max_in_flight: usize,
+    counters: Arc<IngestCounters>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let consumer: StreamConsumer = client_config(config)
+        .set("group.id", &config.ingest_group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(KafkaStageError::kafka("creating the ingest consumer"))?;
+    consumer
+        .subscribe(&[&config.topics.images])
+        .map_err(KafkaStageError::kafka("subscribing to the images topic"))?;
+    let producer = Arc::new(producer(config)?);
+    let mut tracker = OffsetTracker::default();
+    let (finished_sender, mut finished) = mpsc::channel::<Finished>(max_in_flight.max(1) * 2);
+    let mut failure: Option<KafkaStageError> = None;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            Some(done) = finished.recv() => {
+                if let Err(error) = settle(&consumer, config, &mut tracker, done) {
+                    failure = Some(error);
+                    break;
+                }
+            }
+            received = consumer.recv(), if tracker.in_flight() < max_in_flight.max(1) => {
+                let message = received.map_err(KafkaStageError::kafka("consuming images"))?;
+                let (partition, offset) = (message.partition(), message.offset());
+                let key = message.key().map(|key| String::from_utf8_lossy(key).into_owned());
+                let payload = message.payload().unwrap_or_default().to_vec();
+                tracker.started(partition, offset);
+                let task = PhotoTask {
+                    config: config.clone(),
+                    ingestor: ingestor.clone(),
+                    producer: producer.clone(),
+                    counters: counters.clone(),
+                };
+                let finished_sender = finished_sender.clone();
+                tokio::spawn(async move {
+                    let result = task.run(partition, offset, key, &payload).await;
+                    let _ = finished_sender.send(Finished { partition, offset, result }).await;
+                });
+            }
+        }
+    }
+    // Drain: every photo in flight finishes (or is cancelled) before the last commit.
+    drop(finished_sender);
+    while tracker.in_flight() > 0 {
+        let Some(done) = finished.recv().await else {
+            break;
+        };
+        if let Err(error) = settle(&consumer, config, &mut tracker, done) {
+            failure.get_or_insert(error);
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Marks a photo finished and commits what became committable. A photo that failed is left
+/// uncommitted (it will be redone) and stops the worker unless it was cancelled.
+fn settle(consumer: &StreamConsumer, config: &KafkaConfig, tracker: &mut OffsetTracker, done: Finished) -> Result<()> {
+    match done.result {
+        Ok(()) => tracker.finished(done.partition, done.offset),
+        Err(KafkaStageError::Pipeline(PipelineError::Cancelled)) => {
+            tracker.forget(done.partition);
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    }
+    let ready = tracker.committable();
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let mut offsets = TopicPartitionList::new();
+    for (partition, next) in ready {
+        offsets
+            .add_partition_offset(&config.topics.images, partition, Offset::Offset(next))
+            .map_err(KafkaStageError::kafka("building a commit"))?;
+    }
+    // A commit for a partition taken away by a rebalance is refused; its new owner redoes
+    // the photos after its last commit, which the stable face ids make harmless.
+    if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+        tracing::warn!(%error, "offset commit refused");
+    }
+    Ok(())
+}
+
+/// What one photo's task needs.
+struct PhotoTask {
+    config: KafkaConfig,
+    ingestor: Arc<Ingestor>,
+    producer: Arc<FutureProducer>,
+    counters: Arc<IngestCounters>,
+}
+
+impl PhotoTask {
+    async fn run(&self, partition: i32, offset: i64, key: Option<String>, payload: &[u8]) -> Result<()> {
+        let topics = &self.config.topics;
+        let image: ImageRef = match decode::<wire::ImageRef>("ImageRef", payload) {
+            Ok(image) => image.into(),
+            Err(error) => {
+                let image = ImageRef {
+                    uri: key.unwrap_or_else(|| format!("{}/{partition}@{offset}", topics.images)),
+                    ..ImageRef::default()
+                };
+                let letter = DeadLetter {
+                    image,
+                    error_kind: "malformed_record".into(),
+                    message: error.to_string(),
+                    attempts: 1,
+                    failed_at_unix_ms: now_unix_ms(),
+                };
+                return self.dead_letter(&letter).await;
+            }
+        };
+        match self.ingestor.ingest(&image).await? {
+            Ingested::Faces(batch) => {
+                let payload = wire::FaceBatch::from(&batch).encode_to_vec();
+                publish(&self.producer, &topics.faces, &image.uri, &payload).await?;
+                self.counters.indexed.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .faces
+                    .fetch_add(batch.faces.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Ingested::DeadLetter(letter) => self.dead_letter(&letter).await,
+        }
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<()> {
+        let payload = wire::DeadLetter::from(letter).encode_to_vec();
+        publish(
+            &self.producer,
+            &self.config.topics.dead_letter,
+            &letter.image.uri,
+            &payload,
+        )
+        .await?;
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}

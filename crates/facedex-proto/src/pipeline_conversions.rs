@@ -1,0 +1,244 @@
+//! Conversions of the pipeline's Kafka records (`facedex.pipeline.v1`) and the embed service's
+//! messages (`facedex.embed.v1`) to and from the domain types, and their wire encoding.
+
+use facedex_index::BoundingBox as DomainBox;
+use facedex_pipeline::messages as domain;
+use facedex_vision::{DetectedFace as VisionFace, LetterboxGeometry, LetterboxedPhoto as DomainPhoto};
+use prost::Message;
+
+use crate::conversions::{bounding_box, domain_box, landmarks};
+use crate::embed::LetterboxedPhoto;
+use crate::error::RequestError;
+use crate::pipeline::{DeadLetter, FaceBatch, ImageRef, PipelineFace, StageTimings};
+use crate::{BoundingBox, DetectedFace, Point};
+
+impl From<&domain::ImageRef> for ImageRef {
+    fn from(image: &domain::ImageRef) -> Self {
+        ImageRef {
+            uri: image.uri.clone(),
+            archive: image.archive.clone(),
+            key: image.key.clone(),
+            size_bytes: image.size_bytes,
+            version: image.version.clone(),
+            enqueued_at_unix_ms: image.enqueued_at_unix_ms,
+        }
+    }
+}
+
+impl From<ImageRef> for domain::ImageRef {
+    fn from(image: ImageRef) -> Self {
+        domain::ImageRef {
+            uri: image.uri,
+            archive: image.archive,
+            key: image.key,
+            size_bytes: image.size_bytes,
+            version: image.version,
+            enqueued_at_unix_ms: image.enqueued_at_unix_ms,
+        }
+    }
+}
+
+impl From<&domain::FaceBatch> for FaceBatch {
+    fn from(batch: &domain::FaceBatch) -> Self {
+        let timings = batch.timings;
+        FaceBatch {
+            image: Some((&batch.image).into()),
+            model_id: batch.model_id.clone(),
+            width: batch.width,
+            height: batch.height,
+            faces: batch
+                .faces
+                .iter()
+                .map(|face| PipelineFace {
+                    r#box: Some(bounding_box(face.bounding_box.corners())),
+                    landmarks: landmarks(&face.landmarks),
+                    detection_score: face.detection_score,
+                    embedding: face.embedding.clone(),
+                })
+                .collect(),
+            timings: Some(StageTimings {
+                fetch_us: timings.fetch_us,
+                decode_us: timings.decode_us,
+                detect_us: timings.detect_us,
+                align_us: timings.align_us,
+                embed_us: timings.embed_us,
+            }),
+        }
+    }
+}
+
+impl TryFrom<FaceBatch> for domain::FaceBatch {
+    type Error = RequestError;
+
+    fn try_from(batch: FaceBatch) -> Result<Self, RequestError> {
+        let image: domain::ImageRef = batch
+            .image
+            .ok_or(RequestError::MissingField {
+                field: "image",
+                hint: "a FaceBatch names its photo",
+            })?
+            .into();
+        let faces = batch
+            .faces
+            .into_iter()
+            .map(|face| {
+                Ok(domain::PipelineFace {
+                    bounding_box: required_box(face.r#box, "faces.box")?,
+                    landmarks: five_points(&face.landmarks, "faces.landmarks")?,
+                    detection_score: face.detection_score,
+                    embedding: face.embedding,
+                })
+            })
+            .collect::<Result<_, RequestError>>()?;
+        let timings = batch.timings.unwrap_or_default();
+        Ok(domain::FaceBatch {
+            image,
+            model_id: batch.model_id,
+            width: batch.width,
+            height: batch.height,
+            faces,
+            timings: domain::StageTimings {
+                fetch_us: timings.fetch_us,
+                decode_us: timings.decode_us,
+                detect_us: timings.detect_us,
+                align_us: timings.align_us,
+                embed_us: timings.embed_us,
+            },
+        })
+    }
+}
+
+impl From<&domain::DeadLetter> for DeadLetter {
+    fn from(letter: &domain::DeadLetter) -> Self {
+        DeadLetter {
+            image: Some((&letter.image).into()),
+            error_kind: letter.error_kind.clone(),
+            message: letter.message.clone(),
+            attempts: letter.attempts,
+            failed_at_unix_ms: letter.failed_at_unix_ms,
+        }
+    }
+}
+
+impl From<DeadLetter> for domain::DeadLetter {
+    fn from(letter: DeadLetter) -> Self {
+        domain::DeadLetter {
+            image: letter.image.unwrap_or_default().into(),
+            error_kind: letter.error_kind,
+            message: letter.message,
+            attempts: letter.attempts,
+            failed_at_unix_ms: letter.failed_at_unix_ms,
+        }
+    }
+}
+
+/// Decodes a Kafka record's payload as message `M`.
+pub fn decode<M: Message + Default>(record: &'static str, payload: &[u8]) -> Result<M, RequestError> {
+    M::decode(payload).map_err(|error| RequestError::Malformed {
+        record,
+        reason: error.to_string(),
+    })
+}
+
+impl From<&DomainPhoto> for LetterboxedPhoto {
+    fn from(photo: &DomainPhoto) -> Self {
+        let geometry = photo.geometry;
+        LetterboxedPhoto {
+            rgb: photo.pixels.clone(),
+            resized_width: geometry.resized_width,
+            resized_height: geometry.resized_height,
+            input_width: geometry.input_width,
+            input_height: geometry.input_height,
+            scale: geometry.scale,
+        }
+    }
+}
+
+impl From<LetterboxedPhoto> for DomainPhoto {
+    fn from(photo: LetterboxedPhoto) -> Self {
+        DomainPhoto {
+            pixels: photo.rgb,
+            geometry: LetterboxGeometry {
+                resized_width: photo.resized_width,
+                resized_height: photo.resized_height,
+                scale: photo.scale,
+                input_width: photo.input_width,
+                input_height: photo.input_height,
+            },
+        }
+    }
+}
+
+impl TryFrom<DetectedFace> for VisionFace {
+    type Error = RequestError;
+
+    fn try_from(face: DetectedFace) -> Result<Self, RequestError> {
+        Ok(VisionFace {
+            bbox: required_box(face.bounding_box, "bounding_box")?.corners(),
+            score: face.detection_score,
+            landmarks: five_points(&face.landmarks, "landmarks")?,
+        })
+    }
+}
+
+fn required_box(value: Option<BoundingBox>, field: &'static str) -> Result<DomainBox, RequestError> {
+    let value = value.ok_or(RequestError::MissingField {
+        field,
+        hint: "every face has a box",
+    })?;
+    Ok(domain_box([value.x1, value.y1, value.x2, value.y2]))
+}
+
+fn five_points(points: &[Point], field: &'static str) -> Result<[[f32; 2]; 5], RequestError> {
+    let points: [&Point; 5] = points
+        .iter()
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|points: Vec<&Point>| RequestError::Malformed {
+            record: field,
+            reason: format!("{} landmarks; a face has 5", points.len()),
+        })?;
+    Ok(points.map(|point| [point.x, point.y]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn face_batches_round_trip_through_the_wire_format() {
+        let batch = domain::FaceBatch {
+            image: domain::ImageRef {
+                uri: "s3://bucket/a.jpg".into(),
+                archive: "s3://bucket".into(),
+                key: "a.jpg".into(),
+                size_bytes: 10,
+                version: "\"etag\"".into(),
+                enqueued_at_unix_ms: 1,
+            },
+            model_id: "w600k_mbf-0123".into(),
+            width: 640,
+            height: 480,
+            faces: vec![domain::PipelineFace {
+                bounding_box: domain_box([1.0, 2.0, 3.0, 4.0]),
+                landmarks: [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0], [5.0, 5.0]],
+                detection_score: 0.9,
+                embedding: vec![0.6, 0.8],
+            }],
+            timings: domain::StageTimings {
+                fetch_us: 5,
+                ..Default::default()
+            },
+        };
+        let bytes = FaceBatch::from(&batch).encode_to_vec();
+        let decoded: FaceBatch = decode("FaceBatch", &bytes).expect("decodes");
+        assert_eq!(domain::FaceBatch::try_from(decoded).expect("valid"), batch);
+        assert!(matches!(
+            decode::<FaceBatch>("FaceBatch", b"\xff\xff\xff"),
+            Err(RequestError::Malformed { .. })
+        ));
+        let mut short = FaceBatch::from(&batch);
+        short.faces[0].landmarks.pop();
+        assert!(domain::FaceBatch::try_from(short).is_err());
+    }
+}
