@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use facedex_index::IndexConfig;
+use facedex_kafka::KafkaConfig;
 use facedex_pipeline::models::BatchingConfig;
 use facedex_pipeline::{ArchiveConfig, IngestConfig};
-use facedex_server::ServerConfig;
+use facedex_server::{EmbedConfig, ServerConfig};
 use facedex_vision::VisionConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -41,6 +42,10 @@ pub struct FacedexConfig {
     pub ingest: IngestConfig,
     /// Dynamic batching in front of the models.
     pub models: BatchingConfig,
+    /// Brokers, topics, groups and client properties of the Kafka roles.
+    pub kafka: KafkaConfig,
+    /// The embed service's address and the embed workers ingest calls.
+    pub embed: EmbedConfig,
 }
 
 impl Default for FacedexConfig {
@@ -53,6 +58,8 @@ impl Default for FacedexConfig {
             archive: ArchiveConfig::default(),
             ingest: IngestConfig::default(),
             models: BatchingConfig::default(),
+            kafka: KafkaConfig::default(),
+            embed: EmbedConfig::default(),
         }
     }
 }

@@ -34,6 +34,14 @@ enum Command {
     Search(commands::search::SearchArgs),
     /// Index a photo archive in this process (local mode, no broker) into a data directory.
     Index(commands::index::IndexArgs),
+    /// Publish every photo of an archive to the images topic.
+    Enqueue(commands::roles::EnqueueArgs),
+    /// Serve the face models to ingest workers (dynamic batching across callers).
+    Embed(commands::roles::EmbedArgs),
+    /// Join the ingest consumer group: fetch, decode, detect, embed, publish face batches.
+    Ingest(commands::roles::IngestArgs),
+    /// Apply the faces topic to a data directory and serve FaceSearch over it.
+    Indexer(commands::roles::IndexerArgs),
     /// Load `facedex detect --json --embeddings` output into a data directory.
     IndexImport(commands::index_import::IndexImportArgs),
 }
@@ -113,6 +121,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(config, args),
             Command::Search(args) => commands::search::run(config, args),
             Command::Index(args) => commands::index::run(config, args),
+            Command::Enqueue(args) => commands::roles::enqueue(config, args),
+            Command::Embed(args) => commands::roles::embed(config, args),
+            Command::Ingest(args) => commands::roles::ingest(config, args),
+            Command::Indexer(args) => commands::roles::indexer(config, args),
             Command::IndexImport(args) => commands::index_import::run(config, args),
         }
     });

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{client_config, partitions_of};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
+use crate::ingest_worker::pause_after_consumer_error;
 
 /// Running totals of the indexer.
 #[derive(Debug, Default)]
@@ -78,7 +79,13 @@ pub async fn run_indexer(
             () = cancel.cancelled() => break,
             _ = snapshots.tick() => snapshot_and_commit(&consumer, config, &store).await?,
             received = consumer.recv() => {
-                let message = received.map_err(KafkaStageError::kafka("consuming faces"))?;
+                let message = match received {
+                    Ok(message) => message,
+                    Err(error) => {
+                        pause_after_consumer_error("faces", &error).await;
+                        continue;
+                    }
+                };
                 let (partition, offset) = (message.partition(), message.offset());
                 let payload = message.payload().unwrap_or_default().to_vec();
                 let store = store.clone();

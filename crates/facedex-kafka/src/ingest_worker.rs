@@ -13,7 +13,8 @@ use facedex_pipeline::{DeadLetter, ImageRef, PipelineError};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use prost::Message as _;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -34,6 +35,26 @@ pub struct IngestCounters {
     pub faces: AtomicU64,
     /// Photos dead-lettered.
     pub dead_lettered: AtomicU64,
+    /// Partitions of the images topic this worker owns now.
+    pub assigned_partitions: AtomicU64,
+}
+
+/// Keeps [`IngestCounters::assigned_partitions`] current through rebalances.
+struct IngestContext {
+    counters: Arc<IngestCounters>,
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let owned = match rebalance {
+            Rebalance::Assign(partitions) => partitions.count() as u64,
+            Rebalance::Revoke(_) | Rebalance::Error(_) => 0,
+        };
+        tracing::info!(partitions = owned, "ingest worker assignment changed");
+        self.counters.assigned_partitions.store(owned, Ordering::Relaxed);
+    }
 }
 
 /// A photo's work, finished: the offset and whether its output is durable.
@@ -53,11 +74,13 @@ pub async fn run_ingest_worker(
     counters: Arc<IngestCounters>,
     cancel: CancellationToken,
 ) -> Result<()> {
-    let consumer: StreamConsumer = client_config(config)
+    let consumer: StreamConsumer<IngestContext> = client_config(config)
         .set("group.id", &config.ingest_group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(IngestContext {
+            counters: counters.clone(),
+        })
         .map_err(KafkaStageError::kafka("creating the ingest consumer"))?;
     consumer
         .subscribe(&[&config.topics.images])
@@ -77,7 +100,13 @@ pub async fn run_ingest_worker(
                 }
             }
             received = consumer.recv(), if tracker.in_flight() < max_in_flight.max(1) => {
-                let message = received.map_err(KafkaStageError::kafka("consuming images"))?;
+                let message = match received {
+                    Ok(message) => message,
+                    Err(error) => {
+                        pause_after_consumer_error("images", &error).await;
+                        continue;
+                    }
+                };
                 let (partition, offset) = (message.partition(), message.offset());
                 let key = message.key().map(|key| String::from_utf8_lossy(key).into_owned());
                 let payload = message.payload().unwrap_or_default().to_vec();
@@ -112,9 +141,21 @@ pub async fn run_ingest_worker(
     }
 }
 
+/// librdkafka reports broker and group hiccups (a coordinator moving, a rebalance, a broker
+/// restarting) as consumer errors and recovers from them itself: log, pause briefly, go on.
+pub(crate) async fn pause_after_consumer_error(topic: &str, error: &rdkafka::error::KafkaError) {
+    tracing::warn!(topic, %error, "consumer error; librdkafka retries");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
 /// Marks a photo finished and commits what became committable. A photo that failed is left
 /// uncommitted (it will be redone) and stops the worker unless it was cancelled.
-fn settle(consumer: &StreamConsumer, config: &KafkaConfig, tracker: &mut OffsetTracker, done: Finished) -> Result<()> {
+fn settle(
+    consumer: &StreamConsumer<IngestContext>,
+    config: &KafkaConfig,
+    tracker: &mut OffsetTracker,
+    done: Finished,
+) -> Result<()> {
     match done.result {
         Ok(()) => tracker.finished(done.partition, done.offset),
         Err(KafkaStageError::Pipeline(PipelineError::Cancelled)) => {

@@ -47,3 +47,22 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// The embed service and how ingest workers reach it (`[embed]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Address `facedex embed` listens on.
+    pub listen_addr: SocketAddr,
+    /// Embed workers an ingest worker calls, round robin (`http://host:port`).
+    pub endpoints: Vec<String>,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7061)),
+            endpoints: vec!["http://127.0.0.1:7061".into()],
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The service's error type and its one mapping to gRPC status codes.
 
 use facedex_index::IndexError;
+use facedex_pipeline::PipelineError;
 use facedex_proto::RequestError;
 use facedex_vision::VisionError;
 use tonic::{Code, Status};
@@ -40,6 +41,9 @@ pub enum ServiceError {
         "this server was started without face models, so it cannot search by image; search by embedding or face id, or restart it with the models"
     )]
     ImageSearchUnavailable,
+    /// The model service (embed worker) failed or refused.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
     /// A blocking task died (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,6 +61,7 @@ impl ServiceError {
             ServiceError::Vision(error) => vision_code(error),
             ServiceError::ImageTooLarge { .. } | ServiceError::BatchSize { .. } => Code::InvalidArgument,
             ServiceError::ImageSearchUnavailable => Code::FailedPrecondition,
+            ServiceError::Pipeline(error) => pipeline_code(error),
             ServiceError::Internal(_) => Code::Internal,
         }
     }
@@ -76,6 +81,22 @@ fn index_code(error: &IndexError) -> Code {
         IndexError::DataDirLocked { .. } => Code::Unavailable,
         IndexError::CorruptSnapshot { .. } => Code::DataLoss,
         IndexError::InvalidConfig(_) | IndexError::Io { .. } => Code::Internal,
+    }
+}
+
+fn pipeline_code(error: &PipelineError) -> Code {
+    match error {
+        PipelineError::Vision(error) => vision_code(error),
+        PipelineError::Index(error) => index_code(error),
+        PipelineError::Models { transient: true, .. } => Code::Unavailable,
+        PipelineError::Cancelled => Code::Cancelled,
+        PipelineError::InvalidReference { .. } | PipelineError::TooLarge { .. } => Code::InvalidArgument,
+        PipelineError::NotFound { .. } => Code::NotFound,
+        PipelineError::Fetch { .. } => Code::Unavailable,
+        PipelineError::InvalidArchive { .. } => Code::InvalidArgument,
+        PipelineError::Models { transient: false, .. }
+        | PipelineError::Listing { .. }
+        | PipelineError::TaskFailed { .. } => Code::Internal,
     }
 }
 

@@ -3,5 +3,6 @@
 pub mod detect;
 pub mod index;
 pub mod index_import;
+pub mod roles;
 pub mod search;
 pub mod serve;

@@ -1,0 +1,267 @@
+//! The distributed roles, one subcommand each: `facedex enqueue URL` lists an archive into the
+//! images topic; `facedex embed` serves the models to ingest workers; `facedex ingest` joins
+//! the ingest consumer group; `facedex indexer` applies the faces topic to a data directory and
+//! serves FaceSearch over it. All stop on SIGINT/SIGTERM after draining their work.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use facedex_index::FaceStore;
+use facedex_kafka::client::ensure_topics;
+use facedex_kafka::enqueue::enqueue_archive;
+use facedex_kafka::indexer::{IndexerCounters, run_indexer};
+use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
+use facedex_pipeline::archive::Archive;
+use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, LocalModels};
+use facedex_server::{BoundServer, RemoteModels, serve_embedder};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::commands::serve::cancel_on_signal;
+use crate::config::FacedexConfig;
+
+/// Flags every Kafka role shares.
+#[derive(Debug, Args)]
+pub struct KafkaFlags {
+    /// Kafka bootstrap servers [config: kafka.brokers].
+    #[arg(long, value_name = "HOST:PORT,...")]
+    brokers: Option<String>,
+}
+
+impl KafkaFlags {
+    fn apply(self, config: &mut FacedexConfig) {
+        if let Some(brokers) = self.brokers {
+            config.kafka.brokers = brokers;
+        }
+    }
+}
+
+/// Arguments of `facedex enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The archive: a folder, or a file://, s3://, gs:// or az:// URL.
+    #[arg(value_name = "URL")]
+    archive: String,
+    #[command(flatten)]
+    kafka: KafkaFlags,
+}
+
+/// Publishes every photo of the archive and prints the total.
+pub fn enqueue(mut config: FacedexConfig, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    args.kafka.apply(&mut config);
+    let archive = Archive::open(&args.archive, &config.archive)?;
+    runtime()?.block_on(async {
+        ensure_topics(&config.kafka).await?;
+        let progress = ProgressBar::new_spinner();
+        progress.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} photos enqueued · {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        let summary = enqueue_archive(&config.kafka, &archive, &config.archive, |_| progress.inc(1)).await;
+        progress.finish_and_clear();
+        let summary = summary?;
+        println!(
+            "enqueued {} photos ({} bytes) from {} to {} ({} other objects skipped)",
+            summary.photos,
+            summary.bytes,
+            archive.root(),
+            config.kafka.topics.images,
+            summary.skipped
+        );
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Arguments of `facedex embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Address to listen on; port 0 picks a free one [config: embed.listen_addr].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+/// Serves the Embedder service until SIGINT/SIGTERM.
+pub fn embed(mut config: FacedexConfig, args: EmbedArgs) -> anyhow::Result<ExitCode> {
+    if let Some(listen) = args.listen {
+        config.embed.listen_addr = listen;
+    }
+    runtime()?.block_on(async {
+        let models = LocalModels::load(&config.vision, &config.models).context("cannot load the face models")?;
+        let listener = tokio::net::TcpListener::bind(config.embed.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.embed.listen_addr))?;
+        println!(
+            "facedex: serving Embedder on {} (model {}, {})",
+            listener.local_addr()?,
+            models.info().model_id,
+            models.info().execution_provider
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        serve_embedder(listener, models, shutdown).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Arguments of `facedex ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    kafka: KafkaFlags,
+    /// Embed workers to call, round robin (repeat or comma-separate) [config: embed.endpoints].
+    #[arg(long = "embed", value_name = "URL", value_delimiter = ',')]
+    embed_endpoints: Vec<String>,
+    /// Photos in flight at once [config: ingest.max_in_flight].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
+}
+
+/// Runs an ingest worker until SIGINT/SIGTERM, then drains and commits.
+pub fn ingest(mut config: FacedexConfig, args: IngestArgs) -> anyhow::Result<ExitCode> {
+    args.kafka.apply(&mut config);
+    if !args.embed_endpoints.is_empty() {
+        config.embed.endpoints = args.embed_endpoints;
+    }
+    if let Some(max_in_flight) = args.max_in_flight {
+        config.ingest.max_in_flight = max_in_flight;
+    }
+    runtime()?.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let models = connect_models(&config.embed.endpoints, &config.ingest, &shutdown).await?;
+        println!(
+            "facedex: ingest worker in group {} on {} (model {})",
+            config.kafka.ingest_group,
+            config.kafka.brokers,
+            models.info().model_id
+        );
+        let ingestor = Arc::new(Ingestor::new(
+            ArchiveRegistry::new(config.archive.clone()),
+            models,
+            config.ingest.clone(),
+            config.vision.max_image_pixels,
+            shutdown.clone(),
+        ));
+        let counters = Arc::new(IngestCounters::default());
+        run_ingest_worker(
+            &config.kafka,
+            ingestor,
+            config.ingest.max_in_flight,
+            counters.clone(),
+            shutdown,
+        )
+        .await?;
+        println!(
+            "facedex: ingest worker stopped after {} photos indexed ({} faces) and {} dead-lettered",
+            counters.indexed.load(Ordering::Relaxed),
+            counters.faces.load(Ordering::Relaxed),
+            counters.dead_lettered.load(Ordering::Relaxed)
+        );
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Connects to the embed workers, waiting with backoff while none is up yet (workers and
+/// embed services start in any order).
+async fn connect_models(
+    endpoints: &[String],
+    ingest: &IngestConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<dyn FaceModels>> {
+    let mut attempt = 1;
+    loop {
+        match RemoteModels::connect(endpoints).await {
+            Ok(models) => return Ok(models),
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, attempt, "waiting for an embed worker");
+                tokio::select! {
+                    () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for an embed worker: {error}"),
+                    () = tokio::time::sleep(ingest.backoff(attempt)) => {}
+                }
+                attempt += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Arguments of `facedex indexer`.
+#[derive(Debug, Args)]
+pub struct IndexerArgs {
+    #[command(flatten)]
+    kafka: KafkaFlags,
+    /// The index's data directory [config: data_dir].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address FaceSearch listens on; port 0 picks a free one [config: server.listen_addr].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+/// Applies the faces topic to the data directory and serves FaceSearch until SIGINT/SIGTERM;
+/// then writes a final snapshot with the applied offsets.
+pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<ExitCode> {
+    args.kafka.apply(&mut config);
+    if let Some(data_dir) = args.data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen_addr = listen;
+    }
+    let store = Arc::new(
+        FaceStore::open(&config.data_dir, config.index.clone())
+            .with_context(|| format!("cannot open the index in {}", config.data_dir.display()))?,
+    );
+    runtime()?.block_on(async {
+        ensure_topics(&config.kafka).await?;
+        let bound = BoundServer::bind(&config.server).await?;
+        println!(
+            "facedex: serving FaceSearch on {} (indexer of {} on {}, data dir {})",
+            bound.local_addr(),
+            config.kafka.topics.faces,
+            config.kafka.brokers,
+            config.data_dir.display()
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let server = tokio::spawn(bound.serve(
+            store.clone(),
+            None,
+            config.server.clone(),
+            config.vision.max_image_pixels,
+            shutdown.clone(),
+        ));
+        let counters = Arc::new(IndexerCounters::default());
+        let snapshot_interval = Duration::from_secs(config.server.snapshot_interval_secs.max(1));
+        let indexed = run_indexer(
+            &config.kafka,
+            store.clone(),
+            snapshot_interval,
+            counters.clone(),
+            shutdown.clone(),
+        )
+        .await;
+        // Whatever stopped the indexer stops the server too.
+        shutdown.cancel();
+        server.await.context("the search server task failed")??;
+        indexed?;
+        println!(
+            "facedex: indexer stopped after {} face batches ({} faces, {} refused); the index holds {} faces",
+            counters.batches.load(Ordering::Relaxed),
+            counters.faces.load(Ordering::Relaxed),
+            counters.refused.load(Ordering::Relaxed),
+            store.index().info().faces
+        );
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}

@@ -1,0 +1,133 @@
+//! `facedex embed`'s gRPC service: detection and embedding for ingest workers, every caller's
+//! requests batched together by the in-process [`LocalModels`]. Inputs are checked before they
+//! reach a model; health and reflection share the port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use facedex_pipeline::models::CROP_BYTES;
+use facedex_pipeline::{FaceModels, LocalModels};
+use facedex_proto::embed::embedder_server::{Embedder, EmbedderServer};
+use facedex_proto::embed::{
+    DetectRequest, DetectResponse, EmbedRequest, EmbedResponse, GetModelInfoRequest, ModelInfo, PhotoDetections,
+};
+use facedex_proto::{DetectedFace, Embedding, FILE_DESCRIPTOR_SET};
+use facedex_vision::LetterboxedPhoto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+use crate::error::ServiceError;
+use crate::server::ServerError;
+
+/// Photos one Detect call may carry.
+pub const MAX_DETECT_PHOTOS: usize = 64;
+/// Crops one Embed call may carry.
+pub const MAX_EMBED_CROPS: usize = 1024;
+/// The largest request: a full batch of 640×640 photos or crops, with room to spare.
+pub const MAX_EMBED_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
+
+/// The Embedder service over models in this process.
+pub struct EmbedderService {
+    models: Arc<LocalModels>,
+}
+
+impl EmbedderService {
+    /// A service answering with `models`.
+    pub fn new(models: Arc<LocalModels>) -> Self {
+        Self { models }
+    }
+}
+
+#[tonic::async_trait]
+impl Embedder for EmbedderService {
+    async fn detect(&self, request: Request<DetectRequest>) -> Result<Response<DetectResponse>, Status> {
+        let photos = request.into_inner().photos;
+        if photos.is_empty() || photos.len() > MAX_DETECT_PHOTOS {
+            return Err(Status::invalid_argument(format!(
+                "a Detect call carries 1 to {MAX_DETECT_PHOTOS} photos, got {}",
+                photos.len()
+            )));
+        }
+        let photos: Vec<LetterboxedPhoto> = photos.into_iter().map(LetterboxedPhoto::from).collect();
+        for (index, photo) in photos.iter().enumerate() {
+            photo
+                .check()
+                .map_err(|reason| Status::invalid_argument(format!("photos[{index}]: {reason}")))?;
+        }
+        let detected = self.models.detect(photos).await.map_err(ServiceError::from)?;
+        Ok(Response::new(DetectResponse {
+            photos: detected
+                .iter()
+                .map(|faces| PhotoDetections {
+                    faces: faces.iter().map(DetectedFace::from).collect(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
+        let crops = request.into_inner().crops;
+        let count = crops.len() / CROP_BYTES;
+        if crops.is_empty() || !crops.len().is_multiple_of(CROP_BYTES) || count > MAX_EMBED_CROPS {
+            return Err(Status::invalid_argument(format!(
+                "crops must hold 1 to {MAX_EMBED_CROPS} aligned faces of {CROP_BYTES} bytes (112×112 RGB) each, got {} bytes",
+                crops.len()
+            )));
+        }
+        let embeddings = self.models.embed(crops).await.map_err(ServiceError::from)?;
+        Ok(Response::new(EmbedResponse {
+            embeddings: embeddings.into_iter().map(|values| Embedding { values }).collect(),
+            model_id: self.models.info().model_id.clone(),
+        }))
+    }
+
+    async fn get_model_info(&self, _: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
+        let info = self.models.info();
+        Ok(Response::new(ModelInfo {
+            model_id: info.model_id.clone(),
+            detector_input_px: info.detector_input_px,
+            fit_input_to_photo: info.fit_input_to_photo,
+            execution_provider: info.execution_provider.clone(),
+            max_detect_batch: info.max_detect_batch as u32,
+            max_embed_batch: info.max_embed_batch as u32,
+        }))
+    }
+}
+
+/// Serves the Embedder service (with health and reflection) on `listener` until `shutdown`.
+pub async fn serve_embedder(
+    listener: TcpListener,
+    models: Arc<LocalModels>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let service = EmbedderServer::new(EmbedderService::new(models))
+        .max_decoding_message_size(MAX_EMBED_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_EMBED_MESSAGE_BYTES);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(
+            <EmbedderServer<EmbedderService> as NamedService>::NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let address: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?address, "serving Embedder");
+    Server::builder()
+        .add_service(service)
+        .add_service(health_service)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! [`RemoteModels`]: the pipeline's [`FaceModels`] over `facedex embed` workers. Calls go round
+//! robin over the configured endpoints; a worker that is down or overloaded is skipped for the
+//! next, and when none answers the failure is transient, so ingest retries with backoff
+//! instead of dead-lettering photos for an outage.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use facedex_pipeline::{FaceModels, ModelInfo, PipelineError};
+use facedex_proto::embed::embedder_client::EmbedderClient;
+use facedex_proto::embed::{DetectRequest, EmbedRequest, GetModelInfoRequest, LetterboxedPhoto};
+use facedex_vision::{DetectedFace, LetterboxedPhoto as DomainPhoto};
+use futures::future::BoxFuture;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::embed_service::MAX_EMBED_MESSAGE_BYTES;
+
+/// Embed workers behind one [`FaceModels`].
+pub struct RemoteModels {
+    clients: Vec<(String, EmbedderClient<Channel>)>,
+    next: AtomicUsize,
+    info: ModelInfo,
+}
+
+impl RemoteModels {
+    /// Connects lazily to every endpoint and asks the first that answers for its model info.
+    /// Fails when no endpoint answers, or two answer with different embedding models.
+    pub async fn connect(endpoints: &[String]) -> Result<Arc<Self>, PipelineError> {
+        let mut clients = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let channel = Endpoint::from_shared(endpoint.clone())
+                .map_err(|error| PipelineError::Models {
+                    reason: format!("embed endpoint {endpoint:?} is not a URL: {error}"),
+                    transient: false,
+                })?
+                .tcp_nodelay(true)
+                .connect_lazy();
+            let client = EmbedderClient::new(channel)
+                .max_decoding_message_size(MAX_EMBED_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_EMBED_MESSAGE_BYTES);
+            clients.push((endpoint.clone(), client));
+        }
+        let mut info: Option<ModelInfo> = None;
+        let mut last_error = String::from("no embed endpoints are configured (embed.endpoints)");
+        for (endpoint, client) in &clients {
+            match client.clone().get_model_info(GetModelInfoRequest {}).await {
+                Ok(answer) => {
+                    let answer = answer.into_inner();
+                    if let Some(known) = &info
+                        && known.model_id != answer.model_id
+                    {
+                        return Err(PipelineError::Models {
+                            reason: format!(
+                                "embed workers run different models: {} and {} ({endpoint}); one index holds one embedding space",
+                                known.model_id, answer.model_id
+                            ),
+                            transient: false,
+                        });
+                    }
+                    info = Some(ModelInfo {
+                        model_id: answer.model_id,
+                        detector_input_px: answer.detector_input_px,
+                        fit_input_to_photo: answer.fit_input_to_photo,
+                        execution_provider: answer.execution_provider,
+                        max_detect_batch: answer.max_detect_batch as usize,
+                        max_embed_batch: answer.max_embed_batch as usize,
+                    });
+                }
+                Err(status) => last_error = format!("{endpoint}: {}", status.message()),
+            }
+        }
+        let info = info.ok_or(PipelineError::Models {
+            reason: format!("no embed worker answered: {last_error}"),
+            transient: true,
+        })?;
+        Ok(Arc::new(Self {
+            clients,
+            next: AtomicUsize::new(0),
+            info,
+        }))
+    }
+
+    /// Calls `call` on one worker after another, starting at the next in turn, until one
+    /// answers or a worker refuses the input itself.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, PipelineError>
+    where
+        F: FnMut(EmbedderClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for turn in 0..self.clients.len() {
+            let (endpoint, client) = &self.clients[(start + turn) % self.clients.len()];
+            match call(client.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::Unavailable
+                            | Code::ResourceExhausted
+                            | Code::Unknown
+                            | Code::Cancelled
+                            | Code::DeadlineExceeded
+                    ) =>
+                {
+                    failures.push(format!("{endpoint}: {}", status.message()));
+                }
+                Err(status) => {
+                    return Err(PipelineError::Models {
+                        reason: format!("{endpoint} refused the call: {}", status.message()),
+                        transient: false,
+                    });
+                }
+            }
+        }
+        Err(PipelineError::Models {
+            reason: format!("no embed worker answered ({})", failures.join("; ")),
+            transient: true,
+        })
+    }
+}
+
+impl FaceModels for RemoteModels {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn detect(&self, photos: Vec<DomainPhoto>) -> BoxFuture<'_, Result<Vec<Vec<DetectedFace>>, PipelineError>> {
+        Box::pin(async move {
+            let request = DetectRequest {
+                photos: photos.iter().map(LetterboxedPhoto::from).collect(),
+            };
+            let response = self
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.detect(request).await }
+                })
+                .await?
+                .into_inner();
+            response
+                .photos
+                .into_iter()
+                .map(|photo| {
+                    photo
+                        .faces
+                        .into_iter()
+                        .map(DetectedFace::try_from)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| PipelineError::Models {
+                    reason: format!("an embed worker answered with a malformed detection: {error}"),
+                    transient: false,
+                })
+        })
+    }
+
+    fn embed(&self, crops: Vec<u8>) -> BoxFuture<'_, Result<Vec<Vec<f32>>, PipelineError>> {
+        Box::pin(async move {
+            let request = EmbedRequest { crops };
+            let response = self
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.embed(request).await }
+                })
+                .await?
+                .into_inner();
+            if response.model_id != self.info.model_id {
+                return Err(PipelineError::Models {
+                    reason: format!(
+                        "an embed worker now runs model {} instead of {}; restart the ingest workers",
+                        response.model_id, self.info.model_id
+                    ),
+                    transient: false,
+                });
+            }
+            Ok(response
+                .embeddings
+                .into_iter()
+                .map(|embedding| embedding.values)
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! The Kafka roles in one process against librdkafka's mock cluster (no broker needed): enqueue
+//! a folder of sample photos and bad files, two ingest workers in one consumer group with the
+//! real models, the indexer into a data directory. Every photo ends indexed or dead-lettered
+//! with its reason, both workers get partitions, offsets are committed to the end, and the
+//! index finds player 13 for yaoming.jpg.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use facedex_index::{FaceStore, IndexConfig, SearchQuery};
+use facedex_kafka::enqueue::enqueue_archive;
+use facedex_kafka::indexer::{IndexerCounters, run_indexer};
+use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
+use facedex_kafka::{KafkaConfig, TopicsConfig};
+use facedex_pipeline::archive::Archive;
+use facedex_pipeline::models::BatchingConfig;
+use facedex_pipeline::{ArchiveConfig, ArchiveRegistry, FaceModels, IngestConfig, Ingestor, LocalModels};
+use facedex_proto::pipeline as wire;
+use facedex_proto::pipeline_conversions::decode;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 4;
+const GOOD_PHOTOS: [&str; 4] = ["players.jpg", "yaoming.jpg", "gdp.jpg", "t1.jpg"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> {
+    let cluster = MockCluster::new(1)?;
+    let topics = TopicsConfig::default();
+    for topic in [&topics.images, &topics.faces, &topics.dead_letter] {
+        cluster.create_topic(topic, PARTITIONS, 1)?;
+    }
+    let kafka = KafkaConfig {
+        brokers: cluster.bootstrap_servers(),
+        create_topics: false, // the mock broker has no admin API
+        ..KafkaConfig::default()
+    };
+
+    // The archive: four sample photos and one of each kind of bad file.
+    let archive_dir = tempfile::tempdir()?;
+    for name in GOOD_PHOTOS {
+        std::fs::copy(support::photo(name), archive_dir.path().join(name))?;
+    }
+    let players = std::fs::read(support::photo("players.jpg"))?;
+    std::fs::write(archive_dir.path().join("corrupt.jpg"), &players[..players.len() / 3])?;
+    std::fs::write(archive_dir.path().join("empty.jpg"), b"")?;
+    std::fs::write(archive_dir.path().join("not-a-photo.jpg"), b"just some text, no pixels")?;
+    std::fs::write(archive_dir.path().join("oversize.jpg"), vec![0u8; 3 * 1024 * 1024])?;
+    std::fs::write(archive_dir.path().join("deleted.jpg"), &players)?;
+    let archive_config = ArchiveConfig {
+        max_image_bytes: 2 * 1024 * 1024,
+        ..ArchiveConfig::default()
+    };
+    // Two ingest workers in one group, sharing in-process models.
+    let models: Arc<dyn FaceModels> = LocalModels::load(&support::vision_config(), &BatchingConfig::default())?;
+    let shutdown = CancellationToken::new();
+    let ingest_config = IngestConfig {
+        max_attempts: 2,
+        retry_initial_backoff_ms: 10,
+        ..IngestConfig::default()
+    };
+    let mut workers = Vec::new();
+    let mut worker_counters = Vec::new();
+    for _ in 0..2 {
+        let ingestor = Arc::new(Ingestor::new(
+            ArchiveRegistry::new(archive_config.clone()),
+            models.clone(),
+            ingest_config.clone(),
+            100_000_000,
+            shutdown.clone(),
+        ));
+        let counters = Arc::new(IngestCounters::default());
+        worker_counters.push(counters.clone());
+        let kafka = kafka.clone();
+        let shutdown = shutdown.clone();
+        workers.push(tokio::spawn(async move {
+            run_ingest_worker(&kafka, ingestor, 4, counters, shutdown).await
+        }));
+    }
+
+    // Enqueue once the group has settled, so the test sees both workers share the partitions.
+    let settle_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let owned: Vec<u64> = worker_counters
+            .iter()
+            .map(|c| c.assigned_partitions.load(Ordering::Relaxed))
+            .collect();
+        if owned.iter().all(|&n| n > 0) && owned.iter().sum::<u64>() == PARTITIONS as u64 {
+            break;
+        }
+        ensure!(
+            Instant::now() < settle_deadline,
+            "the ingest group did not settle: {owned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let archive = Archive::open(archive_dir.path().to_str().context("utf-8 path")?, &archive_config)?;
+    let enqueued = enqueue_archive(&kafka, &archive, &archive_config, |_| {}).await?;
+    ensure!(enqueued.photos == 9, "enqueued {enqueued:?}");
+    std::fs::remove_file(archive_dir.path().join("deleted.jpg"))?; // gone before ingest
+
+    // The indexer, into a fresh data directory.
+    let data_dir = tempfile::tempdir()?;
+    let store = Arc::new(FaceStore::open(data_dir.path(), IndexConfig::default())?);
+    let indexer_counters = Arc::new(IndexerCounters::default());
+    let indexer = {
+        let (kafka, store, counters, shutdown) =
+            (kafka.clone(), store.clone(), indexer_counters.clone(), shutdown.clone());
+        tokio::spawn(async move { run_indexer(&kafka, store, Duration::from_millis(500), counters, shutdown).await })
+    };
+
+    // Wait until every photo is accounted for.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let indexed: u64 = worker_counters.iter().map(|c| c.indexed.load(Ordering::Relaxed)).sum();
+        let dead: u64 = worker_counters
+            .iter()
+            .map(|c| c.dead_lettered.load(Ordering::Relaxed))
+            .sum();
+        let applied = indexer_counters.batches.load(Ordering::Relaxed);
+        if indexed + dead == enqueued.photos && applied == indexed {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "stuck: {indexed} indexed, {dead} dead-lettered, {applied} applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    for worker in workers {
+        worker.await??;
+    }
+    indexer.await??;
+
+    let per_worker: Vec<u64> = worker_counters
+        .iter()
+        .map(|c| c.indexed.load(Ordering::Relaxed) + c.dead_lettered.load(Ordering::Relaxed))
+        .collect();
+    ensure!(
+        per_worker.iter().all(|&n| n > 0),
+        "both ingest workers got photos: {per_worker:?}"
+    );
+
+    // The dead letters, each with its reason.
+    let letters: BTreeMap<String, String> = read_topic(&kafka, &kafka.topics.dead_letter)?
+        .iter()
+        .map(|payload| {
+            let letter: wire::DeadLetter = decode("DeadLetter", payload)?;
+            let key = letter.image.map(|image| image.key).unwrap_or_default();
+            anyhow::Ok((key, letter.error_kind))
+        })
+        .collect::<Result<_, _>>()?;
+    let expected: BTreeMap<String, String> = [
+        ("corrupt.jpg", "corrupt"),
+        ("deleted.jpg", "not_found"),
+        ("empty.jpg", "empty"),
+        ("not-a-photo.jpg", "not_an_image"),
+        ("oversize.jpg", "too_large"),
+    ]
+    .into_iter()
+    .map(|(key, kind)| (key.to_owned(), kind.to_owned()))
+    .collect();
+    assert_eq!(letters, expected);
+    let batches = read_topic(&kafka, &kafka.topics.faces)?;
+    assert_eq!(batches.len(), GOOD_PHOTOS.len(), "one face batch per good photo");
+
+    // Offsets: the ingest group committed every image; the snapshot holds the faces offsets.
+    let committed = committed_total(&kafka, &kafka.ingest_group, &kafka.topics.images)?;
+    assert_eq!(
+        committed, enqueued.photos as i64,
+        "the ingest group committed to the end"
+    );
+    let info = store.index().info();
+    let applied: i64 = info
+        .applied_offsets
+        .get(&kafka.topics.faces)
+        .into_iter()
+        .flatten()
+        .map(|(_, next)| next)
+        .sum();
+    assert_eq!(applied, batches.len() as i64);
+    assert_eq!(store.last_snapshot().map(|s| s.faces), Some(info.faces));
+
+    // yaoming.jpg's face finds player 13 of players.jpg.
+    let mut query = None;
+    for payload in &batches {
+        let batch: wire::FaceBatch = decode("FaceBatch", payload)?;
+        if batch.image.as_ref().is_some_and(|image| image.key == "yaoming.jpg") {
+            query = batch.faces.first().map(|face| face.embedding.clone());
+        }
+    }
+    let query = query.context("yaoming.jpg's face batch has a face")?;
+    let hits = store.index().search(&SearchQuery::nearest(query, 2))?;
+    ensure!(
+        hits[1].metadata.image_uri.ends_with("/players.jpg"),
+        "{:?}",
+        hits[1].metadata
+    );
+    ensure!(hits[1].similarity > 0.55, "player 13 at {}", hits[1].similarity);
+    Ok(())
+}
+
+/// Every payload of `topic`, read from the beginning without a group.
+fn read_topic(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    // librdkafka wants a group id even for manual assignment; nothing is committed to it.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", "facedex-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    let mut end = 0;
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+        end += high;
+    }
+    consumer.assign(&assignment)?;
+    let mut payloads = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (payloads.len() as i64) < end && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            payloads.push(message?.payload().unwrap_or_default().to_vec());
+        }
+    }
+    Ok(payloads)
+}
+
+/// The sum over partitions of `group`'s committed offsets on `topic`.
+fn committed_total(kafka: &KafkaConfig, group: &str, topic: &str) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", group)
+        .create()?;
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(partitions, Duration::from_secs(5))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => 0,
+        })
+        .sum())
+}
