@@ -23,7 +23,7 @@ use facedex_server::{BoundServer, RemoteModels, serve_embedder};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::serve::cancel_on_signal;
+use crate::commands::serve::{cancel_on_signal, load_analyzer};
 use crate::config::FacedexConfig;
 
 /// Flags every Kafka role shares.
@@ -202,6 +202,9 @@ pub struct IndexerArgs {
     /// Address FaceSearch listens on; port 0 picks a free one [config: server.listen_addr].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Do not load the face models: search by embedding and face id only.
+    #[arg(long)]
+    no_image_search: bool,
 }
 
 /// Applies the faces topic to the data directory and serves FaceSearch until SIGINT/SIGTERM;
@@ -218,6 +221,7 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         FaceStore::open(&config.data_dir, config.index.clone())
             .with_context(|| format!("cannot open the index in {}", config.data_dir.display()))?,
     );
+    let analyzer = load_analyzer(&config, args.no_image_search)?;
     runtime()?.block_on(async {
         ensure_topics(&config.kafka).await?;
         let bound = BoundServer::bind(&config.server).await?;
@@ -232,7 +236,7 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         let server = tokio::spawn(bound.serve(
             store.clone(),
-            None,
+            analyzer,
             config.server.clone(),
             config.vision.max_image_pixels,
             shutdown.clone(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use facedex_index::FaceStore;
-use facedex_server::BoundServer;
+use facedex_server::{BoundServer, SharedAnalyzer};
 use facedex_vision::FaceAnalyzer;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -39,15 +39,7 @@ pub fn run(mut config: FacedexConfig, args: ServeArgs) -> anyhow::Result<ExitCod
     }
     let store = FaceStore::open(&config.data_dir, config.index.clone())
         .with_context(|| format!("cannot open the index in {}", config.data_dir.display()))?;
-    let analyzer = match args.no_image_search {
-        true => None,
-        false => {
-            let analyzer = FaceAnalyzer::load(&config.vision).context(
-                "cannot load the face models for image search (use --no-image-search to serve without them)",
-            )?;
-            Some(Arc::new(Mutex::new(analyzer)))
-        }
-    };
+    let analyzer = load_analyzer(&config, args.no_image_search)?;
     let faces = store.index().info().faces;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -72,6 +64,16 @@ pub fn run(mut config: FacedexConfig, args: ServeArgs) -> anyhow::Result<ExitCod
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The face models for search by image, unless `no_image_search`.
+pub(crate) fn load_analyzer(config: &FacedexConfig, no_image_search: bool) -> anyhow::Result<Option<SharedAnalyzer>> {
+    if no_image_search {
+        return Ok(None);
+    }
+    let analyzer = FaceAnalyzer::load(&config.vision)
+        .context("cannot load the face models for image search (use --no-image-search to serve without them)")?;
+    Ok(Some(Arc::new(Mutex::new(analyzer))))
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
