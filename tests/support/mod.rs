@@ -88,3 +88,5 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "embedding dimensions differ");
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
+
+pub mod cluster;

@@ -1,0 +1,286 @@
+//! The distributed pipeline end to end on a real Apache Kafka 4 node (KRaft) and a real S3 API
+//! (moto): `facedex indexer`, `facedex embed`, two `facedex ingest` processes, then `facedex
+//! enqueue` of a local folder (good and bad photos) and of an S3 prefix. Every photo ends
+//! indexed or dead-lettered with its reason, both ingest workers take part, and a search with
+//! yaoming.jpg over gRPC finds player 13 of players.jpg.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use facedex_proto::pipeline as wire;
+use facedex_proto::pipeline_conversions::decode;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::cluster::{KafkaBroker, Role, S3Server};
+use support::{facedex_command, photo};
+
+const PARTITIONS: i32 = 4;
+const FILE_PHOTOS: [&str; 4] = ["players.jpg", "yaoming.jpg", "gdp.jpg", "t1.jpg"];
+const S3_PHOTOS: [&str; 3] = ["Tom_Hanks_54745.png", "mask_blue.jpg", "mask_white.jpg"];
+
+#[test]
+fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
+    let broker = KafkaBroker::start();
+    let s3 = S3Server::start();
+    let mut env = s3.env();
+    env.extend(
+        [
+            ("FACEDEX__KAFKA__PARTITIONS", PARTITIONS.to_string()),
+            ("FACEDEX__ARCHIVE__MAX_IMAGE_BYTES", (2 * 1024 * 1024).to_string()),
+            ("FACEDEX__SERVER__SNAPSHOT_INTERVAL_SECS", "1".to_owned()),
+        ]
+        .map(|(key, value)| (key.to_owned(), value)),
+    );
+    let brokers = broker.bootstrap.as_str();
+
+    // The archives: a folder with good and bad files, and an S3 prefix.
+    let folder = tempfile::tempdir()?;
+    for name in FILE_PHOTOS {
+        std::fs::copy(photo(name), folder.path().join(name))?;
+    }
+    let players = std::fs::read(photo("players.jpg"))?;
+    std::fs::write(folder.path().join("corrupt.jpg"), &players[..players.len() / 3])?;
+    std::fs::write(folder.path().join("empty.jpg"), b"")?;
+    std::fs::write(folder.path().join("not-a-photo.jpg"), b"just some text, no pixels")?;
+    std::fs::write(folder.path().join("oversize.jpg"), vec![0u8; 3 * 1024 * 1024])?;
+    // A photo enqueued before any ingest worker runs, then deleted: its fetch finds nothing.
+    let vanishing = tempfile::tempdir()?;
+    std::fs::write(vanishing.path().join("deleted.jpg"), &players)?;
+    let s3_files: Vec<_> = S3_PHOTOS.iter().map(|name| photo(name)).collect();
+    s3.upload(
+        "archive",
+        "photos",
+        &s3_files.iter().map(|path| path.as_path()).collect::<Vec<_>>(),
+    );
+
+    // The roles.
+    let data_dir = tempfile::tempdir()?;
+    let data = data_dir.path().to_str().context("utf-8")?;
+    let (indexer, serving) = Role::start(
+        &[
+            "indexer",
+            "--brokers",
+            brokers,
+            "--data-dir",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &env,
+        "facedex: serving FaceSearch on ",
+    );
+    let search_url = format!("http://{}", word_after(&serving, "facedex: serving FaceSearch on ")?);
+    let (embed, serving) = Role::start(
+        &["embed", "--listen", "127.0.0.1:0"],
+        &env,
+        "facedex: serving Embedder on ",
+    );
+    let embed_url = format!("http://{}", word_after(&serving, "facedex: serving Embedder on ")?);
+    let enqueued_vanishing = enqueue(vanishing.path().to_str().context("utf-8")?, brokers, &env)?;
+    std::fs::remove_file(vanishing.path().join("deleted.jpg"))?;
+    let ingest_args = [
+        "ingest",
+        "--brokers",
+        brokers,
+        "--embed",
+        &embed_url,
+        "--max-in-flight",
+        "4",
+    ];
+    let (first_worker, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    let (second_worker, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    wait_for_stable_group(brokers, "facedex-ingest", 2)?;
+
+    // Enqueue both archives once both workers are in the group.
+    let enqueued_folder = enqueue(folder.path().to_str().context("utf-8")?, brokers, &env)?;
+    let enqueued_s3 = enqueue("s3://archive/photos", brokers, &env)?;
+    ensure!(
+        (enqueued_vanishing, enqueued_folder, enqueued_s3) == (1, 8, 3),
+        "enqueued {enqueued_vanishing} + {enqueued_folder} + {enqueued_s3}"
+    );
+    let enqueued = enqueued_vanishing + enqueued_folder + enqueued_s3;
+
+    // Wait until every photo is accounted for and the indexer applied every face batch.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let batches = end_offsets(brokers, "facedex.faces")?;
+        let letters = end_offsets(brokers, "facedex.dead-letter")?;
+        let applied = applied_offsets(&search_url)?;
+        if batches + letters == enqueued && applied == batches {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "stuck: {batches} face batches, {letters} dead letters, {applied} applied of {enqueued}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let letters: BTreeMap<String, String> = read_topic(brokers, "facedex.dead-letter")?
+        .iter()
+        .map(|payload| {
+            let letter: wire::DeadLetter = decode("DeadLetter", payload)?;
+            anyhow::Ok((
+                letter.image.map(|image| image.key).unwrap_or_default(),
+                letter.error_kind,
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    let expected: BTreeMap<String, String> = [
+        ("corrupt.jpg", "corrupt"),
+        ("deleted.jpg", "not_found"),
+        ("empty.jpg", "empty"),
+        ("not-a-photo.jpg", "not_an_image"),
+        ("oversize.jpg", "too_large"),
+    ]
+    .into_iter()
+    .map(|(key, kind)| (key.to_owned(), kind.to_owned()))
+    .collect();
+    assert_eq!(letters, expected);
+    let s3_batches = read_topic(brokers, "facedex.faces")?
+        .iter()
+        .filter_map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload).ok())
+        .filter(|batch| {
+            batch
+                .image
+                .as_ref()
+                .is_some_and(|image| image.uri.starts_with("s3://archive/photos/"))
+        })
+        .count();
+    assert_eq!(s3_batches, S3_PHOTOS.len(), "every S3 photo was fetched and indexed");
+
+    // yaoming.jpg finds itself, then player 13 of players.jpg.
+    let output = facedex_command()
+        .args(["search", "--server", &search_url, "--json", "--limit", "2", "--image"])
+        .arg(photo("yaoming.jpg"))
+        .output()?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let second = &result["hits"][1];
+    ensure!(
+        second["image_uri"]
+            .as_str()
+            .is_some_and(|uri| uri.ends_with("/players.jpg")),
+        "{result}"
+    );
+    ensure!(second["similarity"].as_f64().is_some_and(|s| s > 0.55), "{result}");
+
+    // Both workers did part of the work; every role stops cleanly on SIGTERM.
+    for worker in [first_worker, second_worker] {
+        let lines = worker.terminate();
+        let last = lines.last().context("ingest output")?;
+        let numbers: Vec<u64> = last
+            .split_whitespace()
+            .filter_map(|word| word.trim_matches('(').parse().ok())
+            .collect();
+        ensure!(
+            numbers.len() == 3 && numbers[0] + numbers[2] > 0,
+            "a worker did nothing: {last}"
+        );
+    }
+    embed.terminate();
+    indexer.terminate();
+    Ok(())
+}
+
+fn word_after<'a>(line: &'a str, prefix: &str) -> anyhow::Result<&'a str> {
+    line.strip_prefix(prefix)
+        .and_then(|rest| rest.split_whitespace().next())
+        .with_context(|| format!("no address in {line:?}"))
+}
+
+fn enqueue(archive: &str, brokers: &str, env: &[(String, String)]) -> anyhow::Result<u64> {
+    let output = facedex_command()
+        .args(["enqueue", archive, "--brokers", brokers])
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .output()?;
+    ensure!(
+        output.status.success(),
+        "enqueue failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("enqueued "))
+        .context("enqueue summary")?;
+    Ok(line.split_whitespace().nth(1).context("count")?.parse()?)
+}
+
+fn client(brokers: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "facedex-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()?)
+}
+
+fn wait_for_stable_group(brokers: &str, group: &str, members: usize) -> anyhow::Result<()> {
+    let consumer = client(brokers)?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let groups = consumer.fetch_group_list(Some(group), Duration::from_secs(5))?;
+        let stable = groups
+            .groups()
+            .iter()
+            .any(|found| found.state() == "Stable" && found.members().len() == members);
+        if stable {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "group {group} never had {members} stable members"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<u64> {
+    let consumer = client(brokers)?;
+    let mut total = 0;
+    for partition in 0..PARTITIONS {
+        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+        total += high as u64;
+    }
+    Ok(total)
+}
+
+fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let consumer = client(brokers)?;
+    let end = end_offsets(brokers, topic)?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut payloads = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (payloads.len() as u64) < end && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            payloads.push(message?.payload().unwrap_or_default().to_vec());
+        }
+    }
+    Ok(payloads)
+}
+
+/// The indexer's applied offsets on the faces topic, summed, from GetIndexInfo.
+fn applied_offsets(search_url: &str) -> anyhow::Result<u64> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut client = facedex_proto::face_search_client::FaceSearchClient::connect(search_url.to_owned()).await?;
+        let info = client
+            .get_index_info(facedex_proto::GetIndexInfoRequest {})
+            .await?
+            .into_inner();
+        Ok(info
+            .applied_offsets
+            .iter()
+            .filter(|offset| offset.topic == "facedex.faces")
+            .map(|offset| offset.next_offset as u64)
+            .sum())
+    })
+}

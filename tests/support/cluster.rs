@@ -1,0 +1,226 @@
+//! Real services for the end-to-end tests: an Apache Kafka node (`scripts/kafka/broker`), an
+//! S3 API (moto), and `facedex` role processes. Each is stopped when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::facedex_command;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the service binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// One Kafka node in KRaft mode with its own ports and directory.
+pub struct KafkaBroker {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub bootstrap: String,
+    directory: tempfile::TempDir,
+}
+
+impl KafkaBroker {
+    /// Starts the broker and waits until it answers metadata requests.
+    pub fn start() -> Self {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let (port, controller_port) = (free_port(), free_port());
+        let child = Command::new(repository().join("scripts/kafka/broker"))
+            .arg(directory.path())
+            .arg(port.to_string())
+            .arg(controller_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("scripts/kafka/broker starts (run scripts/kafka/fetch first)");
+        let broker = Self {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+            directory,
+        };
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.bootstrap)
+            .create()
+            .expect("client");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while consumer.fetch_metadata(None, Duration::from_secs(2)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "kafka did not start: see {}",
+                broker.log().display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        broker
+    }
+
+    /// The broker's log file.
+    pub fn log(&self) -> PathBuf {
+        self.directory.path().join("broker.log")
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// moto's S3 server.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    python: PathBuf,
+}
+
+impl S3Server {
+    /// Starts moto (installed by `scripts/s3/venv`) and waits for it.
+    pub fn start() -> Self {
+        let output = Command::new(repository().join("scripts/s3/venv"))
+            .output()
+            .expect("scripts/s3/venv runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let python = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let port = free_port();
+        let child = Command::new(python.with_file_name("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            python,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
+    /// The environment that points object_store (and boto3) at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+    }
+
+    /// Creates `bucket` and uploads `files` under `prefix/` with boto3.
+    pub fn upload(&self, bucket: &str, prefix: &str, files: &[&Path]) {
+        let script = "import sys, boto3\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1])\n\
+            s3.create_bucket(Bucket=sys.argv[2])\n\
+            for path in sys.argv[4:]:\n    \
+                s3.upload_file(path, sys.argv[2], sys.argv[3] + '/' + path.rsplit('/', 1)[-1])\n";
+        let status = Command::new(&self.python)
+            .args(["-c", script, &self.endpoint, bucket, prefix])
+            .args(files)
+            .envs(self.env())
+            .status()
+            .expect("boto3 runs");
+        assert!(status.success(), "upload to moto failed");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `facedex` role process whose stdout is collected line by line.
+pub struct Role {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Role {
+    /// Starts `facedex ARGS` with `env` and waits for a stdout line starting with `ready`;
+    /// returns the process and that line.
+    pub fn start(args: &[&str], env: &[(String, String)], ready: &str) -> (Self, String) {
+        let mut child = facedex_command()
+            .args(args)
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("facedex starts");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                collected.lock().expect("lines").push(line);
+            }
+        });
+        let role = Self { child, lines };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(line) = role.lines().into_iter().find(|line| line.starts_with(ready)) {
+                return (role, line);
+            }
+            assert!(Instant::now() < deadline, "facedex {args:?} never printed {ready:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every stdout line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    /// SIGTERM, wait for a clean exit, and return its stdout.
+    pub fn terminate(mut self) -> Vec<String> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(
+            exit.success(),
+            "facedex exited with {exit} after SIGTERM: {:?}",
+            self.lines()
+        );
+        std::thread::sleep(Duration::from_millis(200)); // let the reader thread take the last lines
+        self.lines()
+    }
+
+    /// SIGKILL: no draining, no commits, no snapshot.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
