@@ -269,18 +269,186 @@ fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
 
 /// The indexer's applied offsets on the faces topic, summed, from GetIndexInfo.
 fn applied_offsets(search_url: &str) -> anyhow::Result<u64> {
+    Ok(index_info(search_url)?
+        .applied_offsets
+        .iter()
+        .filter(|offset| offset.topic == "facedex.faces")
+        .map(|offset| offset.next_offset as u64)
+        .sum())
+}
+
+/// Copies of the sample photos under distinct names: enough work that kills land mid-run.
+const COPIES: usize = 6;
+const COPIED_PHOTOS: [&str; 6] = [
+    "players.jpg",
+    "yaoming.jpg",
+    "gdp.jpg",
+    "t1.jpg",
+    "Tom_Hanks_54745.png",
+    "mask_blue.jpg",
+];
+
+#[test]
+fn kill_nine_of_each_role_mid_run_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    let broker = KafkaBroker::start();
+    let brokers = broker.bootstrap.as_str();
+    let folder = tempfile::tempdir()?;
+    for copy in 0..COPIES {
+        for name in COPIED_PHOTOS {
+            std::fs::copy(photo(name), folder.path().join(format!("{copy}-{name}")))?;
+        }
+    }
+    let archive = folder.path().to_str().context("utf-8")?;
+    // A dead worker's partitions move to the others once its session times out: keep it short.
+    let config_dir = tempfile::tempdir()?;
+    let config = config_dir.path().join("facedex.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\npartitions = 4\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+         [server]\nsnapshot_interval_secs = 1\n[ingest]\nretry_initial_backoff_ms = 100\nretry_max_backoff_ms = 1000\n",
+    )?;
+    let config = config.to_str().context("utf-8")?;
+    let env: Vec<(String, String)> = Vec::new();
+
+    // The clean run to compare with: local mode on the same folder.
+    let clean_dir = tempfile::tempdir()?;
+    let clean = facedex_command()
+        .args([
+            "index",
+            archive,
+            "--data-dir",
+            clean_dir.path().to_str().context("utf-8")?,
+        ])
+        .output()?;
+    ensure!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stderr));
+    let clean_summary = String::from_utf8_lossy(&clean.stdout).to_string();
+    let clean_faces: u64 = word_after_number(&clean_summary, "photos (")?;
+    let clean_images = facedex_index::FaceStore::open(clean_dir.path(), facedex_index::IndexConfig::default())?
+        .index()
+        .info()
+        .images as u64;
+
+    let data_dir = tempfile::tempdir()?;
+    let data = data_dir.path().to_str().context("utf-8")?;
+    let indexer_args = [
+        "--config",
+        config,
+        "indexer",
+        "--brokers",
+        brokers,
+        "--data-dir",
+        data,
+        "--listen",
+        "127.0.0.1:0",
+        "--no-image-search",
+    ];
+    let (indexer, serving) = Role::start(&indexer_args, &env, "facedex: serving FaceSearch on ");
+    let mut search_url = format!("http://{}", word_after(&serving, "facedex: serving FaceSearch on ")?);
+    let embed_listen = format!("127.0.0.1:{}", support::cluster::free_port());
+    let embed_args = ["--config", config, "embed", "--listen", embed_listen.as_str()];
+    let (embed, _) = Role::start(&embed_args, &env, "facedex: serving Embedder on ");
+    let embed_url = format!("http://{embed_listen}");
+    let ingest_args = [
+        "--config",
+        config,
+        "ingest",
+        "--brokers",
+        brokers,
+        "--embed",
+        &embed_url,
+        "--max-in-flight",
+        "2",
+    ];
+    let (victim, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    let (survivor, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    wait_for_stable_group(brokers, "facedex-ingest", 2)?;
+    let output = facedex_command()
+        .args(["--config", config, "enqueue", archive, "--brokers", brokers])
+        .output()?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let enqueued = (COPIES * COPIED_PHOTOS.len()) as u64;
+
+    // Kill -9 one ingest worker, then the embed worker, then the indexer, each with work left.
+    wait_for_batches(brokers, enqueued / 6, enqueued)?;
+    victim.kill();
+    let (restarted_worker, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    wait_for_batches(brokers, enqueued / 3, enqueued)?;
+    embed.kill();
+    std::thread::sleep(Duration::from_secs(1)); // ingest workers see the outage and retry
+    let (embed, _) = Role::start(&embed_args, &env, "facedex: serving Embedder on ");
+    wait_for_batches(brokers, enqueued / 2, enqueued)?;
+    indexer.kill();
+    let (indexer, serving) = Role::start(&indexer_args, &env, "facedex: serving FaceSearch on ");
+    search_url = format!("http://{}", word_after(&serving, "facedex: serving FaceSearch on ")?);
+
+    // Every photo ends in the faces topic (perhaps twice: at-least-once) and in the index once.
+    let deadline = Instant::now() + Duration::from_secs(400);
+    loop {
+        let uris: std::collections::BTreeSet<String> = read_topic(brokers, "facedex.faces")?
+            .iter()
+            .filter_map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload).ok())
+            .filter_map(|batch| batch.image.map(|image| image.uri))
+            .collect();
+        let batches = end_offsets(brokers, "facedex.faces")?;
+        let applied = applied_offsets(&search_url)?;
+        if uris.len() as u64 == enqueued && applied == batches {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "stuck: {} of {enqueued} photos, {applied} of {batches} applied",
+            uris.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    ensure!(
+        end_offsets(brokers, "facedex.dead-letter")? == 0,
+        "no photo was dead-lettered"
+    );
+    let info = index_info(&search_url)?;
+    assert_eq!(info.images, clean_images, "every photo with faces is in the index");
+    assert_eq!(
+        info.faces, clean_faces,
+        "the same faces as the clean run, none twice: {clean_summary}"
+    );
+
+    for role in [survivor, restarted_worker, embed, indexer] {
+        role.terminate();
+    }
+    Ok(())
+}
+
+/// The number right after `marker` followed by a word (`... photos (34 faces)`).
+fn word_after_number(text: &str, marker: &str) -> anyhow::Result<u64> {
+    let rest = text
+        .split(marker)
+        .nth(1)
+        .with_context(|| format!("no {marker:?} in {text:?}"))?;
+    Ok(rest.split_whitespace().next().context("number")?.parse()?)
+}
+
+/// Waits for `at_least` face batches, then checks that photos are still left: the next kill
+/// lands mid-run.
+fn wait_for_batches(brokers: &str, at_least: u64, photos: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let batches = end_offsets(brokers, "facedex.faces")?;
+        if batches >= at_least {
+            ensure!(batches < photos, "the run ended before the kill ({batches} batches)");
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "fewer than {at_least} face batches");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn index_info(search_url: &str) -> anyhow::Result<facedex_proto::IndexInfo> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut client = facedex_proto::face_search_client::FaceSearchClient::connect(search_url.to_owned()).await?;
-        let info = client
+        Ok(client
             .get_index_info(facedex_proto::GetIndexInfoRequest {})
             .await?
-            .into_inner();
-        Ok(info
-            .applied_offsets
-            .iter()
-            .filter(|offset| offset.topic == "facedex.faces")
-            .map(|offset| offset.next_offset as u64)
-            .sum())
+            .into_inner())
     })
 }
