@@ -15,7 +15,7 @@ use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use support::cluster::{KafkaBroker, Role, S3Server};
+use support::cluster::{KafkaBroker, Role, S3Server, wait_for_stable_group};
 use support::{facedex_command, photo};
 
 const PARTITIONS: i32 = 4;
@@ -217,26 +217,6 @@ fn client(brokers: &str) -> anyhow::Result<BaseConsumer> {
         .set("group.id", "facedex-test-reader")
         .set("enable.auto.commit", "false")
         .create()?)
-}
-
-fn wait_for_stable_group(brokers: &str, group: &str, members: usize) -> anyhow::Result<()> {
-    let consumer = client(brokers)?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let groups = consumer.fetch_group_list(Some(group), Duration::from_secs(5))?;
-        let stable = groups
-            .groups()
-            .iter()
-            .any(|found| found.state() == "Stable" && found.members().len() == members);
-        if stable {
-            return Ok(());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "group {group} never had {members} stable members"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<u64> {

@@ -224,3 +224,27 @@ impl Drop for Role {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until consumer group `group` is stable with `members` members (every one assigned).
+pub fn wait_for_stable_group(brokers: &str, group: &str, members: usize) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "facedex-test-observer")
+        .create()?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let groups = consumer.fetch_group_list(Some(group), Duration::from_secs(5))?;
+        let stable = groups
+            .groups()
+            .iter()
+            .any(|found| found.state() == "Stable" && found.members().len() == members);
+        if stable {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "group {group} never had {members} stable members"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
