@@ -168,6 +168,9 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
         "{result}"
     );
     ensure!(second["similarity"].as_f64().is_some_and(|s| s > 0.55), "{result}");
+    // Player 13's box, as InsightFace finds it (README, Parity).
+    let bbox: [f32; 4] = serde_json::from_value(second["bbox"].clone())?;
+    ensure!(support::iou(&bbox, &[721.0, 142.0, 765.0, 192.0]) > 0.9, "{result}");
 
     // Both workers did part of the work; every role stops cleanly on SIGTERM.
     for worker in [first_worker, second_worker] {

@@ -109,10 +109,17 @@ fn parse_provider(text: &str) -> Result<ExecutionProvider, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    // Logs go to stderr, filtered by FACEDEX_LOG (e.g. `info`, `facedex_kafka=debug`); with
+    // FACEDEX_LOG_FORMAT=json each event is one JSON object, for log collectors.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FACEDEX_LOG").unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FACEDEX_LOG").unwrap_or_else(|_| "warn".into()))
-        .init();
+        .with_env_filter(filter);
+    if std::env::var("FACEDEX_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     let result = FacedexConfig::load(cli.config.as_deref()).and_then(|mut config| {
         cli.vision.apply(&mut config);

@@ -32,7 +32,7 @@ pub struct ListSummary {
     pub photos: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// Objects skipped for their extension.
+    /// Objects skipped for their extension or size.
     pub skipped: u64,
 }
 
@@ -83,7 +83,7 @@ impl Archive {
         &self.root
     }
 
-    /// Lists every photo under the root (by extension), calling `on_photo` for each as it is
+    /// Lists every photo under the root (by extension and size), calling `on_photo` for each as it is
     /// found, so enqueueing starts before a large listing ends.
     pub async fn list<F>(&self, config: &ArchiveConfig, mut on_photo: F) -> Result<ListSummary>
     where
@@ -98,7 +98,9 @@ impl Archive {
             let Some(key) = self.key_of(&object.location) else {
                 continue;
             };
-            if !has_photo_extension(&key, &config.extensions) {
+            let size_selected =
+                object.size >= config.list_min_bytes && config.list_max_bytes.is_none_or(|max| object.size <= max);
+            if !has_photo_extension(&key, &config.extensions) || !size_selected {
                 summary.skipped += 1;
                 continue;
             }
@@ -271,6 +273,12 @@ mod tests {
         assert_eq!(found[1].key, "sub/b.png");
         assert!(found[1].uri.starts_with("file:///") && found[1].uri.ends_with("/sub/b.png"));
         assert_eq!(archive.fetch(&found[1], 100).await?.as_ref(), b"two!");
+        let small_only = ArchiveConfig {
+            list_max_bytes: Some(3),
+            ..config()
+        };
+        let summary = archive.list(&small_only, async |_| Ok(())).await?;
+        assert_eq!((summary.photos, summary.skipped), (1, 2), "b.png is over 3 bytes");
         let too_small_limit = archive.fetch(&found[1], 3).await;
         assert!(matches!(
             too_small_limit,

@@ -13,6 +13,12 @@ pub struct ArchiveConfig {
     pub extensions: Vec<String>,
     /// Photos larger than this are dead-lettered as `too_large` without being read.
     pub max_image_bytes: u64,
+    /// Listing skips objects smaller than this (a selection filter; 0 lists empty files, which
+    /// are then dead-lettered as `empty`).
+    pub list_min_bytes: u64,
+    /// Listing skips objects larger than this (a selection filter; unset lists every size, and
+    /// photos over `max_image_bytes` are dead-lettered).
+    pub list_max_bytes: Option<u64>,
     /// Object-store options (`aws_endpoint`, `aws_allow_http`, `aws_region`,
     /// `google_service_account`, `azure_storage_account_name`, …), on top of the `AWS_*`,
     /// `GOOGLE_*` and `AZURE_*` environment variables, which are read as object_store reads them.
@@ -24,6 +30,8 @@ impl Default for ArchiveConfig {
         Self {
             extensions: ["jpg", "jpeg", "png", "webp"].map(String::from).to_vec(),
             max_image_bytes: 50 * 1024 * 1024,
+            list_min_bytes: 0,
+            list_max_bytes: None,
             options: BTreeMap::new(),
         }
     }

@@ -48,6 +48,12 @@ pub struct EnqueueArgs {
     /// The archive: a folder, or a file://, s3://, gs:// or az:// URL.
     #[arg(value_name = "URL")]
     archive: String,
+    /// Skip objects smaller than this many bytes [config: archive.list_min_bytes].
+    #[arg(long, value_name = "BYTES")]
+    min_bytes: Option<u64>,
+    /// Skip objects larger than this many bytes [config: archive.list_max_bytes].
+    #[arg(long, value_name = "BYTES")]
+    max_bytes: Option<u64>,
     #[command(flatten)]
     kafka: KafkaFlags,
 }
@@ -55,6 +61,12 @@ pub struct EnqueueArgs {
 /// Publishes every photo of the archive and prints the total.
 pub fn enqueue(mut config: FacedexConfig, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     args.kafka.apply(&mut config);
+    if let Some(min_bytes) = args.min_bytes {
+        config.archive.list_min_bytes = min_bytes;
+    }
+    if args.max_bytes.is_some() {
+        config.archive.list_max_bytes = args.max_bytes;
+    }
     let archive = Archive::open(&args.archive, &config.archive)?;
     runtime()?.block_on(async {
         ensure_topics(&config.kafka).await?;
@@ -67,7 +79,7 @@ pub fn enqueue(mut config: FacedexConfig, args: EnqueueArgs) -> anyhow::Result<E
         progress.finish_and_clear();
         let summary = summary?;
         println!(
-            "enqueued {} photos ({} bytes) from {} to {} ({} other objects skipped)",
+            "enqueued {} photos ({} bytes) from {} to {} ({} objects skipped for their extension or size)",
             summary.photos,
             summary.bytes,
             archive.root(),
