@@ -89,17 +89,21 @@ pub async fn run_ingest_worker(
     let mut tracker = OffsetTracker::default();
     let (finished_sender, mut finished) = mpsc::channel::<Finished>(max_in_flight.max(1) * 2);
     let mut failure: Option<KafkaStageError> = None;
+    // Tasks spawned and not yet reported; a cancelled photo stays "in flight" in the tracker
+    // forever (so no commit passes it), but no longer counts here.
+    let mut outstanding = 0usize;
     loop {
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
             Some(done) = finished.recv() => {
+                outstanding -= 1;
                 if let Err(error) = settle(&consumer, config, &mut tracker, done) {
                     failure = Some(error);
                     break;
                 }
             }
-            received = consumer.recv(), if tracker.in_flight() < max_in_flight.max(1) => {
+            received = consumer.recv(), if outstanding < max_in_flight.max(1) => {
                 let message = match received {
                     Ok(message) => message,
                     Err(error) => {
@@ -118,6 +122,7 @@ pub async fn run_ingest_worker(
                     counters: counters.clone(),
                 };
                 let finished_sender = finished_sender.clone();
+                outstanding += 1;
                 tokio::spawn(async move {
                     let result = task.run(partition, offset, key, &payload).await;
                     let _ = finished_sender.send(Finished { partition, offset, result }).await;
@@ -127,10 +132,11 @@ pub async fn run_ingest_worker(
     }
     // Drain: every photo in flight finishes (or is cancelled) before the last commit.
     drop(finished_sender);
-    while tracker.in_flight() > 0 {
+    while outstanding > 0 {
         let Some(done) = finished.recv().await else {
             break;
         };
+        outstanding -= 1;
         if let Err(error) = settle(&consumer, config, &mut tracker, done) {
             failure.get_or_insert(error);
         }
@@ -148,8 +154,9 @@ pub(crate) async fn pause_after_consumer_error(topic: &str, error: &rdkafka::err
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
 
-/// Marks a photo finished and commits what became committable. A photo that failed is left
-/// uncommitted (it will be redone) and stops the worker unless it was cancelled.
+/// Marks a photo finished and commits what became committable. A photo that failed or was
+/// cancelled stays uncommitted, so no later commit of its partition passes it (it is redone
+/// after a restart); a failure other than cancellation stops the worker.
 fn settle(
     consumer: &StreamConsumer<IngestContext>,
     config: &KafkaConfig,
@@ -158,10 +165,7 @@ fn settle(
 ) -> Result<()> {
     match done.result {
         Ok(()) => tracker.finished(done.partition, done.offset),
-        Err(KafkaStageError::Pipeline(PipelineError::Cancelled)) => {
-            tracker.forget(done.partition);
-            return Ok(());
-        }
+        Err(KafkaStageError::Pipeline(PipelineError::Cancelled)) => return Ok(()),
         Err(error) => return Err(error),
     }
     let ready = tracker.committable();

@@ -57,12 +57,6 @@ impl OffsetTracker {
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|state| state.in_flight.len()).sum()
     }
-
-    /// Forgets partitions this worker no longer owns (after a rebalance): another worker
-    /// resumes them from the last commit.
-    pub fn forget(&mut self, partition: i32) {
-        self.partitions.remove(&partition);
-    }
 }
 
 #[cfg(test)]
@@ -87,6 +81,15 @@ mod tests {
     }
 
     #[test]
+    fn an_offset_never_finished_holds_its_partition_back() {
+        let mut tracker = OffsetTracker::default();
+        tracker.started(0, 1); // cancelled at shutdown: never finished
+        tracker.started(0, 2);
+        tracker.finished(0, 2);
+        assert_eq!(tracker.committable(), vec![(0, 1)], "nothing past the unfinished photo");
+    }
+
+    #[test]
     fn partitions_are_independent() {
         let mut tracker = OffsetTracker::default();
         tracker.started(0, 5);
@@ -97,7 +100,6 @@ mod tests {
             vec![(1, 8)],
             "partition 0 has finished nothing yet"
         );
-        tracker.forget(1);
         tracker.finished(0, 5);
         assert_eq!(tracker.committable(), vec![(0, 6)]);
     }
