@@ -141,6 +141,9 @@ pub async fn run_ingest_worker(
             failure.get_or_insert(error);
         }
     }
+    // The commits so far were asynchronous; make the last one certain before the consumer
+    // leaves the group.
+    commit(&consumer, config, tracker.committed(), CommitMode::Sync)?;
     match failure {
         Some(error) => Err(error),
         None => Ok(()),
@@ -168,19 +171,28 @@ fn settle(
         Err(KafkaStageError::Pipeline(PipelineError::Cancelled)) => return Ok(()),
         Err(error) => return Err(error),
     }
-    let ready = tracker.committable();
-    if ready.is_empty() {
+    commit(consumer, config, tracker.committable(), CommitMode::Async)
+}
+
+/// Commits `positions` (partition, next offset) of the images topic.
+fn commit(
+    consumer: &StreamConsumer<IngestContext>,
+    config: &KafkaConfig,
+    positions: Vec<(i32, i64)>,
+    mode: CommitMode,
+) -> Result<()> {
+    if positions.is_empty() {
         return Ok(());
     }
     let mut offsets = TopicPartitionList::new();
-    for (partition, next) in ready {
+    for (partition, next) in positions {
         offsets
             .add_partition_offset(&config.topics.images, partition, Offset::Offset(next))
             .map_err(KafkaStageError::kafka("building a commit"))?;
     }
     // A commit for a partition taken away by a rebalance is refused; its new owner redoes
     // the photos after its last commit, which the stable face ids make harmless.
-    if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+    if let Err(error) = consumer.commit(&offsets, mode) {
         tracing::warn!(%error, "offset commit refused");
     }
     Ok(())

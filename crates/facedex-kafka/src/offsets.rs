@@ -53,6 +53,15 @@ impl OffsetTracker {
         ready
     }
 
+    /// The last value [`Self::committable`] handed out per partition, for a final synchronous
+    /// commit at shutdown.
+    pub fn committed(&self) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|(&partition, state)| state.committed.map(|next| (partition, next)))
+            .collect()
+    }
+
     /// Photos in flight across partitions.
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|state| state.in_flight.len()).sum()
