@@ -27,6 +27,12 @@ impl RemoteModels {
     /// Connects lazily to every endpoint and asks the first that answers for its model info.
     /// Fails when no endpoint answers, or two answer with different embedding models.
     pub async fn connect(endpoints: &[String]) -> Result<Arc<Self>, PipelineError> {
+        if endpoints.is_empty() {
+            return Err(PipelineError::Models {
+                reason: "no embed endpoints are configured (embed.endpoints, --embed)".into(),
+                transient: false,
+            });
+        }
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
             let channel = Endpoint::from_shared(endpoint.clone())
@@ -42,7 +48,7 @@ impl RemoteModels {
             clients.push((endpoint.clone(), client));
         }
         let mut info: Option<ModelInfo> = None;
-        let mut last_error = String::from("no embed endpoints are configured (embed.endpoints)");
+        let mut last_error = String::new();
         for (endpoint, client) in &clients {
             match client.clone().get_model_info(GetModelInfoRequest {}).await {
                 Ok(answer) => {
