@@ -265,20 +265,23 @@ fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usiz
             .live_face(*internal_id)
             .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata))
     };
+    // Orphans (points no graph search reaches, hnsw_rs #37) are scored by brute force; a top-k
+    // heap keeps that linear in their number.
     let to_ranked = |neighbours: Vec<hnsw_rs::hnsw::Neighbour>| -> Vec<(usize, f32)> {
-        let mut ranked: Vec<(usize, f32)> = neighbours
-            .into_iter()
-            .filter(|neighbour| accepts(&neighbour.d_id))
-            .map(|neighbour| (neighbour.d_id, similarity_from_distance(neighbour.distance)))
-            .collect();
-        for (internal_id, vector) in &state.orphans {
-            if accepts(internal_id) && !ranked.iter().any(|(id, _)| id == internal_id) {
-                ranked.push((*internal_id, dot(&query.vector, vector).min(1.0)));
+        let mut top = TopK::new(query.limit);
+        let mut seen = std::collections::HashSet::with_capacity(neighbours.len());
+        for neighbour in neighbours {
+            if accepts(&neighbour.d_id) {
+                seen.insert(neighbour.d_id);
+                top.offer(neighbour.d_id, similarity_from_distance(neighbour.distance));
             }
         }
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranked.truncate(query.limit);
-        ranked
+        for (internal_id, vector) in &state.orphans {
+            if !seen.contains(internal_id) && accepts(internal_id) {
+                top.offer(*internal_id, dot(&query.vector, vector).min(1.0));
+            }
+        }
+        top.into_sorted()
     };
     if query.filter.is_empty() {
         let ranked = to_ranked(state.graph.search(&query.vector, ef, ef));
