@@ -41,11 +41,13 @@ def main() -> None:
     ]
     for library, row in builds.items():
         lines.append(f"| {library} | {row['build_seconds']:.1f} | {row['rss_bytes_per_face']:.0f} |")
-    if any(row.get("reused_build") for row in builds.values()):
+    reused = [library for library, row in builds.items() if row.get("reused_build")]
+    if reused:
         lines += [
             "",
-            "The build rows come from the earlier run of the same command that built the three indexes "
-            f"(kept in `.facedex/bench/ann-{vectors}`); this run loaded them and measured the searches.",
+            f"The build rows of {', '.join(reused)} come from an earlier run of the same command that built "
+            f"{'that index' if len(reused) == 1 else 'those indexes'} (kept in `.facedex/bench/ann-{vectors}`); "
+            "this run loaded it and measured the searches.",
         ]
     for row in grpc:
         lines += [
