@@ -60,7 +60,7 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
     // The roles.
     let data_dir = tempfile::tempdir()?;
     let data = data_dir.path().to_str().context("utf-8")?;
-    let (indexer, serving) = Role::start(
+    let (indexer, search_url) = Role::start_server(
         &[
             "indexer",
             "--brokers",
@@ -73,13 +73,11 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
         &env,
         "facedex: serving FaceSearch on ",
     );
-    let search_url = format!("http://{}", word_after(&serving, "facedex: serving FaceSearch on ")?);
-    let (embed, serving) = Role::start(
+    let (embed, embed_url) = Role::start_server(
         &["embed", "--listen", "127.0.0.1:0"],
         &env,
         "facedex: serving Embedder on ",
     );
-    let embed_url = format!("http://{}", word_after(&serving, "facedex: serving Embedder on ")?);
     let enqueued_vanishing = enqueue(vanishing.path().to_str().context("utf-8")?, brokers, &env)?;
     std::fs::remove_file(vanishing.path().join("deleted.jpg"))?;
     let ingest_args = [
@@ -189,12 +187,6 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
     embed.terminate();
     indexer.terminate();
     Ok(())
-}
-
-fn word_after<'a>(line: &'a str, prefix: &str) -> anyhow::Result<&'a str> {
-    line.strip_prefix(prefix)
-        .and_then(|rest| rest.split_whitespace().next())
-        .with_context(|| format!("no address in {line:?}"))
 }
 
 fn enqueue(archive: &str, brokers: &str, env: &[(String, String)]) -> anyhow::Result<u64> {
@@ -326,8 +318,7 @@ fn kill_nine_of_each_role_mid_run_loses_and_duplicates_nothing() -> anyhow::Resu
         "127.0.0.1:0",
         "--no-image-search",
     ];
-    let (indexer, serving) = Role::start(&indexer_args, &env, "facedex: serving FaceSearch on ");
-    let mut search_url = format!("http://{}", word_after(&serving, "facedex: serving FaceSearch on ")?);
+    let (indexer, _) = Role::start(&indexer_args, &env, "facedex: serving FaceSearch on ");
     let embed_listen = format!("127.0.0.1:{}", support::cluster::free_port());
     let embed_args = ["--config", config, "embed", "--listen", embed_listen.as_str()];
     let (embed, _) = Role::start(&embed_args, &env, "facedex: serving Embedder on ");
@@ -362,8 +353,7 @@ fn kill_nine_of_each_role_mid_run_loses_and_duplicates_nothing() -> anyhow::Resu
     let (embed, _) = Role::start(&embed_args, &env, "facedex: serving Embedder on ");
     wait_for_batches(brokers, enqueued / 2, enqueued)?;
     indexer.kill();
-    let (indexer, serving) = Role::start(&indexer_args, &env, "facedex: serving FaceSearch on ");
-    search_url = format!("http://{}", word_after(&serving, "facedex: serving FaceSearch on ")?);
+    let (indexer, search_url) = Role::start_server(&indexer_args, &env, "facedex: serving FaceSearch on ");
 
     // Every photo ends in the faces topic (perhaps twice: at-least-once) and in the index once.
     let deadline = Instant::now() + Duration::from_secs(400);

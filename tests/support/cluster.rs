@@ -189,6 +189,15 @@ impl Role {
         }
     }
 
+    /// Starts a serving role (`indexer`, `embed`, `serve`) and returns it with its
+    /// `http://ADDR` URL, read from the line starting with `ready` (`facedex: serving … on ADDR`).
+    pub fn start_server(args: &[&str], env: &[(String, String)], ready: &str) -> (Self, String) {
+        let (role, line) = Self::start(args, env, ready);
+        let addr = word_after(&line, ready).expect("the ready line names the address");
+        let url = format!("http://{addr}");
+        (role, url)
+    }
+
     /// Every stdout line so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("lines").clone()
@@ -247,4 +256,11 @@ pub fn wait_for_stable_group(brokers: &str, group: &str, members: usize) -> anyh
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// The word after `prefix` in a role's ready line (`facedex: serving FaceSearch on ADDR …`).
+pub fn word_after<'a>(line: &'a str, prefix: &str) -> anyhow::Result<&'a str> {
+    line.strip_prefix(prefix)
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))
 }

@@ -18,6 +18,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::telemetry::MetricsConfig;
+
 /// The prefix of every environment override.
 pub const ENV_PREFIX: &str = "FACEDEX__";
 
@@ -46,6 +48,8 @@ pub struct FacedexConfig {
     pub kafka: KafkaConfig,
     /// The embed service's address and the embed workers ingest calls.
     pub embed: EmbedConfig,
+    /// Where Prometheus metrics are served.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for FacedexConfig {
@@ -60,6 +64,7 @@ impl Default for FacedexConfig {
             models: BatchingConfig::default(),
             kafka: KafkaConfig::default(),
             embed: EmbedConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -2,7 +2,9 @@
 
 mod commands;
 mod config;
+mod telemetry;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,13 +13,24 @@ use facedex_vision::ExecutionProvider;
 
 use crate::config::FacedexConfig;
 
+/// The environment variables facedex reads, for `--help` (deploy files are checked against it).
+const ENVIRONMENT_HELP: &str = "Environment:
+  FACEDEX_CONFIG          the configuration file (as --config)
+  FACEDEX__SECTION__KEY   overrides a configuration key, e.g. FACEDEX__KAFKA__BROKERS
+  FACEDEX_LOG             log filter: error, warn (default), info, debug, or per module
+  FACEDEX_LOG_FORMAT      `json` for one JSON object per log event
+  FACEDEX_TOKEN           bearer token of `facedex search` and `facedex status`";
+
 /// facedex: find, embed and search faces in photo archives.
 #[derive(Debug, Parser)]
-#[command(name = "facedex", version, about)]
+#[command(name = "facedex", version, about, after_help = ENVIRONMENT_HELP)]
 struct Cli {
     /// TOML configuration file; `FACEDEX__SECTION__KEY` environment variables override it.
     #[arg(long, global = true, env = "FACEDEX_CONFIG")]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics [config: metrics.listen_addr].
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     vision: VisionFlags,
     #[command(subcommand)]
@@ -44,6 +57,29 @@ enum Command {
     Indexer(commands::roles::IndexerArgs),
     /// Load `facedex detect --json --embeddings` output into a data directory.
     IndexImport(commands::index_import::IndexImportArgs),
+    /// Watch a pipeline run: rates per stage, lag, ETA, dead letters, index size.
+    Status(commands::status::StatusArgs),
+    /// Print the effective configuration (file, environment and flags merged) as TOML.
+    Config(commands::config::ConfigArgs),
+}
+
+impl Command {
+    /// The `role` label of this process's metrics.
+    fn role(&self) -> &'static str {
+        match self {
+            Self::Detect(_) => "detect",
+            Self::Serve(_) => "serve",
+            Self::Search(_) => "search",
+            Self::Index(_) => "index",
+            Self::Enqueue(_) => "enqueue",
+            Self::Embed(_) => "embed",
+            Self::Ingest(_) => "ingest",
+            Self::Indexer(_) => "indexer",
+            Self::IndexImport(_) => "index-import",
+            Self::Status(_) => "status",
+            Self::Config(_) => "config",
+        }
+    }
 }
 
 /// Flags that override `[vision]` settings of the config file.
@@ -123,6 +159,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = FacedexConfig::load(cli.config.as_deref()).and_then(|mut config| {
         cli.vision.apply(&mut config);
+        if let Some(addr) = cli.metrics_addr {
+            config.metrics.listen_addr = Some(addr);
+        }
+        telemetry::install(&config.metrics, cli.command.role())?;
         match cli.command {
             Command::Detect(args) => commands::detect::run(&config, args),
             Command::Serve(args) => commands::serve::run(config, args),
@@ -133,6 +173,8 @@ fn main() -> ExitCode {
             Command::Ingest(args) => commands::roles::ingest(config, args),
             Command::Indexer(args) => commands::roles::indexer(config, args),
             Command::IndexImport(args) => commands::index_import::run(config, args),
+            Command::Status(args) => commands::status::run(config, args),
+            Command::Config(args) => commands::config::run(&config, args),
         }
     });
     match result {

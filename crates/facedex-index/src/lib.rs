@@ -10,6 +10,7 @@ mod distance;
 mod error;
 mod graph;
 mod index;
+pub mod metrics;
 mod record;
 mod search;
 mod snapshot;

@@ -12,12 +12,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use crate::config::IndexConfig;
 use crate::error::{IndexError, Result};
 use crate::index::{DeleteSelector, FaceIndex, IndexState, UpsertOutcome};
+use crate::metrics;
 use crate::record::{FaceId, FaceRecord};
 use crate::snapshot::{self, SnapshotInfo, sync_dir};
 
@@ -71,6 +73,10 @@ impl FaceStore {
             .append(true)
             .open(&journal_path)
             .map_err(|error| IndexError::io("open", &journal_path, error))?;
+        metrics::record_size(&index);
+        if let Some(snapshot) = &last_snapshot {
+            metrics::record_snapshot(None, snapshot);
+        }
         Ok(Self {
             index,
             data_dir: data_dir.to_path_buf(),
@@ -93,8 +99,11 @@ impl FaceStore {
 
     /// [`FaceIndex::upsert`]; durable at the next snapshot.
     pub fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
+        let started = Instant::now();
         let outcome = self.index.upsert(records)?;
         self.changed_since_snapshot.store(true, Ordering::Release);
+        metrics::record_upsert(started.elapsed());
+        metrics::record_size(&self.index);
         Ok(outcome)
     }
 
@@ -123,6 +132,8 @@ impl FaceStore {
         }
         self.index.forget_locked(&face_ids);
         self.changed_since_snapshot.store(true, Ordering::Release);
+        metrics::record_deleted(face_ids.len());
+        metrics::record_size(&self.index);
         Ok(face_ids)
     }
 
@@ -138,6 +149,7 @@ impl FaceStore {
     /// Writes a new snapshot generation, then empties the journal (its deletions are in the
     /// snapshot) and prunes old generations. Searches go on; writers wait.
     pub fn snapshot(&self) -> Result<SnapshotInfo> {
+        let started = Instant::now();
         let _writer = self.index.lock_writer();
         let snapshots_dir = self.data_dir.join(SNAPSHOTS_DIR);
         let generation = snapshot::list_generations(&snapshots_dir)?
@@ -154,6 +166,7 @@ impl FaceStore {
         journal.sync_all().map_err(|error| self.journal_error(error))?;
         snapshot::prune(&snapshots_dir, self.index.config.snapshots_to_keep)?;
         *self.last_snapshot.lock() = Some(info.clone());
+        metrics::record_snapshot(Some(started.elapsed()), &info);
         tracing::info!(generation, faces = info.faces, bytes = info.bytes, "snapshot written");
         Ok(info)
     }
@@ -171,6 +184,7 @@ impl FaceStore {
         }
         let removed = self.index.vacuum_if(|index| index.needs_vacuum())?;
         self.changed_since_snapshot.store(true, Ordering::Release);
+        metrics::record_size(&self.index);
         Ok(removed)
     }
 }

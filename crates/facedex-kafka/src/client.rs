@@ -26,6 +26,18 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// The properties of a consumer in `group`: offsets are committed by hand, after the work
+/// is durable, and librdkafka reports statistics for the lag gauges.
+pub fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig {
+    let mut client = client_config(config);
+    client
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", config.statistics_interval_ms.to_string());
+    client
+}
+
 /// An idempotent producer (`acks=all`, no duplicates or reordering on retry).
 pub fn producer(config: &KafkaConfig) -> Result<FutureProducer> {
     client_config(config)

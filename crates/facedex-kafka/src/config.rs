@@ -48,6 +48,8 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// How long a send may wait in the producer queue before failing.
     pub produce_timeout_ms: u64,
+    /// How often consumers report their lag per partition to the metrics (0: never).
+    pub statistics_interval_ms: u64,
     /// Extra librdkafka properties for every client (`security.protocol`, `sasl.mechanism`, …).
     pub client: BTreeMap<String, String>,
 }
@@ -63,6 +65,7 @@ impl Default for KafkaConfig {
             partitions: 12,
             replication_factor: 1,
             produce_timeout_ms: 30_000,
+            statistics_interval_ms: 5_000,
             client: BTreeMap::new(),
         }
     }

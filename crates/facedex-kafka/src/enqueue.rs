@@ -13,6 +13,7 @@ use rdkafka::producer::FutureRecord;
 use crate::client::producer;
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
+use crate::metrics;
 
 /// Deliveries awaited at once; past this, listing waits for acknowledgements.
 const MAX_PENDING_DELIVERIES: usize = 10_000;
@@ -62,7 +63,10 @@ type DeliveryOutcome = (
 
 fn settle(result: DeliveryOutcome, failure: &mut Option<KafkaStageError>, on_published: &mut impl FnMut(&ImageRef)) {
     match result {
-        (Ok(Ok(_)), image) => on_published(&image),
+        (Ok(Ok(_)), image) => {
+            metrics::record_enqueued(image.size_bytes);
+            on_published(&image);
+        }
         (Ok(Err((error, _))), image) => {
             tracing::error!(uri = %image.uri, %error, "not enqueued");
             failure.get_or_insert(KafkaStageError::Kafka {

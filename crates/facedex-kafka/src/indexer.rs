@@ -17,10 +17,11 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{client_config, partitions_of};
+use crate::client::{consumer_config, partitions_of};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::ingest_worker::pause_after_consumer_error;
+use crate::metrics::{self, LagReporter};
 
 /// Running totals of the indexer.
 #[derive(Debug, Default)]
@@ -51,11 +52,8 @@ pub async fn run_indexer(
         .get(&topic)
         .cloned()
         .unwrap_or_default();
-    let consumer: StreamConsumer = client_config(config)
-        .set("group.id", &config.indexer_group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
+    let consumer: StreamConsumer<LagReporter> = consumer_config(config, &config.indexer_group)
+        .create_with_context(LagReporter::new(&config.indexer_group, |_| {}))
         .map_err(KafkaStageError::kafka("creating the indexer consumer"))?;
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
@@ -70,6 +68,7 @@ pub async fn run_indexer(
     consumer
         .assign(&assignment)
         .map_err(KafkaStageError::kafka("assigning the faces topic"))?;
+    consumer.context().assigned(assignment.count());
 
     let mut snapshots = tokio::time::interval(snapshot_interval.max(Duration::from_millis(100)));
     snapshots.tick().await;
@@ -119,10 +118,12 @@ fn apply_record(
     };
     match applied {
         Ok(faces) => {
+            metrics::record_applied(Some(faces));
             counters.batches.fetch_add(1, Ordering::Relaxed);
             counters.faces.fetch_add(faces as u64, Ordering::Relaxed);
         }
         Err(error) => {
+            metrics::record_applied(None);
             counters.refused.fetch_add(1, Ordering::Relaxed);
             tracing::error!(partition, offset, %error, "face batch refused");
         }
@@ -131,7 +132,11 @@ fn apply_record(
 }
 
 /// Snapshots when something changed, then commits the snapshot's applied offsets to the group.
-async fn snapshot_and_commit(consumer: &StreamConsumer, config: &KafkaConfig, store: &Arc<FaceStore>) -> Result<()> {
+async fn snapshot_and_commit(
+    consumer: &StreamConsumer<LagReporter>,
+    config: &KafkaConfig,
+    store: &Arc<FaceStore>,
+) -> Result<()> {
     if !store.has_unsnapshotted_changes() {
         return Ok(());
     }

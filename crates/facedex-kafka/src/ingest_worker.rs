@@ -6,24 +6,26 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use facedex_pipeline::ingest::{Ingested, Ingestor};
 use facedex_pipeline::messages::now_unix_ms;
+use facedex_pipeline::metrics as pipeline_metrics;
 use facedex_pipeline::{DeadLetter, ImageRef, PipelineError};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use prost::Message as _;
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{client_config, producer, publish};
+use crate::client::{consumer_config, producer, publish};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
+use crate::metrics::LagReporter;
 use crate::offsets::OffsetTracker;
 
 /// Running totals of one worker.
@@ -37,24 +39,6 @@ pub struct IngestCounters {
     pub dead_lettered: AtomicU64,
     /// Partitions of the images topic this worker owns now.
     pub assigned_partitions: AtomicU64,
-}
-
-/// Keeps [`IngestCounters::assigned_partitions`] current through rebalances.
-struct IngestContext {
-    counters: Arc<IngestCounters>,
-}
-
-impl ClientContext for IngestContext {}
-
-impl ConsumerContext for IngestContext {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let owned = match rebalance {
-            Rebalance::Assign(partitions) => partitions.count() as u64,
-            Rebalance::Revoke(_) | Rebalance::Error(_) => 0,
-        };
-        tracing::info!(partitions = owned, "ingest worker assignment changed");
-        self.counters.assigned_partitions.store(owned, Ordering::Relaxed);
-    }
 }
 
 /// A photo's work, finished: the offset and whether its output is durable.
@@ -74,13 +58,14 @@ pub async fn run_ingest_worker(
     counters: Arc<IngestCounters>,
     cancel: CancellationToken,
 ) -> Result<()> {
-    let consumer: StreamConsumer<IngestContext> = client_config(config)
-        .set("group.id", &config.ingest_group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create_with_context(IngestContext {
-            counters: counters.clone(),
-        })
+    let assignment_counters = counters.clone();
+    let context = LagReporter::new(&config.ingest_group, move |partitions| {
+        assignment_counters
+            .assigned_partitions
+            .store(partitions as u64, Ordering::Relaxed);
+    });
+    let consumer: StreamConsumer<LagReporter> = consumer_config(config, &config.ingest_group)
+        .create_with_context(context)
         .map_err(KafkaStageError::kafka("creating the ingest consumer"))?;
     consumer
         .subscribe(&[&config.topics.images])
@@ -161,7 +146,7 @@ pub(crate) async fn pause_after_consumer_error(topic: &str, error: &rdkafka::err
 /// cancelled stays uncommitted, so no later commit of its partition passes it (it is redone
 /// after a restart); a failure other than cancellation stops the worker.
 fn settle(
-    consumer: &StreamConsumer<IngestContext>,
+    consumer: &StreamConsumer<LagReporter>,
     config: &KafkaConfig,
     tracker: &mut OffsetTracker,
     done: Finished,
@@ -176,7 +161,7 @@ fn settle(
 
 /// Commits `positions` (partition, next offset) of the images topic.
 fn commit(
-    consumer: &StreamConsumer<IngestContext>,
+    consumer: &StreamConsumer<LagReporter>,
     config: &KafkaConfig,
     positions: Vec<(i32, i64)>,
     mode: CommitMode,
@@ -229,7 +214,11 @@ impl PhotoTask {
         match self.ingestor.ingest(&image).await? {
             Ingested::Faces(batch) => {
                 let payload = wire::FaceBatch::from(&batch).encode_to_vec();
+                let started = Instant::now();
                 publish(&self.producer, &topics.faces, &image.uri, &payload).await?;
+                pipeline_metrics::record_stage("publish", started.elapsed());
+                pipeline_metrics::record_timings(&batch.timings);
+                pipeline_metrics::record_indexed(batch.faces.len());
                 self.counters.indexed.fetch_add(1, Ordering::Relaxed);
                 self.counters
                     .faces
@@ -249,6 +238,7 @@ impl PhotoTask {
             &payload,
         )
         .await?;
+        pipeline_metrics::record_dead_letter(&letter.error_kind);
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -10,7 +10,9 @@ pub mod enqueue;
 pub mod error;
 pub mod indexer;
 pub mod ingest_worker;
+pub mod metrics;
 pub mod offsets;
+pub mod progress;
 
 pub use config::{KafkaConfig, TopicsConfig};
 pub use error::{KafkaStageError, Result};

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics;
+
 /// Limits of one batcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
@@ -57,7 +59,12 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                             Ok(None) | Err(_) => break, // closed, or waited long enough
                         }
                     }
+                    ::metrics::gauge!(metrics::MODEL_QUEUE_DEPTH, "model" => name).set(queue.len() as f64);
+                    ::metrics::histogram!(metrics::MODEL_BATCH_SIZE, "model" => name).record(items as f64);
+                    let started = Instant::now();
                     run_batch(&mut run, batch);
+                    ::metrics::histogram!(metrics::MODEL_RUN_DURATION, "model" => name)
+                        .record(started.elapsed().as_secs_f64());
                 }
             })?;
         Ok(Self { jobs, name })

@@ -17,6 +17,7 @@ use crate::archive::ArchiveRegistry;
 use crate::config::IngestConfig;
 use crate::error::{PipelineError, Result};
 use crate::messages::{DeadLetter, FaceBatch, ImageRef, PipelineFace, StageTimings, now_unix_ms};
+use crate::metrics;
 use crate::models::FaceModels;
 
 /// What became of one photo.
@@ -63,6 +64,7 @@ impl Ingestor {
     /// Processes `image` to its faces or to a dead letter. Fails only when the photo must not
     /// be given up: shutdown, or the models failing for reasons of their own.
     pub async fn ingest(&self, image: &ImageRef) -> Result<Ingested> {
+        let _in_flight = metrics::InFlight::enter();
         let mut attempt = 1u32;
         loop {
             let error = match self.attempt(image).await {
@@ -87,6 +89,7 @@ impl Ingestor {
             // Model-service outages are retried without limit (the photo is not at fault),
             // with the delay capped at the longest backoff.
             let delay = self.config.backoff(attempt);
+            ::metrics::counter!(metrics::RETRIES).increment(1);
             tracing::warn!(uri = %image.uri, attempt, retry_in_ms = delay.as_millis() as u64, %error, "retrying photo");
             tokio::select! {
                 () = self.cancel.cancelled() => return Err(PipelineError::Cancelled),
@@ -104,6 +107,8 @@ impl Ingestor {
             fetched = self.archives.fetch(image) => fetched?,
         };
         timings.fetch_us = elapsed_us(started);
+        ::metrics::counter!(metrics::PHOTOS_FETCHED).increment(1);
+        ::metrics::counter!(metrics::FETCHED_BYTES).increment(bytes.len() as u64);
 
         let started = Instant::now();
         let info = self.models.info().clone();
@@ -121,6 +126,7 @@ impl Ingestor {
         })
         .await?;
         timings.decode_us = elapsed_us(started);
+        ::metrics::counter!(metrics::PHOTOS_DECODED).increment(1);
 
         let started = Instant::now();
         let detections = self

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingest;
 pub mod local;
 pub mod messages;
+pub mod metrics;
 pub mod models;
 
 pub use archive::{Archive, ArchiveRegistry};

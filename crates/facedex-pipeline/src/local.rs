@@ -86,6 +86,7 @@ pub async fn index_archive(
     let indexer = tokio::task::spawn_blocking(move || -> Result<u64> {
         let mut faces = 0u64;
         while let Some(batch) = queue.blocking_recv() {
+            metrics::gauge!(crate::metrics::INDEX_QUEUE_DEPTH).set(queue.len() as f64);
             apply_face_batch(&index_store, &batch)?;
             faces += batch.faces.len() as u64;
         }
@@ -105,13 +106,16 @@ pub async fn index_archive(
         match result {
             Ok(Ingested::Faces(batch)) => {
                 let faces = batch.faces.len();
+                crate::metrics::record_timings(&batch.timings);
                 if batches.send(batch).await.is_err() {
                     break; // the index stage failed; its error is reported below
                 }
+                crate::metrics::record_indexed(faces);
                 indexed_photos += 1;
                 on_event(LocalEvent::Indexed { faces });
             }
             Ok(Ingested::DeadLetter(letter)) => {
+                crate::metrics::record_dead_letter(&letter.error_kind);
                 on_event(LocalEvent::DeadLettered(&letter));
                 dead_letters.push(letter);
             }

@@ -21,7 +21,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
+use crate::metrics::observed;
 use crate::server::ServerError;
+
+/// The `service` label of this service's request metrics.
+const SERVICE: &str = "Embedder";
 
 /// Photos one Detect call may carry.
 pub const MAX_DETECT_PHOTOS: usize = 64;
@@ -45,56 +49,65 @@ impl EmbedderService {
 #[tonic::async_trait]
 impl Embedder for EmbedderService {
     async fn detect(&self, request: Request<DetectRequest>) -> Result<Response<DetectResponse>, Status> {
-        let photos = request.into_inner().photos;
-        if photos.is_empty() || photos.len() > MAX_DETECT_PHOTOS {
-            return Err(Status::invalid_argument(format!(
-                "a Detect call carries 1 to {MAX_DETECT_PHOTOS} photos, got {}",
-                photos.len()
-            )));
-        }
-        let photos: Vec<LetterboxedPhoto> = photos.into_iter().map(LetterboxedPhoto::from).collect();
-        for (index, photo) in photos.iter().enumerate() {
-            photo
-                .check()
-                .map_err(|reason| Status::invalid_argument(format!("photos[{index}]: {reason}")))?;
-        }
-        let detected = self.models.detect(photos).await.map_err(ServiceError::from)?;
-        Ok(Response::new(DetectResponse {
-            photos: detected
-                .iter()
-                .map(|faces| PhotoDetections {
-                    faces: faces.iter().map(DetectedFace::from).collect(),
-                })
-                .collect(),
-        }))
+        observed(SERVICE, "Detect", async move {
+            let photos = request.into_inner().photos;
+            if photos.is_empty() || photos.len() > MAX_DETECT_PHOTOS {
+                return Err(Status::invalid_argument(format!(
+                    "a Detect call carries 1 to {MAX_DETECT_PHOTOS} photos, got {}",
+                    photos.len()
+                )));
+            }
+            let photos: Vec<LetterboxedPhoto> = photos.into_iter().map(LetterboxedPhoto::from).collect();
+            for (index, photo) in photos.iter().enumerate() {
+                photo
+                    .check()
+                    .map_err(|reason| Status::invalid_argument(format!("photos[{index}]: {reason}")))?;
+            }
+            let detected = self.models.detect(photos).await.map_err(ServiceError::from)?;
+            Ok(Response::new(DetectResponse {
+                photos: detected
+                    .iter()
+                    .map(|faces| PhotoDetections {
+                        faces: faces.iter().map(DetectedFace::from).collect(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 
     async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
-        let crops = request.into_inner().crops;
-        let count = crops.len() / CROP_BYTES;
-        if crops.is_empty() || !crops.len().is_multiple_of(CROP_BYTES) || count > MAX_EMBED_CROPS {
-            return Err(Status::invalid_argument(format!(
-                "crops must hold 1 to {MAX_EMBED_CROPS} aligned faces of {CROP_BYTES} bytes (112×112 RGB) each, got {} bytes",
-                crops.len()
-            )));
-        }
-        let embeddings = self.models.embed(crops).await.map_err(ServiceError::from)?;
-        Ok(Response::new(EmbedResponse {
-            embeddings: embeddings.into_iter().map(|values| Embedding { values }).collect(),
-            model_id: self.models.info().model_id.clone(),
-        }))
+        observed(SERVICE, "Embed", async move {
+            let crops = request.into_inner().crops;
+            let count = crops.len() / CROP_BYTES;
+            if crops.is_empty() || !crops.len().is_multiple_of(CROP_BYTES) || count > MAX_EMBED_CROPS {
+                return Err(Status::invalid_argument(format!(
+                    "crops must hold 1 to {MAX_EMBED_CROPS} aligned faces of {CROP_BYTES} bytes (112×112 RGB) each, got {} bytes",
+                    crops.len()
+                )));
+            }
+            let embeddings = self.models.embed(crops).await.map_err(ServiceError::from)?;
+            Ok(Response::new(EmbedResponse {
+                embeddings: embeddings.into_iter().map(|values| Embedding { values }).collect(),
+                model_id: self.models.info().model_id.clone(),
+            }))
+        })
+        .await
     }
 
     async fn get_model_info(&self, _: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
-        let info = self.models.info();
-        Ok(Response::new(ModelInfo {
-            model_id: info.model_id.clone(),
-            detector_input_px: info.detector_input_px,
-            fit_input_to_photo: info.fit_input_to_photo,
-            execution_provider: info.execution_provider.clone(),
-            max_detect_batch: info.max_detect_batch as u32,
-            max_embed_batch: info.max_embed_batch as u32,
-        }))
+        observed(SERVICE, "GetModelInfo", async move {
+            let info = self.models.info();
+            Ok(Response::new(ModelInfo {
+                model_id: info.model_id.clone(),
+                detector_input_px: info.detector_input_px,
+                fit_input_to_photo: info.fit_input_to_photo,
+                execution_provider: info.execution_provider.clone(),
+                max_detect_batch: info.max_detect_batch as u32,
+                max_embed_batch: info.max_embed_batch as u32,
+            }))
+        })
+        .await
     }
 }
 

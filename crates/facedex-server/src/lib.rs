@@ -6,6 +6,7 @@
 mod config;
 mod embed_service;
 mod error;
+pub mod metrics;
 mod remote_models;
 mod server;
 mod service;

@@ -17,6 +17,10 @@ use tonic::{Request, Response, Status};
 
 use crate::config::ServerConfig;
 use crate::error::ServiceError;
+use crate::metrics::observed;
+
+/// The `service` label of this service's request metrics.
+const SERVICE: &str = "FaceSearch";
 
 /// The face models for image queries, shared by all calls (one photo analysed at a time).
 pub type SharedAnalyzer = Arc<Mutex<FaceAnalyzer>>;
@@ -124,66 +128,85 @@ async fn run_blocking<T: Send + 'static>(
 #[tonic::async_trait]
 impl FaceSearch for FaceSearchService {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
-        Ok(Response::new(self.search_one(request.into_inner()).await?))
+        observed(SERVICE, "Search", async move {
+            Ok(Response::new(self.search_one(request.into_inner()).await?))
+        })
+        .await
     }
 
     async fn search_batch(
         &self,
         request: Request<SearchBatchRequest>,
     ) -> Result<Response<SearchBatchResponse>, Status> {
-        let searches = request.into_inner().searches;
-        if searches.is_empty() || searches.len() > self.max_batch_searches {
-            return Err(ServiceError::BatchSize {
-                count: searches.len(),
-                max: self.max_batch_searches,
+        observed(SERVICE, "SearchBatch", async move {
+            let searches = request.into_inner().searches;
+            if searches.is_empty() || searches.len() > self.max_batch_searches {
+                return Err(ServiceError::BatchSize {
+                    count: searches.len(),
+                    max: self.max_batch_searches,
+                }
+                .into());
             }
-            .into());
-        }
-        let mut responses = Vec::with_capacity(searches.len());
-        for (position, search) in searches.into_iter().enumerate() {
-            let response = self.search_one(search).await.map_err(|error| {
-                let status = Status::from(error);
-                Status::new(status.code(), format!("searches[{position}]: {}", status.message()))
-            })?;
-            responses.push(response);
-        }
-        Ok(Response::new(SearchBatchResponse { responses }))
+            let mut responses = Vec::with_capacity(searches.len());
+            for (position, search) in searches.into_iter().enumerate() {
+                let response = self.search_one(search).await.map_err(|error| {
+                    let status = Status::from(error);
+                    Status::new(status.code(), format!("searches[{position}]: {}", status.message()))
+                })?;
+                responses.push(response);
+            }
+            Ok(Response::new(SearchBatchResponse { responses }))
+        })
+        .await
     }
 
     async fn get_face(&self, request: Request<GetFaceRequest>) -> Result<Response<GetFaceResponse>, Status> {
-        let request = request.into_inner();
-        let face_id = parse_face_id("face_id", &request.face_id).map_err(ServiceError::from)?;
-        let store = Arc::clone(&self.store);
-        let view = run_blocking(move || Ok(store.index().get(&face_id, request.with_embedding)?)).await?;
-        Ok(Response::new(view.into()))
+        observed(SERVICE, "GetFace", async move {
+            let request = request.into_inner();
+            let face_id = parse_face_id("face_id", &request.face_id).map_err(ServiceError::from)?;
+            let store = Arc::clone(&self.store);
+            let view = run_blocking(move || Ok(store.index().get(&face_id, request.with_embedding)?)).await?;
+            Ok(Response::new(view.into()))
+        })
+        .await
     }
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
-        let selector = DeleteSelector::try_from(request.into_inner()).map_err(ServiceError::from)?;
-        let store = Arc::clone(&self.store);
-        let deleted = run_blocking(move || Ok(store.delete(&selector)?)).await?;
-        tracing::info!(faces = deleted.len(), "deleted faces");
-        let store = Arc::clone(&self.store);
-        // Vacuum in the background: the deletion is already durable and invisible to searches.
-        tokio::task::spawn_blocking(move || {
-            if let Err(error) = store.vacuum_if_needed() {
-                tracing::error!(%error, "vacuum failed");
-            }
-        });
-        Ok(Response::new(DeleteResponse {
-            deleted_face_ids: deleted.iter().map(ToString::to_string).collect(),
-        }))
+        observed(SERVICE, "Delete", async move {
+            let selector = DeleteSelector::try_from(request.into_inner()).map_err(ServiceError::from)?;
+            let store = Arc::clone(&self.store);
+            let deleted = run_blocking(move || Ok(store.delete(&selector)?)).await?;
+            tracing::info!(faces = deleted.len(), "deleted faces");
+            let store = Arc::clone(&self.store);
+            // Vacuum in the background: the deletion is already durable and invisible to searches.
+            tokio::task::spawn_blocking(move || {
+                if let Err(error) = store.vacuum_if_needed() {
+                    tracing::error!(%error, "vacuum failed");
+                }
+            });
+            Ok(Response::new(DeleteResponse {
+                deleted_face_ids: deleted.iter().map(ToString::to_string).collect(),
+            }))
+        })
+        .await
     }
 
     async fn get_index_info(&self, _request: Request<GetIndexInfoRequest>) -> Result<Response<IndexInfo>, Status> {
-        let store = Arc::clone(&self.store);
-        let info = run_blocking(move || Ok(index_info(store.index().info(), store.last_snapshot().as_ref()))).await?;
-        Ok(Response::new(info))
+        observed(SERVICE, "GetIndexInfo", async move {
+            let store = Arc::clone(&self.store);
+            let info =
+                run_blocking(move || Ok(index_info(store.index().info(), store.last_snapshot().as_ref()))).await?;
+            Ok(Response::new(info))
+        })
+        .await
     }
 
     async fn create_snapshot(&self, _request: Request<CreateSnapshotRequest>) -> Result<Response<Snapshot>, Status> {
-        let store = Arc::clone(&self.store);
-        let snapshot = run_blocking(move || Ok(store.snapshot()?)).await?;
-        Ok(Response::new(Snapshot::from(&snapshot)))
+        observed(SERVICE, "CreateSnapshot", async move {
+            let store = Arc::clone(&self.store);
+            let snapshot = run_blocking(move || Ok(store.snapshot()?)).await?;
+            Ok(Response::new(Snapshot::from(&snapshot)))
+        })
+        .await
     }
 }

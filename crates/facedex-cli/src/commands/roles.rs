@@ -35,7 +35,8 @@ pub struct KafkaFlags {
 }
 
 impl KafkaFlags {
-    fn apply(self, config: &mut FacedexConfig) {
+    /// Applies the flags over the configuration.
+    pub fn apply(self, config: &mut FacedexConfig) {
         if let Some(brokers) = self.brokers {
             config.kafka.brokers = brokers;
         }

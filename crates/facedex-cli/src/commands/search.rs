@@ -5,22 +5,18 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args};
-use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::{Embedding, QueryResult, SearchFilter, SearchRequest, search_request};
 use serde_json::json;
-use tonic::Request;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+use crate::commands::client::ServerFlags;
 use crate::config::FacedexConfig;
 
 /// Arguments of `facedex search`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("query").required(true).args(["image", "face_id", "vector_file"])))]
 pub struct SearchArgs {
-    /// The server, e.g. `http://127.0.0.1:7051` (`https://` for TLS).
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7051")]
-    server: String,
+    #[command(flatten)]
+    server: ServerFlags,
     /// Search with every face in this photo.
     #[arg(long, value_name = "PHOTO")]
     image: Option<PathBuf>,
@@ -45,12 +41,6 @@ pub struct SearchArgs {
     /// Only faces of images whose URI starts with this.
     #[arg(long, value_name = "URI_PREFIX")]
     image_uri_prefix: Option<String>,
-    /// Bearer token for a server with `server.auth_token` set.
-    #[arg(long, env = "FACEDEX_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// CA certificate (PEM) to verify an `https://` server with.
-    #[arg(long, value_name = "PEM")]
-    ca_cert: Option<PathBuf>,
     /// Print one JSON object per query face instead of a table.
     #[arg(long)]
     json: bool,
@@ -94,28 +84,7 @@ pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode>
 }
 
 async fn send(args: &SearchArgs, request: SearchRequest) -> anyhow::Result<facedex_proto::SearchResponse> {
-    let mut endpoint =
-        Endpoint::from_shared(args.server.clone()).with_context(|| format!("invalid server URL {}", args.server))?;
-    if args.server.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new();
-        if let Some(path) = &args.ca_cert {
-            let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            tls = tls.ca_certificate(Certificate::from_pem(pem));
-        }
-        endpoint = endpoint.tls_config(tls)?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {}", args.server))?;
-    let mut client = FaceSearchClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
-    let mut request = Request::new(request);
-    if let Some(token) = &args.token {
-        let value: MetadataValue<_> = format!("Bearer {token}")
-            .parse()
-            .context("the token is not valid header text")?;
-        request.metadata_mut().insert("authorization", value);
-    }
+    let mut client = args.server.connect().await?;
     let response = client
         .search(request)
         .await

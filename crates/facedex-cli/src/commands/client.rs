@@ -1,0 +1,70 @@
+//! A FaceSearch client as the CLI's commands need it: `--server`, an optional bearer token and
+//! CA certificate, shared by `facedex search` and `facedex status`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use facedex_proto::face_search_client::FaceSearchClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Status};
+
+/// How to reach a FaceSearch server.
+#[derive(Debug, Args)]
+pub struct ServerFlags {
+    /// The server, e.g. `http://127.0.0.1:7051` (`https://` for TLS).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7051")]
+    pub server: String,
+    /// Bearer token for a server with `server.auth_token` set.
+    #[arg(long, env = "FACEDEX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) to verify an `https://` server with.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+}
+
+/// A FaceSearch client that sends the bearer token with every call.
+pub type SearchClient = FaceSearchClient<InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer …` to every request when a token is set.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+impl ServerFlags {
+    /// Connects to the server.
+    pub async fn connect(&self) -> anyhow::Result<SearchClient> {
+        let mut endpoint = Endpoint::from_shared(self.server.clone())
+            .with_context(|| format!("invalid server URL {}", self.server))?;
+        if self.server.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            if let Some(path) = &self.ca_cert {
+                let pem = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {}", self.server))?;
+        let token = self
+            .token
+            .as_ref()
+            .map(|token| format!("Bearer {token}").parse())
+            .transpose()
+            .context("the token is not valid header text")?;
+        Ok(FaceSearchClient::with_interceptor(channel, BearerToken(token)).max_decoding_message_size(64 * 1024 * 1024))
+    }
+}

@@ -1,0 +1,137 @@
+//! The Kafka roles' Prometheus metrics: photos enqueued, face batches applied by the indexer,
+//! and consumer lag per partition. Lag comes from librdkafka's own statistics
+//! (`statistics.interval.ms`), delivered to [`LagReporter`], the consumer context both
+//! consumers use: no extra broker round trips.
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
+
+/// Photos published to the images topic and acknowledged.
+pub const PHOTOS_ENQUEUED: &str = "facedex_enqueue_photos_enqueued_total";
+/// Bytes of the photos enqueued (object sizes from the listing).
+pub const ENQUEUED_BYTES: &str = "facedex_enqueue_photo_bytes_total";
+/// Face batches (photos) applied to the index.
+pub const PHOTOS_INDEXED: &str = "facedex_indexer_photos_indexed_total";
+/// Faces in the applied batches.
+pub const FACES_INDEXED: &str = "facedex_indexer_faces_indexed_total";
+/// Faces-topic records the indexer could not apply.
+pub const RECORDS_REFUSED: &str = "facedex_indexer_records_refused_total";
+/// Messages of a partition this consumer has not read yet.
+pub const CONSUMER_LAG: &str = "facedex_kafka_consumer_lag_messages";
+/// Partitions this consumer owns now.
+pub const ASSIGNED_PARTITIONS: &str = "facedex_kafka_assigned_partitions";
+
+/// Registers the help text and unit of every metric above.
+pub fn describe() {
+    describe_counter!(
+        PHOTOS_ENQUEUED,
+        Unit::Count,
+        "Photos published to the images topic and acknowledged by the broker."
+    );
+    describe_counter!(
+        ENQUEUED_BYTES,
+        Unit::Bytes,
+        "Bytes of the photos enqueued, from the archive listing."
+    );
+    describe_counter!(
+        PHOTOS_INDEXED,
+        Unit::Count,
+        "Face batches (one per photo, faces or not) applied to the index."
+    );
+    describe_counter!(
+        FACES_INDEXED,
+        Unit::Count,
+        "Faces in the face batches applied to the index."
+    );
+    describe_counter!(
+        RECORDS_REFUSED,
+        Unit::Count,
+        "Faces-topic records the indexer could not apply (undecodable, invalid, another model)."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Messages of a partition this consumer has not read yet (high watermark minus position), by group, topic and partition."
+    );
+    describe_gauge!(
+        ASSIGNED_PARTITIONS,
+        Unit::Count,
+        "Partitions this consumer owns now, by group."
+    );
+}
+
+/// A consumer context that turns librdkafka's statistics into lag gauges and keeps the
+/// assigned-partition gauge current through rebalances.
+pub struct LagReporter {
+    group: String,
+    on_assignment: Box<dyn Fn(usize) + Send + Sync>,
+}
+
+impl LagReporter {
+    /// Reports for consumer group `group`; `on_assignment` also hears of every new assignment
+    /// size (0 after a revocation).
+    pub fn new(group: &str, on_assignment: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        Self {
+            group: group.to_owned(),
+            on_assignment: Box::new(on_assignment),
+        }
+    }
+
+    /// Records that this consumer owns `partitions` partitions now.
+    pub(crate) fn assigned(&self, partitions: usize) {
+        gauge!(ASSIGNED_PARTITIONS, "group" => self.group.clone()).set(partitions as f64);
+        (self.on_assignment)(partitions);
+    }
+}
+
+impl ClientContext for LagReporter {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, topic_stats) in &statistics.topics {
+            for (partition, stats) in &topic_stats.partitions {
+                // librdkafka lists an internal partition -1, and partitions it only knows of
+                // from metadata; only those this consumer reads have a position.
+                if *partition < 0 || stats.app_offset < 0 || stats.hi_offset < 0 {
+                    continue;
+                }
+                let lag = (stats.hi_offset - stats.app_offset).max(0);
+                gauge!(
+                    CONSUMER_LAG,
+                    "group" => self.group.clone(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string()
+                )
+                .set(lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagReporter {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let owned = match rebalance {
+            Rebalance::Assign(partitions) => partitions.count(),
+            Rebalance::Revoke(_) | Rebalance::Error(_) => 0,
+        };
+        tracing::info!(group = %self.group, partitions = owned, "consumer assignment changed");
+        self.assigned(owned);
+    }
+}
+
+/// Counts photos acknowledged by the broker.
+pub(crate) fn record_enqueued(bytes: u64) {
+    counter!(PHOTOS_ENQUEUED).increment(1);
+    counter!(ENQUEUED_BYTES).increment(bytes);
+}
+
+/// Counts one applied face batch, or one refused record.
+pub(crate) fn record_applied(faces: Option<usize>) {
+    match faces {
+        Some(faces) => {
+            counter!(PHOTOS_INDEXED).increment(1);
+            counter!(FACES_INDEXED).increment(faces as u64);
+        }
+        None => counter!(RECORDS_REFUSED).increment(1),
+    }
+}

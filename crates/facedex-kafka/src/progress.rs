@@ -1,0 +1,199 @@
+//! What `facedex status` reads from the brokers: the end offset of every partition of the
+//! pipeline's topics, the offsets each consumer group has committed, and the dead letters by
+//! error kind. The ingest group commits only photos whose output is durable, so its lag is
+//! the work left; the indexer group's commits follow its snapshots.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use facedex_proto::pipeline as wire;
+use facedex_proto::pipeline_conversions::decode;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::client::{client_config, partitions_of};
+use crate::config::KafkaConfig;
+use crate::error::{KafkaStageError, Result};
+
+/// How long one broker query may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Offsets per partition.
+pub type PartitionOffsets = BTreeMap<i32, i64>;
+
+/// One topic's extent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicOffsets {
+    /// The first offset still stored, per partition.
+    pub start: PartitionOffsets,
+    /// The next offset to be written, per partition.
+    pub end: PartitionOffsets,
+}
+
+impl TopicOffsets {
+    /// Records ever written (the sum of end offsets).
+    pub fn written(&self) -> i64 {
+        self.end.values().sum()
+    }
+
+    /// Records not yet covered by `committed` per partition (a partition without a commit
+    /// counts from its start), and the total.
+    pub fn lag(&self, committed: &PartitionOffsets) -> (PartitionOffsets, i64) {
+        let per_partition: PartitionOffsets = self
+            .end
+            .iter()
+            .map(|(partition, end)| {
+                let start = self.start.get(partition).copied().unwrap_or(0);
+                let done = committed.get(partition).copied().unwrap_or(start).max(start);
+                (*partition, (end - done).max(0))
+            })
+            .collect();
+        let total = per_partition.values().sum();
+        (per_partition, total)
+    }
+}
+
+/// Reads topic extents and group offsets; one per `facedex status` session.
+pub struct ProgressReader {
+    config: KafkaConfig,
+    metadata: BaseConsumer,
+    dead_letters: BaseConsumer,
+    dead_letter_partitions: Vec<i32>,
+    /// Dead letters counted so far, by error kind.
+    dead_letters_by_kind: BTreeMap<String, u64>,
+}
+
+impl ProgressReader {
+    /// Connects to the brokers of `config`. Fails when the topics do not exist yet.
+    pub fn connect(config: &KafkaConfig) -> Result<Self> {
+        let metadata: BaseConsumer = client_config(config)
+            .create()
+            .map_err(KafkaStageError::kafka("creating a metadata client"))?;
+        // Dead letters are read from the start by a consumer in no group: status commits
+        // nothing and disturbs no one.
+        let dead_letters: BaseConsumer = client_config(config)
+            .set("group.id", "facedex-status")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(KafkaStageError::kafka("creating the dead-letter reader"))?;
+        let dead_letter_partitions = partitions_of(config, &config.topics.dead_letter)?;
+        let mut assignment = TopicPartitionList::new();
+        for partition in &dead_letter_partitions {
+            assignment
+                .add_partition_offset(&config.topics.dead_letter, *partition, Offset::Beginning)
+                .map_err(KafkaStageError::kafka("building the dead-letter assignment"))?;
+        }
+        dead_letters
+            .assign(&assignment)
+            .map_err(KafkaStageError::kafka("assigning the dead-letter topic"))?;
+        Ok(Self {
+            config: config.clone(),
+            metadata,
+            dead_letters,
+            dead_letter_partitions,
+            dead_letters_by_kind: BTreeMap::new(),
+        })
+    }
+
+    /// The start and end offsets of every partition of `topic`.
+    pub fn topic_offsets(&self, topic: &str) -> Result<TopicOffsets> {
+        let mut offsets = TopicOffsets::default();
+        for partition in partitions_of(&self.config, topic)? {
+            let (low, high) = self
+                .metadata
+                .fetch_watermarks(topic, partition, QUERY_TIMEOUT)
+                .map_err(KafkaStageError::kafka("fetching watermarks"))?;
+            offsets.start.insert(partition, low);
+            offsets.end.insert(partition, high);
+        }
+        Ok(offsets)
+    }
+
+    /// The offsets `group` has committed on `topic` (partitions without a commit are absent).
+    pub fn committed(&self, group: &str, topic: &str, partitions: &TopicOffsets) -> Result<PartitionOffsets> {
+        let consumer: BaseConsumer = client_config(&self.config)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(KafkaStageError::kafka("creating a group reader"))?;
+        let mut wanted = TopicPartitionList::new();
+        for partition in partitions.end.keys() {
+            wanted.add_partition(topic, *partition);
+        }
+        let committed = consumer
+            .committed_offsets(wanted, QUERY_TIMEOUT)
+            .map_err(KafkaStageError::kafka("reading committed offsets"))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|element| match element.offset() {
+                Offset::Offset(offset) => Some((element.partition(), offset)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Reads the dead letters written since the last call and returns the running count by
+    /// error kind. Stops at the end of what is there now.
+    pub fn dead_letters_by_kind(&mut self, until: &TopicOffsets) -> &BTreeMap<String, u64> {
+        let mut remaining: BTreeMap<i32, i64> = until.end.clone();
+        let positions = self.dead_letters.position().unwrap_or_default();
+        let behind = |remaining: &BTreeMap<i32, i64>, partition: i32, next: i64| {
+            remaining.get(&partition).is_some_and(|end| next < *end)
+        };
+        let mut pending: Vec<i32> = self
+            .dead_letter_partitions
+            .iter()
+            .copied()
+            .filter(|partition| {
+                let next = match positions
+                    .find_partition(&self.config.topics.dead_letter, *partition)
+                    .map(|element| element.offset())
+                {
+                    Some(Offset::Offset(next)) => next,
+                    _ => until.start.get(partition).copied().unwrap_or(0),
+                };
+                behind(&remaining, *partition, next)
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
+        while !pending.is_empty() && std::time::Instant::now() < deadline {
+            let Some(message) = self.dead_letters.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let Ok(message) = message else {
+                continue;
+            };
+            let kind = decode::<wire::DeadLetter>("DeadLetter", message.payload().unwrap_or_default())
+                .map_or_else(|_| "undecodable".to_owned(), |letter| letter.error_kind);
+            *self.dead_letters_by_kind.entry(kind).or_default() += 1;
+            let (partition, next) = (message.partition(), message.offset() + 1);
+            if !behind(&remaining, partition, next) {
+                pending.retain(|candidate| *candidate != partition);
+                remaining.remove(&partition);
+            }
+        }
+        &self.dead_letters_by_kind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_counts_from_the_commit_or_the_start() {
+        let offsets = TopicOffsets {
+            start: [(0, 0), (1, 5), (2, 0)].into(),
+            end: [(0, 10), (1, 8), (2, 4)].into(),
+        };
+        assert_eq!(offsets.written(), 22);
+        let (per_partition, total) = offsets.lag(&[(0, 7), (2, 4)].into());
+        assert_eq!(per_partition, [(0, 3), (1, 3), (2, 0)].into());
+        assert_eq!(total, 6);
+        // A commit older than the retained start counts from the start.
+        let (_, total) = offsets.lag(&[(0, 0), (1, 2), (2, 0)].into());
+        assert_eq!(total, 17);
+    }
+}
