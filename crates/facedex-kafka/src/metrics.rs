@@ -79,6 +79,15 @@ impl LagReporter {
         }
     }
 
+    fn lag_gauge(&self, topic: &str, partition: i32) -> metrics::Gauge {
+        gauge!(
+            CONSUMER_LAG,
+            "group" => self.group.clone(),
+            "topic" => topic.to_owned(),
+            "partition" => partition.to_string()
+        )
+    }
+
     /// Records that this consumer owns `partitions` partitions now.
     pub(crate) fn assigned(&self, partitions: usize) {
         gauge!(ASSIGNED_PARTITIONS, "group" => self.group.clone()).set(partitions as f64);
@@ -96,13 +105,7 @@ impl ClientContext for LagReporter {
                     continue;
                 }
                 let lag = (stats.hi_offset - stats.app_offset).max(0);
-                gauge!(
-                    CONSUMER_LAG,
-                    "group" => self.group.clone(),
-                    "topic" => topic.clone(),
-                    "partition" => partition.to_string()
-                )
-                .set(lag as f64);
+                self.lag_gauge(topic, *partition).set(lag as f64);
             }
         }
     }
@@ -112,7 +115,15 @@ impl ConsumerContext for LagReporter {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let owned = match rebalance {
             Rebalance::Assign(partitions) => partitions.count(),
-            Rebalance::Revoke(_) | Rebalance::Error(_) => 0,
+            Rebalance::Revoke(partitions) => {
+                // The new owner reports these from now on; a stale value here would be
+                // counted twice in a sum over workers.
+                for element in partitions.elements() {
+                    self.lag_gauge(element.topic(), element.partition()).set(0.0);
+                }
+                0
+            }
+            Rebalance::Error(_) => 0,
         };
         tracing::info!(group = %self.group, partitions = owned, "consumer assignment changed");
         self.assigned(owned);
