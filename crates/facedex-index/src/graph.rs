@@ -48,6 +48,11 @@ pub(crate) fn insert_and_find_orphans(graph: &Graph, batch: &[(&[f32], usize)], 
     find_unreachable(graph, batch, ef)
 }
 
+/// Two vectors this close are duplicates. The distance of a vector to an exact copy is not
+/// always 0: `dot(v, v)` of a unit vector rounds to 1 ± a few ulps (1 − 0.99999994 ≈ 6e-8), so
+/// comparing with 0 counted almost every copy of a duplicated photo as unreachable.
+const DUPLICATE_DISTANCE: f32 = 1e-5;
+
 /// The points of `points` that a search for their own vector does not return first.
 ///
 /// `hnsw_rs` issue #37: some points end up where no greedy search reaches them, right after
@@ -67,13 +72,13 @@ pub(crate) fn find_unreachable(graph: &Graph, points: &[(&[f32], usize)], ef: us
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        // A different id at distance 0 is a duplicate vector: found, as far as any
-                        // query can tell.
+                        // A different id at (almost) distance 0 is a duplicate vector: found, as
+                        // far as any query can tell.
                         .filter(|(vector, id)| {
                             graph
                                 .search(vector, 1, ef)
                                 .first()
-                                .is_none_or(|hit| hit.d_id != *id && hit.distance > 0.0)
+                                .is_none_or(|hit| hit.d_id != *id && hit.distance > DUPLICATE_DISTANCE)
                         })
                         .map(|(vector, id)| (*id, vector.to_vec()))
                         .collect::<Vec<_>>()

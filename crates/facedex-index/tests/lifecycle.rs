@@ -99,6 +99,10 @@ fn duplicate_vectors_do_not_panic_and_are_all_found() {
         hits.iter().all(|hit| (hit.similarity - 1.0).abs() < 1e-5),
         "every copy is an exact match"
     );
+    // A copy found in place of itself is found as far as any query can tell: duplicates are
+    // not orphans (archives hold many duplicate photos; orphans cost every search).
+    assert_eq!(index.info().unreachable_points, 0, "duplicates counted as unreachable");
+    assert_eq!(index.audit_reachability(), 0);
 }
 
 #[test]
