@@ -151,6 +151,11 @@ impl TopK {
         }
     }
 
+    /// Whether a candidate this similar could enter: a cheap test before costlier checks.
+    pub(crate) fn could_take(&self, similarity: f32) -> bool {
+        self.heap.len() < self.limit || self.heap.peek().is_some_and(|worst| similarity >= worst.similarity)
+    }
+
     /// `(internal_id, similarity)`, most similar first.
     pub(crate) fn into_sorted(self) -> Vec<(usize, f32)> {
         self.heap
@@ -277,8 +282,11 @@ fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usiz
             }
         }
         for (internal_id, vector) in &state.orphans {
-            if !seen.contains(internal_id) && accepts(internal_id) {
-                top.offer(*internal_id, dot(&query.vector, vector).min(1.0));
+            // Score first: most orphans cannot enter the top k, and for them the lookups
+            // behind `accepts` would cost more than the dot product.
+            let similarity = dot(&query.vector, vector).min(1.0);
+            if top.could_take(similarity) && !seen.contains(internal_id) && accepts(internal_id) {
+                top.offer(*internal_id, similarity);
             }
         }
         top.into_sorted()
@@ -319,6 +327,12 @@ mod tests {
         for (id, similarity) in [(0, 0.1), (1, 0.9), (2, 0.5), (3, 0.95), (4, -0.3), (5, 0.5)] {
             top.offer(id, similarity);
         }
+        assert!(
+            top.could_take(0.6) && top.could_take(0.5),
+            "better than or tied with the worst kept"
+        );
+        assert!(!top.could_take(0.4));
+        assert!(TopK::new(1).could_take(-1.0), "an empty heap takes anything");
         assert_eq!(top.into_sorted(), vec![(3, 0.95), (1, 0.9), (2, 0.5)]);
     }
 }
