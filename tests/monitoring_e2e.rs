@@ -6,13 +6,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use support::cluster::{KafkaBroker, Role, free_port, wait_for_stable_group};
-use support::{facedex_command, photo};
+use support::{facedex_command, photo, scrape_metrics};
 
 /// Copies of the sample photos, so that the run lasts several status intervals.
 const COPIES: usize = 4;
@@ -134,8 +132,8 @@ fn metrics_and_status_follow_a_pipeline_run() -> anyhow::Result<()> {
     );
 
     // The roles' counters agree with each other and with what was enqueued.
-    let (first, second) = (scrape(&first_metrics)?, scrape(&second_metrics)?);
-    let (indexer_scrape, embed_scrape) = (scrape(&indexer_metrics)?, scrape(&embed_metrics)?);
+    let (first, second) = (scrape_metrics(&first_metrics)?, scrape_metrics(&second_metrics)?);
+    let (indexer_scrape, embed_scrape) = (scrape_metrics(&indexer_metrics)?, scrape_metrics(&embed_metrics)?);
     let both = |name: &str| sum(&first, name) + sum(&second, name);
     let indexed_by_ingest = both("facedex_ingest_photos_indexed_total");
     let dead_lettered = both("facedex_ingest_photos_dead_lettered_total");
@@ -241,27 +239,6 @@ fn status(brokers: &str, server: &str, env: &[(String, String)]) -> anyhow::Resu
         .output()?;
     ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     Ok(serde_json::from_slice(&output.stdout)?)
-}
-
-/// `GET /metrics`, parsed to series (`name{labels}`) and values.
-fn scrape(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("metrics on {addr}"))?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
-    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
-    Ok(body
-        .lines()
-        .filter(|line| line.starts_with("facedex_"))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect())
 }
 
 fn metric_name(series: &str) -> &str {

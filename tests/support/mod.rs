@@ -2,7 +2,12 @@
 //! box/vector comparisons.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
+
+use anyhow::{Context, ensure};
 
 use facedex_vision::VisionConfig;
 use serde::Deserialize;
@@ -90,3 +95,24 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub mod cluster;
+
+/// `GET /metrics`, parsed to series (`name{labels}`) and values.
+pub fn scrape_metrics(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("metrics on {addr}"))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
+    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    Ok(body
+        .lines()
+        .filter(|line| line.starts_with("facedex_"))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect())
+}

@@ -53,6 +53,9 @@ pub struct LocalSummary {
     pub snapshot: SnapshotInfo,
     /// Wall time from the start of listing to the snapshot.
     pub elapsed: Duration,
+    /// Whether the run was stopped (SIGINT/SIGTERM) before every photo was done; what was
+    /// done is in the snapshot, and a new run upserts the same face ids again.
+    pub interrupted: bool,
 }
 
 /// Upserts a photo's faces into the index: the indexer stage of both modes. Face ids derive from
@@ -61,7 +64,9 @@ pub fn apply_face_batch(store: &FaceStore, batch: &FaceBatch) -> Result<UpsertOu
     Ok(store.upsert(batch.face_records())?)
 }
 
-/// Indexes every photo of `archive` into `store`, then audits reachability and snapshots.
+/// Indexes every photo of `archive` into `store`, then audits reachability and snapshots. When
+/// the ingestor's cancellation token fires, photos not yet done are left out and what was done
+/// is still snapshotted ([`LocalSummary::interrupted`]).
 pub async fn index_archive(
     archive: &Archive,
     archive_config: &ArchiveConfig,
@@ -102,6 +107,7 @@ pub async fn index_archive(
     let mut dead_letters = Vec::new();
     let mut indexed_photos = 0u64;
     let mut failure = None;
+    let mut interrupted = false;
     while let Some(result) = results.next().await {
         match result {
             Ok(Ingested::Faces(batch)) => {
@@ -118,6 +124,11 @@ pub async fn index_archive(
                 crate::metrics::record_dead_letter(&letter.error_kind);
                 on_event(LocalEvent::DeadLettered(&letter));
                 dead_letters.push(letter);
+            }
+            // Shutdown: stop here, index what is done and snapshot it.
+            Err(PipelineError::Cancelled) => {
+                interrupted = true;
+                break;
             }
             Err(error) => {
                 failure = Some(error);
@@ -152,5 +163,6 @@ pub async fn index_archive(
         unreachable_faces,
         snapshot,
         elapsed: started.elapsed(),
+        interrupted,
     })
 }

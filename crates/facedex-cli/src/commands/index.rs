@@ -33,7 +33,8 @@ pub struct IndexArgs {
 }
 
 /// Indexes the archive, then prints what was done; exit code 0 even when some photos were
-/// dead-lettered (they are listed), 2 when the run itself failed.
+/// dead-lettered (they are listed), 130 when SIGINT/SIGTERM stopped it (what was done is
+/// snapshotted), 2 when the run itself failed.
 pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCode> {
     if let Some(data_dir) = args.data_dir {
         config.data_dir = data_dir;
@@ -97,13 +98,18 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         anyhow::Ok(summary?)
     })?;
     let seconds = summary.elapsed.as_secs_f64().max(f64::EPSILON);
+    if summary.interrupted {
+        println!(
+            "interrupted: the photos done so far are indexed and snapshotted; run the same command again to finish"
+        );
+    }
     println!(
         "indexed {} of {} photos ({} faces) in {:.1} s ({:.2} photos/s); {} photos could not be indexed; the index in {} holds {} faces (snapshot {})",
         summary.indexed_photos,
         summary.photos,
         summary.faces,
         seconds,
-        summary.photos as f64 / seconds,
+        (summary.indexed_photos + summary.dead_letters.len() as u64) as f64 / seconds,
         summary.dead_letters.len(),
         config.data_dir.display(),
         store.index().info().faces,
@@ -115,5 +121,10 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
             letter.image.uri, letter.error_kind, letter.message
         );
     }
-    Ok(ExitCode::SUCCESS)
+    // 130: stopped by a signal, as shells report SIGINT.
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
