@@ -127,6 +127,10 @@ fn metrics_and_status_follow_a_pipeline_run() -> anyhow::Result<()> {
     ensure!(final_report["eta_secs"].as_f64() == Some(0.0), "{final_report}");
     ensure!(final_report["dead_letters"].as_f64() == Some(2.0), "{final_report}");
     ensure!(
+        final_report["dead_letters_by_kind"] == serde_json::json!({"corrupt": 1, "empty": 1}),
+        "dead letters by kind: {final_report}"
+    );
+    ensure!(
         final_report["indexer_offsets_from"] == "index",
         "the indexer's own offsets were read: {final_report}"
     );

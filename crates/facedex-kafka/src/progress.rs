@@ -3,8 +3,8 @@
 //! error kind. The ingest group commits only photos whose output is durable, so its lag is
 //! the work left; the indexer group's commits follow its snapshots.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
@@ -59,7 +59,6 @@ pub struct ProgressReader {
     config: KafkaConfig,
     metadata: BaseConsumer,
     dead_letters: BaseConsumer,
-    dead_letter_partitions: Vec<i32>,
     /// Dead letters counted so far, by error kind.
     dead_letters_by_kind: BTreeMap<String, u64>,
 }
@@ -77,9 +76,8 @@ impl ProgressReader {
             .set("enable.auto.commit", "false")
             .create()
             .map_err(KafkaStageError::kafka("creating the dead-letter reader"))?;
-        let dead_letter_partitions = partitions_of(config, &config.topics.dead_letter)?;
         let mut assignment = TopicPartitionList::new();
-        for partition in &dead_letter_partitions {
+        for partition in &partitions_of(config, &config.topics.dead_letter)? {
             assignment
                 .add_partition_offset(&config.topics.dead_letter, *partition, Offset::Beginning)
                 .map_err(KafkaStageError::kafka("building the dead-letter assignment"))?;
@@ -91,7 +89,6 @@ impl ProgressReader {
             config: config.clone(),
             metadata,
             dead_letters,
-            dead_letter_partitions,
             dead_letters_by_kind: BTreeMap::new(),
         })
     }
@@ -135,43 +132,41 @@ impl ProgressReader {
     }
 
     /// Reads the dead letters written since the last call and returns the running count by
-    /// error kind. Stops at the end of what is there now.
+    /// error kind. Stops at `until`'s end offsets (or after [`QUERY_TIMEOUT`]).
     pub fn dead_letters_by_kind(&mut self, until: &TopicOffsets) -> &BTreeMap<String, u64> {
-        let mut remaining: BTreeMap<i32, i64> = until.end.clone();
+        let topic = &self.config.topics.dead_letter;
         let positions = self.dead_letters.position().unwrap_or_default();
-        let behind = |remaining: &BTreeMap<i32, i64>, partition: i32, next: i64| {
-            remaining.get(&partition).is_some_and(|end| next < *end)
-        };
-        let mut pending: Vec<i32> = self
-            .dead_letter_partitions
+        // Partitions holding letters this reader has not counted yet.
+        let mut pending: BTreeSet<i32> = until
+            .end
             .iter()
-            .copied()
-            .filter(|partition| {
+            .filter(|(partition, end)| {
                 let next = match positions
-                    .find_partition(&self.config.topics.dead_letter, *partition)
+                    .find_partition(topic, **partition)
                     .map(|element| element.offset())
                 {
                     Some(Offset::Offset(next)) => next,
                     _ => until.start.get(partition).copied().unwrap_or(0),
                 };
-                behind(&remaining, *partition, next)
+                next < **end
             })
+            .map(|(partition, _)| *partition)
             .collect();
-        let deadline = std::time::Instant::now() + QUERY_TIMEOUT;
-        while !pending.is_empty() && std::time::Instant::now() < deadline {
-            let Some(message) = self.dead_letters.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let Ok(message) = message else {
+        let deadline = Instant::now() + QUERY_TIMEOUT;
+        while !pending.is_empty() && Instant::now() < deadline {
+            let Some(Ok(message)) = self.dead_letters.poll(Duration::from_millis(200)) else {
                 continue;
             };
             let kind = decode::<wire::DeadLetter>("DeadLetter", message.payload().unwrap_or_default())
                 .map_or_else(|_| "undecodable".to_owned(), |letter| letter.error_kind);
             *self.dead_letters_by_kind.entry(kind).or_default() += 1;
-            let (partition, next) = (message.partition(), message.offset() + 1);
-            if !behind(&remaining, partition, next) {
-                pending.retain(|candidate| *candidate != partition);
-                remaining.remove(&partition);
+            let partition = message.partition();
+            if until
+                .end
+                .get(&partition)
+                .is_some_and(|end| message.offset() + 1 >= *end)
+            {
+                pending.remove(&partition);
             }
         }
         &self.dead_letters_by_kind
