@@ -102,6 +102,11 @@ pub fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Vec<i32>> {
     let consumer: BaseConsumer = client_config(config)
         .create()
         .map_err(KafkaStageError::kafka("creating a metadata client"))?;
+    partitions_with(&consumer, config, topic)
+}
+
+/// The partition ids of `topic`, asked through an existing client.
+pub(crate) fn partitions_with(consumer: &BaseConsumer, config: &KafkaConfig, topic: &str) -> Result<Vec<i32>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(KafkaStageError::kafka("fetching metadata"))?;

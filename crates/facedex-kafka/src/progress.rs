@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::client::{client_config, partitions_of};
+use crate::client::{client_config, partitions_with};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 
@@ -54,10 +54,23 @@ impl TopicOffsets {
     }
 }
 
+/// The pipeline's consumer groups (names from `[kafka]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// `kafka.ingest_group`, on the images topic.
+    Ingest,
+    /// `kafka.indexer_group`, on the faces topic.
+    Indexer,
+}
+
 /// Reads topic extents and group offsets; one per `facedex status` session.
 pub struct ProgressReader {
     config: KafkaConfig,
     metadata: BaseConsumer,
+    /// Clients with the ingest and the indexer group's ids, made once: such a client reads
+    /// its group's committed offsets without joining the group.
+    ingest_group: BaseConsumer,
+    indexer_group: BaseConsumer,
     dead_letters: BaseConsumer,
     /// Dead letters counted so far, by error kind.
     dead_letters_by_kind: BTreeMap<String, u64>,
@@ -76,8 +89,19 @@ impl ProgressReader {
             .set("enable.auto.commit", "false")
             .create()
             .map_err(KafkaStageError::kafka("creating the dead-letter reader"))?;
+        let group_reader = |group: &str| -> Result<BaseConsumer> {
+            client_config(config)
+                .set("group.id", group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .map_err(KafkaStageError::kafka("creating a group reader"))
+        };
+        let (ingest_group, indexer_group) = (
+            group_reader(&config.ingest_group)?,
+            group_reader(&config.indexer_group)?,
+        );
         let mut assignment = TopicPartitionList::new();
-        for partition in &partitions_of(config, &config.topics.dead_letter)? {
+        for partition in &partitions_with(&metadata, config, &config.topics.dead_letter)? {
             assignment
                 .add_partition_offset(&config.topics.dead_letter, *partition, Offset::Beginning)
                 .map_err(KafkaStageError::kafka("building the dead-letter assignment"))?;
@@ -88,6 +112,8 @@ impl ProgressReader {
         Ok(Self {
             config: config.clone(),
             metadata,
+            ingest_group,
+            indexer_group,
             dead_letters,
             dead_letters_by_kind: BTreeMap::new(),
         })
@@ -96,7 +122,7 @@ impl ProgressReader {
     /// The start and end offsets of every partition of `topic`.
     pub fn topic_offsets(&self, topic: &str) -> Result<TopicOffsets> {
         let mut offsets = TopicOffsets::default();
-        for partition in partitions_of(&self.config, topic)? {
+        for partition in partitions_with(&self.metadata, &self.config, topic)? {
             let (low, high) = self
                 .metadata
                 .fetch_watermarks(topic, partition, QUERY_TIMEOUT)
@@ -108,12 +134,11 @@ impl ProgressReader {
     }
 
     /// The offsets `group` has committed on `topic` (partitions without a commit are absent).
-    pub fn committed(&self, group: &str, topic: &str, partitions: &TopicOffsets) -> Result<PartitionOffsets> {
-        let consumer: BaseConsumer = client_config(&self.config)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(KafkaStageError::kafka("creating a group reader"))?;
+    pub fn committed(&self, group: Group, topic: &str, partitions: &TopicOffsets) -> Result<PartitionOffsets> {
+        let consumer = match group {
+            Group::Ingest => &self.ingest_group,
+            Group::Indexer => &self.indexer_group,
+        };
         let mut wanted = TopicPartitionList::new();
         for partition in partitions.end.keys() {
             wanted.add_partition(topic, *partition);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
-use facedex_kafka::progress::{PartitionOffsets, ProgressReader, TopicOffsets};
+use facedex_kafka::progress::{Group, PartitionOffsets, ProgressReader, TopicOffsets};
 use facedex_proto::{GetIndexInfoRequest, IndexInfo};
 use serde::Serialize;
 
@@ -44,10 +44,9 @@ struct Sample {
     faces: TopicOffsets,
     dead_letters: TopicOffsets,
     ingest_committed: PartitionOffsets,
+    /// From the index itself when `index` is known, else from the indexer's group (which
+    /// commits at snapshots).
     indexer_applied: PartitionOffsets,
-    /// Whether `indexer_applied` came from the index itself (else from the indexer's group,
-    /// which commits at snapshots).
-    applied_from_index: bool,
     index: Result<IndexInfo, String>,
 }
 
@@ -137,7 +136,7 @@ fn sample(
     let images = reader.topic_offsets(&topics.images)?;
     let faces = reader.topic_offsets(&topics.faces)?;
     let dead_letters = reader.topic_offsets(&topics.dead_letter)?;
-    let ingest_committed = reader.committed(&config.kafka.ingest_group, &topics.images, &images)?;
+    let ingest_committed = reader.committed(Group::Ingest, &topics.images, &images)?;
     let index = runtime.block_on(async {
         let mut client = server.connect().await.map_err(|error| format!("{error:#}"))?;
         client
@@ -146,19 +145,14 @@ fn sample(
             .map(tonic::Response::into_inner)
             .map_err(|status| format!("{}: {}", status.code(), status.message()))
     });
-    let (indexer_applied, applied_from_index) = match &index {
-        Ok(info) => (
-            info.applied_offsets
-                .iter()
-                .filter(|applied| applied.topic == topics.faces)
-                .map(|applied| (applied.partition, applied.next_offset))
-                .collect(),
-            true,
-        ),
-        Err(_) => (
-            reader.committed(&config.kafka.indexer_group, &topics.faces, &faces)?,
-            false,
-        ),
+    let indexer_applied = match &index {
+        Ok(info) => info
+            .applied_offsets
+            .iter()
+            .filter(|applied| applied.topic == topics.faces)
+            .map(|applied| (applied.partition, applied.next_offset))
+            .collect(),
+        Err(_) => reader.committed(Group::Indexer, &topics.faces, &faces)?,
     };
     Ok(Sample {
         taken: Instant::now(),
@@ -167,7 +161,6 @@ fn sample(
         dead_letters,
         ingest_committed,
         indexer_applied,
-        applied_from_index,
         index,
     })
 }
@@ -235,7 +228,7 @@ fn report(config: &FacedexConfig, previous: &Sample, current: &Sample, by_kind: 
         enqueued_per_sec: rate(previous.images.written(), current.images.written()),
         ingest,
         indexer,
-        indexer_offsets_from: if current.applied_from_index { "index" } else { "group" },
+        indexer_offsets_from: if current.index.is_ok() { "index" } else { "group" },
         dead_letters: current.dead_letters.written(),
         dead_letters_per_sec: rate(previous.dead_letters.written(), current.dead_letters.written()),
         dead_letters_by_kind: by_kind,
