@@ -1,5 +1,7 @@
-//! The HNSW graph from `hnsw_rs`, and the one place that knows its internals: how to build
-//! it, how to walk its points, and how to find a point's vector from our internal id.
+//! The HNSW graph from `hnsw_rs`, and the one place (with `flat.rs`, which copies its links)
+//! that knows its internals: how to build it, how to walk its points, and how to find a
+//! point's vector from our internal id. Searches do not go through `hnsw_rs`'s own search but
+//! through the flat copy.
 //!
 //! The graph keeps the only copy of each vector (2 KiB per face at 512 dimensions), so exact
 //! search, vacuum and "get the vector of face X" read vectors back out of it instead of
@@ -37,59 +39,13 @@ pub(crate) fn new_graph(config: &IndexConfig, capacity: usize) -> Graph {
     graph
 }
 
-/// Inserts `batch` (vector, internal id) and returns the points the graph cannot find again
-/// (see [`find_unreachable`]).
-pub(crate) fn insert_and_find_orphans(graph: &Graph, batch: &[(&[f32], usize)], ef: usize) -> Vec<(usize, Vec<f32>)> {
+/// Inserts `batch` (vector, internal id), on all cores when there is more than one.
+pub(crate) fn insert(graph: &Graph, batch: &[(&[f32], usize)]) {
     match batch.len() {
-        0 => return Vec::new(),
+        0 => {}
         1 => graph.insert_slice(batch[0]),
         _ => graph.parallel_insert_slice(&batch.to_vec()),
     }
-    find_unreachable(graph, batch, ef)
-}
-
-/// Two vectors this close are duplicates. The distance of a vector to an exact copy is not
-/// always 0: `dot(v, v)` of a unit vector rounds to 1 ± a few ulps (1 − 0.99999994 ≈ 6e-8), so
-/// comparing with 0 counted almost every copy of a duplicated photo as unreachable.
-const DUPLICATE_DISTANCE: f32 = 1e-5;
-
-/// The points of `points` that a search for their own vector does not return first.
-///
-/// `hnsw_rs` issue #37: some points end up where no greedy search reaches them, right after
-/// their insert or later, when inserts elsewhere prune the links that led to them. Those
-/// "orphans" are returned with their vectors, so the index can score them by brute force on
-/// every search. Searches on all cores.
-pub(crate) fn find_unreachable(graph: &Graph, points: &[(&[f32], usize)], ef: usize) -> Vec<(usize, Vec<f32>)> {
-    if points.is_empty() {
-        return Vec::new();
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |threads| threads.get());
-    let chunk_size = points.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = points
-            .chunks(chunk_size)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter()
-                        // A different id at (almost) distance 0 is a duplicate vector: found, as
-                        // far as any query can tell.
-                        .filter(|(vector, id)| {
-                            graph
-                                .search(vector, 1, ef)
-                                .first()
-                                .is_none_or(|hit| hit.d_id != *id && hit.distance > DUPLICATE_DISTANCE)
-                        })
-                        .map(|(vector, id)| (*id, vector.to_vec()))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().unwrap_or_default())
-            .collect()
-    })
 }
 
 /// Calls `visit(internal_id, vector)` for every point in the graph.

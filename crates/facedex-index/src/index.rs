@@ -14,10 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::IndexConfig;
 use crate::distance::check_embedding;
 use crate::error::{IndexError, Result};
-use crate::graph::{
-    Graph, PointLocator, estimated_link_bytes_per_point, find_unreachable, for_each_point, insert_and_find_orphans,
-    new_graph,
-};
+use crate::flat::FlatGraph;
+use crate::graph::{Graph, PointLocator, estimated_link_bytes_per_point, insert, new_graph};
 use crate::record::{FaceId, FaceMetadata, FaceRecord};
 
 /// Kafka offsets applied to the index: topic → partition → next offset to consume.
@@ -101,13 +99,21 @@ pub(crate) struct IndexState {
     pub(crate) model_id: Option<String>,
     pub(crate) applied_offsets: AppliedOffsets,
     pub(crate) metadata_bytes: usize,
+    /// The copy of the graph that searches walk (see `flat.rs`), taken at the last freeze.
+    pub(crate) flat: Arc<FlatGraph>,
+    /// Points inserted since that copy, with their vectors: scored exactly on every search
+    /// until the next freeze.
+    pub(crate) unfrozen: Vec<(usize, Vec<f32>)>,
     /// Points the graph cannot reach (`hnsw_rs` #37), scored by brute force on every search.
     pub(crate) orphans: Vec<(usize, Vec<f32>)>,
 }
 
 impl IndexState {
+    /// The state of `graph`, every point of it frozen into the search copy.
     pub(crate) fn new(graph: Graph) -> Self {
         Self {
+            flat: Arc::new(FlatGraph::copy_of(&graph)),
+            unfrozen: Vec::new(),
             graph: Arc::new(graph),
             faces: Vec::new(),
             by_face_id: HashMap::new(),
@@ -288,10 +294,15 @@ impl FaceIndex {
             .map(|(offset, record)| (record.embedding.as_slice(), first_new_id + offset))
             .collect();
         // Outside the state lock: searches go on while the graph grows. New points are not
-        // visible to searches until their metadata is pushed below (the filter needs it).
-        let orphans = insert_and_find_orphans(&graph, &vectors, self.config.default_ef_search);
+        // visible to searches until they are pushed below.
+        insert(&graph, &vectors);
         let mut state = self.state.write();
-        state.orphans.extend(orphans);
+        state.unfrozen.extend(
+            to_insert
+                .iter()
+                .enumerate()
+                .map(|(offset, record)| (first_new_id + offset, record.embedding.clone())),
+        );
         for (internal_id, metadata) in metadata_refreshes {
             // Same image URI (checked above), so the by_image key is unchanged.
             if let Some(Some(face)) = state.faces.get_mut(internal_id) {
@@ -310,6 +321,8 @@ impl FaceIndex {
                 metadata: record.metadata,
             }));
         }
+        drop(state);
+        self.freeze_if_due_locked();
         Ok(outcome)
     }
 
@@ -368,94 +381,6 @@ impl FaceIndex {
         }
     }
 
-    /// Whether deleted faces exceed the configured share of the graph.
-    pub fn needs_vacuum(&self) -> bool {
-        let state = self.state.read();
-        !state.faces.is_empty() && state.tombstones as f32 / state.faces.len() as f32 > self.config.vacuum_deleted_ratio
-    }
-
-    /// Rebuilds the graph from the live faces only, dropping deleted vectors from memory.
-    /// Searches go on against the old graph meanwhile; writers wait.
-    pub fn vacuum(&self) -> Result<usize> {
-        self.vacuum_if(|_| true)
-    }
-
-    /// [`FaceIndex::vacuum`] when `condition` still holds once the writer lock is taken.
-    pub(crate) fn vacuum_if(&self, condition: impl FnOnce(&Self) -> bool) -> Result<usize> {
-        let _writer = self.writer.lock();
-        if !condition(self) {
-            return Ok(0);
-        }
-        let (live_faces, live_vectors) = {
-            let state = self.state.read();
-            let mut vectors: HashMap<usize, Vec<f32>> = HashMap::with_capacity(state.by_face_id.len());
-            for_each_point(&state.graph, |internal_id, vector| {
-                if state.live_face(internal_id).is_some() {
-                    vectors.insert(internal_id, vector.to_vec());
-                }
-            });
-            let faces: Vec<(usize, StoredFace)> = state
-                .faces
-                .iter()
-                .enumerate()
-                .filter_map(|(id, face)| Some((id, face.clone()?)))
-                .filter(|(id, _)| vectors.contains_key(id))
-                .collect();
-            (faces, vectors)
-        };
-        let removed = self.state.read().tombstones;
-        let graph = new_graph(&self.config, live_faces.len());
-        let batch: Vec<(&[f32], usize)> = live_faces
-            .iter()
-            .enumerate()
-            .filter_map(|(new_id, (old_id, _))| Some((live_vectors.get(old_id)?.as_slice(), new_id)))
-            .collect();
-        let orphans = insert_and_find_orphans(&graph, &batch, self.config.default_ef_search);
-        let mut state = self.state.write();
-        let mut rebuilt = IndexState::new(graph);
-        rebuilt.orphans = orphans;
-        rebuilt.deleted = std::mem::take(&mut state.deleted);
-        rebuilt.model_id = state.model_id.take();
-        rebuilt.applied_offsets = std::mem::take(&mut state.applied_offsets);
-        for (_, face) in live_faces {
-            rebuilt.push_face(Some(face));
-        }
-        *state = rebuilt;
-        *self.locator.lock() = PointLocator::default();
-        tracing::info!(removed, faces = state.faces.len(), "vacuumed the face index");
-        Ok(removed)
-    }
-
-    /// Searches for every live face with its own vector and adds the ones not found first to
-    /// the brute-force list: a full pass over `hnsw_rs` issue #37, which checks on insert
-    /// cannot cover because later inserts can cut an old point off. Costs one search per face;
-    /// run it after a bulk load. Returns how many faces it newly found unreachable.
-    pub fn audit_reachability(&self) -> usize {
-        const CHUNK: usize = 4096;
-        let _writer = self.writer.lock();
-        let state = self.state.read();
-        let known: std::collections::HashSet<usize> = state.orphans.iter().map(|(id, _)| *id).collect();
-        let live: Vec<usize> = (0..state.faces.len())
-            .filter(|id| state.live_face(*id).is_some() && !known.contains(id))
-            .collect();
-        let mut found = Vec::new();
-        let mut locator = self.locator.lock();
-        for ids in live.chunks(CHUNK) {
-            let vectors: Vec<(Vec<f32>, usize)> = ids
-                .iter()
-                .filter_map(|id| Some((locator.vector(&state.graph, *id)?, *id)))
-                .collect();
-            let points: Vec<(&[f32], usize)> = vectors.iter().map(|(vector, id)| (vector.as_slice(), *id)).collect();
-            found.extend(find_unreachable(&state.graph, &points, self.config.default_ef_search));
-        }
-        drop(locator);
-        drop(state);
-        let newly_found = found.len();
-        self.state.write().orphans.extend(found);
-        tracing::info!(newly_found, "reachability audit done");
-        newly_found
-    }
-
     /// Records that Kafka records up to (excluding) `next_offset` of `topic`/`partition` are in
     /// the index; stored with the next snapshot.
     pub fn record_applied_offset(&self, topic: &str, partition: i32, next_offset: i64) {
@@ -501,6 +426,8 @@ impl FaceIndex {
         let state = self.state.read();
         let points = state.faces.len();
         let per_point = self.config.dimension * 4 + estimated_link_bytes_per_point(self.config.max_connections);
+        let exactly_scored = state.unfrozen.len() + state.orphans.len();
+        let search_copy_bytes = state.flat.bytes() + exactly_scored * self.config.dimension * 4;
         IndexInfo {
             faces: state.by_face_id.len(),
             images: state.by_image.len(),
@@ -508,7 +435,10 @@ impl FaceIndex {
             deleted_total: state.deleted.len(),
             unreachable_points: state.orphans.len(),
             model_id: state.model_id.clone(),
-            memory_bytes_estimate: points * per_point + state.metadata_bytes + state.deleted.len() * 32,
+            memory_bytes_estimate: points * per_point
+                + search_copy_bytes
+                + state.metadata_bytes
+                + state.deleted.len() * 32,
             applied_offsets: state.applied_offsets.clone(),
             config: self.config.clone(),
         }

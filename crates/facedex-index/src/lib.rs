@@ -8,8 +8,10 @@
 mod config;
 mod distance;
 mod error;
+mod flat;
 mod graph;
 mod index;
+mod maintenance;
 pub mod metrics;
 mod record;
 mod search;

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 
 use crate::config::MAX_SEARCH_LIMIT;
-use crate::distance::{check_embedding, dot, similarity_from_distance};
+use crate::distance::{check_embedding, dot};
 use crate::error::{IndexError, Result};
 use crate::graph::for_each_point;
 use crate::index::{FaceIndex, IndexState};
@@ -258,50 +258,32 @@ impl FaceIndex {
     }
 }
 
-/// HNSW search. Without a user filter it asks the graph for its whole candidate list (`ef`
-/// points, at no extra cost) and drops tombstones and not-yet-published points afterwards:
-/// `hnsw_rs` gives up its early exit when searching with a filter, which costs several times
-/// the distance computations. Only when that leaves too few hits, or with a user filter, does it
-/// search with the filter.
+/// HNSW search over the flat copy of the graph, filtered inside the walk (deleted faces and
+/// what the user's filter refuses are walked through but never returned), plus brute force
+/// over the points the copy cannot serve: those inserted since the last freeze and the ones
+/// no graph search reaches (`hnsw_rs` #37).
 fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
-    let ef = ef.max(query.limit);
-    let accepts = |internal_id: &usize| {
+    let accepts = |internal_id: usize| {
         state
-            .live_face(*internal_id)
+            .live_face(internal_id)
             .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata))
     };
-    // Orphans (points no graph search reaches, hnsw_rs #37) are scored by brute force; a top-k
-    // heap keeps that linear in their number.
-    let to_ranked = |neighbours: Vec<hnsw_rs::hnsw::Neighbour>| -> Vec<(usize, f32)> {
-        let mut top = TopK::new(query.limit);
-        let mut seen = std::collections::HashSet::with_capacity(neighbours.len());
-        for neighbour in neighbours {
-            if accepts(&neighbour.d_id) {
-                seen.insert(neighbour.d_id);
-                top.offer(neighbour.d_id, similarity_from_distance(neighbour.distance));
-            }
-        }
-        for (internal_id, vector) in &state.orphans {
-            // Score first: most orphans cannot enter the top k, and for them the lookups
-            // behind `accepts` would cost more than the dot product.
-            let similarity = dot(&query.vector, vector).min(1.0);
-            if top.could_take(similarity) && !seen.contains(internal_id) && accepts(internal_id) {
-                top.offer(*internal_id, similarity);
-            }
-        }
-        top.into_sorted()
-    };
-    if query.filter.is_empty() {
-        let ranked = to_ranked(state.graph.search(&query.vector, ef, ef));
-        if ranked.len() >= query.limit || state.tombstones == 0 || ranked.len() == state.by_face_id.len() {
-            return ranked;
+    let graph_hits = state.flat.search(&query.vector, ef.max(query.limit), &accepts);
+    let mut top = TopK::new(query.limit);
+    for &(internal_id, similarity) in &graph_hits {
+        top.offer(internal_id, similarity);
+    }
+    for (internal_id, vector) in state.orphans.iter().chain(&state.unfrozen) {
+        // Score first: most of these cannot enter the top k, and for them the lookups behind
+        // `accepts` would cost more than the dot product. An orphan may also have been found
+        // through the graph (it is unreachable only from its own vector's point of view).
+        let similarity = dot(&query.vector, vector).min(1.0);
+        if top.could_take(similarity) && accepts(*internal_id) && !graph_hits.iter().any(|(hit, _)| hit == internal_id)
+        {
+            top.offer(*internal_id, similarity);
         }
     }
-    to_ranked(
-        state
-            .graph
-            .search_filter(&query.vector, query.limit, ef, Some(&accepts)),
-    )
+    top.into_sorted()
 }
 
 /// Brute force over every live face in the graph.

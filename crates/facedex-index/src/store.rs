@@ -151,6 +151,9 @@ impl FaceStore {
     pub fn snapshot(&self) -> Result<SnapshotInfo> {
         let started = Instant::now();
         let _writer = self.index.lock_writer();
+        // Every point in the search copy and checked for reachability, so the snapshot's list
+        // of unreachable points is complete.
+        self.index.freeze_locked();
         let snapshots_dir = self.data_dir.join(SNAPSHOTS_DIR);
         let generation = snapshot::list_generations(&snapshots_dir)?
             .first()

@@ -1,0 +1,408 @@
+//! The search side of the HNSW graph: a read-only copy of `hnsw_rs`'s links in flat arrays,
+//! searched the way faiss and hnswlib search.
+//!
+//! `hnsw_rs` builds the graph, owns the vectors and writes the snapshots; its own search is ~3×
+//! slower than faiss's on the same graph because of its layout, not its algorithm: it allocates
+//! an `Arc` per candidate, hashes every visited point into a `HashMap` and takes a lock per
+//! neighbour list. Here layer 0's neighbour lists are one contiguous `u32` array indexed by
+//! internal id, the visited set is a generation-stamped byte per point (reused across searches
+//! on a thread), and a vector is one pointer away. The copy costs ~8 B + 4 B per link per point.
+//!
+//! The copy is taken from the graph when the writer "freezes" it (see `maintenance.rs`); points
+//! inserted since are scored exactly until the next freeze.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use hnsw_rs::hnsw::Point;
+
+use anndists::dist::Distance;
+
+use crate::distance::{UnitCosineDistance, similarity_from_distance};
+use crate::graph::Graph;
+
+/// A point of `hnsw_rs`'s graph: holds its vector for as long as the copy needs it.
+type GraphPoint = Arc<Point<'static, f32>>;
+
+/// Two vectors this close are duplicates. The distance of a vector to an exact copy is not
+/// always 0: `dot(v, v)` of a unit vector rounds to 1 ± a few ulps (1 − 0.99999994 ≈ 6e-8), so
+/// comparing with 0 counted almost every copy of a duplicated photo as unreachable.
+const DUPLICATE_DISTANCE: f32 = 1e-5;
+
+/// The graph's links in flat arrays, frozen at one moment.
+pub(crate) struct FlatGraph {
+    /// By internal id: the graph's point (for its vector); `None` for ids the graph lacks.
+    points: Vec<Option<GraphPoint>>,
+    /// Layer 0: the neighbours of point `i` are `layer0[layer0_offsets[i]..layer0_offsets[i + 1]]`.
+    layer0_offsets: Vec<usize>,
+    layer0: Vec<u32>,
+    /// Layers 1 and up (index 0 is layer 1): the neighbours of the few points that reach them.
+    upper_layers: Vec<HashMap<u32, Box<[u32]>>>,
+    /// Where every search starts: a point of the top layer.
+    entry_point: Option<u32>,
+}
+
+impl FlatGraph {
+    /// A copy of no points, for an empty index.
+    pub(crate) fn empty() -> Self {
+        Self {
+            points: Vec::new(),
+            layer0_offsets: vec![0],
+            layer0: Vec::new(),
+            upper_layers: Vec::new(),
+            entry_point: None,
+        }
+    }
+
+    /// Copies every point and link of `graph`. The caller keeps inserts out meanwhile (the
+    /// index's writer lock); searches on the graph may go on.
+    pub(crate) fn copy_of(graph: &Graph) -> Self {
+        let indexation = graph.get_point_indexation();
+        if indexation.get_nb_point() == 0 {
+            return Self::empty();
+        }
+        let top_layer = usize::from(indexation.get_max_level_observed());
+        let mut points: Vec<Option<GraphPoint>> = Vec::with_capacity(indexation.get_nb_point());
+        let mut layer0_lists: Vec<Box<[u32]>> = Vec::with_capacity(indexation.get_nb_point());
+        let mut upper_layers: Vec<HashMap<u32, Box<[u32]>>> = vec![HashMap::new(); top_layer];
+        let mut entry_point = None;
+        // hnsw_rs keeps each point in the list of its top layer, so walking every layer visits
+        // every point once; the first point of the top layer is the graph's own entry point.
+        for layer in 0..=top_layer {
+            for point in indexation.get_layer_iterator(layer) {
+                let internal_id = point.get_origin_id();
+                let neighbourhood = point.get_neighborhood_id();
+                let ids = |level: usize| -> Box<[u32]> {
+                    neighbourhood
+                        .get(level)
+                        .map(|neighbours| neighbours.iter().map(|n| n.d_id as u32).collect())
+                        .unwrap_or_default()
+                };
+                if points.len() <= internal_id {
+                    points.resize(internal_id + 1, None);
+                    layer0_lists.resize(internal_id + 1, Box::default());
+                }
+                layer0_lists[internal_id] = ids(0);
+                for (upper, level) in upper_layers.iter_mut().zip(1..=layer) {
+                    upper.insert(internal_id as u32, ids(level));
+                }
+                if layer == top_layer && entry_point.is_none() {
+                    entry_point = Some(internal_id as u32);
+                }
+                points[internal_id] = Some(point);
+            }
+        }
+        let mut layer0_offsets = Vec::with_capacity(layer0_lists.len() + 1);
+        layer0_offsets.push(0);
+        let mut layer0 = Vec::with_capacity(layer0_lists.iter().map(|list| list.len()).sum());
+        for list in &layer0_lists {
+            layer0.extend_from_slice(list);
+            layer0_offsets.push(layer0.len());
+        }
+        Self {
+            points,
+            layer0_offsets,
+            layer0,
+            upper_layers,
+            entry_point,
+        }
+    }
+
+    /// How many internal ids the copy covers: ids from here on were inserted after it.
+    pub(crate) fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    /// The vector of `internal_id`, when the copy holds it.
+    pub(crate) fn vector(&self, internal_id: usize) -> Option<&[f32]> {
+        self.points.get(internal_id)?.as_deref().map(Point::get_v)
+    }
+
+    /// Bytes the copy takes beyond the graph: the point handles, offsets and links.
+    pub(crate) fn bytes(&self) -> usize {
+        let upper_links: usize = self
+            .upper_layers
+            .iter()
+            .flat_map(|layer| layer.values())
+            .map(|links| links.len() * 4 + 32)
+            .sum();
+        self.points.len() * 16 + self.layer0.len() * 4 + upper_links
+    }
+
+    /// The (up to) `ef` points most similar to `query` among those `accept` lets through, as
+    /// `(internal id, cosine similarity)`, most similar first. Rejected points are still
+    /// walked through, so a filter narrows the results without cutting paths.
+    pub(crate) fn search(&self, query: &[f32], ef: usize, accept: &dyn Fn(usize) -> bool) -> Vec<(usize, f32)> {
+        let Some(mut entry) = self.entry_point else {
+            return Vec::new();
+        };
+        let distance_to = |id: u32| {
+            self.vector(id as usize)
+                .map_or(f32::INFINITY, |v| UnitCosineDistance.eval(query, v))
+        };
+        let mut entry_distance = distance_to(entry);
+        // Greedy descent through the upper layers.
+        for layer in self.upper_layers.iter().rev() {
+            let mut improved = true;
+            while improved {
+                improved = false;
+                for &neighbour in layer.get(&entry).map_or(&[][..], |links| links) {
+                    let d = distance_to(neighbour);
+                    if d < entry_distance {
+                        (entry, entry_distance) = (neighbour, d);
+                        improved = true;
+                    }
+                }
+            }
+        }
+        VISITED.with_borrow_mut(|visited| {
+            visited.start(self.points.len());
+            self.search_layer0(entry, entry_distance, ef.max(1), accept, visited, &distance_to)
+        })
+    }
+
+    /// Best-first search of layer 0 from `entry`, with `ef` results kept.
+    fn search_layer0(
+        &self,
+        entry: u32,
+        entry_distance: f32,
+        ef: usize,
+        accept: &dyn Fn(usize) -> bool,
+        visited: &mut VisitedTable,
+        distance_to: &dyn Fn(u32) -> f32,
+    ) -> Vec<(usize, f32)> {
+        let mut candidates = BinaryHeap::new();
+        let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
+        visited.insert(entry);
+        candidates.push(Reverse(Scored::new(entry_distance, entry)));
+        if accept(entry as usize) {
+            results.push(Scored::new(entry_distance, entry));
+        }
+        while let Some(Reverse(current)) = candidates.pop() {
+            let worst = results.peek().map_or(f32::INFINITY, |worst| worst.distance);
+            if current.distance > worst && results.len() >= ef {
+                break;
+            }
+            let start = self.layer0_offsets[current.id as usize];
+            let end = self.layer0_offsets[current.id as usize + 1];
+            for &neighbour in &self.layer0[start..end] {
+                if !visited.insert(neighbour) {
+                    continue;
+                }
+                let d = distance_to(neighbour);
+                let worst = results.peek().map_or(f32::INFINITY, |worst| worst.distance);
+                if results.len() < ef || d < worst {
+                    candidates.push(Reverse(Scored::new(d, neighbour)));
+                    if accept(neighbour as usize) {
+                        results.push(Scored::new(d, neighbour));
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+        }
+        results
+            .into_sorted_vec()
+            .into_iter()
+            .map(|scored| (scored.id as usize, similarity_from_distance(scored.distance)))
+            .collect()
+    }
+
+    /// The ids of `internal_ids` that a search for their own vector at `ef` does not return
+    /// first (`hnsw_rs` issue #37: points no greedy search reaches), with their vectors, so
+    /// the index can score them by brute force. A different point at (almost) distance 0 is a
+    /// duplicate: found, as far as any query can tell. Searches on all cores.
+    pub(crate) fn unreachable(&self, internal_ids: &[usize], ef: usize) -> Vec<(usize, Vec<f32>)> {
+        if internal_ids.is_empty() {
+            return Vec::new();
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |threads| threads.get());
+        let chunk_size = internal_ids.len().div_ceil(threads);
+        let accept_all = |_: usize| true;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = internal_ids
+                .chunks(chunk_size)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .filter_map(|&id| Some((id, self.vector(id)?)))
+                            .filter(|(id, vector)| {
+                                self.search(vector, ef, &accept_all)
+                                    .first()
+                                    .is_none_or(|&(hit, similarity)| {
+                                        hit != *id && 1.0 - similarity > DUPLICATE_DISTANCE
+                                    })
+                            })
+                            .map(|(id, vector)| (id, vector.to_vec()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().unwrap_or_default())
+                .collect()
+        })
+    }
+}
+
+/// A point with its distance to the query, ordered by distance (then id, for determinism).
+#[derive(Debug, Clone, Copy)]
+struct Scored {
+    distance: f32,
+    id: u32,
+}
+
+impl Scored {
+    fn new(distance: f32, id: u32) -> Self {
+        Self { distance, id }
+    }
+}
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Scored {}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.distance.total_cmp(&other.distance).then(self.id.cmp(&other.id))
+    }
+}
+
+thread_local! {
+    /// One visited table per thread, reused by every search on it.
+    static VISITED: RefCell<VisitedTable> = RefCell::new(VisitedTable::default());
+}
+
+/// Which points a search has seen: a byte per point holding the number of the search that last
+/// saw it, so starting a search is O(1) instead of clearing a set (faiss's `VisitedTable`).
+#[derive(Default)]
+struct VisitedTable {
+    marks: Vec<u8>,
+    search_number: u8,
+}
+
+impl VisitedTable {
+    fn start(&mut self, points: usize) {
+        if self.marks.len() < points {
+            self.marks.resize(points, 0);
+        }
+        self.search_number = self.search_number.wrapping_add(1);
+        if self.search_number == 0 {
+            self.marks.fill(0);
+            self.search_number = 1;
+        }
+    }
+
+    /// Marks `id` seen; false when it already was (or is out of range: never walked).
+    fn insert(&mut self, id: u32) -> bool {
+        match self.marks.get_mut(id as usize) {
+            Some(mark) if *mark != self.search_number => {
+                *mark = self.search_number;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IndexConfig;
+    use crate::distance::dot;
+    use crate::graph::new_graph;
+
+    fn unit(seed: u64, dimension: usize) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut vector: Vec<f32> = (0..dimension)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / u32::MAX as f32) - 0.25
+            })
+            .collect();
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        vector.iter_mut().for_each(|x| *x /= norm);
+        vector
+    }
+
+    fn graph_of(vectors: &[Vec<f32>]) -> Graph {
+        let config = IndexConfig {
+            dimension: vectors[0].len(),
+            ..IndexConfig::default()
+        };
+        let graph = new_graph(&config, vectors.len());
+        for (id, vector) in vectors.iter().enumerate() {
+            graph.insert_slice((vector, id));
+        }
+        graph
+    }
+
+    #[test]
+    fn finds_what_brute_force_finds_on_a_small_graph() {
+        let vectors: Vec<Vec<f32>> = (0..2_000).map(|seed| unit(seed, 32)).collect();
+        let flat = FlatGraph::copy_of(&graph_of(&vectors));
+        assert_eq!(flat.len(), vectors.len());
+        let accept_all = |_: usize| true;
+        let mut found = 0;
+        for query_seed in 10_000..10_050 {
+            let query = unit(query_seed, 32);
+            let mut exact: Vec<(usize, f32)> = vectors.iter().map(|v| dot(&query, v)).enumerate().collect();
+            exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let hits = flat.search(&query, 64, &accept_all);
+            assert_eq!(hits.len(), 64);
+            assert!(hits.windows(2).all(|pair| pair[0].1 >= pair[1].1), "sorted, best first");
+            found += exact[..10]
+                .iter()
+                .filter(|(id, _)| hits[..10].iter().any(|(hit, _)| hit == id))
+                .count();
+        }
+        assert!(found >= 490, "recall@10 {found}/500");
+        assert!(flat.unreachable(&(0..vectors.len()).collect::<Vec<_>>(), 64).is_empty());
+    }
+
+    #[test]
+    fn a_filter_narrows_results_without_cutting_paths() {
+        let vectors: Vec<Vec<f32>> = (0..1_000).map(|seed| unit(seed, 16)).collect();
+        let flat = FlatGraph::copy_of(&graph_of(&vectors));
+        let even_only = |id: usize| id.is_multiple_of(2);
+        let hits = flat.search(&vectors[3], 20, &even_only);
+        assert_eq!(hits.len(), 20);
+        assert!(hits.iter().all(|(id, _)| id.is_multiple_of(2)));
+        let best_even = (0..vectors.len())
+            .filter(|id| id.is_multiple_of(2))
+            .max_by(|&a, &b| dot(&vectors[3], &vectors[a]).total_cmp(&dot(&vectors[3], &vectors[b])));
+        assert_eq!(Some(hits[0].0), best_even);
+    }
+
+    #[test]
+    fn an_empty_graph_finds_nothing_and_a_new_thread_gets_its_own_visited_table() {
+        let accept_all = |_: usize| true;
+        assert!(FlatGraph::empty().search(&[1.0, 0.0], 10, &accept_all).is_empty());
+        let mut table = VisitedTable::default();
+        for _ in 0..600 {
+            table.start(4);
+            assert!(
+                table.insert(2) && !table.insert(2),
+                "each search starts with nothing seen"
+            );
+        }
+        assert!(!table.insert(9), "an id beyond the table is never walked");
+    }
+}
