@@ -92,6 +92,9 @@ pub(crate) struct IndexState {
     pub(crate) graph: Arc<Graph>,
     /// By internal id (the graph's data id); `None` is a tombstone.
     pub(crate) faces: Vec<Option<StoredFace>>,
+    /// By internal id: whether `faces` holds it. A byte per face that stays in cache, for the
+    /// liveness test a graph search makes on every candidate.
+    pub(crate) live: Vec<bool>,
     pub(crate) by_face_id: HashMap<FaceId, usize>,
     pub(crate) by_image: BTreeMap<String, Vec<usize>>,
     pub(crate) tombstones: usize,
@@ -116,6 +119,7 @@ impl IndexState {
             unfrozen: Vec::new(),
             graph: Arc::new(graph),
             faces: Vec::new(),
+            live: Vec::new(),
             by_face_id: HashMap::new(),
             by_image: BTreeMap::new(),
             tombstones: 0,
@@ -141,6 +145,7 @@ impl IndexState {
             }
             None => self.tombstones += 1,
         }
+        self.live.push(face.is_some());
         self.faces.push(face);
     }
 
@@ -148,6 +153,7 @@ impl IndexState {
         let Some(face) = self.faces.get_mut(internal_id).and_then(Option::take) else {
             return;
         };
+        self.live[internal_id] = false;
         self.by_face_id.remove(&face.face_id);
         if let Some(ids) = self.by_image.get_mut(&face.metadata.image_uri) {
             ids.retain(|id| *id != internal_id);
@@ -157,6 +163,10 @@ impl IndexState {
         }
         self.metadata_bytes -= metadata_bytes(&face.metadata);
         self.tombstones += 1;
+    }
+
+    pub(crate) fn is_live(&self, internal_id: usize) -> bool {
+        self.live.get(internal_id).copied().unwrap_or(false)
     }
 
     pub(crate) fn live_face(&self, internal_id: usize) -> Option<&StoredFace> {

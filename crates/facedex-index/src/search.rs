@@ -263,10 +263,13 @@ impl FaceIndex {
 /// over the points the copy cannot serve: those inserted since the last freeze and the ones
 /// no graph search reaches (`hnsw_rs` #37).
 fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
+    let unfiltered = query.filter.is_empty();
     let accepts = |internal_id: usize| {
-        state
-            .live_face(internal_id)
-            .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata))
+        state.is_live(internal_id)
+            && (unfiltered
+                || state
+                    .live_face(internal_id)
+                    .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata)))
     };
     let graph_hits = state.flat.search(&query.vector, ef.max(query.limit), &accepts);
     let mut top = TopK::new(query.limit);

@@ -15,6 +15,11 @@ pub struct ServerConfig {
     pub max_image_bytes: usize,
     /// The most searches one SearchBatch may carry.
     pub max_batch_searches: usize,
+    /// How many searches run at once; the others wait their turn in arrival order. 0 means
+    /// one per CPU core: a search is pure CPU work, and more at once than cores only makes the
+    /// OS time-slice them, which stretches every search's latency instead of queueing the
+    /// surplus (Qdrant sizes its search pool the same way).
+    pub max_concurrent_searches: usize,
     /// Write a snapshot this often when something changed; 0 turns periodic snapshots off
     /// (one is still written on shutdown).
     pub snapshot_interval_secs: u64,
@@ -23,6 +28,16 @@ pub struct ServerConfig {
     pub auth_token: Option<String>,
     /// Serve TLS with this certificate and key (PEM) instead of plaintext.
     pub tls: Option<TlsConfig>,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::max_concurrent_searches`] with 0 resolved to the number of cores.
+    pub fn concurrent_searches(&self) -> usize {
+        match self.max_concurrent_searches {
+            0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            limit => limit,
+        }
+    }
 }
 
 /// A PEM certificate chain and its private key.
@@ -41,6 +56,7 @@ impl Default for ServerConfig {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7051)),
             max_image_bytes: 20 * 1024 * 1024,
             max_batch_searches: 64,
+            max_concurrent_searches: 0,
             snapshot_interval_secs: 300,
             auth_token: None,
             tls: None,

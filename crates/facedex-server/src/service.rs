@@ -13,6 +13,7 @@ use facedex_proto::{
 };
 use facedex_vision::{FaceAnalyzer, decode_photo};
 use parking_lot::Mutex;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use crate::config::ServerConfig;
@@ -33,6 +34,9 @@ pub struct FaceSearchService {
     max_image_bytes: usize,
     max_image_pixels: u64,
     max_batch_searches: usize,
+    /// One permit per search allowed to run at once (`max_concurrent_searches`); waiters are
+    /// served first come, first served.
+    search_slots: Arc<Semaphore>,
 }
 
 impl FaceSearchService {
@@ -49,11 +53,17 @@ impl FaceSearchService {
             max_image_bytes: config.max_image_bytes,
             max_image_pixels,
             max_batch_searches: config.max_batch_searches,
+            search_slots: Arc::new(Semaphore::new(config.concurrent_searches())),
         }
     }
 
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
         let parsed = ParsedSearch::try_from(request)?;
+        let _slot = self
+            .search_slots
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Internal("the search slots were closed".into()))?;
         let service = self.clone();
         run_blocking(move || service.search_blocking(parsed)).await
     }
