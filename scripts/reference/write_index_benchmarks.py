@@ -7,11 +7,53 @@ Usage: write_index_benchmarks.py FILE SECTION COMMAND RESULTS_JSONL
 
 import datetime
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from write_benchmarks import cpu_model, replace_section
+
+
+TARGET_RECALL = 0.95
+
+
+def qps_at_recall(rows: list, target: float):
+    """QPS at `target` recall, interpolated (log QPS, linear in recall) between the two ef whose
+    recalls bracket it; None when no measured ef reaches it or the lowest already exceeds it."""
+    rows = sorted(rows, key=lambda r: r["ef"])
+    for low, high in zip(rows, rows[1:]):
+        if low["recall_at_10"] < target <= high["recall_at_10"]:
+            share = (target - low["recall_at_10"]) / (high["recall_at_10"] - low["recall_at_10"])
+            return math.exp(math.log(low["qps"]) + share * (math.log(high["qps"]) - math.log(low["qps"]))), low, high
+    return None
+
+
+def qps_at_recall_table(searches: list, target: float) -> list:
+    """Rows comparing the libraries at equal recall, the comparison the goal asks for: at equal
+    ef the libraries do different amounts of work (a graph that reaches higher recall at an ef
+    walks more of itself to get there)."""
+    by_library = {}
+    for row in searches:
+        by_library.setdefault(row["library"], []).append(row)
+    found = {library: qps_at_recall(rows, target) for library, rows in by_library.items()}
+    faiss = found.get("faiss")
+    lines = [
+        "",
+        f"At equal recall: QPS at recall@10 = {target}, interpolated between the two ef that bracket it.",
+        "",
+        "| library | QPS at recall@10 = " + f"{target}" + " | between ef | QPS / faiss |",
+        "| --- | ---: | --- | ---: |",
+    ]
+    for library in ("facedex", "faiss", "hnswlib"):
+        result = found.get(library)
+        if result is None:
+            lines.append(f"| {library} | not reached between the ef measured | | |")
+            continue
+        qps, low, high = result
+        ratio = f"{qps / faiss[0]:.2f}×" if faiss else "n/a"
+        lines.append(f"| {library} | {qps:.0f} | {low['ef']}–{high['ef']} | {ratio} |")
+    return lines
 
 
 def main() -> None:
@@ -47,6 +89,7 @@ def main() -> None:
     for row in sorted(searches, key=lambda r: (r["ef"], r["library"])):
         ratio = row["qps"] / faiss_qps[row["ef"]] if row["ef"] in faiss_qps else float("nan")
         lines.append(f"| {row['library']} | {row['ef']} | {row['recall_at_10']:.4f} | {row['qps']:.0f} | {ratio:.2f}× |")
+    lines += qps_at_recall_table(searches, TARGET_RECALL)
     lines += [
         "",
         "| library | build seconds (all cores) | resident bytes per face |",
