@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::flat::FlatGraph;
-use crate::graph::{PointLocator, insert, new_graph};
+use crate::graph::{Graph, PointLocator, insert, new_graph};
 use crate::index::{FaceIndex, IndexState, StoredFace};
 
 /// Points inserted since the last freeze are scored exactly on every search; a freeze is due
@@ -34,52 +34,66 @@ impl FaceIndex {
     }
 
     /// Copies the graph into a new search copy, checks that each newly frozen point finds
-    /// itself (those that do not are scored by brute force from now on) and swaps the copy in.
-    /// The caller holds the writer lock.
+    /// itself (see [`searchable_copy`]) and swaps the copy in. The caller holds the writer lock.
+    /// Costs a copy of the graph and one search per new point.
     pub(crate) fn freeze_locked(&self) {
-        let (graph, newly_frozen) = {
+        let (graph, newly_frozen, linked_in, orphans) = {
             let state = self.state.read();
             if state.unfrozen.is_empty() {
                 return;
             }
             let ids: Vec<usize> = state.unfrozen.iter().map(|(id, _)| *id).collect();
-            (Arc::clone(&state.graph), ids)
+            (
+                Arc::clone(&state.graph),
+                ids,
+                state.linked_in.clone(),
+                state.orphans.clone(),
+            )
         };
         let started = std::time::Instant::now();
-        let flat = FlatGraph::copy_of(&graph);
-        let orphans = flat.unreachable(&newly_frozen, self.config.default_ef_search);
-        let mut state = self.state.write();
+        let mut copy = searchable_copy(&graph, linked_in, &newly_frozen, self.config.default_ef_search);
+        // The orphans found before stay orphans until the next audit rechecks them.
+        copy.orphans.extend(orphans);
         tracing::debug!(
-            points = flat.len(),
+            points = copy.flat.len(),
             newly_frozen = newly_frozen.len(),
-            unreachable = orphans.len(),
+            linked_in = copy.linked_in.len(),
+            unreachable = copy.orphans.len(),
             seconds = started.elapsed().as_secs_f64(),
             "froze the graph into a new search copy"
         );
-        state.flat = Arc::new(flat);
+        let mut state = self.state.write();
         state.unfrozen.clear();
-        state.orphans.extend(orphans);
+        copy.install(&mut state);
     }
 
-    /// Searches for every live face with its own vector and adds the ones not found first to
-    /// the brute-force list: a full pass over `hnsw_rs` issue #37, which the check at freezing
-    /// cannot cover because later inserts can cut an old point off. Costs one search per face;
-    /// run it after a bulk load. Returns how many faces it newly found unreachable.
+    /// Searches for every live face with its own vector: a full pass over `hnsw_rs` issue #37,
+    /// which the check at freezing cannot cover because later inserts can cut an old point off.
+    /// The ones not found first are linked in from their neighbours, and those still not found
+    /// are scored by brute force from then on. Costs one search per face; run it after a bulk
+    /// load. Returns how many faces it newly found unreachable by the graph alone.
     pub fn audit_reachability(&self) -> usize {
         let _writer = self.writer.lock();
         self.freeze_locked();
-        let (flat, live) = {
+        let (graph, live, linked_in) = {
             let state = self.state.read();
-            let known: HashSet<usize> = state.orphans.iter().map(|(id, _)| *id).collect();
+            let known: HashSet<usize> = state.linked_in.iter().copied().collect();
             let live: Vec<usize> = (0..state.faces.len())
                 .filter(|id| state.live_face(*id).is_some() && !known.contains(id))
                 .collect();
-            (Arc::clone(&state.flat), live)
+            (Arc::clone(&state.graph), live, state.linked_in.clone())
         };
-        let found = flat.unreachable(&live, self.config.default_ef_search);
-        let newly_found = found.len();
-        self.state.write().orphans.extend(found);
-        tracing::info!(newly_found, "reachability audit done");
+        let known = linked_in.len();
+        let copy = searchable_copy(&graph, linked_in, &live, self.config.default_ef_search)
+            .recheck(self.config.default_ef_search);
+        let newly_found = copy.linked_in.len() - known;
+        tracing::info!(
+            newly_found,
+            linked_in = copy.linked_in.len(),
+            still_unreachable = copy.orphans.len(),
+            "reachability audit done"
+        );
+        copy.install(&mut self.state.write());
         newly_found
     }
 
@@ -122,9 +136,11 @@ impl FaceIndex {
             .filter_map(|(new_id, (old_id, _))| Some((old_flat.vector(*old_id)?, new_id)))
             .collect();
         insert(&graph, &batch);
-        let mut rebuilt = IndexState::new(graph);
         let new_ids: Vec<usize> = (0..live_faces.len()).collect();
-        rebuilt.orphans = rebuilt.flat.unreachable(&new_ids, self.config.default_ef_search);
+        let copy = searchable_copy(&graph, Vec::new(), &new_ids, self.config.default_ef_search);
+        let mut rebuilt = IndexState::new_with(graph, copy.flat);
+        rebuilt.linked_in = copy.linked_in;
+        rebuilt.orphans = copy.orphans;
         let mut state = self.state.write();
         rebuilt.deleted = std::mem::take(&mut state.deleted);
         rebuilt.model_id = state.model_id.take();
@@ -136,5 +152,178 @@ impl FaceIndex {
         *self.locator.lock() = PointLocator::default();
         tracing::info!(removed, faces = state.faces.len(), "vacuumed the face index");
         Ok(removed)
+    }
+}
+
+/// A search copy of the graph with what it needs beside it.
+pub(crate) struct SearchCopy {
+    pub(crate) flat: FlatGraph,
+    /// Sorted ids of the points the copy links in from their neighbours.
+    pub(crate) linked_in: Vec<usize>,
+    /// Those of them the copy still does not find, with their vectors.
+    pub(crate) orphans: Vec<(usize, Vec<f32>)>,
+}
+
+impl SearchCopy {
+    /// Checks every linked-in point again on this copy: links and graph change from one copy
+    /// to the next, so a point found through its links before may not be now, and the other
+    /// way round. One search per linked-in point.
+    pub(crate) fn recheck(mut self, ef: usize) -> Self {
+        self.orphans = self.flat.unreachable(&self.linked_in, ef);
+        self
+    }
+
+    fn install(self, state: &mut IndexState) {
+        state.flat = Arc::new(self.flat);
+        state.linked_in = self.linked_in;
+        state.orphans = self.orphans;
+    }
+}
+
+/// Copies `graph` for searching, with the points of `linked_in` linked in from their
+/// neighbours, and checks that each point of `to_check` finds itself first at `ef`. Those that
+/// do not are linked in too and checked again; the ones still not found are the copy's
+/// orphans, for brute force. Points linked in before are not checked again here (a freeze
+/// should cost what it adds): see [`SearchCopy::recheck`].
+pub(crate) fn searchable_copy(graph: &Graph, mut linked_in: Vec<usize>, to_check: &[usize], ef: usize) -> SearchCopy {
+    let mut flat = FlatGraph::copy_of(graph).with_links_to(&linked_in);
+    let newly_unreachable: Vec<usize> = flat
+        .unreachable(to_check, ef)
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| linked_in.binary_search(id).is_err())
+        .collect();
+    let mut orphans = Vec::new();
+    if !newly_unreachable.is_empty() {
+        flat = flat.with_links_to(&newly_unreachable);
+        orphans = flat.unreachable(&newly_unreachable, ef);
+        linked_in.extend(newly_unreachable);
+        linked_in.sort_unstable();
+    }
+    SearchCopy {
+        flat,
+        linked_in,
+        orphans,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IndexConfig;
+    use crate::flat::tests::unit;
+    use crate::index::DeleteSelector;
+    use crate::record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
+    use crate::search::SearchQuery;
+
+    const DIMENSION: usize = 32;
+
+    fn record(seed: u64) -> FaceRecord {
+        FaceRecord {
+            face_id: FaceId(u128::from(seed)),
+            metadata: FaceMetadata {
+                image_uri: format!("test://photo-{seed}.jpg"),
+                bounding_box: BoundingBox {
+                    x1: 1.0,
+                    y1: 2.0,
+                    x2: 50.0,
+                    y2: 60.0,
+                },
+                landmarks: [[10.0, 20.0]; 5],
+                detection_score: 0.9,
+                model_id: "test-model".into(),
+            },
+            embedding: unit(seed, DIMENSION),
+        }
+    }
+
+    fn first_hit(index: &FaceIndex, seed: u64) -> Option<FaceId> {
+        let hits = index
+            .search(&SearchQuery::nearest(unit(seed, DIMENSION), 1))
+            .expect("search");
+        hits.first().map(|hit| hit.face_id)
+    }
+
+    #[test]
+    fn faces_are_found_before_their_freeze_through_the_exact_scan_and_after_it_through_the_copy() {
+        let index = FaceIndex::new(IndexConfig {
+            dimension: DIMENSION,
+            ..IndexConfig::default()
+        })
+        .expect("index");
+        let frozen_seeds = 0..MIN_UNFROZEN_TO_FREEZE as u64;
+        index
+            .upsert(frozen_seeds.clone().map(record).collect())
+            .expect("upsert");
+        {
+            let state = index.state.read();
+            assert_eq!(
+                state.flat.len(),
+                MIN_UNFROZEN_TO_FREEZE,
+                "a batch this large is frozen at once"
+            );
+            assert!(state.unfrozen.is_empty());
+        }
+        let late_seeds = 5_000..5_020u64;
+        index.upsert(late_seeds.clone().map(record).collect()).expect("upsert");
+        assert_eq!(
+            index.state.read().unfrozen.len(),
+            20,
+            "too few to freeze: scored exactly"
+        );
+        for seed in frozen_seeds.clone().step_by(97).chain(late_seeds.clone()) {
+            assert_eq!(first_hit(&index, seed), Some(FaceId(u128::from(seed))), "face {seed}");
+        }
+
+        // Deleted faces leave at once, on either side of the copy.
+        let deleted = [FaceId(3), FaceId(5_003)];
+        index
+            .delete(&DeleteSelector::FaceIds(deleted.to_vec()))
+            .expect("delete");
+        for seed in [3, 5_003] {
+            assert_ne!(first_hit(&index, seed), Some(FaceId(seed.into())));
+        }
+
+        // The audit freezes what waits; the late faces are then found through the copy.
+        index.audit_reachability();
+        {
+            let state = index.state.read();
+            assert_eq!(state.flat.len(), MIN_UNFROZEN_TO_FREEZE + 20);
+            assert!(state.unfrozen.is_empty());
+            assert!(state.orphans.is_empty(), "{} unreachable", state.orphans.len());
+        }
+        for seed in late_seeds.filter(|seed| *seed != 5_003) {
+            assert_eq!(first_hit(&index, seed), Some(FaceId(u128::from(seed))), "face {seed}");
+        }
+        for seed in [3, 5_003] {
+            assert_ne!(first_hit(&index, seed), Some(FaceId(seed.into())));
+        }
+        assert_eq!(index.info().faces, MIN_UNFROZEN_TO_FREEZE + 18);
+    }
+
+    #[test]
+    fn vacuum_keeps_every_live_face_searchable_and_drops_the_deleted() {
+        let index = FaceIndex::new(IndexConfig {
+            dimension: DIMENSION,
+            ..IndexConfig::default()
+        })
+        .expect("index");
+        index.upsert((0..1_500).map(record).collect()).expect("upsert");
+        let deleted: Vec<FaceId> = (0..1_500u128).step_by(3).map(FaceId).collect();
+        index.delete(&DeleteSelector::FaceIds(deleted)).expect("delete");
+        assert!(index.needs_vacuum());
+        assert_eq!(index.vacuum().expect("vacuum"), 500);
+        assert_eq!(
+            index.state.read().flat.len(),
+            1_000,
+            "the copy holds the live faces only"
+        );
+        for seed in 0..1_500u64 {
+            let expected = (!seed.is_multiple_of(3)).then_some(FaceId(u128::from(seed)));
+            match expected {
+                Some(face) => assert_eq!(first_hit(&index, seed), Some(face), "face {seed}"),
+                None => assert_ne!(first_hit(&index, seed), Some(FaceId(u128::from(seed)))),
+            }
+        }
     }
 }
