@@ -389,14 +389,13 @@ impl VisitedTable {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::config::IndexConfig;
     use crate::distance::dot;
     use crate::graph::new_graph;
 
-    /// A pseudo-random unit vector, the same for the same seed.
-    pub(crate) fn unit(seed: u64, dimension: usize) -> Vec<f32> {
+    fn unit(seed: u64, dimension: usize) -> Vec<f32> {
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut vector: Vec<f32> = (0..dimension)
             .map(|_| {

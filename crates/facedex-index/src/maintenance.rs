@@ -207,54 +207,48 @@ pub(crate) fn searchable_copy(graph: &Graph, mut linked_in: Vec<usize>, to_check
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "synthetic"))]
 mod tests {
     use super::*;
     use crate::config::IndexConfig;
-    use crate::flat::tests::unit;
     use crate::index::DeleteSelector;
-    use crate::record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
+    use crate::record::FaceId;
     use crate::search::SearchQuery;
+    use crate::synthetic::{FaceLikeGenerator, FaceLikeVectors};
 
     const DIMENSION: usize = 32;
 
-    fn record(seed: u64) -> FaceRecord {
-        FaceRecord {
-            face_id: FaceId(u128::from(seed)),
-            metadata: FaceMetadata {
-                image_uri: format!("test://photo-{seed}.jpg"),
-                bounding_box: BoundingBox {
-                    x1: 1.0,
-                    y1: 2.0,
-                    x2: 50.0,
-                    y2: 60.0,
-                },
-                landmarks: [[10.0, 20.0]; 5],
-                detection_score: 0.9,
-                model_id: "test-model".into(),
-            },
-            embedding: unit(seed, DIMENSION),
-        }
-    }
-
-    fn first_hit(index: &FaceIndex, seed: u64) -> Option<FaceId> {
-        let hits = index
-            .search(&SearchQuery::nearest(unit(seed, DIMENSION), 1))
-            .expect("search");
-        hits.first().map(|hit| hit.face_id)
-    }
-
-    #[test]
-    fn faces_are_found_before_their_freeze_through_the_exact_scan_and_after_it_through_the_copy() {
+    /// An index of `DIMENSION`-d vectors and `faces` face-like vectors for it (face id = position).
+    fn small_index(faces: usize) -> (FaceIndex, FaceLikeVectors) {
         let index = FaceIndex::new(IndexConfig {
             dimension: DIMENSION,
             ..IndexConfig::default()
         })
         .expect("index");
-        let frozen_seeds = 0..MIN_UNFROZEN_TO_FREEZE as u64;
+        let vectors = FaceLikeGenerator::new(faces.div_ceil(10), DIMENSION, 7).dataset(10);
+        (index, vectors)
+    }
+
+    fn upsert(index: &FaceIndex, vectors: &FaceLikeVectors, positions: std::ops::Range<usize>) {
         index
-            .upsert(frozen_seeds.clone().map(record).collect())
+            .upsert(positions.map(|position| vectors.record(position)).collect())
             .expect("upsert");
+    }
+
+    fn first_hit(index: &FaceIndex, vectors: &FaceLikeVectors, position: usize) -> Option<u128> {
+        let query = SearchQuery::nearest(vectors.vector(position).to_vec(), 1);
+        index.search(&query).expect("search").first().map(|hit| hit.face_id.0)
+    }
+
+    fn finds_itself(index: &FaceIndex, vectors: &FaceLikeVectors, position: usize) -> bool {
+        first_hit(index, vectors, position) == Some(position as u128)
+    }
+
+    #[test]
+    fn faces_are_found_before_their_freeze_through_the_exact_scan_and_after_it_through_the_copy() {
+        let late = MIN_UNFROZEN_TO_FREEZE..MIN_UNFROZEN_TO_FREEZE + 20;
+        let (index, vectors) = small_index(late.end);
+        upsert(&index, &vectors, 0..MIN_UNFROZEN_TO_FREEZE);
         {
             let state = index.state.read();
             assert_eq!(
@@ -264,51 +258,44 @@ mod tests {
             );
             assert!(state.unfrozen.is_empty());
         }
-        let late_seeds = 5_000..5_020u64;
-        index.upsert(late_seeds.clone().map(record).collect()).expect("upsert");
+        upsert(&index, &vectors, late.clone());
         assert_eq!(
             index.state.read().unfrozen.len(),
             20,
             "too few to freeze: scored exactly"
         );
-        for seed in frozen_seeds.clone().step_by(97).chain(late_seeds.clone()) {
-            assert_eq!(first_hit(&index, seed), Some(FaceId(u128::from(seed))), "face {seed}");
+        for position in (0..MIN_UNFROZEN_TO_FREEZE).step_by(97).chain(late.clone()) {
+            assert!(finds_itself(&index, &vectors, position), "face {position}");
         }
 
         // Deleted faces leave at once, on either side of the copy.
-        let deleted = [FaceId(3), FaceId(5_003)];
-        index
-            .delete(&DeleteSelector::FaceIds(deleted.to_vec()))
-            .expect("delete");
-        for seed in [3, 5_003] {
-            assert_ne!(first_hit(&index, seed), Some(FaceId(seed.into())));
+        let deleted = [3, late.start + 3];
+        let ids = deleted.iter().map(|&position| FaceId(position as u128)).collect();
+        index.delete(&DeleteSelector::FaceIds(ids)).expect("delete");
+        for position in deleted {
+            assert!(!finds_itself(&index, &vectors, position), "deleted face {position}");
         }
 
         // The audit freezes what waits; the late faces are then found through the copy.
         index.audit_reachability();
         {
             let state = index.state.read();
-            assert_eq!(state.flat.len(), MIN_UNFROZEN_TO_FREEZE + 20);
+            assert_eq!(state.flat.len(), late.end);
             assert!(state.unfrozen.is_empty());
-            assert!(state.orphans.is_empty(), "{} unreachable", state.orphans.len());
         }
-        for seed in late_seeds.filter(|seed| *seed != 5_003) {
-            assert_eq!(first_hit(&index, seed), Some(FaceId(u128::from(seed))), "face {seed}");
+        for position in late.filter(|position| !deleted.contains(position)) {
+            assert!(finds_itself(&index, &vectors, position), "face {position}");
         }
-        for seed in [3, 5_003] {
-            assert_ne!(first_hit(&index, seed), Some(FaceId(seed.into())));
+        for position in deleted {
+            assert!(!finds_itself(&index, &vectors, position), "deleted face {position}");
         }
         assert_eq!(index.info().faces, MIN_UNFROZEN_TO_FREEZE + 18);
     }
 
     #[test]
     fn vacuum_keeps_every_live_face_searchable_and_drops_the_deleted() {
-        let index = FaceIndex::new(IndexConfig {
-            dimension: DIMENSION,
-            ..IndexConfig::default()
-        })
-        .expect("index");
-        index.upsert((0..1_500).map(record).collect()).expect("upsert");
+        let (index, vectors) = small_index(1_500);
+        upsert(&index, &vectors, 0..1_500);
         let deleted: Vec<FaceId> = (0..1_500u128).step_by(3).map(FaceId).collect();
         index.delete(&DeleteSelector::FaceIds(deleted)).expect("delete");
         assert!(index.needs_vacuum());
@@ -318,12 +305,12 @@ mod tests {
             1_000,
             "the copy holds the live faces only"
         );
-        for seed in 0..1_500u64 {
-            let expected = (!seed.is_multiple_of(3)).then_some(FaceId(u128::from(seed)));
-            match expected {
-                Some(face) => assert_eq!(first_hit(&index, seed), Some(face), "face {seed}"),
-                None => assert_ne!(first_hit(&index, seed), Some(FaceId(u128::from(seed)))),
-            }
+        for position in 0..1_500 {
+            assert_eq!(
+                finds_itself(&index, &vectors, position),
+                !position.is_multiple_of(3),
+                "face {position}"
+            );
         }
     }
 }
