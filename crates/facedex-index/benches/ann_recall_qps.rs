@@ -152,7 +152,6 @@ fn build(data_dir: &Path, config: IndexConfig, base: &FaceLikeVectors) -> Result
         "rss_bytes_per_face": (rss_after.saturating_sub(rss_before)) as f64 / base.len() as f64,
         "estimated_bytes_per_face": info.memory_bytes_estimate as f64 / base.len() as f64,
         "unreachable_points": info.unreachable_points,
-        "linked_in_points": info.linked_in_points,
     });
     Ok((store, record))
 }

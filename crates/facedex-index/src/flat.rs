@@ -121,52 +121,6 @@ impl FlatGraph {
         }
     }
 
-    /// This copy with each point of `targets` added to the layer-0 lists of its own layer-0
-    /// neighbours, where it is not already.
-    ///
-    /// `hnsw_rs` adds reverse links only while a list has room, and prunes them when later
-    /// inserts fill it, so a point can keep links out to its nearest points while none of them
-    /// links back: a search that reaches its neighbourhood still never scores it (`hnsw_rs`
-    /// #37). Linking it in from its own neighbours makes it reachable from wherever they are.
-    pub(crate) fn with_links_to(mut self, targets: &[usize]) -> Self {
-        let mut extra: HashMap<u32, Vec<u32>> = HashMap::new();
-        for &target in targets {
-            for &neighbour in self.layer0_links(target) {
-                if neighbour as usize != target && !self.layer0_links(neighbour as usize).contains(&(target as u32)) {
-                    extra.entry(neighbour).or_default().push(target as u32);
-                }
-            }
-        }
-        if extra.is_empty() {
-            return self;
-        }
-        let added: usize = extra.values().map(Vec::len).sum();
-        let mut layer0 = Vec::with_capacity(self.layer0.len() + added);
-        let mut layer0_offsets = Vec::with_capacity(self.layer0_offsets.len());
-        layer0_offsets.push(0);
-        for id in 0..self.points.len() {
-            layer0.extend_from_slice(self.layer0_links(id));
-            if let Some(more) = extra.get(&(id as u32)) {
-                layer0.extend_from_slice(more);
-            }
-            layer0_offsets.push(layer0.len());
-        }
-        self.layer0 = layer0;
-        self.layer0_offsets = layer0_offsets;
-        self
-    }
-
-    /// The layer-0 neighbours of `internal_id` (none for an id the copy does not cover).
-    fn layer0_links(&self, internal_id: usize) -> &[u32] {
-        match (
-            self.layer0_offsets.get(internal_id),
-            self.layer0_offsets.get(internal_id + 1),
-        ) {
-            (Some(&start), Some(&end)) => &self.layer0[start..end],
-            _ => &[],
-        }
-    }
-
     /// How many internal ids the copy covers: ids from here on were inserted after it.
     pub(crate) fn len(&self) -> usize {
         self.points.len()
@@ -237,13 +191,11 @@ impl FlatGraph {
             if current.distance > worst && results.len() >= ef {
                 break;
             }
+            let start = self.layer0_offsets[current.id as usize];
+            let end = self.layer0_offsets[current.id as usize + 1];
             let mut fresh = std::mem::take(&mut visited.fresh);
             fresh.clear();
-            fresh.extend(
-                self.layer0_links(current.id as usize)
-                    .iter()
-                    .filter(|&&n| visited.insert(n)),
-            );
+            fresh.extend(self.layer0[start..end].iter().filter(|&&n| visited.insert(n)));
             for chunk in fresh.chunks(4) {
                 for (&neighbour, d) in chunk.iter().zip(self.distances(query, chunk)) {
                     let worst = results.peek().map_or(f32::INFINITY, |worst| worst.distance);
@@ -457,34 +409,6 @@ mod tests {
             .filter(|id| id.is_multiple_of(2))
             .max_by(|&a, &b| dot(&vectors[3], &vectors[a]).total_cmp(&dot(&vectors[3], &vectors[b])));
         assert_eq!(Some(hits[0].0), best_even);
-    }
-
-    #[test]
-    fn a_point_nobody_links_to_is_unreachable_until_linked_in_from_its_neighbours() {
-        let vectors: Vec<Vec<f32>> = (0..1_000).map(|seed| unit(seed, 16)).collect();
-        let mut flat = FlatGraph::copy_of(&graph_of(&vectors));
-        let lonely = (0..vectors.len())
-            .find(|&id| Some(id as u32) != flat.entry_point)
-            .expect("a point other than the entry");
-        // Cut every link to `lonely`, keeping its own links out.
-        let mut layer0 = Vec::new();
-        let mut offsets = vec![0];
-        for id in 0..flat.len() {
-            layer0.extend(flat.layer0_links(id).iter().filter(|&&n| n as usize != lonely));
-            offsets.push(layer0.len());
-        }
-        (flat.layer0, flat.layer0_offsets) = (layer0, offsets);
-        for layer in &mut flat.upper_layers {
-            layer.remove(&(lonely as u32));
-            for links in layer.values_mut() {
-                *links = links.iter().copied().filter(|&n| n as usize != lonely).collect();
-            }
-        }
-        assert_eq!(flat.unreachable(&[lonely], 64).len(), 1, "cut off");
-        let repaired = flat.with_links_to(&[lonely]);
-        assert!(repaired.unreachable(&[lonely], 64).is_empty(), "linked in again");
-        let everyone: Vec<usize> = (0..vectors.len()).collect();
-        assert!(repaired.unreachable(&everyone, 64).is_empty());
     }
 
     #[test]

@@ -77,9 +77,6 @@ pub struct IndexInfo {
     /// Points the graph could not find again after insertion (`hnsw_rs` #37), served by
     /// brute force on every search.
     pub unreachable_points: usize,
-    /// Points `hnsw_rs`'s graph alone does not reach, which the search copy links in from their
-    /// neighbours; `unreachable_points` of them are not found even so.
-    pub linked_in_points: usize,
     /// The model of the embeddings, once the first face is in.
     pub model_id: Option<String>,
     /// Estimated resident bytes: vectors, graph links and metadata.
@@ -110,27 +107,16 @@ pub(crate) struct IndexState {
     /// Points inserted since that copy, with their vectors: scored exactly on every search
     /// until the next freeze.
     pub(crate) unfrozen: Vec<(usize, Vec<f32>)>,
-    /// Points `hnsw_rs`'s graph alone does not reach (`hnsw_rs` #37), sorted: the search copy
-    /// links each in from its own neighbours (see `FlatGraph::with_links_to`).
-    pub(crate) linked_in: Vec<usize>,
-    /// The points of `linked_in` that even so are not found, with their vectors: scored by
-    /// brute force on every search.
+    /// Points the graph cannot reach (`hnsw_rs` #37), scored by brute force on every search.
     pub(crate) orphans: Vec<(usize, Vec<f32>)>,
 }
 
 impl IndexState {
     /// The state of `graph`, every point of it frozen into the search copy.
     pub(crate) fn new(graph: Graph) -> Self {
-        let flat = FlatGraph::copy_of(&graph);
-        Self::new_with(graph, flat)
-    }
-
-    /// The state of `graph` searched through `flat`, a copy of it.
-    pub(crate) fn new_with(graph: Graph, flat: FlatGraph) -> Self {
         Self {
-            flat: Arc::new(flat),
+            flat: Arc::new(FlatGraph::copy_of(&graph)),
             unfrozen: Vec::new(),
-            linked_in: Vec::new(),
             graph: Arc::new(graph),
             faces: Vec::new(),
             live: Vec::new(),
@@ -458,7 +444,6 @@ impl FaceIndex {
             tombstones: state.tombstones,
             deleted_total: state.deleted.len(),
             unreachable_points: state.orphans.len(),
-            linked_in_points: state.linked_in.len(),
             model_id: state.model_id.clone(),
             memory_bytes_estimate: points * per_point
                 + search_copy_bytes

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::flat::FlatGraph;
-use crate::graph::{Graph, PointLocator, insert, new_graph};
+use crate::graph::{PointLocator, insert, new_graph};
 use crate::index::{FaceIndex, IndexState, StoredFace};
 
 /// Points inserted since the last freeze are scored exactly on every search; a freeze is due
@@ -34,66 +34,52 @@ impl FaceIndex {
     }
 
     /// Copies the graph into a new search copy, checks that each newly frozen point finds
-    /// itself (see [`searchable_copy`]) and swaps the copy in. The caller holds the writer lock.
-    /// Costs a copy of the graph and one search per new point.
+    /// itself (those that do not are scored by brute force from now on) and swaps the copy in.
+    /// The caller holds the writer lock.
     pub(crate) fn freeze_locked(&self) {
-        let (graph, newly_frozen, linked_in, orphans) = {
+        let (graph, newly_frozen) = {
             let state = self.state.read();
             if state.unfrozen.is_empty() {
                 return;
             }
             let ids: Vec<usize> = state.unfrozen.iter().map(|(id, _)| *id).collect();
-            (
-                Arc::clone(&state.graph),
-                ids,
-                state.linked_in.clone(),
-                state.orphans.clone(),
-            )
+            (Arc::clone(&state.graph), ids)
         };
         let started = std::time::Instant::now();
-        let mut copy = searchable_copy(&graph, linked_in, &newly_frozen, self.config.default_ef_search);
-        // The orphans found before stay orphans until the next audit rechecks them.
-        copy.orphans.extend(orphans);
+        let flat = FlatGraph::copy_of(&graph);
+        let orphans = flat.unreachable(&newly_frozen, self.config.default_ef_search);
+        let mut state = self.state.write();
         tracing::debug!(
-            points = copy.flat.len(),
+            points = flat.len(),
             newly_frozen = newly_frozen.len(),
-            linked_in = copy.linked_in.len(),
-            unreachable = copy.orphans.len(),
+            unreachable = orphans.len(),
             seconds = started.elapsed().as_secs_f64(),
             "froze the graph into a new search copy"
         );
-        let mut state = self.state.write();
+        state.flat = Arc::new(flat);
         state.unfrozen.clear();
-        copy.install(&mut state);
+        state.orphans.extend(orphans);
     }
 
-    /// Searches for every live face with its own vector: a full pass over `hnsw_rs` issue #37,
-    /// which the check at freezing cannot cover because later inserts can cut an old point off.
-    /// The ones not found first are linked in from their neighbours, and those still not found
-    /// are scored by brute force from then on. Costs one search per face; run it after a bulk
-    /// load. Returns how many faces it newly found unreachable by the graph alone.
+    /// Searches for every live face with its own vector and adds the ones not found first to
+    /// the brute-force list: a full pass over `hnsw_rs` issue #37, which the check at freezing
+    /// cannot cover because later inserts can cut an old point off. Costs one search per face;
+    /// run it after a bulk load. Returns how many faces it newly found unreachable.
     pub fn audit_reachability(&self) -> usize {
         let _writer = self.writer.lock();
         self.freeze_locked();
-        let (graph, live, linked_in) = {
+        let (flat, live) = {
             let state = self.state.read();
-            let known: HashSet<usize> = state.linked_in.iter().copied().collect();
+            let known: HashSet<usize> = state.orphans.iter().map(|(id, _)| *id).collect();
             let live: Vec<usize> = (0..state.faces.len())
                 .filter(|id| state.live_face(*id).is_some() && !known.contains(id))
                 .collect();
-            (Arc::clone(&state.graph), live, state.linked_in.clone())
+            (Arc::clone(&state.flat), live)
         };
-        let known = linked_in.len();
-        let copy = searchable_copy(&graph, linked_in, &live, self.config.default_ef_search)
-            .recheck(self.config.default_ef_search);
-        let newly_found = copy.linked_in.len() - known;
-        tracing::info!(
-            newly_found,
-            linked_in = copy.linked_in.len(),
-            still_unreachable = copy.orphans.len(),
-            "reachability audit done"
-        );
-        copy.install(&mut self.state.write());
+        let found = flat.unreachable(&live, self.config.default_ef_search);
+        let newly_found = found.len();
+        self.state.write().orphans.extend(found);
+        tracing::info!(newly_found, "reachability audit done");
         newly_found
     }
 
@@ -136,11 +122,9 @@ impl FaceIndex {
             .filter_map(|(new_id, (old_id, _))| Some((old_flat.vector(*old_id)?, new_id)))
             .collect();
         insert(&graph, &batch);
+        let mut rebuilt = IndexState::new(graph);
         let new_ids: Vec<usize> = (0..live_faces.len()).collect();
-        let copy = searchable_copy(&graph, Vec::new(), &new_ids, self.config.default_ef_search);
-        let mut rebuilt = IndexState::new_with(graph, copy.flat);
-        rebuilt.linked_in = copy.linked_in;
-        rebuilt.orphans = copy.orphans;
+        rebuilt.orphans = rebuilt.flat.unreachable(&new_ids, self.config.default_ef_search);
         let mut state = self.state.write();
         rebuilt.deleted = std::mem::take(&mut state.deleted);
         rebuilt.model_id = state.model_id.take();
@@ -152,58 +136,6 @@ impl FaceIndex {
         *self.locator.lock() = PointLocator::default();
         tracing::info!(removed, faces = state.faces.len(), "vacuumed the face index");
         Ok(removed)
-    }
-}
-
-/// A search copy of the graph with what it needs beside it.
-pub(crate) struct SearchCopy {
-    pub(crate) flat: FlatGraph,
-    /// Sorted ids of the points the copy links in from their neighbours.
-    pub(crate) linked_in: Vec<usize>,
-    /// Those of them the copy still does not find, with their vectors.
-    pub(crate) orphans: Vec<(usize, Vec<f32>)>,
-}
-
-impl SearchCopy {
-    /// Checks every linked-in point again on this copy: links and graph change from one copy
-    /// to the next, so a point found through its links before may not be now, and the other
-    /// way round. One search per linked-in point.
-    pub(crate) fn recheck(mut self, ef: usize) -> Self {
-        self.orphans = self.flat.unreachable(&self.linked_in, ef);
-        self
-    }
-
-    fn install(self, state: &mut IndexState) {
-        state.flat = Arc::new(self.flat);
-        state.linked_in = self.linked_in;
-        state.orphans = self.orphans;
-    }
-}
-
-/// Copies `graph` for searching, with the points of `linked_in` linked in from their
-/// neighbours, and checks that each point of `to_check` finds itself first at `ef`. Those that
-/// do not are linked in too and checked again; the ones still not found are the copy's
-/// orphans, for brute force. Points linked in before are not checked again here (a freeze
-/// should cost what it adds): see [`SearchCopy::recheck`].
-pub(crate) fn searchable_copy(graph: &Graph, mut linked_in: Vec<usize>, to_check: &[usize], ef: usize) -> SearchCopy {
-    let mut flat = FlatGraph::copy_of(graph).with_links_to(&linked_in);
-    let newly_unreachable: Vec<usize> = flat
-        .unreachable(to_check, ef)
-        .into_iter()
-        .map(|(id, _)| id)
-        .filter(|id| linked_in.binary_search(id).is_err())
-        .collect();
-    let mut orphans = Vec::new();
-    if !newly_unreachable.is_empty() {
-        flat = flat.with_links_to(&newly_unreachable);
-        orphans = flat.unreachable(&newly_unreachable, ef);
-        linked_in.extend(newly_unreachable);
-        linked_in.sort_unstable();
-    }
-    SearchCopy {
-        flat,
-        linked_in,
-        orphans,
     }
 }
 

@@ -9,6 +9,7 @@
 //! crash at any point leaves the previous snapshot in charge (Kafka Streams' offset checkpoint
 //! and Flink's checkpoints work the same way).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,9 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::IndexConfig;
 use crate::error::{IndexError, Result};
-use crate::graph::{Graph, new_graph};
+use crate::graph::{Graph, for_each_point, new_graph};
 use crate::index::{AppliedOffsets, IndexState, StoredFace};
-use crate::maintenance::searchable_copy;
 use crate::record::FaceId;
 
 const FORMAT_VERSION: u32 = 1;
@@ -74,8 +74,7 @@ struct SnapshotMetadata {
     faces: Vec<Option<StoredFace>>,
     deleted: Vec<FaceId>,
     applied_offsets: AppliedOffsets,
-    /// Internal ids of points the graph alone does not reach (`hnsw_rs` #37): the search copy
-    /// links them in from their neighbours (see `maintenance::searchable_copy`).
+    /// Internal ids of points the graph cannot reach (see `graph::insert_and_find_orphans`).
     orphans: Vec<usize>,
 }
 
@@ -113,7 +112,7 @@ pub(crate) fn write(
         faces: state.faces.clone(),
         deleted: state.deleted.iter().copied().collect(),
         applied_offsets: state.applied_offsets.clone(),
-        orphans: state.linked_in.clone(),
+        orphans: state.orphans.iter().map(|(internal_id, _)| *internal_id).collect(),
     };
     let metadata_path = dir.join(METADATA_FILE);
     let metadata_file =
@@ -253,19 +252,20 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
             ),
         ));
     }
-    // Points the graph alone did not reach are linked in again and checked on the new copy.
-    let mut linked_in = metadata.orphans;
-    linked_in.sort_unstable();
-    linked_in.dedup();
-    let copy = searchable_copy(&graph, linked_in, &[], config.default_ef_search).recheck(config.default_ef_search);
-    let mut state = IndexState::new_with(graph, copy.flat);
-    state.linked_in = copy.linked_in;
-    state.orphans = copy.orphans;
+    let mut state = IndexState::new(graph);
     state.model_id = metadata.model_id;
     state.applied_offsets = metadata.applied_offsets;
     state.deleted = metadata.deleted.into_iter().collect();
     for face in metadata.faces {
         state.push_face(face);
+    }
+    if !metadata.orphans.is_empty() {
+        let wanted: HashSet<usize> = metadata.orphans.into_iter().collect();
+        for_each_point(&state.graph, |internal_id, vector| {
+            if wanted.contains(&internal_id) {
+                state.orphans.push((internal_id, vector.to_vec()));
+            }
+        });
     }
     Ok((loaded_config, state, info_of(dir, &manifest)))
 }
