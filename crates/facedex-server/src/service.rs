@@ -59,13 +59,18 @@ impl FaceSearchService {
 
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
         let parsed = ParsedSearch::try_from(request)?;
-        let _slot = self
-            .search_slots
-            .acquire()
+        let slot = Arc::clone(&self.search_slots)
+            .acquire_owned()
             .await
             .map_err(|_| ServiceError::Internal("the search slots were closed".into()))?;
         let service = self.clone();
-        run_blocking(move || service.search_blocking(parsed)).await
+        // The slot goes with the work: a caller that gives up does not free it while the search
+        // still runs on the blocking pool.
+        run_blocking(move || {
+            let _slot = slot;
+            service.search_blocking(parsed)
+        })
+        .await
     }
 
     fn search_blocking(&self, parsed: ParsedSearch) -> Result<SearchResponse, ServiceError> {
