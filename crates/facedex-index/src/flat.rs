@@ -14,7 +14,7 @@
 //! inserted since are scored exactly until the next freeze.
 
 use std::cell::RefCell;
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
@@ -24,6 +24,7 @@ use anndists::dist::Distance;
 
 use crate::distance::{UnitCosineDistance, dot4, similarity_from_distance};
 use crate::graph::Graph;
+use crate::search::Ranked;
 
 /// A point of `hnsw_rs`'s graph: holds its vector for as long as the copy needs it.
 type GraphPoint = Arc<Point<'static, f32>>;
@@ -182,13 +183,13 @@ impl FlatGraph {
         let mut candidates = BinaryHeap::new();
         let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
         visited.insert(entry);
-        candidates.push(Reverse(Scored::new(entry_distance, entry)));
+        candidates.push(Reverse(scored(entry_distance, entry)));
         if accept(entry as usize) {
-            results.push(Scored::new(entry_distance, entry));
+            results.push(scored(entry_distance, entry));
         }
         while let Some(Reverse(current)) = candidates.pop() {
-            let worst = results.peek().map_or(f32::INFINITY, |worst| worst.distance);
-            if current.distance > worst && results.len() >= ef {
+            let worst = results.peek().map_or(f32::INFINITY, |worst| worst.key);
+            if current.key > worst && results.len() >= ef {
                 break;
             }
             let start = self.layer0_offsets[current.id as usize];
@@ -198,11 +199,11 @@ impl FlatGraph {
             fresh.extend(self.layer0[start..end].iter().filter(|&&n| visited.insert(n)));
             for chunk in fresh.chunks(4) {
                 for (&neighbour, d) in chunk.iter().zip(self.distances(query, chunk)) {
-                    let worst = results.peek().map_or(f32::INFINITY, |worst| worst.distance);
+                    let worst = results.peek().map_or(f32::INFINITY, |worst| worst.key);
                     if results.len() < ef || d < worst {
-                        candidates.push(Reverse(Scored::new(d, neighbour)));
+                        candidates.push(Reverse(scored(d, neighbour)));
                         if accept(neighbour as usize) {
-                            results.push(Scored::new(d, neighbour));
+                            results.push(scored(d, neighbour));
                             if results.len() > ef {
                                 results.pop();
                             }
@@ -215,7 +216,7 @@ impl FlatGraph {
         results
             .into_sorted_vec()
             .into_iter()
-            .map(|scored| (scored.id as usize, similarity_from_distance(scored.distance)))
+            .map(|point| (point.id as usize, similarity_from_distance(point.key)))
             .collect()
     }
 
@@ -268,37 +269,11 @@ impl FlatGraph {
     }
 }
 
-/// A point with its distance to the query, ordered by distance (then id, for determinism).
-#[derive(Debug, Clone, Copy)]
-struct Scored {
-    distance: f32,
-    id: u32,
-}
+/// A point with its distance to the query.
+type Scored = Ranked<u32>;
 
-impl Scored {
-    fn new(distance: f32, id: u32) -> Self {
-        Self { distance, id }
-    }
-}
-
-impl PartialEq for Scored {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Scored {}
-
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scored {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.distance.total_cmp(&other.distance).then(self.id.cmp(&other.id))
-    }
+fn scored(distance: f32, id: u32) -> Scored {
+    Ranked { key: distance, id }
 }
 
 thread_local! {

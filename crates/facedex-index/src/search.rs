@@ -91,41 +91,39 @@ pub struct SearchHit {
     pub metadata: FaceMetadata,
 }
 
-/// An internal id with its similarity, ordered so that a max-heap keeps the worst on top.
+/// An id with a ranking key, ordered by the key (lower is better), then by id for determinism:
+/// a max-heap of them keeps the worst on top. The graph walk keys by distance, [`TopK`] by
+/// negated similarity (negation is exact, so the order is the similarity's, reversed).
 #[derive(Debug, Clone, Copy)]
-struct Candidate {
-    similarity: f32,
-    internal_id: usize,
+pub(crate) struct Ranked<Id> {
+    pub(crate) key: f32,
+    pub(crate) id: Id,
 }
 
-impl PartialEq for Candidate {
+impl<Id: Ord> PartialEq for Ranked<Id> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Candidate {}
+impl<Id: Ord> Eq for Ranked<Id> {}
 
-impl PartialOrd for Candidate {
+impl<Id: Ord> PartialOrd for Ranked<Id> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Candidate {
-    /// Lower similarity is "greater" (worse); ties broken by internal id for determinism.
+impl<Id: Ord> Ord for Ranked<Id> {
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .similarity
-            .total_cmp(&self.similarity)
-            .then(self.internal_id.cmp(&other.internal_id))
+        self.key.total_cmp(&other.key).then(self.id.cmp(&other.id))
     }
 }
 
 /// Keeps the `limit` most similar candidates seen (exact search).
 pub(crate) struct TopK {
     limit: usize,
-    heap: BinaryHeap<Candidate>,
+    heap: BinaryHeap<Ranked<usize>>,
 }
 
 impl TopK {
@@ -137,9 +135,9 @@ impl TopK {
     }
 
     pub(crate) fn offer(&mut self, internal_id: usize, similarity: f32) {
-        let candidate = Candidate {
-            similarity,
-            internal_id,
+        let candidate = Ranked {
+            key: -similarity,
+            id: internal_id,
         };
         if self.heap.len() < self.limit {
             self.heap.push(candidate);
@@ -153,7 +151,7 @@ impl TopK {
 
     /// Whether a candidate this similar could enter: a cheap test before costlier checks.
     pub(crate) fn could_take(&self, similarity: f32) -> bool {
-        self.heap.len() < self.limit || self.heap.peek().is_some_and(|worst| similarity >= worst.similarity)
+        self.heap.len() < self.limit || self.heap.peek().is_some_and(|worst| -similarity <= worst.key)
     }
 
     /// `(internal_id, similarity)`, most similar first.
@@ -161,7 +159,7 @@ impl TopK {
         self.heap
             .into_sorted_vec()
             .into_iter()
-            .map(|c| (c.internal_id, c.similarity))
+            .map(|ranked| (ranked.id, -ranked.key))
             .collect()
     }
 }

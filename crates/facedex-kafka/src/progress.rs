@@ -82,23 +82,20 @@ impl ProgressReader {
         let metadata: BaseConsumer = client_config(config)
             .create()
             .map_err(KafkaStageError::kafka("creating a metadata client"))?;
-        // Dead letters are read from the start by a consumer in no group: status commits
-        // nothing and disturbs no one.
-        let dead_letters: BaseConsumer = client_config(config)
-            .set("group.id", "facedex-status")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(KafkaStageError::kafka("creating the dead-letter reader"))?;
-        let group_reader = |group: &str| -> Result<BaseConsumer> {
+        // A client with a group id that never joins the group nor commits: it reads the
+        // group's committed offsets, or (assigned by hand) a topic, disturbing no one.
+        let reader = |group: &str, operation: &'static str| -> Result<BaseConsumer> {
             client_config(config)
                 .set("group.id", group)
                 .set("enable.auto.commit", "false")
                 .create()
-                .map_err(KafkaStageError::kafka("creating a group reader"))
+                .map_err(KafkaStageError::kafka(operation))
         };
+        // Dead letters are read from the start under a group of status's own.
+        let dead_letters = reader("facedex-status", "creating the dead-letter reader")?;
         let (ingest_group, indexer_group) = (
-            group_reader(&config.ingest_group)?,
-            group_reader(&config.indexer_group)?,
+            reader(&config.ingest_group, "creating a group reader")?,
+            reader(&config.indexer_group, "creating a group reader")?,
         );
         let mut assignment = TopicPartitionList::new();
         for partition in &partitions_with(&metadata, config, &config.topics.dead_letter)? {
