@@ -143,8 +143,9 @@ fn build(data_dir: &Path, config: IndexConfig, base: &FaceLikeVectors) -> Result
     }
     let build_seconds = build_started.elapsed().as_secs_f64();
     let rss_after = resident_bytes();
-    let info = store.index().info();
     store.snapshot()?;
+    // After the snapshot: it freezes the last inserts, so their reachability probe is counted.
+    let info = store.index().info();
     let record = serde_json::json!({
         "library": "facedex", "kind": "build", "vectors": base.len(), "dimension": DIMENSION,
         "m": max_connections, "ef_construction": ef_construction, "build_seconds": build_seconds,

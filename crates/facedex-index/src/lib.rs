@@ -23,6 +23,7 @@ pub mod synthetic;
 pub use config::{IndexConfig, MAX_SEARCH_LIMIT};
 pub use distance::{UNIT_NORM_TOLERANCE, UnitCosineDistance, check_embedding, dot};
 pub use error::{IndexError, Result};
+pub use flat::REACHABILITY_EF;
 pub use index::{AppliedOffsets, DeleteSelector, FaceIndex, FaceView, IndexInfo, UpsertOutcome};
 pub use record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
 pub use search::{FaceFilter, SearchHit, SearchQuery};

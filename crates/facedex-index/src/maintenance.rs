@@ -33,8 +33,9 @@ impl FaceIndex {
         }
     }
 
-    /// Copies the graph into a new search copy, checks that each newly frozen point finds
-    /// itself (those that do not are scored by brute force from now on) and swaps the copy in.
+    /// Copies the graph into a new search copy, probes that each newly frozen point is
+    /// reachable (those cut off are scored by brute force from now on; see
+    /// `FlatGraph::unreachable`) and swaps the copy in.
     /// The caller holds the writer lock.
     pub(crate) fn freeze_locked(&self) {
         let (graph, newly_frozen) = {
@@ -61,10 +62,11 @@ impl FaceIndex {
         state.orphans.extend(orphans);
     }
 
-    /// Searches for every live face with its own vector and adds the ones not found first to
-    /// the brute-force list: a full pass over `hnsw_rs` issue #37, which the check at freezing
-    /// cannot cover because later inserts can cut an old point off. Costs one search per face;
-    /// run it after a bulk load. Returns how many faces it newly found unreachable.
+    /// Probes every live face with a search for its own vector and adds the ones cut off from
+    /// the graph to the brute-force list: a full pass over `hnsw_rs` issue #37, which the probe
+    /// at freezing cannot cover because later inserts can cut an old point off. Costs one
+    /// search per face (two for the few hard to find); run it after a bulk load. Returns how
+    /// many faces it newly found unreachable.
     pub fn audit_reachability(&self) -> usize {
         let _writer = self.writer.lock();
         self.freeze_locked();
