@@ -5,6 +5,7 @@
 //!
 //! Knows nothing of gRPC or Kafka: `facedex-proto` converts, `facedex-server` serves.
 
+mod codes;
 mod config;
 mod distance;
 mod error;
