@@ -36,12 +36,28 @@ impl QueryCode {
 
 impl VectorCodes {
     /// Codes for `vectors` (by internal id; `None` for ids without a vector) of `dimension`
-    /// components.
-    pub(crate) fn new<'a>(dimension: usize, vectors: impl ExactSizeIterator<Item = Option<&'a [f32]>>) -> Self {
+    /// components. The ids `earlier` has a code for take it from there instead of coding their
+    /// vector again: the caller passes the codes of the same ids' same vectors, or `None`.
+    pub(crate) fn new<'a>(
+        dimension: usize,
+        vectors: impl ExactSizeIterator<Item = Option<&'a [f32]>>,
+        earlier: Option<&VectorCodes>,
+    ) -> Self {
         let points = vectors.len();
         let mut codes = vec![0; points * dimension];
         let mut steps = vec![0.0; points];
-        for ((vector, code), step) in vectors.zip(codes.chunks_exact_mut(dimension.max(1))).zip(&mut steps) {
+        let earlier = earlier.filter(|earlier| earlier.dimension == dimension);
+        let reused = earlier.map_or(0, |earlier| earlier.steps.len().min(points));
+        if let Some(earlier) = earlier {
+            codes[..reused * dimension].copy_from_slice(&earlier.codes[..reused * dimension]);
+            steps[..reused].copy_from_slice(&earlier.steps[..reused]);
+        }
+        let chunks = codes.chunks_exact_mut(dimension.max(1));
+        for (id, ((vector, code), step)) in vectors.zip(chunks).zip(&mut steps).enumerate() {
+            // An id without a code before (step 0) may have a vector now.
+            if id < reused && *step != 0.0 {
+                continue;
+            }
             if let Some(vector) = vector.filter(|vector| vector.len() == dimension) {
                 *step = quantize(vector, code);
             }
@@ -97,6 +113,7 @@ mod tests {
                 .chain([None])
                 .collect::<Vec<_>>()
                 .into_iter(),
+            None,
         );
         let query = QueryCode::new(&[0.6, 0.8, 0.0]);
         let distances = codes.distances(&query, &[0, 1, 2, 3]);
@@ -111,5 +128,22 @@ mod tests {
         }
         assert_eq!(codes.distance(&query, 1), distances[1], "one at a time gives the same");
         assert_eq!(codes.distance(&query, 99), 1.0, "an id beyond the copy has no code");
+    }
+
+    #[test]
+    fn codes_taken_from_an_earlier_copy_equal_codes_made_afresh() {
+        let vectors: Vec<Vec<f32>> = vec![vec![0.6, 0.8, 0.0], vec![0.0, 0.6, 0.8], vec![1.0, 0.0, 0.0]];
+        let of = |count: usize, missing: Option<usize>| {
+            (0..count)
+                .map(|id| (Some(id) != missing).then(|| vectors[id].as_slice()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        // The earlier copy lacked id 1's vector and did not cover id 2.
+        let earlier = VectorCodes::new(3, of(2, Some(1)), None);
+        let reused = VectorCodes::new(3, of(3, None), Some(&earlier));
+        let afresh = VectorCodes::new(3, of(3, None), None);
+        assert_eq!(reused.codes, afresh.codes);
+        assert_eq!(reused.steps, afresh.steps);
     }
 }

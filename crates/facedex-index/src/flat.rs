@@ -74,13 +74,24 @@ impl FlatGraph {
             upper_layers: Vec::new(),
             entry_point: None,
             upper_links: 0,
-            codes: VectorCodes::new(0, std::iter::empty()),
+            codes: VectorCodes::new(0, std::iter::empty(), None),
         }
     }
 
     /// Copies every point and link of `graph`. The caller keeps inserts out meanwhile (the
     /// index's writer lock); searches on the graph may go on.
     pub(crate) fn copy_of(graph: &Graph) -> Self {
+        Self::copy_reusing(graph, None)
+    }
+
+    /// A new copy of `graph`, the graph this copy was taken from, now with more points: links
+    /// are copied again (inserts change old points' lists), codes only for the new points (a
+    /// point's vector never changes under its id).
+    pub(crate) fn recopy(&self, graph: &Graph) -> Self {
+        Self::copy_reusing(graph, Some(&self.codes))
+    }
+
+    fn copy_reusing(graph: &Graph, earlier_codes: Option<&VectorCodes>) -> Self {
         let indexation = graph.get_point_indexation();
         if indexation.get_nb_point() == 0 {
             return Self::empty();
@@ -127,7 +138,11 @@ impl FlatGraph {
             .map(|links| links.len())
             .sum();
         let dimension = points.iter().flatten().next().map_or(0, |point| point.get_v().len());
-        let codes = VectorCodes::new(dimension, points.iter().map(|point| point.as_deref().map(Point::get_v)));
+        let codes = VectorCodes::new(
+            dimension,
+            points.iter().map(|point| point.as_deref().map(Point::get_v)),
+            earlier_codes,
+        );
         Self {
             points,
             layer0_stride,

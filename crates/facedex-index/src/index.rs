@@ -74,8 +74,8 @@ pub struct IndexInfo {
     pub tombstones: usize,
     /// Faces deleted for good (their ids are refused on upsert).
     pub deleted_total: usize,
-    /// Points the graph could not find again after insertion (`hnsw_rs` #37), served by
-    /// brute force on every search.
+    /// Points cut off from the graph (`hnsw_rs` #37: their own vector does not find them even
+    /// at [`crate::REACHABILITY_EF`]), served by brute force on every search.
     pub unreachable_points: usize,
     /// The model of the embeddings, once the first face is in.
     pub model_id: Option<String>,

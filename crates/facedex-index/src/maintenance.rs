@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::flat::FlatGraph;
 use crate::graph::{PointLocator, insert, new_graph};
 use crate::index::{FaceIndex, IndexState, StoredFace};
 
@@ -38,16 +37,17 @@ impl FaceIndex {
     /// `FlatGraph::unreachable`) and swaps the copy in.
     /// The caller holds the writer lock.
     pub(crate) fn freeze_locked(&self) {
-        let (graph, newly_frozen) = {
+        let (graph, earlier, newly_frozen) = {
             let state = self.state.read();
             if state.unfrozen.is_empty() {
                 return;
             }
             let ids: Vec<usize> = state.unfrozen.iter().map(|(id, _)| *id).collect();
-            (Arc::clone(&state.graph), ids)
+            (Arc::clone(&state.graph), Arc::clone(&state.flat), ids)
         };
         let started = std::time::Instant::now();
-        let flat = FlatGraph::copy_of(&graph);
+        // The current copy was taken from this same graph (a vacuum or a load replaces both).
+        let flat = earlier.recopy(&graph);
         let orphans = flat.unreachable(&newly_frozen, self.config.default_ef_search);
         let mut state = self.state.write();
         tracing::debug!(

@@ -74,7 +74,7 @@ struct SnapshotMetadata {
     faces: Vec<Option<StoredFace>>,
     deleted: Vec<FaceId>,
     applied_offsets: AppliedOffsets,
-    /// Internal ids of points the graph cannot reach (see `graph::insert_and_find_orphans`).
+    /// Internal ids of points the graph cannot reach (see `FlatGraph::unreachable`).
     orphans: Vec<usize>,
 }
 
