@@ -1,6 +1,7 @@
 //! Real services for the end-to-end tests: an Apache Kafka node (`scripts/kafka/broker`), an
 //! S3 API (moto), and `facedex` role processes. Each is stopped when dropped.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,12 +18,33 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; the service binds it right after).
+/// A free TCP port on 127.0.0.1 for a service that binds it itself a moment later.
+///
+/// The port is taken below the kernel's ephemeral range (`ip_local_port_range`), so no outgoing
+/// connection and no `:0` bind (the roles' gRPC servers) can take it between this check and the
+/// service's own bind, and it is never handed out twice by one test process: with two tests
+/// each starting a broker side by side, either race made one broker fail to bind (CI run of
+/// stop 11).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let candidates = 10_000..ephemeral_low.max(10_001);
+    let span = u32::from(candidates.end - candidates.start);
+    // Start somewhere different in each process so test binaries run side by side (cargo
+    // bench, a second checkout) rarely probe the same ports.
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let seed = std::process::id() ^ clock.map_or(0, |since| since.subsec_nanos());
+    let mut handed_out = HANDED_OUT.lock().expect("port registry");
+    (0..span)
+        .map(|step| candidates.start + ((seed.wrapping_mul(7_919) + step) % span) as u16)
+        .find(|port| !handed_out.contains(port) && TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .inspect(|port| {
+            handed_out.insert(*port);
+        })
+        .expect("a free port below the ephemeral range")
 }
 
 /// One Kafka node in KRaft mode with its own ports and directory.
@@ -34,8 +56,24 @@ pub struct KafkaBroker {
 }
 
 impl KafkaBroker {
-    /// Starts the broker and waits until it answers metadata requests.
+    /// Starts the broker and waits until it answers metadata requests. A broker that exits
+    /// while starting (a port taken after all) is started again on new ports, twice at most;
+    /// a failure panics with the end of the broker's own log.
     pub fn start() -> Self {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match Self::try_start() {
+                Ok(broker) => return broker,
+                Err(failure) if attempt < ATTEMPTS => {
+                    eprintln!("kafka attempt {attempt} failed, retrying on new ports: {failure}")
+                }
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn try_start() -> Result<Self, String> {
         let directory = tempfile::tempdir().expect("temp dir");
         let (port, controller_port) = (free_port(), free_port());
         let child = Command::new(repository().join("scripts/kafka/broker"))
@@ -43,10 +81,12 @@ impl KafkaBroker {
             .arg(port.to_string())
             .arg(controller_port.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(directory.path().join("stderr.log")).expect("stderr log"),
+            ))
             .spawn()
             .expect("scripts/kafka/broker starts (run scripts/kafka/fetch first)");
-        let broker = Self {
+        let mut broker = Self {
             child,
             bootstrap: format!("127.0.0.1:{port}"),
             directory,
@@ -57,19 +97,34 @@ impl KafkaBroker {
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(120);
         while consumer.fetch_metadata(None, Duration::from_secs(2)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "kafka did not start: see {}",
-                broker.log().display()
-            );
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                return Err(format!("kafka exited with {status} while starting: {}", broker.logs()));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("kafka did not answer in 120 s: {}", broker.logs()));
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
-        broker
+        Ok(broker)
     }
 
     /// The broker's log file.
     pub fn log(&self) -> PathBuf {
         self.directory.path().join("broker.log")
+    }
+
+    /// The last lines of the broker's logs (storage format, stderr, log4j), for a failure
+    /// message that shows why without the temporary directory that is gone by then.
+    fn logs(&self) -> String {
+        ["format.log", "stderr.log", "broker.log"]
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(self.directory.path().join(name)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+                format!("\n--- {name} (last 25 lines) ---\n{tail}")
+            })
+            .collect()
     }
 }
 
