@@ -128,10 +128,105 @@ pub fn quantize(vector: &[f32], code: &mut [i8]) -> f32 {
 
 /// The dot products of an 8-bit `query` code with four codes at once, exact in `i32`
 /// (127² × 512 fits many times over). Like [`dot4`], four streams through memory at a time.
+///
+/// On x86 the codes are widened to `i16` and multiplied and summed pairwise (`vpmaddwd`): one
+/// instruction for 32 products on AVX-512, where the compiler's own vectorisation of the plain
+/// loop widens to `i32` and multiplies with `vpmulld`, two instructions for 16. Elsewhere the
+/// plain loop.
 pub fn dot4_i8(query: &[i8], codes: [&[i8]; 4]) -> [i32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    match *X86_LEVEL {
+        X86Level::V4(simd) => return pairwise_x86::dot4_v4(simd, query, codes),
+        X86Level::V3(simd) => return pairwise_x86::dot4_v3(simd, query, codes),
+        X86Level::Older => {}
+    }
     ARCH.dispatch(DotProduct4I8 { query, codes })
 }
 
+#[cfg(target_arch = "x86_64")]
+enum X86Level {
+    V4(pulp::x86::V4),
+    V3(pulp::x86::V3),
+    Older,
+}
+
+#[cfg(target_arch = "x86_64")]
+static X86_LEVEL: LazyLock<X86Level> = LazyLock::new(|| {
+    if let Some(simd) = pulp::x86::V4::try_new() {
+        X86Level::V4(simd)
+    } else if let Some(simd) = pulp::x86::V3::try_new() {
+        X86Level::V3(simd)
+    } else {
+        X86Level::Older
+    }
+});
+
+/// The codes' common length and the scalar dot products of the components past the last
+/// whole block of `block` components.
+fn dot4_i8_tail(query: &[i8], codes: [&[i8]; 4], block: usize) -> (usize, [i32; 4]) {
+    let length = codes.iter().fold(query.len(), |length, code| length.min(code.len()));
+    let whole = length - length % block;
+    let tail = std::array::from_fn(|k| {
+        query[whole..length]
+            .iter()
+            .zip(&codes[k][whole..length])
+            .map(|(&q, &c)| i32::from(q) * i32::from(c))
+            .sum()
+    });
+    (whole, tail)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod pairwise_x86 {
+    use pulp::cast;
+    use pulp::x86::{V3, V4};
+
+    use super::dot4_i8_tail;
+
+    pub(super) fn dot4_v4(simd: V4, query: &[i8], codes: [&[i8]; 4]) -> [i32; 4] {
+        simd.vectorize(
+            #[inline(always)]
+            || {
+                let (whole, tail) = dot4_i8_tail(query, codes, 32);
+                let widen = |bytes: &[i8; 32]| simd.avx512bw._mm512_cvtepi8_epi16(cast(*bytes));
+                let (query_blocks, _) = query[..whole].as_chunks::<32>();
+                let [a, b, c, d] = codes.map(|code| code[..whole].as_chunks::<32>().0);
+                let mut sums = [simd.avx512f._mm512_setzero_si512(); 4];
+                for ((((q, a), b), c), d) in query_blocks.iter().zip(a).zip(b).zip(c).zip(d) {
+                    let q = widen(q);
+                    for (sum, code) in sums.iter_mut().zip([a, b, c, d]) {
+                        let products = simd.avx512bw._mm512_madd_epi16(q, widen(code));
+                        *sum = simd.avx512f._mm512_add_epi32(*sum, products);
+                    }
+                }
+                std::array::from_fn(|k| simd.avx512f._mm512_reduce_add_epi32(sums[k]) + tail[k])
+            },
+        )
+    }
+
+    pub(super) fn dot4_v3(simd: V3, query: &[i8], codes: [&[i8]; 4]) -> [i32; 4] {
+        simd.vectorize(
+            #[inline(always)]
+            || {
+                let (whole, tail) = dot4_i8_tail(query, codes, 16);
+                let widen = |bytes: &[i8; 16]| simd.avx2._mm256_cvtepi8_epi16(cast(*bytes));
+                let (query_blocks, _) = query[..whole].as_chunks::<16>();
+                let [a, b, c, d] = codes.map(|code| code[..whole].as_chunks::<16>().0);
+                let mut sums = [simd.avx._mm256_setzero_si256(); 4];
+                for ((((q, a), b), c), d) in query_blocks.iter().zip(a).zip(b).zip(c).zip(d) {
+                    let q = widen(q);
+                    for (sum, code) in sums.iter_mut().zip([a, b, c, d]) {
+                        let products = simd.avx2._mm256_madd_epi16(q, widen(code));
+                        *sum = simd.avx2._mm256_add_epi32(*sum, products);
+                    }
+                }
+                std::array::from_fn(|k| cast::<_, [i32; 8]>(sums[k]).iter().sum::<i32>() + tail[k])
+            },
+        )
+    }
+}
+
+/// The portable kernel (for CPUs without AVX2).
 struct DotProduct4I8<'a> {
     query: &'a [i8],
     codes: [&'a [i8]; 4],
@@ -140,9 +235,8 @@ struct DotProduct4I8<'a> {
 impl WithSimd for DotProduct4I8<'_> {
     type Output = [i32; 4];
 
-    /// A plain loop: dispatched with the CPU's features enabled, the compiler vectorises it
-    /// across the widest registers there are (on AVX-512: sign-extend 16 codes to `i32`,
-    /// multiply, add; `vpmaddwd` on `i16` pairs would halve the work, not tried yet).
+    /// A plain loop, which the compiler vectorises for the CPU's features (on x86 it widens to
+    /// `i32` and multiplies with `vpmulld`: the explicit kernels above do half the work).
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) -> [i32; 4] {
         let length = self
@@ -222,6 +316,57 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_i8_kernel_matches_scalar_for_every_length_up_to_100_and_the_extremes() {
+        let code = |seed: i32, length: usize| -> Vec<i8> {
+            (0..length as i32)
+                .map(|i| match (i * 7 + seed) % 11 {
+                    0 => 127,
+                    1 => -127,
+                    r => (((i * 37 + seed * 101) % 255) - 127 + r).clamp(-127, 127) as i8,
+                })
+                .collect()
+        };
+        for length in 0..=100 {
+            let query = code(0, length);
+            let codes: Vec<Vec<i8>> = (1..=4).map(|seed| code(seed, length)).collect();
+            let four = [&codes[0][..], &codes[1], &codes[2], &codes[3]];
+            let scalar = four.map(|c| {
+                query
+                    .iter()
+                    .zip(c)
+                    .map(|(&q, &c)| i32::from(q) * i32::from(c))
+                    .sum::<i32>()
+            });
+            assert_eq!(dot4_i8(&query, four), scalar, "dispatched, length {length}");
+            let portable = ARCH.dispatch(DotProduct4I8 {
+                query: &query,
+                codes: four,
+            });
+            assert_eq!(portable, scalar, "portable, length {length}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                if let Some(simd) = pulp::x86::V4::try_new() {
+                    assert_eq!(
+                        pairwise_x86::dot4_v4(simd, &query, four),
+                        scalar,
+                        "AVX-512, length {length}"
+                    );
+                }
+                if let Some(simd) = pulp::x86::V3::try_new() {
+                    assert_eq!(
+                        pairwise_x86::dot4_v3(simd, &query, four),
+                        scalar,
+                        "AVX2, length {length}"
+                    );
+                }
+            }
+        }
+        let extreme = vec![-127_i8; 512];
+        let sum = dot4_i8(&extreme, [&extreme, &extreme, &extreme, &extreme]);
+        assert_eq!(sum, [127 * 127 * 512; 4], "the largest sum does not overflow");
     }
 
     #[test]
