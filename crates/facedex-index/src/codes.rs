@@ -87,6 +87,18 @@ impl VectorCodes {
         })
     }
 
+    /// Asks the CPU to start bringing the codes of `ids` into cache, so that the walk scores
+    /// one group of neighbours while the next group's codes are on their way (hnswlib and faiss
+    /// prefetch the same way). A hint only: ids beyond the copy are skipped, nothing is read.
+    pub(crate) fn prefetch(&self, ids: &[u32]) {
+        for &id in ids {
+            let start = id as usize * self.dimension;
+            if let Some(code) = self.codes.get(start..start + self.dimension) {
+                crate::distance::prefetch(code);
+            }
+        }
+    }
+
     /// The approximate distance from `query` to one point.
     pub(crate) fn distance(&self, query: &QueryCode, id: u32) -> f32 {
         self.distances(query, &[id])[0]

@@ -161,6 +161,22 @@ static X86_LEVEL: LazyLock<X86Level> = LazyLock::new(|| {
     }
 });
 
+/// Asks the CPU to start loading every cache line of `bytes` (a hint: it never faults and
+/// changes nothing; a no-op off x86).
+pub fn prefetch<T>(bytes: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(sse) = *SSE {
+        const CACHE_LINE: usize = 64;
+        let start = bytes.as_ptr().cast::<i8>();
+        for offset in (0..std::mem::size_of_val(bytes)).step_by(CACHE_LINE) {
+            sse._mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(start.wrapping_add(offset));
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+static SSE: LazyLock<Option<pulp::core_arch::x86::Sse>> = LazyLock::new(pulp::core_arch::x86::Sse::try_new);
+
 /// The codes' common length and the scalar dot products of the components past the last
 /// whole block of `block` components.
 fn dot4_i8_tail(query: &[i8], codes: [&[i8]; 4], block: usize) -> (usize, [i32; 4]) {

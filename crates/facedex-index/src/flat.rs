@@ -24,7 +24,7 @@ use hnsw_rs::hnsw::Point;
 use anndists::dist::Distance;
 
 use crate::codes::{QueryCode, VectorCodes};
-use crate::distance::{UnitCosineDistance, dot4, similarity_from_distance};
+use crate::distance::{UnitCosineDistance, dot4, prefetch, similarity_from_distance};
 use crate::graph::Graph;
 use crate::search::Ranked;
 
@@ -41,6 +41,13 @@ const DUPLICATE_DISTANCE: f32 = 1e-5;
 /// on after a probe at `ef` 64 counted hard-to-find points on dense data as orphans (at 300k
 /// face-like vectors here: 4,096 such points at `ef` 64, 1 at `ef` 1024).
 pub const REACHABILITY_EF: usize = 1024;
+
+/// How many candidates per result the walk hands to exact rescoring (Qdrant's
+/// `oversampling`): the best `limit × RESCORE_OVERSAMPLING` by code distance, not all `ef`.
+/// Codes rank within ~1e-3 of the exact similarity, so a point of the exact top `limit` is
+/// among them; rescoring all `ef` read a 2 KiB f32 vector per candidate (2 MiB per query at
+/// `ef` 1024), more memory than the walk's codes.
+const RESCORE_OVERSAMPLING: usize = 4;
 
 /// Fills the unused slots of a layer-0 neighbour list.
 const NO_LINK: u32 = u32::MAX;
@@ -171,11 +178,18 @@ impl FlatGraph {
         self.points.len() * 8 + (self.layer0.len() + self.upper_links) * 4 + upper_entries * 32 + self.codes.bytes()
     }
 
-    /// The (up to) `ef` points most similar to `query` among those `accept` lets through, as
-    /// `(internal id, cosine similarity)`, most similar first. The walk scores 8-bit codes;
-    /// the `ef` points it keeps are scored again exactly, and ranked by that. Rejected points
+    /// The (up to) `limit` points most similar to `query` among those `accept` lets through,
+    /// as `(internal id, cosine similarity)`, most similar first, from a walk that keeps `ef`
+    /// (at least `limit`). The walk scores 8-bit codes; the best of the points it keeps are
+    /// scored again exactly (see [`RESCORE_OVERSAMPLING`]), and ranked by that. Rejected points
     /// are still walked through, so a filter narrows the results without cutting paths.
-    pub(crate) fn search(&self, query: &[f32], ef: usize, accept: &dyn Fn(usize) -> bool) -> Vec<(usize, f32)> {
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        ef: usize,
+        limit: usize,
+        accept: &dyn Fn(usize) -> bool,
+    ) -> Vec<(usize, f32)> {
         let Some(mut entry) = self.entry_point else {
             return Vec::new();
         };
@@ -195,10 +209,17 @@ impl FlatGraph {
                 }
             }
         }
-        let candidates = VISITED.with_borrow_mut(|visited| {
+        let limit = limit.max(1);
+        let mut candidates = VISITED.with_borrow_mut(|visited| {
             visited.start(self.points.len());
-            self.search_layer0(&query_code, (entry, entry_distance), ef.max(1), accept, visited)
+            self.search_layer0(&query_code, (entry, entry_distance), ef.max(limit), accept, visited)
         });
+        let rescore = candidates.len().min(limit.saturating_mul(RESCORE_OVERSAMPLING));
+        if rescore < candidates.len() {
+            candidates.select_nth_unstable(rescore);
+            candidates.truncate(rescore);
+        }
+        let candidates: Vec<u32> = candidates.into_iter().map(|point| point.id).collect();
         let mut rescored = Vec::with_capacity(candidates.len());
         for chunk in candidates.chunks(4) {
             let distances = self.exact_distances(query, chunk);
@@ -211,6 +232,7 @@ impl FlatGraph {
             );
         }
         rescored.sort_unstable();
+        rescored.truncate(limit);
         rescored
             .into_iter()
             .map(|point| (point.id as usize, similarity_from_distance(point.key)))
@@ -218,7 +240,7 @@ impl FlatGraph {
     }
 
     /// Best-first search of layer 0 from `entry` on the codes, with `ef` results kept; returns
-    /// their ids.
+    /// them with their code distances.
     fn search_layer0(
         &self,
         query: &QueryCode,
@@ -226,7 +248,7 @@ impl FlatGraph {
         ef: usize,
         accept: &dyn Fn(usize) -> bool,
         visited: &mut VisitedTable,
-    ) -> Vec<u32> {
+    ) -> Vec<Scored> {
         let mut candidates = BinaryHeap::new();
         let mut results: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
         visited.insert(entry);
@@ -241,6 +263,11 @@ impl FlatGraph {
             }
             let start = current.id as usize * self.layer0_stride;
             let links = &self.layer0[start..start + self.layer0_stride];
+            // The next candidate's links, likely the next list read, load while this one is scored.
+            if let Some(Reverse(next)) = candidates.peek() {
+                let next_start = next.id as usize * self.layer0_stride;
+                prefetch(&self.layer0[next_start..next_start + self.layer0_stride]);
+            }
             let mut fresh = std::mem::take(&mut visited.fresh);
             fresh.clear();
             fresh.extend(
@@ -249,7 +276,14 @@ impl FlatGraph {
                     .take_while(|&&n| n != NO_LINK)
                     .filter(|&&n| visited.insert(n)),
             );
-            for chunk in fresh.chunks(4) {
+            let mut chunks = fresh.chunks(4).peekable();
+            if let Some(first) = chunks.peek() {
+                self.codes.prefetch(first);
+            }
+            while let Some(chunk) = chunks.next() {
+                if let Some(next) = chunks.peek() {
+                    self.codes.prefetch(next);
+                }
                 for (&neighbour, d) in chunk.iter().zip(self.codes.distances(query, chunk)) {
                     let worst = results.peek().map_or(f32::INFINITY, |worst| worst.key);
                     if results.len() < ef || d < worst {
@@ -265,7 +299,7 @@ impl FlatGraph {
             }
             visited.fresh = fresh;
         }
-        results.into_iter().map(|point| point.id).collect()
+        results.into_vec()
     }
 
     /// The exact distances from `query` to the (up to four) points of `ids`, four vectors at
@@ -316,7 +350,7 @@ impl FlatGraph {
 
     /// Whether a search for `vector` at `ef` returns `internal_id` (or an exact duplicate) first.
     fn finds_itself(&self, internal_id: usize, vector: &[f32], ef: usize) -> bool {
-        self.search(vector, ef, &|_| true)
+        self.search(vector, ef, 1, &|_| true)
             .first()
             .is_some_and(|&(hit, similarity)| hit == internal_id || 1.0 - similarity <= DUPLICATE_DISTANCE)
     }
@@ -413,8 +447,8 @@ mod tests {
             let query = unit(query_seed, 32);
             let mut exact: Vec<(usize, f32)> = vectors.iter().map(|v| dot(&query, v)).enumerate().collect();
             exact.sort_by(|a, b| b.1.total_cmp(&a.1));
-            let hits = flat.search(&query, 64, &accept_all);
-            assert_eq!(hits.len(), 64);
+            let hits = flat.search(&query, 64, 10, &accept_all);
+            assert_eq!(hits.len(), 10, "limit hits from a walk that kept 64");
             assert!(hits.windows(2).all(|pair| pair[0].1 >= pair[1].1), "sorted, best first");
             found += exact[..10]
                 .iter()
@@ -430,7 +464,7 @@ mod tests {
         let vectors: Vec<Vec<f32>> = (0..1_000).map(|seed| unit(seed, 16)).collect();
         let flat = FlatGraph::copy_of(&graph_of(&vectors));
         let even_only = |id: usize| id.is_multiple_of(2);
-        let hits = flat.search(&vectors[3], 20, &even_only);
+        let hits = flat.search(&vectors[3], 20, 20, &even_only);
         assert_eq!(hits.len(), 20);
         assert!(hits.iter().all(|(id, _)| id.is_multiple_of(2)));
         let best_even = (0..vectors.len())
@@ -442,7 +476,7 @@ mod tests {
     #[test]
     fn an_empty_graph_finds_nothing_and_a_new_thread_gets_its_own_visited_table() {
         let accept_all = |_: usize| true;
-        assert!(FlatGraph::empty().search(&[1.0, 0.0], 10, &accept_all).is_empty());
+        assert!(FlatGraph::empty().search(&[1.0, 0.0], 10, 10, &accept_all).is_empty());
         let mut table = VisitedTable::default();
         for _ in 0..600 {
             table.start(4);

@@ -269,7 +269,7 @@ fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usiz
                     .live_face(internal_id)
                     .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata)))
     };
-    let graph_hits = state.flat.search(&query.vector, ef.max(query.limit), &accepts);
+    let graph_hits = state.flat.search(&query.vector, ef, query.limit, &accepts);
     let mut top = TopK::new(query.limit);
     for &(internal_id, similarity) in &graph_hits {
         top.offer(internal_id, similarity);
