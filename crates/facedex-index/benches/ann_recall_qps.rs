@@ -180,6 +180,8 @@ fn reuse_build(
         return Ok(None);
     }
     record["reused_build"] = serde_json::json!(true);
+    // What the searches run with: a load probes the saved list of unreachable faces again.
+    record["unreachable_points"] = serde_json::json!(store.index().info().unreachable_points);
     Ok(Some((store, record)))
 }
 
