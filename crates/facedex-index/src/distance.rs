@@ -163,6 +163,7 @@ static X86_LEVEL: LazyLock<X86Level> = LazyLock::new(|| {
 
 /// Asks the CPU to start loading every cache line of `bytes` (a hint: it never faults and
 /// changes nothing; a no-op off x86).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub fn prefetch<T>(bytes: &[T]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(sse) = *SSE {
@@ -179,6 +180,7 @@ static SSE: LazyLock<Option<pulp::core_arch::x86::Sse>> = LazyLock::new(pulp::co
 
 /// The codes' common length and the scalar dot products of the components past the last
 /// whole block of `block` components.
+#[cfg(target_arch = "x86_64")]
 fn dot4_i8_tail(query: &[i8], codes: [&[i8]; 4], block: usize) -> (usize, [i32; 4]) {
     let length = codes.iter().fold(query.len(), |length, code| length.min(code.len()));
     let whole = length - length % block;

@@ -7,9 +7,10 @@
 //! neighbour list. Here layer 0's neighbour lists are one `u32` array with a fixed stride per
 //! internal id, the visited set is a generation-stamped byte per point (reused across searches
 //! on a thread), and the walk scores 8-bit codes of the vectors laid side by side
-//! (`codes.rs`), four at a time, so that four cache-missing codes stream in together; the
-//! points it keeps are then scored exactly from the graph's own f32 vectors. The copy costs
-//! ~8 B per point, 4 B per link slot and a code per point (dimension + 4 B).
+//! (`codes.rs`), four at a time while the next four are prefetched, so that cache-missing codes
+//! stream in together; the best of the points it keeps are then scored exactly from the
+//! graph's own f32 vectors. The copy costs ~8 B per point, 4 B per link slot and a code per
+//! point (dimension + 4 B).
 //!
 //! The copy is taken from the graph when the writer "freezes" it (see `maintenance.rs`); points
 //! inserted since are scored exactly until the next freeze.
