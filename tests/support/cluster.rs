@@ -57,8 +57,8 @@ pub struct KafkaBroker {
 
 impl KafkaBroker {
     /// Starts the broker and waits until it answers metadata requests. A broker that exits
-    /// while starting (a port taken after all) is started again on new ports, twice at most;
-    /// a failure panics with the end of the broker's own log.
+    /// while starting (a port taken after all) or does not answer within 120 s is started again
+    /// on new ports, twice at most; the last failure panics with the end of the broker's logs.
     pub fn start() -> Self {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
