@@ -108,11 +108,6 @@ impl KafkaBroker {
         Ok(broker)
     }
 
-    /// The broker's log file.
-    pub fn log(&self) -> PathBuf {
-        self.directory.path().join("broker.log")
-    }
-
     /// The last lines of the broker's logs (storage format, stderr, log4j), for a failure
     /// message that shows why without the temporary directory that is gone by then.
     fn logs(&self) -> String {

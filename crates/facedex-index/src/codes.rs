@@ -89,13 +89,11 @@ impl VectorCodes {
 
     /// Asks the CPU to start bringing the codes of `ids` into cache, so that the walk scores
     /// one group of neighbours while the next group's codes are on their way (hnswlib and faiss
-    /// prefetch the same way). A hint only: ids beyond the copy are skipped, nothing is read.
+    /// prefetch the same way). A hint only: nothing is read (an id beyond the copy hints at the
+    /// shared zero code).
     pub(crate) fn prefetch(&self, ids: &[u32]) {
         for &id in ids {
-            let start = id as usize * self.dimension;
-            if let Some(code) = self.codes.get(start..start + self.dimension) {
-                crate::distance::prefetch(code);
-            }
+            crate::distance::prefetch(self.code(id));
         }
     }
 

@@ -178,11 +178,16 @@ pub fn prefetch<T>(bytes: &[T]) {
 #[cfg(target_arch = "x86_64")]
 static SSE: LazyLock<Option<pulp::core_arch::x86::Sse>> = LazyLock::new(pulp::core_arch::x86::Sse::try_new);
 
+/// The length the query and the four codes have in common: the components a kernel scores.
+fn common_length(query: &[i8], codes: [&[i8]; 4]) -> usize {
+    codes.iter().fold(query.len(), |length, code| length.min(code.len()))
+}
+
 /// The codes' common length and the scalar dot products of the components past the last
 /// whole block of `block` components.
 #[cfg(target_arch = "x86_64")]
 fn dot4_i8_tail(query: &[i8], codes: [&[i8]; 4], block: usize) -> (usize, [i32; 4]) {
-    let length = codes.iter().fold(query.len(), |length, code| length.min(code.len()));
+    let length = common_length(query, codes);
     let whole = length - length % block;
     let tail = std::array::from_fn(|k| {
         query[whole..length]
@@ -257,10 +262,7 @@ impl WithSimd for DotProduct4I8<'_> {
     /// `i32` and multiplies with `vpmulld`: the explicit kernels above do half the work).
     #[inline(always)]
     fn with_simd<S: Simd>(self, _simd: S) -> [i32; 4] {
-        let length = self
-            .codes
-            .iter()
-            .fold(self.query.len(), |length, code| length.min(code.len()));
+        let length = common_length(self.query, self.codes);
         let query = &self.query[..length];
         let [a, b, c, d] = self.codes.map(|code| &code[..length]);
         let mut sums = [0_i32; 4];

@@ -262,12 +262,10 @@ impl FlatGraph {
             if current.key > worst && results.len() >= ef {
                 break;
             }
-            let start = current.id as usize * self.layer0_stride;
-            let links = &self.layer0[start..start + self.layer0_stride];
+            let links = self.layer0_links(current.id);
             // The next candidate's links, likely the next list read, load while this one is scored.
             if let Some(Reverse(next)) = candidates.peek() {
-                let next_start = next.id as usize * self.layer0_stride;
-                prefetch(&self.layer0[next_start..next_start + self.layer0_stride]);
+                prefetch(self.layer0_links(next.id));
             }
             let mut fresh = std::mem::take(&mut visited.fresh);
             fresh.clear();
@@ -301,6 +299,12 @@ impl FlatGraph {
             visited.fresh = fresh;
         }
         results.into_vec()
+    }
+
+    /// The layer-0 neighbour slots of `internal_id` (padded with [`NO_LINK`]).
+    fn layer0_links(&self, internal_id: u32) -> &[u32] {
+        let start = internal_id as usize * self.layer0_stride;
+        &self.layer0[start..start + self.layer0_stride]
     }
 
     /// The exact distances from `query` to the (up to four) points of `ids`, four vectors at

@@ -261,13 +261,11 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     // The listed points are probed again rather than trusted: a snapshot written before the
     // probe at `REACHABILITY_EF` listed every point missed at the default ef (4,096 of a 300k
     // set where 1 is cut off), and later inserts may have linked a point back in. Only the
-    // listed points are probed, so a load costs a few searches, not one per face.
-    let listed: Vec<usize> = metadata
-        .orphans
-        .into_iter()
-        .filter(|&internal_id| internal_id < state.faces.len())
-        .collect();
-    state.orphans = state.flat.unreachable(&listed, loaded_config.default_ef_search);
+    // listed points are probed, so a load costs a few searches, not one per face. (An id the
+    // copy has no vector for is skipped there.)
+    state.orphans = state
+        .flat
+        .unreachable(&metadata.orphans, loaded_config.default_ef_search);
     Ok((loaded_config, state, info_of(dir, &manifest)))
 }
 
