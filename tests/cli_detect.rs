@@ -92,7 +92,7 @@ fn bad_photos_get_typed_errors_and_the_others_still_run() {
     assert_eq!(output.status.code(), Some(1), "failures make the exit status 1");
     let lines = json_lines(&output);
     assert_eq!(lines.len(), paths.len(), "one line per photo, failed or not");
-    let expected_kinds = ["corrupt", "empty", "unsupported_format", "too_large", "unreadable"];
+    let expected_kinds = ["corrupt", "empty", "not_an_image", "too_large", "unreadable"];
     for (line, kind) in lines.iter().zip(expected_kinds) {
         assert_eq!(line["error"]["kind"], kind, "{line}");
         let message = line["error"]["message"].as_str().expect("message");

@@ -18,8 +18,9 @@ use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
 use facedex_kafka::{KafkaConfig, TopicsConfig};
 use facedex_pipeline::archive::Archive;
-use facedex_pipeline::models::BatchingConfig;
-use facedex_pipeline::{ArchiveConfig, ArchiveRegistry, FaceModels, IngestConfig, Ingestor, LocalModels};
+use facedex_pipeline::{
+    ArchiveConfig, ArchiveRegistry, BatchingConfig, FaceModels, IngestConfig, Ingestor, LocalModels, PhotoAnalyzer,
+};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -69,6 +70,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
 
     // Two ingest workers in one group, sharing in-process models.
     let models: Arc<dyn FaceModels> = LocalModels::load(&support::vision_config(), &BatchingConfig::default())?;
+    let analyzer = Arc::new(PhotoAnalyzer::new(models, 2, 100_000_000));
     let shutdown = CancellationToken::new();
     let ingest_config = IngestConfig {
         max_attempts: 2,
@@ -80,9 +82,8 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     for _ in 0..2 {
         let ingestor = Arc::new(Ingestor::new(
             ArchiveRegistry::new(archive_config.clone()),
-            models.clone(),
+            analyzer.clone(),
             ingest_config.clone(),
-            100_000_000,
             shutdown.clone(),
         ));
         let counters = Arc::new(IngestCounters::default());

@@ -4,7 +4,7 @@
 
 mod support;
 
-use facedex_vision::{FaceAnalyzer, PhotoFile, PipelineOptions, analyze_photos};
+use facedex_pipeline::{LocalModels, PhotoAnalyzer, StageTimings};
 use support::{ReferenceFace, cosine, iou, photo, reference, vision_config};
 
 /// facedex's faces for `names`, in the order given, with the default settings.
@@ -12,24 +12,26 @@ fn analyze(names: &[&str]) -> Vec<Vec<facedex_vision::Face>> {
     analyze_with(names, vision_config())
 }
 
+/// Every photo through the one photo front end, all of them in flight at once so detection
+/// and embedding run in shared batches, as they do in `facedex detect` and `facedex index`.
 fn analyze_with(names: &[&str], config: facedex_vision::VisionConfig) -> Vec<Vec<facedex_vision::Face>> {
-    let mut analyzer = FaceAnalyzer::load(&config).expect("models load");
-    let sources: Vec<PhotoFile> = names.iter().map(|name| PhotoFile(photo(name))).collect();
-    let mut results: Vec<Option<Vec<facedex_vision::Face>>> = vec![None; names.len()];
-    let options = PipelineOptions {
-        decode_threads: 2,
-        max_image_pixels: 100_000_000,
-        with_embeddings: true,
-    };
-    analyze_photos(&mut analyzer, sources, options, |result| {
-        let photo = result.outcome.unwrap_or_else(|e| panic!("{}: {e}", result.name));
-        results[result.index] = Some(photo.faces);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let models = LocalModels::load(&config, &facedex_pipeline::BatchingConfig::default()).expect("models load");
+        let analyzer = PhotoAnalyzer::new(models, 2, 100_000_000);
+        let analyses = names.iter().map(|name| {
+            let analyzer = &analyzer;
+            async move {
+                let bytes = std::fs::read(photo(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let photo = analyzer
+                    .analyze(name, bytes, true, &mut StageTimings::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                photo.faces
+            }
+        });
+        futures::future::join_all(analyses).await
     })
-    .expect("pipeline runs");
-    results
-        .into_iter()
-        .map(|faces| faces.expect("every photo reported"))
-        .collect()
 }
 
 #[test]

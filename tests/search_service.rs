@@ -524,3 +524,71 @@ fn tls_from_config_serves_verified_clients_only() {
 fn anyhow_like(status: tonic::Status) -> Box<dyn std::error::Error> {
     Box::new(status)
 }
+
+/// Two photo queries sent at once share one detector run and one embedder run: the models sit
+/// behind the batching front end, not a lock around one photo at a time. The batch window is
+/// widened so the second query certainly arrives while the first waits; the server's own
+/// model metrics then show both photos in one run of each model.
+#[test]
+fn concurrent_photo_searches_share_model_runs() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let metrics_addr = format!("127.0.0.1:{}", support::cluster::free_port());
+    let server = Server::start(
+        data_dir.path(),
+        &["--metrics-addr", &metrics_addr],
+        &[("FACEDEX__MODELS__MAX_WAIT_MS", "1500")],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let face_counts = runtime.block_on(async {
+        let channel = Channel::from_shared(server.url.clone())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let searches = ["yaoming.jpg", "t1.jpg"].map(|name| {
+            let mut client = FaceSearchClient::new(channel.clone());
+            let bytes = std::fs::read(photo(name)).expect("photo");
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                let response = client.search(image_search(bytes)).await.expect("search").into_inner();
+                (response.results.len(), started.elapsed())
+            })
+        });
+        let mut answers = Vec::new();
+        for search in searches {
+            answers.push(search.await.expect("join"));
+        }
+        answers
+    });
+    assert_eq!(face_counts[0].0, 1, "one face in yaoming.jpg");
+    assert_eq!(face_counts[1].0, 6, "six faces in t1.jpg");
+    let metrics = support::scrape_metrics(&metrics_addr).expect("metrics");
+    let series = |name: &str, model: &str| {
+        let label = format!("model=\"{model}\"");
+        metrics
+            .iter()
+            .find(|(series, _)| series.starts_with(&format!("{name}{{")) && series.contains(&label))
+            .map(|(_, value)| *value)
+            .unwrap_or_else(|| panic!("{name} for {model} missing from {metrics:?}"))
+    };
+    assert_eq!(
+        series("facedex_models_batch_size_count", "detector"),
+        1.0,
+        "one detector run"
+    );
+    assert_eq!(
+        series("facedex_models_batch_size_sum", "detector"),
+        2.0,
+        "with both photos"
+    );
+    assert_eq!(
+        series("facedex_models_batch_size_count", "embedder"),
+        1.0,
+        "one embedder run"
+    );
+    assert_eq!(
+        series("facedex_models_batch_size_sum", "embedder"),
+        7.0,
+        "with all seven faces"
+    );
+}

@@ -36,10 +36,13 @@ pub fn vision_config() -> VisionConfig {
     VisionConfig::with_assets_dir(&assets_dir())
 }
 
-/// The `facedex` binary with the repository's assets configured through the environment.
+/// The `facedex` binary with the repository's assets configured through the environment:
+/// this build's, or the one `FACEDEX_BIN` names (benchmarks compare builds with it).
 pub fn facedex_command() -> std::process::Command {
     let config = vision_config();
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_facedex"));
+    let binary =
+        std::env::var_os("FACEDEX_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_facedex")), PathBuf::from);
+    let mut command = std::process::Command::new(binary);
     command
         .env(
             "FACEDEX__VISION__ONNXRUNTIME_LIBRARY_PATH",

@@ -10,8 +10,7 @@ use anyhow::Context;
 
 use facedex_index::IndexConfig;
 use facedex_kafka::KafkaConfig;
-use facedex_pipeline::models::BatchingConfig;
-use facedex_pipeline::{ArchiveConfig, IngestConfig};
+use facedex_pipeline::{ArchiveConfig, BatchingConfig, IngestConfig};
 use facedex_server::{EmbedConfig, ServerConfig};
 use facedex_vision::VisionConfig;
 use figment::Figment;

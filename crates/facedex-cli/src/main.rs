@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod shared;
 mod telemetry;
 
 use std::net::SocketAddr;

@@ -27,7 +27,7 @@ use anndists::dist::Distance;
 use crate::codes::{QueryCode, VectorCodes};
 use crate::distance::{UnitCosineDistance, dot4, prefetch, similarity_from_distance};
 use crate::graph::Graph;
-use crate::search::Ranked;
+use crate::ranked::Ranked;
 
 /// A point of `hnsw_rs`'s graph: holds its vector for as long as the copy needs it.
 type GraphPoint = Arc<Point<'static, f32>>;

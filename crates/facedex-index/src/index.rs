@@ -173,6 +173,51 @@ impl IndexState {
         self.faces.get(internal_id).and_then(Option::as_ref)
     }
 
+    /// Checks, in debug builds, what every mutation must keep: `faces`, `live`, the two lookups
+    /// and the counters describe the same faces; a deleted id is never live; every point the
+    /// searches can score has a slot. A no-op in release builds.
+    pub(crate) fn debug_assert_invariants(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        debug_assert_eq!(self.live.len(), self.faces.len(), "one liveness byte per slot");
+        let mut live_faces = 0;
+        let mut metadata_bytes = 0;
+        for (internal_id, face) in self.faces.iter().enumerate() {
+            debug_assert_eq!(self.live[internal_id], face.is_some(), "liveness of slot {internal_id}");
+            if let Some(face) = face {
+                live_faces += 1;
+                metadata_bytes += self::metadata_bytes(&face.metadata);
+                debug_assert_eq!(
+                    self.by_face_id.get(&face.face_id),
+                    Some(&internal_id),
+                    "id lookup of slot {internal_id}"
+                );
+                debug_assert!(
+                    !self.deleted.contains(&face.face_id),
+                    "slot {internal_id} holds a deleted face"
+                );
+            }
+        }
+        debug_assert_eq!(self.by_face_id.len(), live_faces, "one id lookup per live face");
+        debug_assert_eq!(self.tombstones, self.faces.len() - live_faces, "tombstone count");
+        debug_assert_eq!(self.metadata_bytes, metadata_bytes, "metadata size");
+        let by_image: usize = self.by_image.values().map(Vec::len).sum();
+        debug_assert_eq!(by_image, live_faces, "one image lookup per live face");
+        for (uri, ids) in &self.by_image {
+            debug_assert!(!ids.is_empty(), "no empty image entry ({uri})");
+            for id in ids {
+                debug_assert!(
+                    self.live_face(*id).is_some_and(|face| face.metadata.image_uri == *uri),
+                    "image lookup {uri} -> {id}"
+                );
+            }
+        }
+        for (internal_id, _) in self.unfrozen.iter().chain(&self.orphans) {
+            debug_assert!(*internal_id < self.faces.len(), "scored point {internal_id} has a slot");
+        }
+    }
+
     pub(crate) fn check_model(&self, what: &str, model_id: &str) -> Result<()> {
         match &self.model_id {
             Some(expected) if expected != model_id => Err(IndexError::ModelMismatch {
@@ -238,8 +283,9 @@ impl FaceIndex {
     }
 
     /// Inserts or refreshes faces, idempotently by face id. Every record is checked before any
-    /// is applied, so a bad record rejects the whole batch and changes nothing.
-    pub fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
+    /// is applied, so a bad record rejects the whole batch and changes nothing. Callers go
+    /// through [`crate::FaceStore::upsert`], which marks the change for the next snapshot.
+    pub(crate) fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
         let _writer = self.writer.lock();
         self.upsert_locked(records)
     }
@@ -331,6 +377,7 @@ impl FaceIndex {
                 metadata: record.metadata,
             }));
         }
+        state.debug_assert_invariants();
         drop(state);
         self.freeze_if_due_locked();
         Ok(outcome)
@@ -373,7 +420,10 @@ impl FaceIndex {
 
     /// Deletes faces for good: they leave search results at once, their metadata is dropped,
     /// their vectors leave the graph at the next vacuum, and their ids are refused from now on.
-    pub fn delete(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
+    /// Without the journal: [`crate::FaceStore::delete`] journals between resolving and
+    /// forgetting, so only the unit tests call this.
+    #[cfg(test)]
+    pub(crate) fn delete(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
         let _writer = self.writer.lock();
         let face_ids = self.resolve(selector)?;
         self.forget_locked(&face_ids);
@@ -389,11 +439,12 @@ impl FaceIndex {
             }
             state.deleted.insert(*face_id);
         }
+        state.debug_assert_invariants();
     }
 
     /// Records that Kafka records up to (excluding) `next_offset` of `topic`/`partition` are in
     /// the index; stored with the next snapshot.
-    pub fn record_applied_offset(&self, topic: &str, partition: i32, next_offset: i64) {
+    pub(crate) fn record_applied_offset(&self, topic: &str, partition: i32, next_offset: i64) {
         let mut state = self.state.write();
         state
             .applied_offsets

@@ -14,6 +14,7 @@ mod graph;
 mod index;
 mod maintenance;
 pub mod metrics;
+mod ranked;
 mod record;
 mod search;
 mod snapshot;

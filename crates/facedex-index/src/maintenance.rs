@@ -67,7 +67,7 @@ impl FaceIndex {
     /// at freezing cannot cover because later inserts can cut an old point off. Costs one
     /// search per face (two for the few hard to find); run it after a bulk load. Returns how
     /// many faces it newly found unreachable.
-    pub fn audit_reachability(&self) -> usize {
+    pub(crate) fn audit_reachability(&self) -> usize {
         let _writer = self.writer.lock();
         self.freeze_locked();
         let (flat, live) = {
@@ -92,12 +92,15 @@ impl FaceIndex {
     }
 
     /// Rebuilds the graph from the live faces only, dropping deleted vectors from memory.
-    /// Searches go on against the old graph meanwhile; writers wait.
-    pub fn vacuum(&self) -> Result<usize> {
+    /// Searches go on against the old graph meanwhile; writers wait. The store vacuums through
+    /// [`FaceIndex::vacuum_if`]; only the unit tests call this.
+    #[cfg(test)]
+    pub(crate) fn vacuum(&self) -> Result<usize> {
         self.vacuum_if(|_| true)
     }
 
-    /// [`FaceIndex::vacuum`] when `condition` still holds once the writer lock is taken.
+    /// Rebuilds the graph from the live faces only (see `vacuum`) when `condition` still holds
+    /// once the writer lock is taken.
     pub(crate) fn vacuum_if(&self, condition: impl FnOnce(&Self) -> bool) -> Result<usize> {
         let _writer = self.writer.lock();
         if !condition(self) {
@@ -135,6 +138,7 @@ impl FaceIndex {
             rebuilt.push_face(Some(face));
         }
         *state = rebuilt;
+        state.debug_assert_invariants();
         *self.locator.lock() = PointLocator::default();
         tracing::info!(removed, faces = state.faces.len(), "vacuumed the face index");
         Ok(removed)

@@ -266,6 +266,7 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     state.orphans = state
         .flat
         .unreachable(&metadata.orphans, loaded_config.default_ef_search);
+    state.debug_assert_invariants();
     Ok((loaded_config, state, info_of(dir, &manifest)))
 }
 

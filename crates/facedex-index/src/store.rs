@@ -1,5 +1,8 @@
 //! A face index bound to a data directory: loads the newest good snapshot at open, journals
-//! deletions so they survive a crash before the next snapshot, and writes snapshots.
+//! deletions so they survive a crash before the next snapshot, and writes snapshots. The store
+//! is the index's one way in for writes: upserts, deletions, applied offsets and audits all go
+//! through it, so neither the journal nor the snapshot's change flag can be skipped;
+//! [`FaceStore::index`] hands out the read side only.
 //!
 //! ```text
 //! DATA_DIR/
@@ -97,7 +100,8 @@ impl FaceStore {
         &self.data_dir
     }
 
-    /// [`FaceIndex::upsert`]; durable at the next snapshot.
+    /// Inserts or refreshes faces, idempotently by face id; every record is checked first, so a
+    /// bad one rejects the whole batch and changes nothing. Durable at the next snapshot.
     pub fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
         let started = Instant::now();
         let outcome = self.index.upsert(records)?;
@@ -107,7 +111,19 @@ impl FaceStore {
         Ok(outcome)
     }
 
-    /// [`FaceIndex::record_applied_offset`]; durable at the next snapshot.
+    /// Probes every live face with a search for its own vector and puts the ones cut off from
+    /// the graph on the brute-force list (run it after a bulk load); they are listed in the
+    /// next snapshot, so finding any counts as a change. Returns how many it newly found.
+    pub fn audit_reachability(&self) -> usize {
+        let newly_found = self.index.audit_reachability();
+        if newly_found > 0 {
+            self.changed_since_snapshot.store(true, Ordering::Release);
+        }
+        newly_found
+    }
+
+    /// Records that Kafka records of `topic`/`partition` before `next_offset` are in the index;
+    /// durable at the next snapshot.
     pub fn record_applied_offset(&self, topic: &str, partition: i32, next_offset: i64) {
         self.index.record_applied_offset(topic, partition, next_offset);
         self.changed_since_snapshot.store(true, Ordering::Release);

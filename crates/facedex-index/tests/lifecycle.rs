@@ -47,8 +47,10 @@ fn assert_forgotten(index: &FaceIndex, vectors: &facedex_index::synthetic::FaceL
 #[test]
 fn upsert_is_idempotent_on_face_id() {
     let vectors = support::vectors(100, 5, 1);
-    let index = FaceIndex::new(config()).expect("index");
-    let first = index.upsert(support::records(&vectors)).expect("first");
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let store = FaceStore::open(data_dir.path(), config()).expect("store");
+    let index = store.index();
+    let first = store.upsert(support::records(&vectors)).expect("first");
     assert_eq!(
         first,
         UpsertOutcome {
@@ -56,7 +58,7 @@ fn upsert_is_idempotent_on_face_id() {
             ..UpsertOutcome::default()
         }
     );
-    let replay = index.upsert(support::records(&vectors)).expect("replay");
+    let replay = store.upsert(support::records(&vectors)).expect("replay");
     assert_eq!(
         replay,
         UpsertOutcome {
@@ -69,11 +71,11 @@ fn upsert_is_idempotent_on_face_id() {
 
     let mut changed = support::record(&vectors, 0);
     changed.embedding = vectors.vector(1).to_vec();
-    let replaced = index.upsert(vec![changed]).expect("replace");
+    let replaced = store.upsert(vec![changed]).expect("replace");
     assert_eq!(replaced.replaced, 1);
     assert_eq!(index.info().faces, 500);
     assert_eq!(
-        top_ids(&index, vectors.vector(1), 2, true).len(),
+        top_ids(index, vectors.vector(1), 2, true).len(),
         2,
         "old and new copy are both face 0 and 1"
     );
@@ -82,7 +84,9 @@ fn upsert_is_idempotent_on_face_id() {
 #[test]
 fn duplicate_vectors_do_not_panic_and_are_all_found() {
     let vectors = support::vectors(1, 1, 2);
-    let index = FaceIndex::new(config()).expect("index");
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let store = FaceStore::open(data_dir.path(), config()).expect("store");
+    let index = store.index();
     let copies: Vec<_> = (0..300)
         .map(|copy| {
             let mut record = support::record(&vectors, 0);
@@ -90,7 +94,7 @@ fn duplicate_vectors_do_not_panic_and_are_all_found() {
             record
         })
         .collect();
-    index.upsert(copies).expect("upsert duplicates");
+    store.upsert(copies).expect("upsert duplicates");
     let hits = index
         .search(&SearchQuery::nearest(vectors.vector(0).to_vec(), 50))
         .expect("search");
@@ -102,7 +106,7 @@ fn duplicate_vectors_do_not_panic_and_are_all_found() {
     // A copy found in place of itself is found as far as any query can tell: duplicates are
     // not orphans (archives hold many duplicate photos; orphans cost every search).
     assert_eq!(index.info().unreachable_points, 0, "duplicates counted as unreachable");
-    assert_eq!(index.audit_reachability(), 0);
+    assert_eq!(store.audit_reachability(), 0);
 }
 
 #[test]
@@ -214,8 +218,10 @@ fn a_second_process_cannot_open_the_same_data_dir_and_old_snapshots_are_pruned()
 #[test]
 fn filters_thresholds_and_bad_queries() {
     let vectors = support::vectors(100, 10, 5);
-    let index = FaceIndex::new(config()).expect("index");
-    index.upsert(support::records(&vectors)).expect("upsert");
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let store = FaceStore::open(data_dir.path(), config()).expect("store");
+    let index = store.index();
+    store.upsert(support::records(&vectors)).expect("upsert");
     let query = vectors.vector(42).to_vec();
 
     let prefix = FaceFilter {
@@ -308,7 +314,7 @@ fn filters_thresholds_and_bad_queries() {
     foreign.face_id = FaceId(99_999);
     foreign.metadata.model_id = "another-model".into();
     assert!(matches!(
-        index.upsert(vec![foreign]),
+        store.upsert(vec![foreign]),
         Err(IndexError::ModelMismatch { .. })
     ));
 }
@@ -316,13 +322,15 @@ fn filters_thresholds_and_bad_queries() {
 #[test]
 fn searches_run_while_faces_are_inserted() {
     let vectors = support::vectors(300, 10, 6);
-    let index = FaceIndex::new(config()).expect("index");
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let store = FaceStore::open(data_dir.path(), config()).expect("store");
+    let index = store.index();
     let records = support::records(&vectors);
-    index.upsert(records[..200].to_vec()).expect("seed");
+    store.upsert(records[..200].to_vec()).expect("seed");
     std::thread::scope(|scope| {
         let writer = scope.spawn(|| {
             for chunk in records[200..].chunks(100) {
-                index.upsert(chunk.to_vec()).expect("upsert");
+                store.upsert(chunk.to_vec()).expect("upsert");
             }
         });
         let mut searches = 0;

@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use facedex_index::synthetic::FaceLikeGenerator;
-use facedex_index::{FaceIndex, IndexConfig, REACHABILITY_EF, SearchQuery};
+use facedex_index::{FaceStore, IndexConfig, REACHABILITY_EF, SearchQuery};
 
 const IDENTITIES: usize = 10_000;
 const SAMPLES: usize = 10;
@@ -22,14 +22,16 @@ fn recall_at_10_and_self_retrieval_on_100k_face_like_vectors() {
     let mut generator = FaceLikeGenerator::new(IDENTITIES, 512, 11);
     let base = generator.dataset(SAMPLES);
     let queries = generator.queries(QUERIES);
-    let index = FaceIndex::new(IndexConfig {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let config = IndexConfig {
         expected_faces: base.len(),
         ..IndexConfig::default()
-    })
-    .expect("index");
+    };
+    let store = FaceStore::open(data_dir.path(), config).expect("store");
+    let index = store.index();
     let records = support::records(&base);
     for chunk in records.chunks(10_000) {
-        index.upsert(chunk.to_vec()).expect("upsert");
+        store.upsert(chunk.to_vec()).expect("upsert");
     }
     let info = index.info();
     assert_eq!(info.faces, 100_000);
@@ -63,7 +65,7 @@ fn recall_at_10_and_self_retrieval_on_100k_face_like_vectors() {
     // audit that a bulk load ends with: at the default ef, or for the few that are only hard
     // to find there, at the reachability probe's ef. A vector not found even then is cut off
     // from the graph (`hnsw_rs` #37), and the audit must have put it on the brute-force list.
-    let audited = index.audit_reachability();
+    let audited = store.audit_reachability();
     println!("the reachability audit found {audited} more points the graph search misses");
     let hard_to_find = AtomicUsize::new(0);
     let lost = AtomicUsize::new(0);

@@ -124,3 +124,10 @@ pub(crate) fn partitions_with(consumer: &BaseConsumer, config: &KafkaConfig, top
     }
     Ok(partitions)
 }
+
+/// librdkafka reports broker and group hiccups (a coordinator moving, a rebalance, a broker
+/// restarting) as consumer errors and recovers from them itself: log, pause briefly, go on.
+pub(crate) async fn pause_after_consumer_error(topic: &str, error: &rdkafka::error::KafkaError) {
+    tracing::warn!(topic, %error, "consumer error; librdkafka retries");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}

@@ -30,13 +30,13 @@ pub async fn enqueue_archive(
     let mut pending = FuturesUnordered::new();
     let mut failure: Option<KafkaStageError> = None;
     let summary = archive
-        .list(archive_config, async |image| {
+        .list::<_, KafkaStageError>(archive_config, async |image| {
             let payload = wire::ImageRef::from(&image).encode_to_vec();
             let delivery = producer
                 .send_result(FutureRecord::to(topic).key(&image.uri).payload(&payload))
-                .map_err(|(error, _)| facedex_pipeline::PipelineError::Listing {
-                    archive: image.archive.clone(),
-                    reason: format!("cannot queue {} for Kafka: {error}", image.uri),
+                .map_err(|(source, _)| KafkaStageError::Kafka {
+                    operation: "queueing a photo for the images topic",
+                    source,
                 })?;
             pending.push(async move { (delivery.await, image) });
             while pending.len() >= MAX_PENDING_DELIVERIES {

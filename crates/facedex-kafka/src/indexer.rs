@@ -1,15 +1,16 @@
-//! `facedex indexer`: applies the faces topic to a `FaceStore`. It reads every partition
-//! itself (no group rebalancing) starting at the offsets stored in its newest snapshot, so a
-//! restart resumes exactly where the durable index ends; replays are idempotent upserts. After
-//! each snapshot it commits the snapshot's offsets to its consumer group, so tools see its lag.
+//! `facedex indexer`'s Kafka side: reads every partition of the faces topic itself (no group
+//! rebalancing) from the offsets stored in its newest snapshot, so a restart resumes exactly
+//! where the durable index ends, and hands each record to the shared indexer stage
+//! (`facedex_pipeline::indexer`), which applies them in batches and snapshots. After each
+//! snapshot the offsets it made durable are committed to the indexer's consumer group, so
+//! tools see its lag; replays are idempotent upserts.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use facedex_index::FaceStore;
-use facedex_pipeline::FaceBatch;
-use facedex_pipeline::local::apply_face_batch;
+use facedex_index::{AppliedOffsets, FaceStore};
+use facedex_pipeline::indexer::{IndexInput, IndexerConfig, IndexerStage, Refusal, RefusalKind, SourcePosition};
+use facedex_pipeline::{FaceBatch, describe};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -17,25 +18,15 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{consumer_config, partitions_of};
+pub use facedex_pipeline::indexer::IndexerCounters;
+
+use crate::client::{consumer_config, partitions_of, pause_after_consumer_error};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
-use crate::ingest_worker::pause_after_consumer_error;
-use crate::metrics::{self, LagReporter};
+use crate::metrics::LagReporter;
 
-/// Running totals of the indexer.
-#[derive(Debug, Default)]
-pub struct IndexerCounters {
-    /// Face batches applied.
-    pub batches: AtomicU64,
-    /// Faces upserted.
-    pub faces: AtomicU64,
-    /// Records refused (undecodable, invalid, another model).
-    pub refused: AtomicU64,
-}
-
-/// Consumes the faces topic into `store` until `cancel`; snapshots every `snapshot_interval`
-/// when something changed, and once more at the end.
+/// Consumes the faces topic into `store` until `cancel`; the stage snapshots every
+/// `snapshot_interval` when something changed, and once more at the end.
 pub async fn run_indexer(
     config: &KafkaConfig,
     store: Arc<FaceStore>,
@@ -43,13 +34,13 @@ pub async fn run_indexer(
     counters: Arc<IndexerCounters>,
     cancel: CancellationToken,
 ) -> Result<()> {
-    let topic = config.topics.faces.clone();
+    let topic: Arc<str> = Arc::from(config.topics.faces.as_str());
     let partitions = partitions_of(config, &topic)?;
     let applied = store
         .index()
         .info()
         .applied_offsets
-        .get(&topic)
+        .get(&*topic)
         .cloned()
         .unwrap_or_default();
     let consumer: StreamConsumer<LagReporter> = consumer_config(config, &config.indexer_group)
@@ -70,13 +61,26 @@ pub async fn run_indexer(
         .map_err(KafkaStageError::kafka("assigning the faces topic"))?;
     consumer.context().assigned(assignment.count());
 
-    let mut snapshots = tokio::time::interval(snapshot_interval.max(Duration::from_millis(100)));
-    snapshots.tick().await;
+    let stage = IndexerStage::spawn(
+        store,
+        IndexerConfig {
+            snapshot_interval: Some(snapshot_interval.max(Duration::from_millis(100))),
+            ..IndexerConfig::default()
+        },
+        counters,
+    );
+    let mut durable = stage.durable_offsets();
     loop {
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            _ = snapshots.tick() => snapshot_and_commit(&consumer, config, &store).await?,
+            changed = durable.changed() => {
+                if changed.is_err() {
+                    break; // the stage stopped; its error comes from `finish`
+                }
+                let offsets = durable.borrow_and_update().clone();
+                commit_durable(&consumer, &topic, &offsets)?;
+            }
             received = consumer.recv() => {
                 let message = match received {
                     Ok(message) => message,
@@ -85,76 +89,45 @@ pub async fn run_indexer(
                         continue;
                     }
                 };
-                let (partition, offset) = (message.partition(), message.offset());
-                let payload = message.payload().unwrap_or_default().to_vec();
-                let store = store.clone();
-                let counters = counters.clone();
-                let topic = topic.clone();
-                tokio::task::spawn_blocking(move || apply_record(&store, &counters, &topic, partition, offset, &payload))
-                    .await
-                    .map_err(|error| facedex_pipeline::PipelineError::TaskFailed { task: "index", reason: error.to_string() })?;
+                let input = IndexInput {
+                    position: Some(SourcePosition {
+                        topic: Arc::clone(&topic),
+                        partition: message.partition(),
+                        next_offset: message.offset() + 1,
+                    }),
+                    batch: face_batch(message.payload().unwrap_or_default()),
+                };
+                if stage.send(input).await.is_err() {
+                    break;
+                }
             }
         }
     }
-    snapshot_and_commit(&consumer, config, &store).await
+    let durable = stage.durable_offsets();
+    stage.finish().await?;
+    let offsets = durable.borrow().clone();
+    commit_durable(&consumer, &topic, &offsets)
 }
 
-/// Applies one record and records its offset as applied. A record that cannot be applied is
-/// logged and counted, never retried forever: it would stop the whole index.
-fn apply_record(
-    store: &FaceStore,
-    counters: &IndexerCounters,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    payload: &[u8],
-) {
-    let batch = decode::<wire::FaceBatch>("FaceBatch", payload).and_then(FaceBatch::try_from);
-    let applied = match batch {
-        Ok(batch) => apply_face_batch(store, &batch)
-            .map(|_| batch.faces.len())
-            .map_err(|error| error.to_string()),
-        Err(error) => Err(error.to_string()),
-    };
-    match applied {
-        Ok(faces) => {
-            metrics::record_applied(Some(faces));
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-            counters.faces.fetch_add(faces as u64, Ordering::Relaxed);
-        }
-        Err(error) => {
-            metrics::record_applied(None);
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(partition, offset, %error, "face batch refused");
-        }
-    }
-    store.record_applied_offset(topic, partition, offset + 1);
-}
-
-/// Snapshots when something changed, then commits the snapshot's applied offsets to the group.
-async fn snapshot_and_commit(
-    consumer: &StreamConsumer<LagReporter>,
-    config: &KafkaConfig,
-    store: &Arc<FaceStore>,
-) -> Result<()> {
-    if !store.has_unsnapshotted_changes() {
-        return Ok(());
-    }
-    let snapshot_store = store.clone();
-    let applied = tokio::task::spawn_blocking(move || -> Result<_> {
-        let applied = snapshot_store.index().info().applied_offsets;
-        snapshot_store.snapshot()?;
-        Ok(applied)
+/// The face batch a faces-topic record holds, or why it holds none.
+fn face_batch(payload: &[u8]) -> std::result::Result<FaceBatch, Refusal> {
+    let record = decode::<wire::FaceBatch>("FaceBatch", payload).map_err(|error| Refusal {
+        kind: RefusalKind::Undecodable,
+        reason: describe(&error),
+    })?;
+    FaceBatch::try_from(record).map_err(|error| Refusal {
+        kind: RefusalKind::Invalid,
+        reason: describe(&error),
     })
-    .await
-    .map_err(|error| facedex_pipeline::PipelineError::TaskFailed {
-        task: "snapshot",
-        reason: error.to_string(),
-    })??;
+}
+
+/// Commits the offsets a snapshot made durable to the indexer's group (for monitoring only:
+/// the indexer itself resumes from its snapshot).
+fn commit_durable(consumer: &StreamConsumer<LagReporter>, topic: &str, applied: &AppliedOffsets) -> Result<()> {
     let mut offsets = TopicPartitionList::new();
-    for (partition, next) in applied.get(&config.topics.faces).into_iter().flatten() {
+    for (partition, next) in applied.get(topic).into_iter().flatten() {
         offsets
-            .add_partition_offset(&config.topics.faces, *partition, Offset::Offset(*next))
+            .add_partition_offset(topic, *partition, Offset::Offset(*next))
             .map_err(KafkaStageError::kafka("building a commit"))?;
     }
     if offsets.count() > 0

@@ -11,7 +11,7 @@ use std::time::Instant;
 use facedex_pipeline::ingest::{Ingested, Ingestor};
 use facedex_pipeline::messages::now_unix_ms;
 use facedex_pipeline::metrics as pipeline_metrics;
-use facedex_pipeline::{DeadLetter, ImageRef, PipelineError};
+use facedex_pipeline::{DeadLetter, ImageRef, PhotoFailureKind, PipelineError, describe};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use prost::Message as _;
@@ -22,7 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{consumer_config, producer, publish};
+use crate::client::{consumer_config, pause_after_consumer_error, producer, publish};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::metrics::LagReporter;
@@ -135,13 +135,6 @@ pub async fn run_ingest_worker(
     }
 }
 
-/// librdkafka reports broker and group hiccups (a coordinator moving, a rebalance, a broker
-/// restarting) as consumer errors and recovers from them itself: log, pause briefly, go on.
-pub(crate) async fn pause_after_consumer_error(topic: &str, error: &rdkafka::error::KafkaError) {
-    tracing::warn!(topic, %error, "consumer error; librdkafka retries");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-}
-
 /// Marks a photo finished and commits what became committable. A photo that failed or was
 /// cancelled stays uncommitted, so no later commit of its partition passes it (it is redone
 /// after a restart); a failure other than cancellation stops the worker.
@@ -203,8 +196,8 @@ impl PhotoTask {
                 };
                 let letter = DeadLetter {
                     image,
-                    error_kind: "malformed_record".into(),
-                    message: error.to_string(),
+                    error_kind: PhotoFailureKind::MalformedRecord,
+                    message: describe(&error),
                     attempts: 1,
                     failed_at_unix_ms: now_unix_ms(),
                 };
@@ -238,7 +231,7 @@ impl PhotoTask {
             &payload,
         )
         .await?;
-        pipeline_metrics::record_dead_letter(&letter.error_kind);
+        pipeline_metrics::record_dead_letter(letter.error_kind);
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! The Kafka roles' Prometheus metrics: photos enqueued, face batches applied by the indexer,
-//! and consumer lag per partition. Lag comes from librdkafka's own statistics
+//! The Kafka roles' Prometheus metrics: photos enqueued and consumer lag per partition (the
+//! indexer stage's own counters are `facedex-pipeline`'s). Lag comes from librdkafka's own statistics
 //! (`statistics.interval.ms`), delivered to [`LagReporter`], the consumer context both
 //! consumers use: no extra broker round trips.
 
@@ -12,12 +12,6 @@ use rdkafka::statistics::Statistics;
 pub const PHOTOS_ENQUEUED: &str = "facedex_enqueue_photos_enqueued_total";
 /// Bytes of the photos enqueued (object sizes from the listing).
 pub const ENQUEUED_BYTES: &str = "facedex_enqueue_photo_bytes_total";
-/// Face batches (photos) applied to the index.
-pub const PHOTOS_INDEXED: &str = "facedex_indexer_photos_indexed_total";
-/// Faces in the applied batches.
-pub const FACES_INDEXED: &str = "facedex_indexer_faces_indexed_total";
-/// Faces-topic records the indexer could not apply.
-pub const RECORDS_REFUSED: &str = "facedex_indexer_records_refused_total";
 /// Messages of a partition this consumer has not read yet.
 pub const CONSUMER_LAG: &str = "facedex_kafka_consumer_lag_messages";
 /// Partitions this consumer owns now.
@@ -34,21 +28,6 @@ pub fn describe() {
         ENQUEUED_BYTES,
         Unit::Bytes,
         "Bytes of the photos enqueued, from the archive listing."
-    );
-    describe_counter!(
-        PHOTOS_INDEXED,
-        Unit::Count,
-        "Face batches (one per photo, faces or not) applied to the index."
-    );
-    describe_counter!(
-        FACES_INDEXED,
-        Unit::Count,
-        "Faces in the face batches applied to the index."
-    );
-    describe_counter!(
-        RECORDS_REFUSED,
-        Unit::Count,
-        "Faces-topic records the indexer could not apply (undecodable, invalid, another model)."
     );
     describe_gauge!(
         CONSUMER_LAG,
@@ -134,15 +113,4 @@ impl ConsumerContext for LagReporter {
 pub(crate) fn record_enqueued(bytes: u64) {
     counter!(PHOTOS_ENQUEUED).increment(1);
     counter!(ENQUEUED_BYTES).increment(bytes);
-}
-
-/// Counts one applied face batch, or one refused record.
-pub(crate) fn record_applied(faces: Option<usize>) {
-    match faces {
-        Some(faces) => {
-            counter!(PHOTOS_INDEXED).increment(1);
-            counter!(FACES_INDEXED).increment(faces as u64);
-        }
-        None => counter!(RECORDS_REFUSED).increment(1),
-    }
 }

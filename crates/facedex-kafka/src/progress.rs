@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use facedex_pipeline::DeadLetter;
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -180,7 +181,9 @@ impl ProgressReader {
                 continue;
             };
             let kind = decode::<wire::DeadLetter>("DeadLetter", message.payload().unwrap_or_default())
-                .map_or_else(|_| "undecodable".to_owned(), |letter| letter.error_kind);
+                .and_then(DeadLetter::try_from)
+                .map_or("undecodable", |letter| letter.error_kind.label())
+                .to_owned();
             *self.dead_letters_by_kind.entry(kind).or_default() += 1;
             let partition = message.partition();
             if until

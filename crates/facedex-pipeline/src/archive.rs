@@ -84,16 +84,18 @@ impl Archive {
     }
 
     /// Lists every photo under the root (by extension and size), calling `on_photo` for each as it is
-    /// found, so enqueueing starts before a large listing ends.
-    pub async fn list<F>(&self, config: &ArchiveConfig, mut on_photo: F) -> Result<ListSummary>
+    /// found, so enqueueing starts before a large listing ends. The first error `on_photo`
+    /// returns stops the listing and is returned as it is.
+    pub async fn list<F, E>(&self, config: &ArchiveConfig, mut on_photo: F) -> Result<ListSummary, E>
     where
-        F: AsyncFnMut(ImageRef) -> Result<()>,
+        F: AsyncFnMut(ImageRef) -> Result<(), E>,
+        E: From<PipelineError>,
     {
         let mut summary = ListSummary::default();
         let mut objects = self.store.list(Some(&self.prefix));
         while let Some(object) = objects.try_next().await.map_err(|error| PipelineError::Listing {
             archive: self.root.clone(),
-            reason: error.to_string(),
+            source: error,
         })? {
             let Some(key) = self.key_of(&object.location) else {
                 continue;
@@ -217,7 +219,7 @@ fn fetch_error(image: &ImageRef, error: object_store::Error) -> PipelineError {
         object_store::Error::NotFound { .. } => PipelineError::NotFound { uri: image.uri.clone() },
         other => PipelineError::Fetch {
             uri: image.uri.clone(),
-            reason: other.to_string(),
+            source: other,
         },
     }
 }
@@ -247,6 +249,7 @@ fn store_options(config: &ArchiveConfig) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::PhotoFailureKind;
 
     fn config() -> ArchiveConfig {
         ArchiveConfig::default()
@@ -264,7 +267,7 @@ mod tests {
         let summary = archive
             .list(&config(), async |image| {
                 found.push(image);
-                Ok(())
+                Ok::<(), PipelineError>(())
             })
             .await?;
         assert_eq!((summary.photos, summary.bytes, summary.skipped), (2, 7, 1));
@@ -277,7 +280,7 @@ mod tests {
             list_max_bytes: Some(3),
             ..config()
         };
-        let summary = archive.list(&small_only, async |_| Ok(())).await?;
+        let summary = archive.list(&small_only, async |_| Ok::<(), PipelineError>(())).await?;
         assert_eq!((summary.photos, summary.skipped), (1, 2), "b.png is over 3 bytes");
         let too_small_limit = archive.fetch(&found[1], 3).await;
         assert!(matches!(
@@ -320,7 +323,10 @@ mod tests {
         };
         let error = registry.fetch(&missing).await.err();
         assert!(matches!(error, Some(PipelineError::NotFound { .. })), "{error:?}");
-        assert_eq!(error.and_then(|e| e.dead_letter_kind()), Some("not_found"));
+        assert_eq!(
+            error.and_then(|e| e.dead_letter_kind()).map(PhotoFailureKind::label),
+            Some("not_found")
+        );
         Ok(())
     }
 }

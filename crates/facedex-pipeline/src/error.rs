@@ -1,9 +1,16 @@
 //! [`PipelineError`]: why a stage failed, which input it failed on, and whether trying again
 //! can help ([`PipelineError::is_transient`]) or the photo belongs in the dead-letter topic
-//! ([`PipelineError::dead_letter_kind`]).
+//! ([`PipelineError::dead_letter_kind`]). Errors from below (object store, vision, index,
+//! the runtime) are kept as sources, not flattened into strings; [`describe`] spells out
+//! the whole chain where one line of text must carry it (a dead letter, a JSON line).
+
+use std::error::Error;
+use std::sync::Arc;
 
 use facedex_index::IndexError;
 use facedex_vision::VisionError;
+
+use crate::failure::PhotoFailureKind;
 
 /// Result of the pipeline's stages.
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
@@ -20,12 +27,13 @@ pub enum PipelineError {
         reason: String,
     },
     /// Listing the archive failed.
-    #[error("cannot list {archive}: {reason}")]
+    #[error("cannot list {archive}")]
     Listing {
         /// The archive root.
         archive: String,
         /// The object store's error.
-        reason: String,
+        #[source]
+        source: object_store::Error,
     },
     /// An image reference does not name a photo inside its archive.
     #[error("{uri}: invalid image reference: {reason}")]
@@ -52,12 +60,13 @@ pub enum PipelineError {
         limit_bytes: u64,
     },
     /// Reading the photo failed in a way that may pass (network, throttling, a 5xx).
-    #[error("{uri}: fetch failed: {reason}")]
+    #[error("{uri}: fetch failed")]
     Fetch {
         /// The photo's URI.
         uri: String,
         /// The object store's error.
-        reason: String,
+        #[source]
+        source: object_store::Error,
     },
     /// The photo could not be decoded, or the models failed on it.
     #[error(transparent)]
@@ -70,16 +79,27 @@ pub enum PipelineError {
         /// Whether another try may succeed (a worker down or overloaded).
         transient: bool,
     },
+    /// A model run in this process failed; every caller whose input was in that batch gets
+    /// the same shared error.
+    #[error("the {model} run failed")]
+    ModelRun {
+        /// `detector` or `embedder`.
+        model: &'static str,
+        /// The vision core's error.
+        #[source]
+        source: Arc<VisionError>,
+    },
     /// The index refused a record.
     #[error(transparent)]
     Index(#[from] IndexError),
     /// A stage's task panicked or could not be joined (a bug, not an input problem).
-    #[error("the {task} task failed: {reason}")]
+    #[error("the {task} task failed")]
     TaskFailed {
         /// Which task.
         task: &'static str,
-        /// The join error.
-        reason: String,
+        /// The join error (a panic or a cancelled runtime).
+        #[source]
+        source: tokio::task::JoinError,
     },
     /// Shutdown was requested while the work was in flight.
     #[error("cancelled by shutdown")]
@@ -99,31 +119,64 @@ impl PipelineError {
             | Self::InvalidReference { .. }
             | Self::NotFound { .. }
             | Self::TooLarge { .. }
+            | Self::ModelRun { .. }
             | Self::Index(_)
             | Self::TaskFailed { .. }
             | Self::Cancelled => false,
         }
     }
 
-    /// The dead-letter `error_kind` when this error condemns the photo, `None` when it is the
+    /// The dead-letter kind when this error condemns the photo, `None` when it is the
     /// pipeline's own failure (models missing, shutdown), which must not lose the photo.
-    pub fn dead_letter_kind(&self) -> Option<&'static str> {
+    pub fn dead_letter_kind(&self) -> Option<PhotoFailureKind> {
         match self {
-            Self::NotFound { .. } => Some("not_found"),
-            Self::TooLarge { .. } => Some("too_large"),
-            Self::InvalidReference { .. } => Some("invalid_reference"),
-            Self::Fetch { .. } => Some("fetch_failed"),
-            Self::Vision(error) if error.is_bad_input() => Some(match error.kind() {
-                "unsupported_format" => "not_an_image",
-                other => other,
-            }),
-            Self::Vision(_)
-            | Self::InvalidArchive { .. }
+            Self::NotFound { .. } => Some(PhotoFailureKind::NotFound),
+            Self::TooLarge { .. } => Some(PhotoFailureKind::TooLarge),
+            Self::InvalidReference { .. } => Some(PhotoFailureKind::InvalidReference),
+            Self::Fetch { .. } => Some(PhotoFailureKind::FetchFailed),
+            Self::Vision(error) => PhotoFailureKind::of_vision(error),
+            Self::InvalidArchive { .. }
             | Self::Listing { .. }
             | Self::Models { .. }
+            | Self::ModelRun { .. }
             | Self::Index(_)
             | Self::TaskFailed { .. }
             | Self::Cancelled => None,
         }
+    }
+}
+
+/// `error` and every source below it as one line, `outer: inner: innermost`, for records
+/// that carry the reason as text (dead letters, `facedex detect --json`).
+pub fn describe(error: &dyn Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // A transparent wrapper repeats its source's text; say it once.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_spells_out_the_source_chain_once() {
+        let error = PipelineError::Fetch {
+            uri: "s3://photos/a.jpg".into(),
+            source: object_store::Error::NotImplemented,
+        };
+        let text = describe(&error);
+        assert!(text.starts_with("s3://photos/a.jpg: fetch failed: "), "{text}");
+        assert!(text.to_lowercase().contains("implemented"), "{text}");
+        let vision = PipelineError::Vision(VisionError::EmptyInput { input: "e.jpg".into() });
+        assert_eq!(describe(&vision), "e.jpg: the file is empty (0 bytes)");
     }
 }

@@ -1,22 +1,27 @@
-//! The pipeline's stages without a broker: list an archive ([`archive`]), fetch, decode,
-//! letterbox, detect, align and embed one photo ([`ingest`]) through a [`models::FaceModels`]
-//! (in-process with dynamic batching, or a remote `facedex embed`), and run them all in one
-//! process with bounded queues ([`local`]). Knows nothing of Kafka or gRPC: `facedex-kafka`
-//! and `facedex-server` plug these stages into a broker and the network.
+//! The pipeline's stages without a broker, one module each, in the order a photo meets
+//! them: [`archive`] lists and fetches photos, [`ingest`] turns one into a face batch or a
+//! dead letter, [`embed`] is the models' front end (batched across callers, in this process or
+//! remote), [`indexer`] applies face batches to the index, and [`local`] wires them together
+//! in one process with bounded queues. Knows nothing of Kafka or gRPC: `facedex-kafka` and
+//! `facedex-server` plug these stages into a broker and the network.
 
 pub mod archive;
-pub mod batcher;
 pub mod config;
+pub mod embed;
 pub mod error;
+pub mod events;
+pub mod failure;
+pub mod indexer;
 pub mod ingest;
 pub mod local;
 pub mod messages;
 pub mod metrics;
-pub mod models;
 
 pub use archive::{Archive, ArchiveRegistry};
 pub use config::{ArchiveConfig, IngestConfig};
-pub use error::{PipelineError, Result};
+pub use embed::{AnalyzedPhoto, BatchingConfig, FaceModels, LocalModels, ModelInfo, PhotoAnalyzer};
+pub use error::{PipelineError, Result, describe};
+pub use failure::PhotoFailureKind;
+pub use indexer::{IndexInput, IndexerConfig, IndexerCounters, IndexerStage, Refusal, RefusalKind, SourcePosition};
 pub use ingest::Ingestor;
 pub use messages::{DeadLetter, FaceBatch, ImageRef, PipelineFace, StageTimings};
-pub use models::{FaceModels, LocalModels, ModelInfo};

@@ -1,24 +1,23 @@
 //! Local mode, the embedded default: list an archive, ingest its photos with bounded
-//! concurrency and feed their faces through a bounded queue to the index, all in one process
-//! with the same stage code the Kafka roles run. [`apply_face_batch`] is the indexer stage
-//! both modes share.
+//! concurrency and feed their faces through the indexer stage's bounded queue, all in one
+//! process with the same stage code the Kafka roles run.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use facedex_index::{FaceStore, SnapshotInfo, UpsertOutcome};
+use facedex_index::{FaceStore, SnapshotInfo};
 use futures::StreamExt;
-use tokio::sync::mpsc;
 
 use crate::archive::Archive;
 use crate::config::ArchiveConfig;
 use crate::error::{PipelineError, Result};
+use crate::indexer::{IndexInput, IndexerConfig, IndexerStage};
 use crate::ingest::{Ingested, Ingestor};
-use crate::messages::{DeadLetter, FaceBatch};
+use crate::messages::DeadLetter;
 
 /// Face batches queued between the ingest stage and the index.
 const INDEX_QUEUE_CAPACITY: usize = 64;
-
 /// Progress of a local run, reported as it happens.
 #[derive(Debug)]
 pub enum LocalEvent<'a> {
@@ -49,19 +48,14 @@ pub struct LocalSummary {
     pub dead_letters: Vec<DeadLetter>,
     /// Faces not found by their own vector after the run, scored by brute force.
     pub unreachable_faces: usize,
-    /// The snapshot written at the end.
-    pub snapshot: SnapshotInfo,
+    /// The snapshot written at the end (always written: the stage audits and snapshots at the
+    /// end of a local run).
+    pub snapshot: Option<SnapshotInfo>,
     /// Wall time from the start of listing to the snapshot.
     pub elapsed: Duration,
     /// Whether the run was stopped (SIGINT/SIGTERM) before every photo was done; what was
     /// done is in the snapshot, and a new run upserts the same face ids again.
     pub interrupted: bool,
-}
-
-/// Upserts a photo's faces into the index: the indexer stage of both modes. Face ids derive from
-/// the image, the box and the model, so applying a batch again changes nothing.
-pub fn apply_face_batch(store: &FaceStore, batch: &FaceBatch) -> Result<UpsertOutcome> {
-    Ok(store.upsert(batch.face_records())?)
 }
 
 /// Indexes every photo of `archive` into `store`, then audits reachability and snapshots. When
@@ -80,23 +74,21 @@ pub async fn index_archive(
     archive
         .list(archive_config, async |image| {
             images.push(image);
-            Ok(())
+            Ok::<(), PipelineError>(())
         })
         .await?;
     let photos = images.len() as u64;
     on_event(LocalEvent::Listed { photos });
 
-    let (batches, mut queue) = mpsc::channel::<FaceBatch>(INDEX_QUEUE_CAPACITY);
-    let index_store = store.clone();
-    let indexer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut faces = 0u64;
-        while let Some(batch) = queue.blocking_recv() {
-            metrics::gauge!(crate::metrics::INDEX_QUEUE_DEPTH).set(queue.len() as f64);
-            apply_face_batch(&index_store, &batch)?;
-            faces += batch.faces.len() as u64;
-        }
-        Ok(faces)
-    });
+    let stage = IndexerStage::spawn(
+        store,
+        IndexerConfig {
+            queue_capacity: INDEX_QUEUE_CAPACITY,
+            audit_at_end: true,
+            ..IndexerConfig::default()
+        },
+        Arc::default(),
+    );
 
     let mut results = futures::stream::iter(images)
         .map(|image| {
@@ -113,7 +105,11 @@ pub async fn index_archive(
             Ok(Ingested::Faces(batch)) => {
                 let faces = batch.faces.len();
                 crate::metrics::record_timings(&batch.timings);
-                if batches.send(batch).await.is_err() {
+                let input = IndexInput {
+                    position: None,
+                    batch: Ok(batch),
+                };
+                if stage.send(input).await.is_err() {
                     break; // the index stage failed; its error is reported below
                 }
                 crate::metrics::record_indexed(faces);
@@ -121,7 +117,7 @@ pub async fn index_archive(
                 on_event(LocalEvent::Indexed { faces });
             }
             Ok(Ingested::DeadLetter(letter)) => {
-                crate::metrics::record_dead_letter(&letter.error_kind);
+                crate::metrics::record_dead_letter(letter.error_kind);
                 on_event(LocalEvent::DeadLettered(&letter));
                 dead_letters.push(letter);
             }
@@ -137,24 +133,14 @@ pub async fn index_archive(
         }
     }
     drop(results);
-    drop(batches);
-    let faces = indexer.await.map_err(|error| PipelineError::TaskFailed {
-        task: "index",
-        reason: error.to_string(),
-    })??;
+    let counters = Arc::clone(stage.counters());
+    let ended = stage.finish().await;
     if let Some(error) = failure {
         return Err(error);
     }
-    let snapshot_store = store.clone();
-    let (unreachable_faces, snapshot) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let unreachable = snapshot_store.index().audit_reachability();
-        Ok((unreachable, snapshot_store.snapshot()?))
-    })
-    .await
-    .map_err(|error| PipelineError::TaskFailed {
-        task: "snapshot",
-        reason: error.to_string(),
-    })??;
+    let ended = ended?;
+    let faces = counters.faces.load(Ordering::Relaxed);
+    let (snapshot, unreachable_faces) = (ended.snapshot, ended.unreachable_faces);
     Ok(LocalSummary {
         photos,
         indexed_photos,

@@ -4,6 +4,8 @@
 
 use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
 
+use crate::failure::PhotoFailureKind;
+
 /// One photo to index.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageRef {
@@ -92,8 +94,8 @@ impl FaceBatch {
 pub struct DeadLetter {
     /// The photo.
     pub image: ImageRef,
-    /// Bounded kind (see [`crate::PipelineError::dead_letter_kind`]).
-    pub error_kind: String,
+    /// Why, as a kind.
+    pub error_kind: PhotoFailureKind,
     /// The error's message.
     pub message: String,
     /// Attempts made.

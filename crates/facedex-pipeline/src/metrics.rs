@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
+use crate::failure::PhotoFailureKind;
+use crate::indexer::RefusalKind;
 use crate::messages::StageTimings;
 
 /// Photos whose bytes were read from the object store.
@@ -27,8 +29,14 @@ pub const RETRIES: &str = "facedex_ingest_retries_total";
 pub const STAGE_DURATION: &str = "facedex_ingest_stage_duration_seconds";
 /// Photos being worked on now.
 pub const PHOTOS_IN_FLIGHT: &str = "facedex_ingest_photos_in_flight";
-/// Face batches waiting for the index in local mode.
+/// Face batches queued for the indexer stage.
 pub const INDEX_QUEUE_DEPTH: &str = "facedex_local_index_queue_depth";
+/// Face batches (photos) applied to the index by the indexer stage.
+pub const INDEXER_PHOTOS_INDEXED: &str = "facedex_indexer_photos_indexed_total";
+/// Faces in the applied batches.
+pub const INDEXER_FACES_INDEXED: &str = "facedex_indexer_faces_indexed_total";
+/// Records the indexer stage could not apply, by `kind`.
+pub const INDEXER_RECORDS_REFUSED: &str = "facedex_indexer_records_refused_total";
 /// Items per model run, by `model`.
 pub const MODEL_BATCH_SIZE: &str = "facedex_models_batch_size";
 /// Requests waiting for a model run, by `model`.
@@ -78,7 +86,22 @@ pub fn describe() {
     describe_gauge!(
         INDEX_QUEUE_DEPTH,
         Unit::Count,
-        "Face batches queued between ingest and the index in local mode."
+        "Face batches queued for the indexer stage (from ingest in local mode, from the faces topic in the indexer)."
+    );
+    describe_counter!(
+        INDEXER_PHOTOS_INDEXED,
+        Unit::Count,
+        "Face batches (one per photo, faces or not) applied to the index."
+    );
+    describe_counter!(
+        INDEXER_FACES_INDEXED,
+        Unit::Count,
+        "Faces in the face batches applied to the index."
+    );
+    describe_counter!(
+        INDEXER_RECORDS_REFUSED,
+        Unit::Count,
+        "Records the indexer could not apply, by kind: undecodable, invalid, index_refused (another model, a bad vector)."
     );
     describe_histogram!(
         MODEL_BATCH_SIZE,
@@ -126,11 +149,25 @@ pub fn record_indexed(faces: usize) {
     counter!(FACES).increment(faces as u64);
 }
 
-/// Counts a dead-lettered photo. `error_kind` comes from a fixed set
-/// ([`crate::PipelineError::dead_letter_kind`], or `malformed_record`), which keeps the label
-/// bounded.
-pub fn record_dead_letter(error_kind: &str) {
-    counter!(PHOTOS_DEAD_LETTERED, "error_kind" => error_kind.to_owned()).increment(1);
+/// Counts a dead-lettered photo, labelled by its kind (a closed set).
+pub fn record_dead_letter(error_kind: PhotoFailureKind) {
+    counter!(PHOTOS_DEAD_LETTERED, "error_kind" => error_kind.label()).increment(1);
+}
+
+/// Sets the number of face batches queued for the indexer stage.
+pub(crate) fn gauge_index_queue(batches: usize) {
+    gauge!(INDEX_QUEUE_DEPTH).set(batches as f64);
+}
+
+/// Counts one face batch the indexer stage applied.
+pub(crate) fn record_applied(faces: usize) {
+    counter!(INDEXER_PHOTOS_INDEXED).increment(1);
+    counter!(INDEXER_FACES_INDEXED).increment(faces as u64);
+}
+
+/// Counts one record the indexer stage refused.
+pub(crate) fn record_refused(kind: RefusalKind) {
+    counter!(INDEXER_RECORDS_REFUSED, "kind" => kind.label()).increment(1);
 }
 
 /// Counts photos in flight while alive.

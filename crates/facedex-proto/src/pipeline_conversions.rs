@@ -2,6 +2,7 @@
 //! messages (`facedex.embed.v1`) to and from the domain types, and their wire encoding.
 
 use facedex_index::BoundingBox as DomainBox;
+use facedex_pipeline::PhotoFailureKind;
 use facedex_pipeline::messages as domain;
 use facedex_vision::{DetectedFace as VisionFace, LetterboxGeometry, LetterboxedPhoto as DomainPhoto};
 use prost::Message;
@@ -112,7 +113,7 @@ impl From<&domain::DeadLetter> for DeadLetter {
     fn from(letter: &domain::DeadLetter) -> Self {
         DeadLetter {
             image: Some((&letter.image).into()),
-            error_kind: letter.error_kind.clone(),
+            error_kind: letter.error_kind.label().to_owned(),
             message: letter.message.clone(),
             attempts: letter.attempts,
             failed_at_unix_ms: letter.failed_at_unix_ms,
@@ -120,15 +121,22 @@ impl From<&domain::DeadLetter> for DeadLetter {
     }
 }
 
-impl From<DeadLetter> for domain::DeadLetter {
-    fn from(letter: DeadLetter) -> Self {
-        domain::DeadLetter {
+impl TryFrom<DeadLetter> for domain::DeadLetter {
+    type Error = RequestError;
+
+    /// Fails on an `error_kind` this version does not know (a newer writer's).
+    fn try_from(letter: DeadLetter) -> Result<Self, RequestError> {
+        let error_kind = PhotoFailureKind::from_label(&letter.error_kind).ok_or_else(|| RequestError::Malformed {
+            record: "DeadLetter",
+            reason: format!("unknown error_kind {:?}", letter.error_kind),
+        })?;
+        Ok(domain::DeadLetter {
             image: letter.image.unwrap_or_default().into(),
-            error_kind: letter.error_kind,
+            error_kind,
             message: letter.message,
             attempts: letter.attempts,
             failed_at_unix_ms: letter.failed_at_unix_ms,
-        }
+        })
     }
 }
 

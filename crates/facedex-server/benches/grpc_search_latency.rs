@@ -66,7 +66,7 @@ fn main() -> Result<()> {
         let bound = BoundServer::bind(&config).await?;
         let url = format!("http://{}", bound.local_addr());
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(bound.serve(Arc::new(store), None, config, 100_000_000, shutdown.clone()));
+        let server = tokio::spawn(bound.serve(Arc::new(store), None, config, shutdown.clone()));
 
         let started = Instant::now();
         let mut tasks = Vec::new();

@@ -1,7 +1,7 @@
 //! The service's error type and its one mapping to gRPC status codes.
 
 use facedex_index::IndexError;
-use facedex_pipeline::PipelineError;
+use facedex_pipeline::{PipelineError, describe};
 use facedex_proto::RequestError;
 use facedex_vision::VisionError;
 use tonic::{Code, Status};
@@ -41,7 +41,8 @@ pub enum ServiceError {
         "this server was started without face models, so it cannot search by image; search by embedding or face id, or restart it with the models"
     )]
     ImageSearchUnavailable,
-    /// The model service (embed worker) failed or refused.
+    /// The photo front end failed: the photo itself, or the model service (in this process or
+    /// an embed worker).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     /// A blocking task died (a bug).
@@ -95,6 +96,7 @@ fn pipeline_code(error: &PipelineError) -> Code {
         PipelineError::Fetch { .. } => Code::Unavailable,
         PipelineError::InvalidArchive { .. } => Code::InvalidArgument,
         PipelineError::Models { transient: false, .. }
+        | PipelineError::ModelRun { .. }
         | PipelineError::Listing { .. }
         | PipelineError::TaskFailed { .. } => Code::Internal,
     }
@@ -119,9 +121,11 @@ fn vision_code(error: &VisionError) -> Code {
 impl From<ServiceError> for Status {
     fn from(error: ServiceError) -> Self {
         let code = error.code();
+        // The whole source chain: the caller needs the reason, not just the outermost line.
+        let message = describe(&error);
         if code == Code::Internal || code == Code::DataLoss {
-            tracing::error!(%error, "request failed");
+            tracing::error!(error = %message, "request failed");
         }
-        Status::new(code, error.to_string())
+        Status::new(code, message)
     }
 }

@@ -1,19 +1,18 @@
-//! The FaceSearch gRPC service over a face store: thin handlers (validate, convert, call, map
-//! the error), health and reflection on the same port, bearer-token auth and TLS from config,
-//! and the snapshot schedule; and the internal Embedder service of `facedex embed` with its
-//! client, which the ingest workers use as their models.
+//! facedex's gRPC side, one module per service: [`search`] is FaceSearch over a face store
+//! (thin handlers, health and reflection, bearer-token auth, TLS, the snapshot schedule) and
+//! [`embed`] is the internal Embedder service with its client, which ingest workers use as
+//! their models. The domain lives in `facedex-index` and `facedex-pipeline`; the conversions
+//! in `facedex-proto`.
 
 mod config;
-mod embed_service;
+pub mod embed;
 mod error;
 pub mod metrics;
-mod remote_models;
-mod server;
-mod service;
+pub mod search;
 
 pub use config::{EmbedConfig, ServerConfig, TlsConfig};
-pub use embed_service::{EmbedderService, serve_embedder};
+pub use embed::client::RemoteModels;
+pub use embed::service::{EmbedderService, serve_embedder};
 pub use error::ServiceError;
-pub use remote_models::RemoteModels;
-pub use server::{BoundServer, ServerError};
-pub use service::{FaceSearchService, SharedAnalyzer};
+pub use search::server::{BoundServer, ServerError};
+pub use search::service::FaceSearchService;

@@ -10,6 +10,9 @@ use crate::scrfd::DetectedFace;
 /// Side of an aligned face crop.
 pub const ALIGNED_SIZE: usize = 112;
 
+/// Bytes of one aligned crop (`112 × 112` RGB): the unit every embedder input is counted in.
+pub const CROP_BYTES: usize = ALIGNED_SIZE * ALIGNED_SIZE * 3;
+
 /// ArcFace's landmark template for a 112×112 crop (InsightFace `face_align.arcface_dst`).
 pub const ARCFACE_TEMPLATE: [[f64; 2]; 5] = [
     [38.2946, 51.6963],
@@ -61,7 +64,7 @@ pub fn arcface_transform(landmarks: &[[f32; 2]; 5]) -> Option<Affine> {
 /// Warps `photo` through `transform` into a 112×112 RGB crop (packed `HWC` bytes).
 /// Source samples outside the photo read as black, as with `BORDER_CONSTANT, 0`.
 pub fn warp_aligned(photo: &RgbImage, transform: &Affine, crop: &mut [u8]) {
-    debug_assert_eq!(crop.len(), ALIGNED_SIZE * ALIGNED_SIZE * 3);
+    debug_assert_eq!(crop.len(), CROP_BYTES);
     let [[a, b, tx], [c, d, ty]] = *transform;
     let determinant = a * d - b * c;
     // Inverse of the 2x2 part and the translation it implies.
@@ -99,7 +102,6 @@ pub fn warp_aligned(photo: &RgbImage, transform: &Affine, crop: &mut [u8]) {
 /// landmarks admit no alignment (all five points coincide) is dropped: no embedding could
 /// describe it.
 pub fn aligned_crops(photo: &RgbImage, detections: Vec<DetectedFace>, crops: &mut Vec<u8>) -> Vec<DetectedFace> {
-    let crop_len = ALIGNED_SIZE * ALIGNED_SIZE * 3;
     let mut kept = Vec::with_capacity(detections.len());
     for detection in detections {
         let Some(transform) = arcface_transform(&detection.landmarks) else {
@@ -107,7 +109,7 @@ pub fn aligned_crops(photo: &RgbImage, detections: Vec<DetectedFace>, crops: &mu
             continue;
         };
         let start = crops.len();
-        crops.resize(start + crop_len, 0);
+        crops.resize(start + CROP_BYTES, 0);
         warp_aligned(photo, &transform, &mut crops[start..]);
         kept.push(detection);
     }
@@ -169,7 +171,7 @@ mod tests {
     #[test]
     fn identity_warp_copies_and_borders_are_black() {
         let photo = RgbImage::from_fn(100, 100, |x, y| Rgb([x as u8, y as u8, 7]));
-        let mut crop = vec![0; ALIGNED_SIZE * ALIGNED_SIZE * 3];
+        let mut crop = vec![0; CROP_BYTES];
         let identity = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
         warp_aligned(&photo, &identity, &mut crop);
         assert_eq!(&crop[(10 * ALIGNED_SIZE + 20) * 3..][..3], &[20, 10, 7]);

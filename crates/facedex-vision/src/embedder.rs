@@ -9,7 +9,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use sha2::{Digest, Sha256};
 
-use crate::align::ALIGNED_SIZE;
+use crate::align::{ALIGNED_SIZE, CROP_BYTES};
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
 use crate::runtime::{build_session, require_file};
@@ -72,14 +72,20 @@ impl Embedder {
 
     /// Embeds `crops` (packed RGB `112×112×3` each, back to back): one unit vector per crop.
     pub fn embed_batch(&mut self, crops: &[u8]) -> Result<Vec<Vec<f32>>> {
-        let crop_len = ALIGNED_SIZE * ALIGNED_SIZE * 3;
-        let count = crops.len() / crop_len;
+        self.embed_blocks(&[crops])
+    }
+
+    /// Embeds the crops of several callers in one run without joining their buffers first: each
+    /// block holds whole crops back to back, and the vectors come back in block order.
+    pub fn embed_blocks(&mut self, blocks: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+        let count: usize = blocks.iter().map(|block| block.len() / CROP_BYTES).sum();
         if count == 0 {
             return Ok(Vec::new());
         }
         let plane = ALIGNED_SIZE * ALIGNED_SIZE;
-        self.input.resize(count * crop_len, 0.0);
-        for (crop, planes) in crops.chunks_exact(crop_len).zip(self.input.chunks_exact_mut(crop_len)) {
+        self.input.resize(count * CROP_BYTES, 0.0);
+        let crops = blocks.iter().flat_map(|block| block.chunks_exact(CROP_BYTES));
+        for (crop, planes) in crops.zip(self.input.chunks_exact_mut(CROP_BYTES)) {
             for (pixel_index, pixel) in crop.chunks_exact(3).enumerate() {
                 for (channel, &value) in pixel.iter().enumerate() {
                     planes[channel * plane + pixel_index] = (f32::from(value) - EMBEDDER_MEAN) / EMBEDDER_STD;

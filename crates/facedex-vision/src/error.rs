@@ -117,7 +117,7 @@ impl VisionError {
         match self {
             Self::Unreadable { .. } => "unreadable",
             Self::EmptyInput { .. } => "empty",
-            Self::UnsupportedFormat { .. } => "unsupported_format",
+            Self::UnsupportedFormat { .. } => "not_an_image",
             Self::TooManyPixels { .. } => "too_large",
             Self::CorruptImage { .. } => "corrupt",
             Self::MissingFile { .. } => "missing_file",

@@ -2,17 +2,18 @@
 //! `--json` (one object per photo, in input order). A photo that fails gets an error object and
 //! the command exits with status 1 after finishing the others.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use facedex_vision::{AnalyzedPhoto, FaceAnalyzer, PhotoFile, PhotoResult, PipelineOptions, analyze_photos};
+use facedex_pipeline::{AnalyzedPhoto, PipelineError, StageTimings, describe};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::config::FacedexConfig;
+use crate::shared::local_analyzer;
 
 /// Arguments of `facedex detect`.
 #[derive(Debug, Args)]
@@ -28,43 +29,78 @@ pub struct DetectArgs {
     embeddings: bool,
 }
 
+/// What became of one photo.
+struct PhotoResult {
+    name: String,
+    outcome: Result<AnalyzedPhoto, PipelineError>,
+}
+
 /// Runs the command; the exit code is 1 when any photo failed.
 pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let mut analyzer = FaceAnalyzer::load(&config.vision).context("cannot load the face models")?;
-    let options = PipelineOptions::from_config(&config.vision, args.embeddings);
-    let sources: Vec<PhotoFile> = args.photos.into_iter().map(PhotoFile).collect();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let mut failures = 0usize;
-    let mut write_error: Option<io::Error> = None;
-    // Results arrive in completion order; print them in input order.
-    let mut waiting: BTreeMap<usize, PhotoResult> = BTreeMap::new();
-    let mut next_index = 0;
-    let model_id = args.embeddings.then(|| analyzer.model_id().to_owned());
-    analyze_photos(&mut analyzer, sources, options, |result| {
-        waiting.insert(result.index, result);
-        while let Some(ready) = waiting.remove(&next_index) {
-            next_index += 1;
-            failures += usize::from(ready.outcome.is_err());
-            let written = if args.json {
-                writeln!(out, "{}", photo_json(&ready, model_id.as_deref()))
-            } else {
-                write_table(&mut out, &ready)
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let analyzer = local_analyzer(config)?;
+        let model_id = args.embeddings.then(|| analyzer.info().model_id.clone());
+        // Enough photos in flight for the detector to fill its batches while others decode.
+        let in_flight = config.vision.detection.batch_size.max(1) * 2;
+        let with_embeddings = args.embeddings;
+        let mut results = futures::stream::iter(args.photos)
+            .map(|path| {
+                let analyzer = analyzer.clone();
+                async move {
+                    let name = path.to_str().unwrap_or("<non-UTF-8 path>").to_owned();
+                    let outcome = match read_photo(&path).await {
+                        Ok(bytes) => {
+                            analyzer
+                                .analyze(&name, bytes, with_embeddings, &mut StageTimings::default())
+                                .await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    PhotoResult { name, outcome }
+                }
+            })
+            // In input order: photos run concurrently, results print as the list gave them.
+            .buffered(in_flight);
+        let stdout = io::stdout();
+        let mut failures = 0usize;
+        while let Some(result) = results.next().await {
+            let result = match result.outcome {
+                // Not the photo's fault: the models or the machine failed; stop.
+                Err(error) if error.dead_letter_kind().is_none() => {
+                    return Err(anyhow::Error::new(error).context("cannot analyse the photos"));
+                }
+                outcome => PhotoResult {
+                    name: result.name,
+                    outcome,
+                },
             };
-            if let Err(error) = written {
-                write_error.get_or_insert(error);
+            failures += usize::from(result.outcome.is_err());
+            let mut out = stdout.lock();
+            if args.json {
+                writeln!(out, "{}", photo_json(&result, model_id.as_deref()))
+            } else {
+                write_table(&mut out, &result)
             }
+            .context("cannot write to standard output")?;
         }
-    })?;
-    if let Some(error) = write_error {
-        return Err(error).context("cannot write to standard output");
-    }
-    out.flush()?;
-    if failures > 0 {
-        eprintln!("facedex: {failures} photo(s) could not be processed");
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+        stdout.lock().flush().context("cannot write to standard output")?;
+        if failures > 0 {
+            eprintln!("facedex: {failures} photo(s) could not be processed");
+            return Ok(ExitCode::from(1));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// A photo file's bytes, read on the blocking pool.
+async fn read_photo(path: &std::path::Path) -> Result<Vec<u8>, PipelineError> {
+    tokio::fs::read(path).await.map_err(|error| {
+        PipelineError::Vision(facedex_vision::VisionError::Unreadable {
+            input: path.display().to_string(),
+            reason: error.to_string(),
+        })
+    })
 }
 
 /// The JSON object printed for one photo; `model_id` is set when embeddings were computed.
@@ -94,7 +130,7 @@ fn photo_json(result: &PhotoResult, model_id: Option<&str>) -> Value {
         }
         Err(error) => json!({
             "path": result.name,
-            "error": {"kind": error.kind(), "message": error.to_string()},
+            "error": {"kind": failure_label(error), "message": describe(error)},
         }),
     }
 }
@@ -102,7 +138,13 @@ fn photo_json(result: &PhotoResult, model_id: Option<&str>) -> Value {
 /// The human-readable form of one photo.
 fn write_table(out: &mut impl Write, result: &PhotoResult) -> io::Result<()> {
     match &result.outcome {
-        Err(error) => writeln!(out, "{}: error ({}): {error}\n", result.name, error.kind()),
+        Err(error) => writeln!(
+            out,
+            "{}: error ({}): {}\n",
+            result.name,
+            failure_label(error),
+            describe(error)
+        ),
         Ok(photo) => {
             writeln!(
                 out,
@@ -136,4 +178,9 @@ fn write_table(out: &mut impl Write, result: &PhotoResult) -> io::Result<()> {
             writeln!(out)
         }
     }
+}
+
+/// The failure kind's label; `run` stops before printing any error that has none.
+fn failure_label(error: &PipelineError) -> &'static str {
+    error.dead_letter_kind().map_or("internal", |kind| kind.label())
 }

@@ -11,12 +11,12 @@ use clap::Args;
 use facedex_index::FaceStore;
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::local::{LocalEvent, index_archive};
-use facedex_pipeline::{ArchiveRegistry, Ingestor, LocalModels};
+use facedex_pipeline::{ArchiveRegistry, Ingestor};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::serve::cancel_on_signal;
 use crate::config::FacedexConfig;
+use crate::shared::{cancel_on_signal, local_analyzer};
 
 /// Arguments of `facedex index`.
 #[derive(Debug, Args)]
@@ -49,14 +49,13 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
     );
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let summary = runtime.block_on(async {
-        let models = LocalModels::load(&config.vision, &config.models).context("cannot load the face models")?;
+        let analyzer = local_analyzer(&config)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         let ingestor = Arc::new(Ingestor::new(
             ArchiveRegistry::new(config.archive.clone()),
-            models,
+            analyzer,
             config.ingest.clone(),
-            config.vision.max_image_pixels,
             shutdown,
         ));
         let progress = ProgressBar::new_spinner();
@@ -113,7 +112,7 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         summary.dead_letters.len(),
         config.data_dir.display(),
         store.index().info().faces,
-        summary.snapshot.generation,
+        summary.snapshot.as_ref().map_or(0, |snapshot| snapshot.generation),
     );
     for letter in &summary.dead_letters {
         println!(

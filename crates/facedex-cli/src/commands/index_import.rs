@@ -59,7 +59,7 @@ pub fn run(mut config: FacedexConfig, args: IndexImportArgs) -> anyhow::Result<E
     for file in &args.files {
         import_file(&store, file, &mut totals).with_context(|| format!("cannot import {}", file.display()))?;
     }
-    store.index().audit_reachability();
+    store.audit_reachability();
     let snapshot = store.snapshot().context("cannot write the snapshot")?;
     println!(
         "imported {} faces from {} photos ({} new, {} already indexed, {} deleted earlier and not re-added; {} photos with errors skipped); the index holds {} faces in snapshot {} of {}",

@@ -4,7 +4,6 @@
 //! serves FaceSearch over it. All stop on SIGINT/SIGTERM after draining their work.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,13 +17,13 @@ use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
 use facedex_pipeline::archive::Archive;
-use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, LocalModels};
+use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, LocalModels, PhotoAnalyzer};
 use facedex_server::{BoundServer, RemoteModels, serve_embedder};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::serve::{cancel_on_signal, load_analyzer};
 use crate::config::FacedexConfig;
+use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer};
 
 /// Flags every Kafka role shares.
 #[derive(Debug, Args)]
@@ -154,11 +153,15 @@ pub fn ingest(mut config: FacedexConfig, args: IngestArgs) -> anyhow::Result<Exi
             config.kafka.brokers,
             models.info().model_id
         );
+        let analyzer = PhotoAnalyzer::new(
+            models,
+            PhotoAnalyzer::cpu_threads(config.vision.decode_threads, false),
+            config.vision.max_image_pixels,
+        );
         let ingestor = Arc::new(Ingestor::new(
             ArchiveRegistry::new(config.archive.clone()),
-            models,
+            Arc::new(analyzer),
             config.ingest.clone(),
-            config.vision.max_image_pixels,
             shutdown.clone(),
         ));
         let counters = Arc::new(IngestCounters::default());
@@ -209,33 +212,21 @@ async fn connect_models(
 pub struct IndexerArgs {
     #[command(flatten)]
     kafka: KafkaFlags,
-    /// The index's data directory [config: data_dir].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Address FaceSearch listens on; port 0 picks a free one [config: server.listen_addr].
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Do not load the face models: search by embedding and face id only.
-    #[arg(long)]
-    no_image_search: bool,
+    #[command(flatten)]
+    service: SearchServiceFlags,
 }
 
 /// Applies the faces topic to the data directory and serves FaceSearch until SIGINT/SIGTERM;
 /// then writes a final snapshot with the applied offsets.
 pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<ExitCode> {
     args.kafka.apply(&mut config);
-    if let Some(data_dir) = args.data_dir {
-        config.data_dir = data_dir;
-    }
-    if let Some(listen) = args.listen {
-        config.server.listen_addr = listen;
-    }
+    let image_search = args.service.apply(&mut config);
     let store = Arc::new(
         FaceStore::open(&config.data_dir, config.index.clone())
             .with_context(|| format!("cannot open the index in {}", config.data_dir.display()))?,
     );
-    let analyzer = load_analyzer(&config, args.no_image_search)?;
     runtime()?.block_on(async {
+        let analyzer = image_search_analyzer(&config, image_search)?;
         ensure_topics(&config.kafka).await?;
         let bound = BoundServer::bind(&config.server).await?;
         println!(
@@ -247,13 +238,7 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let server = tokio::spawn(bound.serve(
-            store.clone(),
-            analyzer,
-            config.server.clone(),
-            config.vision.max_image_pixels,
-            shutdown.clone(),
-        ));
+        let server = tokio::spawn(bound.serve(store.clone(), analyzer, config.server.clone(), shutdown.clone()));
         let counters = Arc::new(IndexerCounters::default());
         let snapshot_interval = Duration::from_secs(config.server.snapshot_interval_secs.max(1));
         let indexed = run_indexer(

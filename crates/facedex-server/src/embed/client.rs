@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use crate::embed_service::MAX_EMBED_MESSAGE_BYTES;
+use crate::embed::service::MAX_EMBED_MESSAGE_BYTES;
 
 /// Embed workers behind one [`FaceModels`].
 pub struct RemoteModels {

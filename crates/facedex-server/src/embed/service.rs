@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use facedex_pipeline::models::CROP_BYTES;
 use facedex_pipeline::{FaceModels, LocalModels};
 use facedex_proto::embed::embedder_server::{Embedder, EmbedderServer};
 use facedex_proto::embed::{
@@ -13,6 +12,7 @@ use facedex_proto::embed::{
 };
 use facedex_proto::{DetectedFace, Embedding, FILE_DESCRIPTOR_SET};
 use facedex_vision::LetterboxedPhoto;
+use facedex_vision::align::CROP_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::ServiceError;
 use crate::metrics::observed;
-use crate::server::ServerError;
+use crate::search::server::ServerError;
 
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "Embedder";

@@ -15,8 +15,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Status};
 
+use facedex_pipeline::PhotoAnalyzer;
+
 use crate::config::ServerConfig;
-use crate::service::{FaceSearchService, SharedAnalyzer};
+use crate::search::service::FaceSearchService;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +79,11 @@ impl BoundServer {
     pub async fn serve(
         self,
         store: Arc<FaceStore>,
-        analyzer: Option<SharedAnalyzer>,
+        analyzer: Option<Arc<PhotoAnalyzer>>,
         config: ServerConfig,
-        max_image_pixels: u64,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
-        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config, max_image_pixels);
+        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config);
         // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
         // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
         // naming its limit) before it is buffered whole.
@@ -94,9 +95,7 @@ impl BoundServer {
             },
         );
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<FaceSearchServer<crate::service::FaceSearchService>>()
-            .await;
+        health.set_serving::<FaceSearchServer<FaceSearchService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

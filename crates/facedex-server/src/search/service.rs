@@ -1,9 +1,11 @@
-//! The FaceSearch handlers: validate and convert the request, run the index (and, for image
-//! queries, the face models) on the blocking pool, convert the answer, map the error.
+//! The FaceSearch handlers: validate and convert the request, run the index on the blocking
+//! pool (image queries first go through the shared photo front end, which batches the faces
+//! of concurrent queries together), convert the answer, map the error.
 
 use std::sync::Arc;
 
 use facedex_index::{DeleteSelector, FaceStore, IndexError};
+use facedex_pipeline::{PhotoAnalyzer, StageTimings};
 use facedex_proto::conversions::{ParsedSearch, SearchTarget, index_info, parse_face_id};
 use facedex_proto::face_search_server::FaceSearch;
 use facedex_proto::{
@@ -11,8 +13,7 @@ use facedex_proto::{
     GetIndexInfoRequest, Hit, IndexInfo, QueryResult, SearchBatchRequest, SearchBatchResponse, SearchRequest,
     SearchResponse, Snapshot,
 };
-use facedex_vision::{FaceAnalyzer, decode_photo};
-use parking_lot::Mutex;
+use facedex_vision::Face;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
@@ -23,16 +24,12 @@ use crate::metrics::observed;
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "FaceSearch";
 
-/// The face models for image queries, shared by all calls (one photo analysed at a time).
-pub type SharedAnalyzer = Arc<Mutex<FaceAnalyzer>>;
-
 /// The FaceSearch service over one face store.
 #[derive(Clone)]
 pub struct FaceSearchService {
     store: Arc<FaceStore>,
-    analyzer: Option<SharedAnalyzer>,
+    analyzer: Option<Arc<PhotoAnalyzer>>,
     max_image_bytes: usize,
-    max_image_pixels: u64,
     max_batch_searches: usize,
     /// One permit per search allowed to run at once (`max_concurrent_searches`); waiters are
     /// served first come, first served.
@@ -41,24 +38,24 @@ pub struct FaceSearchService {
 
 impl FaceSearchService {
     /// A service over `store`; image queries need `analyzer`.
-    pub fn new(
-        store: Arc<FaceStore>,
-        analyzer: Option<SharedAnalyzer>,
-        config: &ServerConfig,
-        max_image_pixels: u64,
-    ) -> Self {
+    pub fn new(store: Arc<FaceStore>, analyzer: Option<Arc<PhotoAnalyzer>>, config: &ServerConfig) -> Self {
         Self {
             store,
             analyzer,
             max_image_bytes: config.max_image_bytes,
-            max_image_pixels,
             max_batch_searches: config.max_batch_searches,
             search_slots: Arc::new(Semaphore::new(config.concurrent_searches())),
         }
     }
 
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
-        let parsed = ParsedSearch::try_from(request)?;
+        let mut parsed = ParsedSearch::try_from(request)?;
+        // An image query's faces come first, off the search slots: the models batch concurrent
+        // queries together, and the slots bound only the index work.
+        let query_faces = match &mut parsed.target {
+            SearchTarget::Image(bytes) => Some(self.query_faces(std::mem::take(bytes)).await?),
+            SearchTarget::Embedding(_) | SearchTarget::FaceId(_) => None,
+        };
         let slot = Arc::clone(&self.search_slots)
             .acquire_owned()
             .await
@@ -68,12 +65,31 @@ impl FaceSearchService {
         // still runs on the blocking pool.
         run_blocking(move || {
             let _slot = slot;
-            service.search_blocking(parsed)
+            service.search_blocking(parsed, query_faces)
         })
         .await
     }
 
-    fn search_blocking(&self, parsed: ParsedSearch) -> Result<SearchResponse, ServiceError> {
+    /// The faces of a query photo, with embeddings, and the model that embedded them.
+    async fn query_faces(&self, bytes: Vec<u8>) -> Result<(Vec<Face>, String), ServiceError> {
+        if bytes.len() > self.max_image_bytes {
+            return Err(ServiceError::ImageTooLarge {
+                bytes: bytes.len(),
+                max: self.max_image_bytes,
+            });
+        }
+        let analyzer = self.analyzer.as_ref().ok_or(ServiceError::ImageSearchUnavailable)?;
+        let photo = analyzer
+            .analyze("the query image", bytes, true, &mut StageTimings::default())
+            .await?;
+        Ok((photo.faces, analyzer.info().model_id.clone()))
+    }
+
+    fn search_blocking(
+        &self,
+        parsed: ParsedSearch,
+        query_faces: Option<(Vec<Face>, String)>,
+    ) -> Result<SearchResponse, ServiceError> {
         let index = self.store.index();
         let results = match &parsed.target {
             SearchTarget::Embedding(vector) => {
@@ -96,31 +112,28 @@ impl FaceSearchService {
                     hits: hits.iter().map(Hit::from).collect(),
                 }]
             }
-            SearchTarget::Image(bytes) => self.search_image(bytes, &parsed)?,
+            SearchTarget::Image(_) => {
+                let (faces, model_id) = query_faces.ok_or_else(|| {
+                    ServiceError::Internal("an image query reached the index without its faces".into())
+                })?;
+                self.search_faces(faces, &model_id, &parsed)?
+            }
         };
         let model_id = index.model_id().unwrap_or_default();
         Ok(SearchResponse { results, model_id })
     }
 
-    fn search_image(&self, bytes: &[u8], parsed: &ParsedSearch) -> Result<Vec<QueryResult>, ServiceError> {
-        if bytes.len() > self.max_image_bytes {
-            return Err(ServiceError::ImageTooLarge {
-                bytes: bytes.len(),
-                max: self.max_image_bytes,
-            });
-        }
-        let analyzer = self.analyzer.as_ref().ok_or(ServiceError::ImageSearchUnavailable)?;
-        let photo = decode_photo("the query image", bytes, self.max_image_pixels)?;
-        let (faces, model_id) = {
-            let mut analyzer = analyzer.lock();
-            let faces = analyzer.analyze(&[&photo], true)?.pop().unwrap_or_default();
-            (faces, analyzer.model_id().to_owned())
-        };
+    fn search_faces(
+        &self,
+        faces: Vec<Face>,
+        model_id: &str,
+        parsed: &ParsedSearch,
+    ) -> Result<Vec<QueryResult>, ServiceError> {
         let mut results = Vec::with_capacity(faces.len());
         for face in faces {
             let mut query = parsed.query_for(face.embedding);
             // The query's model is known for sure here: let the index refuse a mismatch.
-            query.filter.model_id = Some(model_id.clone());
+            query.filter.model_id = Some(model_id.to_owned());
             let hits = self.store.index().search(&query)?;
             results.push(QueryResult {
                 query_face: Some(DetectedFace::from(&face.detection)),

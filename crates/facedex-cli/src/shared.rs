@@ -1,0 +1,85 @@
+//! What several subcommands share: shutdown on a signal, the photo front end with the models
+//! in this process, and the flags of the roles that serve FaceSearch over a data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use facedex_pipeline::{LocalModels, PhotoAnalyzer};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::FacedexConfig;
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: draining work, then a final snapshot");
+    shutdown.cancel();
+}
+
+/// The photo front end over the models in this process, batched across every caller.
+pub fn local_analyzer(config: &FacedexConfig) -> anyhow::Result<Arc<PhotoAnalyzer>> {
+    let models = LocalModels::load(&config.vision, &config.models).context("cannot load the face models")?;
+    Ok(Arc::new(PhotoAnalyzer::new(
+        models,
+        PhotoAnalyzer::cpu_threads(config.vision.decode_threads, true),
+        config.vision.max_image_pixels,
+    )))
+}
+
+/// Flags of the roles that serve FaceSearch over a data directory (`serve`, `indexer`).
+#[derive(Debug, Args)]
+pub struct SearchServiceFlags {
+    /// The index's data directory [config: data_dir].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address FaceSearch listens on; port 0 picks a free one [config: server.listen_addr].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Do not load the face models: search by embedding and face id only.
+    #[arg(long)]
+    no_image_search: bool,
+}
+
+impl SearchServiceFlags {
+    /// Applies the flags over the configuration; returns whether image search is wanted.
+    pub fn apply(self, config: &mut FacedexConfig) -> bool {
+        if let Some(data_dir) = self.data_dir {
+            config.data_dir = data_dir;
+        }
+        if let Some(listen) = self.listen {
+            config.server.listen_addr = listen;
+        }
+        !self.no_image_search
+    }
+}
+
+/// The front end for photo queries, unless image search is off.
+pub fn image_search_analyzer(config: &FacedexConfig, image_search: bool) -> anyhow::Result<Option<Arc<PhotoAnalyzer>>> {
+    if !image_search {
+        return Ok(None);
+    }
+    local_analyzer(config)
+        .context("cannot load the face models for image search (use --no-image-search to serve without them)")
+        .map(Some)
+}

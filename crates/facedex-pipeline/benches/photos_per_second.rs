@@ -1,0 +1,68 @@
+//! Throughput of the whole vision path (read + decode + detect + align + embed) over a set of
+//! photos through the one photo front end (`PhotoAnalyzer` over `LocalModels`, as `facedex
+//! detect` runs it), as photos/s and faces/s, printed as one JSON object. Run through
+//! `scripts/bench-vision`, which runs InsightFace on the same photos in the same session.
+//!
+//! Usage: `cargo bench -p facedex-pipeline --bench photos_per_second -- ASSETS_DIR ROUNDS`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use facedex_pipeline::{BatchingConfig, LocalModels, PhotoAnalyzer, StageTimings};
+use facedex_vision::VisionConfig;
+use futures::StreamExt;
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
+    let assets = PathBuf::from(args.next().expect("usage: photos_per_second ASSETS_DIR ROUNDS"));
+    let rounds: usize = args.next().map_or(10, |r| r.parse().expect("ROUNDS is a number"));
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(assets.join("photos"))
+        .expect("ASSETS_DIR/photos")
+        .map(|entry| entry.expect("dir entry").path())
+        .collect();
+    photos.sort();
+    let config = VisionConfig::with_assets_dir(&assets);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let models = LocalModels::load(&config, &BatchingConfig::default()).expect("models load");
+    let analyzer = Arc::new(PhotoAnalyzer::new(
+        models,
+        PhotoAnalyzer::cpu_threads(config.decode_threads, true),
+        config.max_image_pixels,
+    ));
+    let in_flight = config.detection.batch_size * 2;
+    let run = |rounds: usize| {
+        let paths: Vec<PathBuf> = (0..rounds).flat_map(|_| photos.iter().cloned()).collect();
+        let started = Instant::now();
+        let (photo_count, face_count) = runtime.block_on(async {
+            let mut results = futures::stream::iter(paths)
+                .map(|path| {
+                    let analyzer = analyzer.clone();
+                    async move {
+                        let bytes = tokio::fs::read(&path).await.expect("sample photo reads");
+                        let name = path.display().to_string();
+                        analyzer
+                            .analyze(&name, bytes, true, &mut StageTimings::default())
+                            .await
+                            .expect("sample photos decode")
+                    }
+                })
+                .buffer_unordered(in_flight);
+            let (mut photo_count, mut face_count) = (0usize, 0usize);
+            while let Some(photo) = results.next().await {
+                photo_count += 1;
+                face_count += photo.faces.len();
+            }
+            (photo_count, face_count)
+        });
+        (photo_count, face_count, started.elapsed().as_secs_f64())
+    };
+    run(1); // warm-up: first runs allocate ONNX Runtime's arenas
+    let (photo_count, face_count, seconds) = run(rounds);
+    println!(
+        "{{\"implementation\": \"facedex\", \"photos\": {photo_count}, \"faces\": {face_count}, \"seconds\": {seconds:.3}, \
+         \"photos_per_s\": {:.2}, \"faces_per_s\": {:.2}}}",
+        photo_count as f64 / seconds,
+        face_count as f64 / seconds
+    );
+}

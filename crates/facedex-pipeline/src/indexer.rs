@@ -1,0 +1,348 @@
+//! The indexer stage, shared by local mode and the Kafka indexer: face batches in, the face
+//! store kept up to date. It takes whatever batches are queued (up to `max_batch_faces`) and
+//! applies them with one upsert per blocking call, so the graph inserts them on every core;
+//! records the source position of each as applied; snapshots on its cadence and once more at
+//! the end; and tells its owner which positions each snapshot made durable. It is the one
+//! writer of the store while it runs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use facedex_index::{AppliedOffsets, FaceRecord, FaceStore, SnapshotInfo};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::{PipelineError, Result, describe};
+use crate::events::{LogDecision, RateLimitedLog};
+use crate::messages::FaceBatch;
+use crate::metrics;
+
+/// How often a refused record of one kind gets its own log line.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where a record came from, to be recorded as applied with it (a Kafka partition's next
+/// offset); local mode has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset to resume from once this record is applied (its offset + 1).
+    pub next_offset: i64,
+}
+
+/// Why a record was refused: a fixed set, so it can label a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalKind {
+    /// Its bytes are not a face batch.
+    Undecodable,
+    /// It decoded but does not describe valid faces (a bad vector, box or id).
+    Invalid,
+    /// The index refused it (another model's embeddings, a wrong dimension).
+    IndexRefused,
+}
+
+impl RefusalKind {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Undecodable => "undecodable",
+            Self::Invalid => "invalid",
+            Self::IndexRefused => "index_refused",
+        }
+    }
+}
+
+/// A record that could not become a face batch, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why, as a kind.
+    pub kind: RefusalKind,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// One record for the stage.
+#[derive(Debug, Clone)]
+pub struct IndexInput {
+    /// Its position in the source, if it has one.
+    pub position: Option<SourcePosition>,
+    /// The face batch, or why the source could not make one of it.
+    pub batch: std::result::Result<FaceBatch, Refusal>,
+}
+
+/// Settings of the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexerConfig {
+    /// Faces applied per upsert at most (a single larger batch is applied alone).
+    pub max_batch_faces: usize,
+    /// Face batches queued before the source waits.
+    pub queue_capacity: usize,
+    /// Snapshot this often when something changed; `None` snapshots only at the end.
+    pub snapshot_interval: Option<Duration>,
+    /// At the end, re-check that every face is reachable and write a snapshot even if nothing
+    /// changed (the end of a bulk load, which reports both).
+    pub audit_at_end: bool,
+}
+
+impl Default for IndexerConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_faces: 4096,
+            queue_capacity: 1024,
+            snapshot_interval: None,
+            audit_at_end: false,
+        }
+    }
+}
+
+/// Running totals of the stage, readable while it runs.
+#[derive(Debug, Default)]
+pub struct IndexerCounters {
+    /// Face batches (photos) applied.
+    pub batches: AtomicU64,
+    /// Faces in them.
+    pub faces: AtomicU64,
+    /// Records refused.
+    pub refused: AtomicU64,
+}
+
+/// What the stage did, when it ends.
+#[derive(Debug)]
+pub struct IndexerSummary {
+    /// Faces not found by their own vector at the end (with `audit_at_end`).
+    pub unreachable_faces: usize,
+    /// The last snapshot written, if anything changed since the one before.
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+/// The sending side of a running stage.
+pub struct IndexerStage {
+    inputs: mpsc::Sender<IndexInput>,
+    durable: watch::Receiver<AppliedOffsets>,
+    counters: Arc<IndexerCounters>,
+    task: JoinHandle<Result<IndexerSummary>>,
+}
+
+impl IndexerStage {
+    /// Starts the stage over `store` on the current runtime, adding its totals to `counters`.
+    pub fn spawn(store: Arc<FaceStore>, config: IndexerConfig, counters: Arc<IndexerCounters>) -> Self {
+        let (inputs, queue) = mpsc::channel(config.queue_capacity.max(1));
+        let (durable_sender, durable) = watch::channel(store.index().info().applied_offsets);
+        let worker = Worker {
+            store,
+            config,
+            counters: Arc::clone(&counters),
+            durable: durable_sender,
+        };
+        let task = tokio::spawn(worker.run(queue));
+        Self {
+            inputs,
+            durable,
+            counters,
+            task,
+        }
+    }
+
+    /// A handle to queue records with; the stage ends once every handle and the stage's own
+    /// sender are dropped ([`IndexerStage::finish`]).
+    pub fn sender(&self) -> mpsc::Sender<IndexInput> {
+        self.inputs.clone()
+    }
+
+    /// The applied positions the newest snapshot made durable; changes after each snapshot.
+    pub fn durable_offsets(&self) -> watch::Receiver<AppliedOffsets> {
+        self.durable.clone()
+    }
+
+    /// The running totals.
+    pub fn counters(&self) -> &Arc<IndexerCounters> {
+        &self.counters
+    }
+
+    /// Queues one record; fails when the stage has stopped (its error comes from `finish`).
+    pub async fn send(&self, input: IndexInput) -> Result<()> {
+        self.inputs.send(input).await.map_err(|_| PipelineError::Cancelled)
+    }
+
+    /// Stops taking records, applies those queued, snapshots and returns what it did. Other
+    /// senders must be dropped first, or this waits for them.
+    pub async fn finish(self) -> Result<IndexerSummary> {
+        drop(self.inputs);
+        self.task
+            .await
+            .map_err(|source| PipelineError::TaskFailed { task: "index", source })?
+    }
+}
+
+struct Worker {
+    store: Arc<FaceStore>,
+    config: IndexerConfig,
+    counters: Arc<IndexerCounters>,
+    durable: watch::Sender<AppliedOffsets>,
+}
+
+impl Worker {
+    async fn run(self, mut queue: mpsc::Receiver<IndexInput>) -> Result<IndexerSummary> {
+        let worker = Arc::new(self);
+        let mut refusals = RateLimitedLog::new(REFUSAL_LOG_INTERVAL);
+        let mut next_snapshot = worker.config.snapshot_interval.map(|every| Instant::now() + every);
+        loop {
+            let due = async move {
+                match next_snapshot {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = due => {
+                    worker.snapshot_on_pool(false).await?;
+                    next_snapshot = worker.config.snapshot_interval.map(|every| Instant::now() + every);
+                }
+                first = queue.recv() => {
+                    let Some(first) = first else { break };
+                    let group = gather(first, &mut queue, worker.config.max_batch_faces);
+                    metrics::gauge_index_queue(queue.len());
+                    let applier = Arc::clone(&worker);
+                    let refused = tokio::task::spawn_blocking(move || applier.apply(group))
+                        .await
+                        .map_err(|source| PipelineError::TaskFailed { task: "index", source })?;
+                    for (position, refusal) in refused {
+                        log_refusal(&mut refusals, position.as_ref(), &refusal);
+                    }
+                }
+            }
+        }
+        for (kind, count) in refusals.drain_suppressed() {
+            tracing::error!(
+                kind = kind.label(),
+                count,
+                "more face batches refused since the last line"
+            );
+        }
+        worker.snapshot_on_pool(worker.config.audit_at_end).await
+    }
+
+    /// Applies a group with one upsert, then records every position as applied. When the
+    /// upsert refuses the group (it changes nothing then), each batch is applied alone so only
+    /// the bad ones are refused. Returns the refused records.
+    fn apply(&self, group: Vec<IndexInput>) -> Vec<(Option<SourcePosition>, Refusal)> {
+        let mut refused = Vec::new();
+        let mut batches = Vec::with_capacity(group.len());
+        let mut positions = Vec::with_capacity(group.len());
+        for input in group {
+            positions.extend(input.position.clone());
+            match input.batch {
+                Ok(batch) => batches.push((input.position, batch)),
+                Err(refusal) => refused.push((input.position, refusal)),
+            }
+        }
+        let records: Vec<FaceRecord> = batches.iter().flat_map(|(_, batch)| batch.face_records()).collect();
+        match self.store.upsert(records) {
+            Ok(_) => {
+                for (_, batch) in &batches {
+                    self.count_applied(batch);
+                }
+            }
+            Err(_) if batches.len() > 1 => {
+                for (position, batch) in batches {
+                    match self.store.upsert(batch.face_records()) {
+                        Ok(_) => self.count_applied(&batch),
+                        Err(error) => refused.push((position, index_refusal(&error))),
+                    }
+                }
+            }
+            Err(error) => {
+                if let Some((position, _)) = batches.pop() {
+                    refused.push((position, index_refusal(&error)));
+                }
+            }
+        }
+        for (_, refusal) in &refused {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            metrics::record_refused(refusal.kind);
+        }
+        for position in positions {
+            self.store
+                .record_applied_offset(&position.topic, position.partition, position.next_offset);
+        }
+        refused
+    }
+
+    fn count_applied(&self, batch: &FaceBatch) {
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .faces
+            .fetch_add(batch.faces.len() as u64, Ordering::Relaxed);
+        metrics::record_applied(batch.faces.len());
+    }
+
+    /// Snapshots when something changed, or always after the reachability audit with
+    /// `audit`, and publishes the positions it made durable.
+    async fn snapshot_on_pool(self: &Arc<Self>, audit: bool) -> Result<IndexerSummary> {
+        let worker = Arc::clone(self);
+        tokio::task::spawn_blocking(move || -> Result<IndexerSummary> {
+            let unreachable_faces = if audit { worker.store.audit_reachability() } else { 0 };
+            if !audit && !worker.store.has_unsnapshotted_changes() {
+                return Ok(IndexerSummary {
+                    unreachable_faces,
+                    snapshot: None,
+                });
+            }
+            // The stage is the store's one writer, so these are the offsets the snapshot holds.
+            let applied = worker.store.index().info().applied_offsets;
+            let snapshot = worker.store.snapshot()?;
+            worker.durable.send_replace(applied);
+            Ok(IndexerSummary {
+                unreachable_faces,
+                snapshot: Some(snapshot),
+            })
+        })
+        .await
+        .map_err(|source| PipelineError::TaskFailed {
+            task: "snapshot",
+            source,
+        })?
+    }
+}
+
+/// `first` and whatever else is queued now, up to `max_faces` faces.
+fn gather(first: IndexInput, queue: &mut mpsc::Receiver<IndexInput>, max_faces: usize) -> Vec<IndexInput> {
+    let mut faces = faces_of(&first);
+    let mut group = vec![first];
+    while faces < max_faces {
+        let Ok(next) = queue.try_recv() else { break };
+        faces += faces_of(&next);
+        group.push(next);
+    }
+    group
+}
+
+fn faces_of(input: &IndexInput) -> usize {
+    input.batch.as_ref().map_or(0, |batch| batch.faces.len())
+}
+
+fn index_refusal(error: &facedex_index::IndexError) -> Refusal {
+    Refusal {
+        kind: RefusalKind::IndexRefused,
+        reason: describe(error),
+    }
+}
+
+fn log_refusal(log: &mut RateLimitedLog<RefusalKind>, position: Option<&SourcePosition>, refusal: &Refusal) {
+    let LogDecision::Log { suppressed_before } = log.decide(&refusal.kind, Instant::now()) else {
+        return;
+    };
+    let (partition, offset) = position.map_or((None, None), |at| (Some(at.partition), Some(at.next_offset - 1)));
+    tracing::error!(
+        kind = refusal.kind.label(),
+        partition,
+        offset,
+        suppressed_before,
+        reason = %refusal.reason,
+        "face batch refused"
+    );
+}
