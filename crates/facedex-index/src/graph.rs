@@ -1,15 +1,12 @@
 //! The HNSW graph from `hnsw_rs`, and the one place (with `flat.rs`, which copies its links)
-//! that knows its internals: how to build it, how to walk its points, and how to find a
-//! point's vector from our internal id. Searches do not go through `hnsw_rs`'s own search but
-//! through the flat copy.
+//! that knows its internals: how to build it and how to walk its points. Searches do not go
+//! through `hnsw_rs`'s own search but through the flat copy.
 //!
-//! The graph keeps the only copy of each vector (2 KiB per face at 512 dimensions), so exact
-//! search, vacuum and "get the vector of face X" read vectors back out of it instead of
-//! keeping a second copy.
+//! The graph owns each vector (2 KiB per face at 512 dimensions); the flat copy holds handles
+//! to the graph's points, so `IndexState::vector` reads a vector through the copy, without a
+//! second copy of it, for every reader (exact search, vacuum, "get the vector of face X").
 
-use std::sync::Arc;
-
-use hnsw_rs::hnsw::{Hnsw, PointId};
+use hnsw_rs::hnsw::Hnsw;
 
 use crate::config::IndexConfig;
 use crate::distance::UnitCosineDistance;
@@ -60,49 +57,6 @@ pub(crate) fn for_each_point(graph: &Graph, mut visit: impl FnMut(usize, &[f32])
     for layer in 0..=usize::from(points.get_max_level_observed()) {
         for point in points.get_layer_iterator(layer) {
             visit(point.get_origin_id(), point.get_v());
-        }
-    }
-}
-
-/// Finds the graph's `PointId` for an internal id, to read its vector back.
-///
-/// `hnsw_rs` addresses points by (layer, position) and does not index them by our id, so the
-/// locator learns the mapping by walking the layers, lazily: only when asked for an id it has
-/// not seen, and then only the points added since its last walk.
-#[derive(Default)]
-pub(crate) struct PointLocator {
-    point_ids: Vec<Option<PointId>>,
-    walked_per_layer: Vec<usize>,
-}
-
-impl PointLocator {
-    /// The vector of `internal_id`, or `None` when the graph does not hold it (yet).
-    pub(crate) fn vector(&mut self, graph: &Arc<Graph>, internal_id: usize) -> Option<Vec<f32>> {
-        if self.point_ids.get(internal_id).copied().flatten().is_none() {
-            self.walk_new_points(graph);
-        }
-        let point_id = self.point_ids.get(internal_id).copied().flatten()?;
-        graph.get_point_indexation().get_point_data(&point_id)
-    }
-
-    fn walk_new_points(&mut self, graph: &Graph) {
-        let points = graph.get_point_indexation();
-        if points.get_nb_point() == 0 {
-            return;
-        }
-        let layers = usize::from(points.get_max_level_observed()) + 1;
-        if self.walked_per_layer.len() < layers {
-            self.walked_per_layer.resize(layers, 0);
-        }
-        for (layer, walked) in self.walked_per_layer.iter_mut().enumerate() {
-            for point in points.get_layer_iterator(layer).skip(*walked) {
-                let internal_id = point.get_origin_id();
-                if self.point_ids.len() <= internal_id {
-                    self.point_ids.resize(internal_id + 1, None);
-                }
-                self.point_ids[internal_id] = Some(point.get_point_id());
-                *walked += 1;
-            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! with graph inserts (`hnsw_rs` inserts through `&self`). Writers (upsert, delete, vacuum,
 //! snapshot) are serialised by one mutex and take the state's write lock only to publish.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -15,7 +15,8 @@ use crate::config::IndexConfig;
 use crate::distance::check_embedding;
 use crate::error::{IndexError, Result};
 use crate::flat::FlatGraph;
-use crate::graph::{Graph, PointLocator, estimated_link_bytes_per_point, insert, new_graph};
+use crate::graph::{Graph, estimated_link_bytes_per_point, insert, new_graph};
+use crate::id_tracker::IdTracker;
 use crate::record::{FaceId, FaceMetadata, FaceRecord};
 
 /// Kafka offsets applied to the index: topic → partition → next offset to consume.
@@ -90,18 +91,10 @@ pub struct IndexInfo {
 /// Everything but the graph: rebuilt on load from the snapshot's metadata file.
 pub(crate) struct IndexState {
     pub(crate) graph: Arc<Graph>,
-    /// By internal id (the graph's data id); `None` is a tombstone.
-    pub(crate) faces: Vec<Option<StoredFace>>,
-    /// By internal id: whether `faces` holds it. A byte per face that stays in cache, for the
-    /// liveness test a graph search makes on every candidate.
-    pub(crate) live: Vec<bool>,
-    pub(crate) by_face_id: HashMap<FaceId, usize>,
-    pub(crate) by_image: BTreeMap<String, Vec<usize>>,
-    pub(crate) tombstones: usize,
-    pub(crate) deleted: HashSet<FaceId>,
+    /// Which internal id (the graph's data id) holds which face.
+    pub(crate) ids: IdTracker,
     pub(crate) model_id: Option<String>,
     pub(crate) applied_offsets: AppliedOffsets,
-    pub(crate) metadata_bytes: usize,
     /// The copy of the graph that searches walk (see `flat.rs`), taken at the last freeze.
     pub(crate) flat: Arc<FlatGraph>,
     /// Points inserted since that copy, with their vectors: scored exactly on every search
@@ -118,103 +111,43 @@ impl IndexState {
             flat: Arc::new(FlatGraph::copy_of(&graph)),
             unfrozen: Vec::new(),
             graph: Arc::new(graph),
-            faces: Vec::new(),
-            live: Vec::new(),
-            by_face_id: HashMap::new(),
-            by_image: BTreeMap::new(),
-            tombstones: 0,
-            deleted: HashSet::new(),
+            ids: IdTracker::default(),
             model_id: None,
             applied_offsets: AppliedOffsets::new(),
-            metadata_bytes: 0,
             orphans: Vec::new(),
         }
     }
 
-    /// Appends `face` at internal id `faces.len()` and indexes it by id and image.
-    pub(crate) fn push_face(&mut self, face: Option<StoredFace>) {
-        let internal_id = self.faces.len();
-        match &face {
-            Some(face) => {
-                self.by_face_id.insert(face.face_id, internal_id);
-                self.by_image
-                    .entry(face.metadata.image_uri.clone())
-                    .or_default()
-                    .push(internal_id);
-                self.metadata_bytes += metadata_bytes(&face.metadata);
-            }
-            None => self.tombstones += 1,
+    /// The stored vector of `internal_id`: from the search copy, or, for a point inserted since
+    /// the last freeze, from its pending copy (kept in id order). The one way to read a vector.
+    pub(crate) fn vector(&self, internal_id: usize) -> Option<&[f32]> {
+        if let Some(vector) = self.flat.vector(internal_id) {
+            return Some(vector);
         }
-        self.live.push(face.is_some());
-        self.faces.push(face);
+        let position = self.unfrozen.binary_search_by_key(&internal_id, |(id, _)| *id).ok()?;
+        Some(&self.unfrozen[position].1)
     }
 
-    fn tombstone(&mut self, internal_id: usize) {
-        let Some(face) = self.faces.get_mut(internal_id).and_then(Option::take) else {
-            return;
-        };
-        self.live[internal_id] = false;
-        self.by_face_id.remove(&face.face_id);
-        if let Some(ids) = self.by_image.get_mut(&face.metadata.image_uri) {
-            ids.retain(|id| *id != internal_id);
-            if ids.is_empty() {
-                self.by_image.remove(&face.metadata.image_uri);
-            }
-        }
-        self.metadata_bytes -= metadata_bytes(&face.metadata);
-        self.tombstones += 1;
-    }
-
-    pub(crate) fn is_live(&self, internal_id: usize) -> bool {
-        self.live.get(internal_id).copied().unwrap_or(false)
-    }
-
-    pub(crate) fn live_face(&self, internal_id: usize) -> Option<&StoredFace> {
-        self.faces.get(internal_id).and_then(Option::as_ref)
-    }
-
-    /// Checks, in debug builds, what every mutation must keep: `faces`, `live`, the two lookups
-    /// and the counters describe the same faces; a deleted id is never live; every point the
-    /// searches can score has a slot. A no-op in release builds.
+    /// Checks, in debug builds, what every mutation must keep: the id tracker's own invariants,
+    /// a vector for every live face, pending points in id order, a slot for every point the
+    /// searches score. A no-op in release builds.
     pub(crate) fn debug_assert_invariants(&self) {
         if !cfg!(debug_assertions) {
             return;
         }
-        debug_assert_eq!(self.live.len(), self.faces.len(), "one liveness byte per slot");
-        let mut live_faces = 0;
-        let mut metadata_bytes = 0;
-        for (internal_id, face) in self.faces.iter().enumerate() {
-            debug_assert_eq!(self.live[internal_id], face.is_some(), "liveness of slot {internal_id}");
-            if let Some(face) = face {
-                live_faces += 1;
-                metadata_bytes += self::metadata_bytes(&face.metadata);
-                debug_assert_eq!(
-                    self.by_face_id.get(&face.face_id),
-                    Some(&internal_id),
-                    "id lookup of slot {internal_id}"
-                );
-                debug_assert!(
-                    !self.deleted.contains(&face.face_id),
-                    "slot {internal_id} holds a deleted face"
-                );
-            }
+        self.ids.debug_assert_invariants();
+        for (internal_id, face) in self.ids.slots_iter() {
+            debug_assert!(
+                face.is_none() || self.vector(internal_id).is_some(),
+                "live slot {internal_id} has a vector"
+            );
         }
-        debug_assert_eq!(self.by_face_id.len(), live_faces, "one id lookup per live face");
-        debug_assert_eq!(self.tombstones, self.faces.len() - live_faces, "tombstone count");
-        debug_assert_eq!(self.metadata_bytes, metadata_bytes, "metadata size");
-        let by_image: usize = self.by_image.values().map(Vec::len).sum();
-        debug_assert_eq!(by_image, live_faces, "one image lookup per live face");
-        for (uri, ids) in &self.by_image {
-            debug_assert!(!ids.is_empty(), "no empty image entry ({uri})");
-            for id in ids {
-                debug_assert!(
-                    self.live_face(*id).is_some_and(|face| face.metadata.image_uri == *uri),
-                    "image lookup {uri} -> {id}"
-                );
-            }
-        }
+        debug_assert!(
+            self.unfrozen.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "pending points in id order"
+        );
         for (internal_id, _) in self.unfrozen.iter().chain(&self.orphans) {
-            debug_assert!(*internal_id < self.faces.len(), "scored point {internal_id} has a slot");
+            debug_assert!(*internal_id < self.ids.slots(), "scored point {internal_id} has a slot");
         }
     }
 
@@ -243,16 +176,11 @@ fn last_copy_of_each_face(records: Vec<FaceRecord>) -> Vec<FaceRecord> {
     kept
 }
 
-fn metadata_bytes(metadata: &FaceMetadata) -> usize {
-    std::mem::size_of::<Option<StoredFace>>() + metadata.image_uri.len() + metadata.model_id.len() + 64
-}
-
 /// The face index. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct FaceIndex {
     pub(crate) config: IndexConfig,
     pub(crate) writer: Mutex<()>,
     pub(crate) state: RwLock<IndexState>,
-    pub(crate) locator: Mutex<PointLocator>,
 }
 
 impl FaceIndex {
@@ -268,7 +196,6 @@ impl FaceIndex {
             config,
             writer: Mutex::new(()),
             state: RwLock::new(state),
-            locator: Mutex::new(PointLocator::default()),
         }
     }
 
@@ -317,19 +244,19 @@ impl FaceIndex {
                     None => batch_model = Some(record.metadata.model_id.clone()),
                 }
             }
-            let mut locator = self.locator.lock();
             for record in last_copy_of_each_face(records) {
-                if state.deleted.contains(&record.face_id) {
+                if state.ids.deleted().contains(&record.face_id) {
                     outcome.skipped_deleted += 1;
                     continue;
                 }
-                match state.by_face_id.get(&record.face_id) {
-                    Some(&internal_id) => {
-                        let stored = locator.vector(&state.graph, internal_id);
+                match state.ids.internal_id(&record.face_id) {
+                    Some(internal_id) => {
+                        let stored = state.vector(internal_id);
                         let same_image = state
+                            .ids
                             .live_face(internal_id)
                             .is_some_and(|face| face.metadata.image_uri == record.metadata.image_uri);
-                        if same_image && stored.as_deref() == Some(record.embedding.as_slice()) {
+                        if same_image && stored == Some(record.embedding.as_slice()) {
                             outcome.unchanged += 1;
                             metadata_refreshes.push((internal_id, record.metadata));
                             continue;
@@ -342,7 +269,7 @@ impl FaceIndex {
                 to_insert.push(record);
             }
         }
-        let first_new_id = self.state.read().faces.len();
+        let first_new_id = self.state.read().ids.slots();
         let graph = Arc::clone(&self.state.read().graph);
         let vectors: Vec<(&[f32], usize)> = to_insert
             .iter()
@@ -360,19 +287,17 @@ impl FaceIndex {
                 .map(|(offset, record)| (first_new_id + offset, record.embedding.clone())),
         );
         for (internal_id, metadata) in metadata_refreshes {
-            // Same image URI (checked above), so the by_image key is unchanged.
-            if let Some(Some(face)) = state.faces.get_mut(internal_id) {
-                face.metadata = metadata;
-            }
+            // Same image URI (checked above), so the image lookup is unchanged.
+            state.ids.refresh_metadata(internal_id, metadata);
         }
         for internal_id in replaced_ids {
-            state.tombstone(internal_id);
+            state.ids.tombstone(internal_id);
         }
         for record in to_insert {
             if state.model_id.is_none() {
                 state.model_id = Some(record.metadata.model_id.clone());
             }
-            state.push_face(Some(StoredFace {
+            state.ids.push(Some(StoredFace {
                 face_id: record.face_id,
                 metadata: record.metadata,
             }));
@@ -386,20 +311,19 @@ impl FaceIndex {
     /// The face ids `selector` matches now.
     pub(crate) fn resolve(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
         let state = self.state.read();
-        let ids_of = |internal_ids: &[usize]| -> Vec<FaceId> {
-            internal_ids
-                .iter()
-                .filter_map(|id| state.live_face(*id))
-                .map(|face| face.face_id)
-                .collect()
-        };
+        let face_id_of = |internal_id: usize| state.ids.live_face(internal_id).map(|face| face.face_id);
         Ok(match selector {
             DeleteSelector::FaceIds(ids) => ids
                 .iter()
-                .filter(|id| state.by_face_id.contains_key(id))
+                .filter(|id| state.ids.internal_id(id).is_some())
                 .copied()
                 .collect(),
-            DeleteSelector::ImageUri(uri) => state.by_image.get(uri).map(|ids| ids_of(ids)).unwrap_or_default(),
+            DeleteSelector::ImageUri(uri) => state
+                .ids
+                .of_image(uri)
+                .iter()
+                .filter_map(|id| face_id_of(*id))
+                .collect(),
             DeleteSelector::ImageUriPrefix(prefix) => {
                 if prefix.is_empty() {
                     return Err(IndexError::InvalidRecord {
@@ -408,12 +332,7 @@ impl FaceIndex {
                             .into(),
                     });
                 }
-                state
-                    .by_image
-                    .range(prefix.clone()..)
-                    .take_while(|(uri, _)| uri.starts_with(prefix.as_str()))
-                    .flat_map(|(_, ids)| ids_of(ids))
-                    .collect()
+                state.ids.with_image_prefix(prefix).filter_map(face_id_of).collect()
             }
         })
     }
@@ -434,10 +353,7 @@ impl FaceIndex {
     pub(crate) fn forget_locked(&self, face_ids: &[FaceId]) {
         let mut state = self.state.write();
         for face_id in face_ids {
-            if let Some(internal_id) = state.by_face_id.get(face_id).copied() {
-                state.tombstone(internal_id);
-            }
-            state.deleted.insert(*face_id);
+            state.ids.forget(*face_id);
         }
         state.debug_assert_invariants();
     }
@@ -459,15 +375,10 @@ impl FaceIndex {
         let unknown = || IndexError::UnknownFace {
             face_id: face_id.to_string(),
         };
-        let internal_id = *state.by_face_id.get(face_id).ok_or_else(unknown)?;
-        let face = state.live_face(internal_id).ok_or_else(unknown)?;
+        let internal_id = state.ids.internal_id(face_id).ok_or_else(unknown)?;
+        let face = state.ids.live_face(internal_id).ok_or_else(unknown)?;
         let embedding = match with_embedding {
-            true => Some(
-                self.locator
-                    .lock()
-                    .vector(&state.graph, internal_id)
-                    .ok_or_else(unknown)?,
-            ),
+            true => Some(state.vector(internal_id).ok_or_else(unknown)?.to_vec()),
             false => None,
         };
         Ok(FaceView {
@@ -485,21 +396,21 @@ impl FaceIndex {
     /// Counts, model, offsets and a memory estimate.
     pub fn info(&self) -> IndexInfo {
         let state = self.state.read();
-        let points = state.faces.len();
+        let points = state.ids.slots();
         let per_point = self.config.dimension * 4 + estimated_link_bytes_per_point(self.config.max_connections);
         let exactly_scored = state.unfrozen.len() + state.orphans.len();
         let search_copy_bytes = state.flat.bytes() + exactly_scored * self.config.dimension * 4;
         IndexInfo {
-            faces: state.by_face_id.len(),
-            images: state.by_image.len(),
-            tombstones: state.tombstones,
-            deleted_total: state.deleted.len(),
+            faces: state.ids.live_faces(),
+            images: state.ids.images(),
+            tombstones: state.ids.tombstones(),
+            deleted_total: state.ids.deleted().len(),
             unreachable_points: state.orphans.len(),
             model_id: state.model_id.clone(),
             memory_bytes_estimate: points * per_point
                 + search_copy_bytes
-                + state.metadata_bytes
-                + state.deleted.len() * 32,
+                + state.ids.metadata_bytes()
+                + state.ids.deleted().len() * 32,
             applied_offsets: state.applied_offsets.clone(),
             config: self.config.clone(),
         }

@@ -11,6 +11,7 @@ mod distance;
 mod error;
 mod flat;
 mod graph;
+mod id_tracker;
 mod index;
 mod maintenance;
 pub mod metrics;

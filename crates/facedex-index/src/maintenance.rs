@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::graph::{PointLocator, insert, new_graph};
+use crate::graph::{insert, new_graph};
 use crate::index::{FaceIndex, IndexState, StoredFace};
 
 /// Points inserted since the last freeze are scored exactly on every search; a freeze is due
@@ -73,8 +73,8 @@ impl FaceIndex {
         let (flat, live) = {
             let state = self.state.read();
             let known: HashSet<usize> = state.orphans.iter().map(|(id, _)| *id).collect();
-            let live: Vec<usize> = (0..state.faces.len())
-                .filter(|id| state.live_face(*id).is_some() && !known.contains(id))
+            let live: Vec<usize> = (0..state.ids.slots())
+                .filter(|id| state.ids.is_live(*id) && !known.contains(id))
                 .collect();
             (Arc::clone(&state.flat), live)
         };
@@ -88,7 +88,8 @@ impl FaceIndex {
     /// Whether deleted faces exceed the configured share of the graph.
     pub fn needs_vacuum(&self) -> bool {
         let state = self.state.read();
-        !state.faces.is_empty() && state.tombstones as f32 / state.faces.len() as f32 > self.config.vacuum_deleted_ratio
+        state.ids.slots() > 0
+            && state.ids.tombstones() as f32 / state.ids.slots() as f32 > self.config.vacuum_deleted_ratio
     }
 
     /// Rebuilds the graph from the live faces only, dropping deleted vectors from memory.
@@ -112,13 +113,12 @@ impl FaceIndex {
         let (old_flat, live_faces, removed) = {
             let state = self.state.read();
             let faces: Vec<(usize, StoredFace)> = state
-                .faces
-                .iter()
-                .enumerate()
-                .filter_map(|(id, face)| Some((id, face.clone()?)))
-                .filter(|(id, _)| state.flat.vector(*id).is_some())
+                .ids
+                .slots_iter()
+                .filter_map(|(id, face)| Some((id, face?.clone())))
+                .filter(|(id, _)| state.vector(*id).is_some())
                 .collect();
-            (Arc::clone(&state.flat), faces, state.tombstones)
+            (Arc::clone(&state.flat), faces, state.ids.tombstones())
         };
         let graph = new_graph(&self.config, live_faces.len());
         let batch: Vec<(&[f32], usize)> = live_faces
@@ -131,16 +131,15 @@ impl FaceIndex {
         let new_ids: Vec<usize> = (0..live_faces.len()).collect();
         rebuilt.orphans = rebuilt.flat.unreachable(&new_ids, self.config.default_ef_search);
         let mut state = self.state.write();
-        rebuilt.deleted = std::mem::take(&mut state.deleted);
+        rebuilt.ids.restore_deleted(state.ids.deleted().iter().copied());
         rebuilt.model_id = state.model_id.take();
         rebuilt.applied_offsets = std::mem::take(&mut state.applied_offsets);
         for (_, face) in live_faces {
-            rebuilt.push_face(Some(face));
+            rebuilt.ids.push(Some(face));
         }
         *state = rebuilt;
         state.debug_assert_invariants();
-        *self.locator.lock() = PointLocator::default();
-        tracing::info!(removed, faces = state.faces.len(), "vacuumed the face index");
+        tracing::info!(removed, faces = state.ids.slots(), "vacuumed the face index");
         Ok(removed)
     }
 }

@@ -113,7 +113,7 @@ impl FaceIndex {
             .into_iter()
             .filter(|(_, similarity)| query.min_score.is_none_or(|floor| *similarity >= floor))
             .filter_map(|(internal_id, similarity)| {
-                let face = state.live_face(internal_id)?;
+                let face = state.ids.live_face(internal_id)?;
                 Some(SearchHit {
                     face_id: face.face_id,
                     similarity,
@@ -143,21 +143,12 @@ impl FaceIndex {
     /// The internal ids a selective filter allows, when few enough for exact search.
     fn filtered_candidates(&self, state: &IndexState, filter: &FaceFilter) -> Option<Vec<usize>> {
         if let Some(include) = &filter.include_face_ids {
-            return Some(
-                include
-                    .iter()
-                    .filter_map(|id| state.by_face_id.get(id).copied())
-                    .collect(),
-            );
+            return Some(include.iter().filter_map(|id| state.ids.internal_id(id)).collect());
         }
         let prefix = filter.image_uri_prefix.as_deref()?;
         let mut candidates = Vec::new();
-        for (_, ids) in state
-            .by_image
-            .range(prefix.to_owned()..)
-            .take_while(|(uri, _)| uri.starts_with(prefix))
-        {
-            candidates.extend_from_slice(ids);
+        for internal_id in state.ids.with_image_prefix(prefix) {
+            candidates.push(internal_id);
             if candidates.len() > EXACT_SEARCH_FILTER_THRESHOLD {
                 return None;
             }
@@ -167,16 +158,15 @@ impl FaceIndex {
 
     fn exact_over(&self, state: &IndexState, candidates: &[usize], query: &SearchQuery) -> Vec<(usize, f32)> {
         let mut top = TopK::new(query.limit);
-        let mut locator = self.locator.lock();
         for &internal_id in candidates {
-            let Some(face) = state.live_face(internal_id) else {
+            let Some(face) = state.ids.live_face(internal_id) else {
                 continue;
             };
             if !query.filter.accepts(&face.face_id, &face.metadata) {
                 continue;
             }
-            if let Some(vector) = locator.vector(&state.graph, internal_id) {
-                top.offer(internal_id, dot(&query.vector, &vector).min(1.0));
+            if let Some(vector) = state.vector(internal_id) {
+                top.offer(internal_id, dot(&query.vector, vector).min(1.0));
             }
         }
         top.into_sorted()
@@ -190,9 +180,10 @@ impl FaceIndex {
 fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
     let unfiltered = query.filter.is_empty();
     let accepts = |internal_id: usize| {
-        state.is_live(internal_id)
+        state.ids.is_live(internal_id)
             && (unfiltered
                 || state
+                    .ids
                     .live_face(internal_id)
                     .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata)))
     };
@@ -218,7 +209,7 @@ fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usiz
 fn exact_over_graph(state: &IndexState, query: &SearchQuery) -> Vec<(usize, f32)> {
     let mut top = TopK::new(query.limit);
     for_each_point(&state.graph, |internal_id, vector| {
-        if let Some(face) = state.live_face(internal_id)
+        if let Some(face) = state.ids.live_face(internal_id)
             && query.filter.accepts(&face.face_id, &face.metadata)
         {
             top.offer(internal_id, dot(&query.vector, vector).min(1.0));

@@ -97,7 +97,7 @@ pub(crate) fn write(
     }
     fs::create_dir_all(&dir).map_err(|error| IndexError::io("create", &dir, error))?;
     let mut file_names = Vec::new();
-    if !state.faces.is_empty() {
+    if state.ids.slots() > 0 {
         dump_graph(&state.graph, &dir)?;
         file_names.push(format!("{GRAPH_BASENAME}.hnsw.graph"));
         file_names.push(format!("{GRAPH_BASENAME}.hnsw.data"));
@@ -108,8 +108,8 @@ pub(crate) fn write(
         max_connections: config.max_connections,
         ef_construction: config.ef_construction,
         model_id: state.model_id.clone(),
-        faces: state.faces.clone(),
-        deleted: state.deleted.iter().copied().collect(),
+        faces: state.ids.slots_iter().map(|(_, face)| face.cloned()).collect(),
+        deleted: state.ids.deleted().iter().copied().collect(),
         applied_offsets: state.applied_offsets.clone(),
         orphans: state.orphans.iter().map(|(internal_id, _)| *internal_id).collect(),
     };
@@ -134,7 +134,7 @@ pub(crate) fn write(
         format_version: FORMAT_VERSION,
         generation,
         created_unix_ms: now_unix_ms(),
-        faces: state.by_face_id.len(),
+        faces: state.ids.live_faces(),
         files,
     };
     let manifest_json =
@@ -254,9 +254,9 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     let mut state = IndexState::new(graph);
     state.model_id = metadata.model_id;
     state.applied_offsets = metadata.applied_offsets;
-    state.deleted = metadata.deleted.into_iter().collect();
+    state.ids.restore_deleted(metadata.deleted);
     for face in metadata.faces {
-        state.push_face(face);
+        state.ids.push(face);
     }
     // The listed points are probed again rather than trusted: a snapshot written before the
     // probe at `REACHABILITY_EF` listed every point missed at the default ef (4,096 of a 300k
@@ -392,6 +392,6 @@ mod tests {
             "points found by their own vector stay on the brute-force list: {:?}",
             loaded.orphans.iter().map(|(id, _)| id).collect::<Vec<_>>()
         );
-        assert_eq!(loaded.faces.len(), vectors.len());
+        assert_eq!(loaded.ids.slots(), vectors.len());
     }
 }

@@ -29,9 +29,6 @@ pub enum KafkaStageError {
     /// A pipeline stage failed for a reason of its own (models, archive, index).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
-    /// Writing the index snapshot failed.
-    #[error("index snapshot failed: {0}")]
-    Index(#[from] facedex_index::IndexError),
 }
 
 impl KafkaStageError {
