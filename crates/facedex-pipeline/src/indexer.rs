@@ -3,7 +3,8 @@
 //! applies them with one upsert per blocking call, so the graph inserts them on every core;
 //! records the source position of each as applied; snapshots on its cadence and once more at
 //! the end; and tells its owner which positions each snapshot made durable. It is the one
-//! writer of the store while it runs.
+//! writer of faces and applied positions while it runs (a search server beside it may still
+//! delete faces and snapshot).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -292,7 +293,7 @@ impl Worker {
                     snapshot: None,
                 });
             }
-            // The stage is the store's one writer, so these are the offsets the snapshot holds.
+            // Only the stage records positions, so these are the ones the snapshot holds.
             let applied = worker.store.index().info().applied_offsets;
             let snapshot = worker.store.snapshot()?;
             worker.durable.send_replace(applied);

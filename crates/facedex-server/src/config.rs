@@ -20,6 +20,11 @@ pub struct ServerConfig {
     /// OS time-slice them, which stretches every search's latency instead of queueing the
     /// surplus (Qdrant sizes its search pool the same way).
     pub max_concurrent_searches: usize,
+    /// How many photo queries are between decoding and their last model run at once; the
+    /// others wait in arrival order. Each holds its decoded photo (up to
+    /// `vision.max_image_pixels` × 3 bytes), so this bounds their memory; more than one lets
+    /// the models batch the faces of concurrent queries together.
+    pub max_concurrent_photo_queries: usize,
     /// Write a snapshot this often when something changed; 0 turns periodic snapshots off
     /// (one is still written on shutdown).
     pub snapshot_interval_secs: u64,
@@ -57,6 +62,7 @@ impl Default for ServerConfig {
             max_image_bytes: 20 * 1024 * 1024,
             max_batch_searches: 64,
             max_concurrent_searches: 0,
+            max_concurrent_photo_queries: 8,
             snapshot_interval_secs: 300,
             auth_token: None,
             tls: None,

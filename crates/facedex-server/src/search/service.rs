@@ -34,6 +34,9 @@ pub struct FaceSearchService {
     /// One permit per search allowed to run at once (`max_concurrent_searches`); waiters are
     /// served first come, first served.
     search_slots: Arc<Semaphore>,
+    /// One permit per photo query between decoding and its last model run
+    /// (`max_concurrent_photo_queries`): each holds a decoded photo.
+    photo_slots: Arc<Semaphore>,
 }
 
 impl FaceSearchService {
@@ -45,6 +48,7 @@ impl FaceSearchService {
             max_image_bytes: config.max_image_bytes,
             max_batch_searches: config.max_batch_searches,
             search_slots: Arc::new(Semaphore::new(config.concurrent_searches())),
+            photo_slots: Arc::new(Semaphore::new(config.max_concurrent_photo_queries.max(1))),
         }
     }
 
@@ -79,6 +83,11 @@ impl FaceSearchService {
             });
         }
         let analyzer = self.analyzer.as_ref().ok_or(ServiceError::ImageSearchUnavailable)?;
+        let _slot = self
+            .photo_slots
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Internal("the photo query slots were closed".into()))?;
         let photo = analyzer
             .analyze("the query image", bytes, true, &mut StageTimings::default())
             .await?;
