@@ -86,6 +86,10 @@ pub struct IndexerConfig {
     /// At the end, re-check that every face is reachable and write a snapshot even if nothing
     /// changed (the end of a bulk load, which reports both).
     pub audit_at_end: bool,
+    /// A batch the index refuses stops the stage with the index's error instead of being
+    /// logged and skipped: local mode, where every batch comes from this process and a refusal
+    /// means the data directory holds another model's faces.
+    pub refusal_stops: bool,
 }
 
 impl Default for IndexerConfig {
@@ -95,6 +99,7 @@ impl Default for IndexerConfig {
             queue_capacity: 1024,
             snapshot_interval: None,
             audit_at_end: false,
+            refusal_stops: false,
         }
     }
 }
@@ -210,7 +215,7 @@ impl Worker {
                     let applier = Arc::clone(&worker);
                     let refused = tokio::task::spawn_blocking(move || applier.apply(group))
                         .await
-                        .map_err(|source| PipelineError::TaskFailed { task: "index", source })?;
+                        .map_err(|source| PipelineError::TaskFailed { task: "index", source })??;
                     for (position, refusal) in refused {
                         log_refusal(&mut refusals, position.as_ref(), &refusal);
                     }
@@ -229,8 +234,9 @@ impl Worker {
 
     /// Applies a group with one upsert, then records every position as applied. When the
     /// upsert refuses the group (it changes nothing then), each batch is applied alone so only
-    /// the bad ones are refused. Returns the refused records.
-    fn apply(&self, group: Vec<IndexInput>) -> Vec<(Option<SourcePosition>, Refusal)> {
+    /// the bad ones are refused. Returns the refused records; fails instead, having applied
+    /// nothing, when refusals stop the stage.
+    fn apply(&self, group: Vec<IndexInput>) -> Result<Vec<(Option<SourcePosition>, Refusal)>> {
         let mut refused = Vec::new();
         let mut batches = Vec::with_capacity(group.len());
         let mut positions = Vec::with_capacity(group.len());
@@ -243,6 +249,7 @@ impl Worker {
         }
         let records: Vec<FaceRecord> = batches.iter().flat_map(|(_, batch)| batch.face_records()).collect();
         match self.store.upsert(records) {
+            Err(error) if self.config.refusal_stops => return Err(error.into()),
             Ok(_) => {
                 for (_, batch) in &batches {
                     self.count_applied(batch);
@@ -270,7 +277,7 @@ impl Worker {
             self.store
                 .record_applied_offset(&position.topic, position.partition, position.next_offset);
         }
-        refused
+        Ok(refused)
     }
 
     fn count_applied(&self, batch: &FaceBatch) {
@@ -346,4 +353,111 @@ fn log_refusal(log: &mut RateLimitedLog<RefusalKind>, position: Option<&SourcePo
         reason = %refusal.reason,
         "face batch refused"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use facedex_index::{BoundingBox, IndexConfig};
+
+    use super::*;
+    use crate::messages::{ImageRef, PipelineFace, StageTimings};
+
+    /// A photo with one face whose embedding is the unit vector along `axis` (or a vector of
+    /// the wrong length when `axis` is `None`), from `model`.
+    fn batch(photo: usize, axis: Option<usize>, model: &str) -> FaceBatch {
+        let embedding = match axis {
+            Some(axis) => (0..512).map(|i| if i == axis { 1.0 } else { 0.0 }).collect(),
+            None => vec![1.0; 3],
+        };
+        FaceBatch {
+            image: ImageRef {
+                uri: format!("file:///photos/{photo}.jpg"),
+                ..ImageRef::default()
+            },
+            model_id: model.into(),
+            width: 100,
+            height: 100,
+            faces: vec![PipelineFace {
+                bounding_box: BoundingBox {
+                    x1: 10.0,
+                    y1: 10.0,
+                    x2: 50.0,
+                    y2: 50.0,
+                },
+                landmarks: [[30.0, 30.0]; 5],
+                detection_score: 0.9,
+                embedding,
+            }],
+            timings: StageTimings::default(),
+        }
+    }
+
+    fn input(offset: i64, batch: FaceBatch) -> IndexInput {
+        IndexInput {
+            position: Some(SourcePosition {
+                topic: Arc::from("faces"),
+                partition: 0,
+                next_offset: offset + 1,
+            }),
+            batch: Ok(batch),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_batch_is_skipped_and_the_rest_of_its_group_applied() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(FaceStore::open(dir.path(), IndexConfig::default())?);
+        let counters = Arc::new(IndexerCounters::default());
+        let stage = IndexerStage::spawn(Arc::clone(&store), IndexerConfig::default(), Arc::clone(&counters));
+        // Queued before the stage wakes up, so they share one group and one upsert attempt.
+        let sender = stage.sender();
+        sender.send(input(0, batch(0, Some(0), "m"))).await?;
+        sender.send(input(1, batch(1, None, "m"))).await?;
+        sender.send(input(2, batch(2, Some(1), "m"))).await?;
+        sender
+            .send(IndexInput {
+                position: Some(SourcePosition {
+                    topic: Arc::from("faces"),
+                    partition: 0,
+                    next_offset: 4,
+                }),
+                batch: Err(Refusal {
+                    kind: RefusalKind::Undecodable,
+                    reason: "not protobuf".into(),
+                }),
+            })
+            .await?;
+        drop(sender);
+        let summary = stage.finish().await?;
+        assert!(summary.snapshot.is_some(), "the end snapshots what changed");
+        assert_eq!(counters.batches.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.refused.load(Ordering::Relaxed), 2);
+        let info = store.index().info();
+        assert_eq!(info.faces, 2);
+        assert_eq!(info.applied_offsets["faces"][&0], 4, "refused records count as applied");
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_refusal_stops_the_index_error_ends_the_stage() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(FaceStore::open(dir.path(), IndexConfig::default())?);
+        let config = IndexerConfig {
+            refusal_stops: true,
+            ..IndexerConfig::default()
+        };
+        let stage = IndexerStage::spawn(Arc::clone(&store), config, Arc::default());
+        stage.send(input(0, batch(0, Some(0), "m"))).await?;
+        // The stage may already be gone when the second batch is sent; `finish` says why.
+        let _ = stage.send(input(1, batch(1, Some(1), "another-model"))).await;
+        let error = stage.finish().await.expect_err("another model's faces stop the stage");
+        assert!(
+            matches!(
+                error,
+                PipelineError::Index(facedex_index::IndexError::ModelMismatch { .. })
+            ),
+            "{error:?}"
+        );
+        Ok(())
+    }
 }

@@ -85,6 +85,7 @@ pub async fn index_archive(
         IndexerConfig {
             queue_capacity: INDEX_QUEUE_CAPACITY,
             audit_at_end: true,
+            refusal_stops: true,
             ..IndexerConfig::default()
         },
         Arc::default(),
