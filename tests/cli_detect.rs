@@ -155,3 +155,27 @@ fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
     bytes.extend_from_slice(&[0, 0, 0, 0, b'I', b'D', b'A', b'T']);
     bytes
 }
+
+/// A photo file over `archive.max_image_bytes` is refused by its size, before it is read or
+/// decoded, with the setting named; the photos under the limit still run.
+#[test]
+fn a_photo_over_the_byte_limit_is_refused_before_it_is_read() {
+    let yao = photo("yaoming.jpg");
+    let players = photo("players.jpg");
+    let limit = std::fs::metadata(&yao).expect("yaoming.jpg").len() + 1;
+    assert!(
+        std::fs::metadata(&players).expect("players.jpg").len() > limit,
+        "players.jpg is the larger one"
+    );
+    let output = support::facedex_command()
+        .env("FACEDEX__ARCHIVE__MAX_IMAGE_BYTES", limit.to_string())
+        .args(["detect", "--json", path_str(&players), path_str(&yao)])
+        .output()
+        .expect("facedex runs");
+    assert_eq!(output.status.code(), Some(1), "a refused photo makes the exit status 1");
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["error"]["kind"], "too_large", "{}", lines[0]);
+    let message = lines[0]["error"]["message"].as_str().expect("message");
+    assert!(message.contains("archive.max_image_bytes"), "{message}");
+    assert_eq!(lines[1]["faces"].as_array().map(Vec::len), Some(1), "{}", lines[1]);
+}

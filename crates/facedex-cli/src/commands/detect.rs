@@ -44,12 +44,13 @@ pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode>
         // Enough photos in flight for the detector to fill its batches while others decode.
         let in_flight = config.vision.detection.batch_size.max(1) * 2;
         let with_embeddings = args.embeddings;
+        let max_bytes = config.archive.max_image_bytes;
         let mut results = futures::stream::iter(args.photos)
             .map(|path| {
                 let analyzer = analyzer.clone();
                 async move {
                     let name = path.to_str().unwrap_or("<non-UTF-8 path>").to_owned();
-                    let outcome = match read_photo(&path).await {
+                    let outcome = match read_photo(&path, max_bytes).await {
                         Ok(bytes) => {
                             analyzer
                                 .analyze(&name, bytes, with_embeddings, &mut StageTimings::default())
@@ -93,14 +94,24 @@ pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode>
     })
 }
 
-/// A photo file's bytes, read on the blocking pool.
-async fn read_photo(path: &std::path::Path) -> Result<Vec<u8>, PipelineError> {
-    tokio::fs::read(path).await.map_err(|error| {
+/// A photo file's bytes, read on the blocking pool; a file over `max_bytes`
+/// (`archive.max_image_bytes`) is refused before it is read, as in an archive.
+async fn read_photo(path: &std::path::Path, max_bytes: u64) -> Result<Vec<u8>, PipelineError> {
+    let unreadable = |error: std::io::Error| {
         PipelineError::Vision(facedex_vision::VisionError::Unreadable {
             input: path.display().to_string(),
             reason: error.to_string(),
         })
-    })
+    };
+    let size_bytes = tokio::fs::metadata(path).await.map_err(unreadable)?.len();
+    if size_bytes > max_bytes {
+        return Err(PipelineError::TooLarge {
+            uri: path.display().to_string(),
+            size_bytes,
+            limit_bytes: max_bytes,
+        });
+    }
+    tokio::fs::read(path).await.map_err(unreadable)
 }
 
 /// The JSON object printed for one photo; `model_id` is set when embeddings were computed.
