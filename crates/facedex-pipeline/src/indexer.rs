@@ -152,12 +152,6 @@ impl IndexerStage {
         }
     }
 
-    /// A handle to queue records with; the stage ends once every handle and the stage's own
-    /// sender are dropped ([`IndexerStage::finish`]).
-    pub fn sender(&self) -> mpsc::Sender<IndexInput> {
-        self.inputs.clone()
-    }
-
     /// The applied positions the newest snapshot made durable; changes after each snapshot.
     pub fn durable_offsets(&self) -> watch::Receiver<AppliedOffsets> {
         self.durable.clone()
@@ -173,8 +167,7 @@ impl IndexerStage {
         self.inputs.send(input).await.map_err(|_| PipelineError::Cancelled)
     }
 
-    /// Stops taking records, applies those queued, snapshots and returns what it did. Other
-    /// senders must be dropped first, or this waits for them.
+    /// Stops taking records, applies those queued, snapshots and returns what it did.
     pub async fn finish(self) -> Result<IndexerSummary> {
         drop(self.inputs);
         self.task
@@ -410,11 +403,10 @@ mod tests {
         let counters = Arc::new(IndexerCounters::default());
         let stage = IndexerStage::spawn(Arc::clone(&store), IndexerConfig::default(), Arc::clone(&counters));
         // Queued before the stage wakes up, so they share one group and one upsert attempt.
-        let sender = stage.sender();
-        sender.send(input(0, batch(0, Some(0), "m"))).await?;
-        sender.send(input(1, batch(1, None, "m"))).await?;
-        sender.send(input(2, batch(2, Some(1), "m"))).await?;
-        sender
+        stage.send(input(0, batch(0, Some(0), "m"))).await?;
+        stage.send(input(1, batch(1, None, "m"))).await?;
+        stage.send(input(2, batch(2, Some(1), "m"))).await?;
+        stage
             .send(IndexInput {
                 position: Some(SourcePosition {
                     topic: Arc::from("faces"),
@@ -427,7 +419,6 @@ mod tests {
                 }),
             })
             .await?;
-        drop(sender);
         let summary = stage.finish().await?;
         assert!(summary.snapshot.is_some(), "the end snapshots what changed");
         assert_eq!(counters.batches.load(Ordering::Relaxed), 2);

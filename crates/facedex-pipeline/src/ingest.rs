@@ -50,11 +50,6 @@ impl Ingestor {
         }
     }
 
-    /// The photo front end this ingestor runs.
-    pub fn analyzer(&self) -> &Arc<PhotoAnalyzer> {
-        &self.analyzer
-    }
-
     /// Processes `image` to its faces or to a dead letter. Fails only when the photo must not
     /// be given up: shutdown, or the models failing for reasons of their own.
     pub async fn ingest(&self, image: &ImageRef) -> Result<Ingested> {

@@ -70,13 +70,9 @@ impl Embedder {
         &self.model_id
     }
 
-    /// Embeds `crops` (packed RGB `112×112×3` each, back to back): one unit vector per crop.
-    pub fn embed_batch(&mut self, crops: &[u8]) -> Result<Vec<Vec<f32>>> {
-        self.embed_blocks(&[crops])
-    }
-
     /// Embeds the crops of several callers in one run without joining their buffers first: each
-    /// block holds whole crops back to back, and the vectors come back in block order.
+    /// block holds whole crops (packed RGB `112×112×3`) back to back, and the vectors, one unit
+    /// vector per crop, come back in block order.
     pub fn embed_blocks(&mut self, blocks: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
         let count: usize = blocks.iter().map(|block| block.len() / CROP_BYTES).sum();
         if count == 0 {

@@ -57,11 +57,6 @@ impl PhotoAnalyzer {
         if models_in_process { (cores / 2).max(1) } else { cores }
     }
 
-    /// The models behind this analyzer.
-    pub fn models(&self) -> &Arc<dyn FaceModels> {
-        &self.models
-    }
-
     /// The models' description.
     pub fn info(&self) -> &ModelInfo {
         self.models.info()
