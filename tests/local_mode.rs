@@ -1,6 +1,8 @@
-//! Local mode (`facedex index`) stopped by a signal: the photos done so far are indexed and
+//! Local mode (`facedex index`): stopped by a signal, the photos done so far are indexed and
 //! snapshotted, the exit status says it was interrupted, and running the command again
-//! finishes the archive without duplicating a face.
+//! finishes the archive without duplicating a face. Run from any folder with no configuration,
+//! it finds its assets and default data directory through its home (`FACEDEX_HOME`, then the
+//! XDG data directory) and prints only its own summary.
 
 mod support;
 
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use facedex_index::{FaceStore, IndexConfig};
 use support::cluster::free_port;
-use support::{facedex_command, photo, scrape_metrics};
+use support::{assets_dir, facedex_binary, facedex_command, photo, scrape_metrics};
 
 /// Enough photos (~20 s on 2 cores) that the run is still going when the signal arrives.
 const COPIES: usize = 40;
@@ -102,5 +104,79 @@ fn sigint_snapshots_what_is_done_and_a_rerun_finishes() -> anyhow::Result<()> {
         COPIES * faces_per_copy
     );
     ensure!(info.faces > partial_faces);
+    Ok(())
+}
+
+/// `facedex index DIR` started in an unrelated folder, with an environment holding nothing of
+/// facedex's but `extra`.
+fn index_elsewhere(
+    archive: &std::path::Path,
+    home: &std::path::Path,
+    extra: &[(&str, &std::path::Path)],
+) -> anyhow::Result<std::process::Output> {
+    let elsewhere = tempfile::tempdir()?;
+    let mut command = Command::new(facedex_binary());
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .current_dir(elsewhere.path())
+        .arg("index")
+        .arg(archive);
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    Ok(command.output()?)
+}
+
+#[test]
+fn runs_from_any_folder_through_its_home_and_prints_only_its_summary() -> anyhow::Result<()> {
+    let archive = tempfile::tempdir()?;
+    std::fs::copy(photo("t1.jpg"), archive.path().join("t1.jpg"))?;
+    let assets = std::fs::canonicalize(assets_dir())?;
+
+    // Nothing installed: the error names every place looked in.
+    let bare_home = tempfile::tempdir()?;
+    let missing = index_elsewhere(archive.path(), bare_home.path(), &[])?;
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    ensure!(!missing.status.success(), "{stderr}");
+    let xdg_assets = bare_home.path().join(".local/share/facedex/assets");
+    ensure!(
+        stderr.contains(&xdg_assets.display().to_string())
+            && stderr.contains(".facedex/assets (the working directory)"),
+        "{stderr}"
+    );
+
+    // Installed in the XDG data directory, as scripts/setup does: assets and data both there.
+    std::fs::create_dir_all(xdg_assets.parent().context("parent")?)?;
+    std::os::unix::fs::symlink(&assets, &xdg_assets)?;
+    let installed = index_elsewhere(archive.path(), bare_home.path(), &[])?;
+    let stdout = String::from_utf8_lossy(&installed.stdout);
+    ensure!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    ensure!(
+        lines.len() == 1 && lines[0].starts_with("indexed 1 of 1 photos"),
+        "standard output holds facedex's summary only: {stdout:?}"
+    );
+    let xdg_data = bare_home.path().join(".local/share/facedex/data");
+    let store = FaceStore::open(&xdg_data, IndexConfig::default())?;
+    ensure!(
+        store.index().info().images == 1,
+        "the default data directory is the home's"
+    );
+
+    // FACEDEX_HOME comes first.
+    let explicit = tempfile::tempdir()?;
+    std::os::unix::fs::symlink(&assets, explicit.path().join("assets"))?;
+    let chosen = index_elsewhere(archive.path(), bare_home.path(), &[("FACEDEX_HOME", explicit.path())])?;
+    ensure!(chosen.status.success(), "{}", String::from_utf8_lossy(&chosen.stderr));
+    ensure!(
+        explicit.path().join("data").is_dir(),
+        "FACEDEX_HOME's data directory is used"
+    );
     Ok(())
 }

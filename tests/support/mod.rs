@@ -40,9 +40,7 @@ pub fn vision_config() -> VisionConfig {
 /// this build's, or the one `FACEDEX_BIN` names (benchmarks compare builds with it).
 pub fn facedex_command() -> std::process::Command {
     let config = vision_config();
-    let binary =
-        std::env::var_os("FACEDEX_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_facedex")), PathBuf::from);
-    let mut command = std::process::Command::new(binary);
+    let mut command = std::process::Command::new(facedex_binary());
     command
         .env(
             "FACEDEX__VISION__ONNXRUNTIME_LIBRARY_PATH",
@@ -51,6 +49,11 @@ pub fn facedex_command() -> std::process::Command {
         .env("FACEDEX__VISION__DETECTOR_MODEL_PATH", &config.detector_model_path)
         .env("FACEDEX__VISION__EMBEDDER_MODEL_PATH", &config.embedder_model_path);
     command
+}
+
+/// This build's `facedex` binary, or the one `FACEDEX_BIN` names.
+pub fn facedex_binary() -> PathBuf {
+    std::env::var_os("FACEDEX_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_facedex")), PathBuf::from)
 }
 
 /// InsightFace's output for the sample photos (`tests/fixtures/insightface_faces.json`).

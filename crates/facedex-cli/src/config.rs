@@ -1,6 +1,6 @@
 //! The facedex configuration file and its environment overrides.
 //!
-//! Precedence, lowest first: built-in defaults, the TOML file given with `--config`, environment
+//! Precedence, lowest first: built-in defaults (paths under facedex's [`Home`]), the TOML file given with `--config`, environment
 //! variables `FACEDEX__<SECTION>__<KEY>` (double underscores separate levels, e.g.
 //! `FACEDEX__VISION__DETECTOR_MODEL_PATH`), then command-line flags. Unknown keys are errors.
 
@@ -14,15 +14,17 @@ use facedex_pipeline::{ArchiveConfig, BatchingConfig, IngestConfig};
 use facedex_server::{EmbedConfig, ServerConfig};
 use facedex_vision::VisionConfig;
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::home::Home;
 use crate::telemetry::MetricsConfig;
 
 /// The prefix of every environment override.
 pub const ENV_PREFIX: &str = "FACEDEX__";
 
-/// Where the index lives unless configured.
+/// Where the index lives unless configured, relative to the working directory: the data
+/// directory of the last [`Home`] candidate, used when no home holds assets.
 pub const DEFAULT_DATA_DIR: &str = ".facedex/data";
 
 /// Everything configurable in facedex.
@@ -69,12 +71,28 @@ impl Default for FacedexConfig {
 }
 
 impl FacedexConfig {
-    /// Loads defaults, then `file` (if any), then `FACEDEX__…` environment variables.
-    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+    /// Loads defaults (the data directory and the assets under `home`), then `file` (if any),
+    /// then `FACEDEX__…` environment variables.
+    pub fn load(file: Option<&Path>, home: &Home) -> anyhow::Result<Self> {
         // Defaults come from serde (`#[serde(default)]`), not from a serialized copy merged
         // underneath: merging would leave keys of the default variant (`threads` of `cpu`)
-        // beside an override that switches variant (`kind = "cuda"`).
-        let mut figment = Figment::new();
+        // beside an override that switches variant (`kind = "cuda"`). Only the paths that
+        // depend on the home are merged underneath, key by key.
+        let assets = VisionConfig::with_assets_dir(&home.assets_dir());
+        let mut figment = Figment::new()
+            .merge(Serialized::default("data_dir", home.data_dir()))
+            .merge(Serialized::default(
+                "vision.onnxruntime_library_path",
+                assets.onnxruntime_library_path,
+            ))
+            .merge(Serialized::default(
+                "vision.detector_model_path",
+                assets.detector_model_path,
+            ))
+            .merge(Serialized::default(
+                "vision.embedder_model_path",
+                assets.embedder_model_path,
+            ));
         if let Some(file) = file {
             anyhow::ensure!(file.is_file(), "config file {} does not exist", file.display());
             figment = figment.merge(Toml::file_exact(file));
@@ -118,7 +136,7 @@ mod tests {
             "[vision]\nembed_batch_size = 7\n[vision.detection]\nscore_threshold = 0.6"
         )
         .expect("write");
-        let config = FacedexConfig::load(Some(file.path())).expect("valid file");
+        let config = FacedexConfig::load(Some(file.path()), &Home::locate()).expect("valid file");
         assert_eq!(config.vision.embed_batch_size, 7);
         assert_eq!(config.vision.detection.score_threshold, 0.6);
         assert_eq!(
@@ -128,7 +146,7 @@ mod tests {
 
         let mut typo = tempfile::NamedTempFile::new().expect("temp file");
         writeln!(typo, "[vision]\nembed_batch = 7").expect("write");
-        let error = FacedexConfig::load(Some(typo.path())).expect_err("unknown key");
+        let error = FacedexConfig::load(Some(typo.path()), &Home::locate()).expect_err("unknown key");
         assert!(format!("{error:#}").contains("embed_batch"), "{error:#}");
     }
 
@@ -138,7 +156,7 @@ mod tests {
             jail.set_env("FACEDEX__VISION__DETECTOR_MODEL_PATH", "/models/det.onnx");
             jail.set_env("FACEDEX__VISION__EXECUTION_PROVIDER__KIND", "cuda");
             jail.set_env("FACEDEX__VISION__EXECUTION_PROVIDER__DEVICE_ID", "1");
-            let config = FacedexConfig::load(None).expect("valid env");
+            let config = FacedexConfig::load(None, &Home::locate()).expect("valid env");
             assert_eq!(config.vision.detector_model_path, Path::new("/models/det.onnx"));
             assert_eq!(
                 config.vision.execution_provider,

@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod home;
 mod shared;
 mod telemetry;
 
@@ -17,6 +18,8 @@ use crate::config::FacedexConfig;
 /// The environment variables facedex reads, for `--help` (deploy files are checked against it).
 const ENVIRONMENT_HELP: &str = "Environment:
   FACEDEX_CONFIG          the configuration file (as --config)
+  FACEDEX_HOME            the folder holding assets/ (runtime, models) and the default data/;
+                          else $XDG_DATA_HOME/facedex (~/.local/share/facedex), else ./.facedex
   FACEDEX__SECTION__KEY   overrides a configuration key, e.g. FACEDEX__KAFKA__BROKERS
   FACEDEX_LOG             log filter: error, warn (default), info, debug, or per module
   FACEDEX_LOG_FORMAT      `json` for one JSON object per log event
@@ -158,7 +161,7 @@ fn main() -> ExitCode {
         logs.init();
     }
     let cli = Cli::parse();
-    let result = FacedexConfig::load(cli.config.as_deref()).and_then(|mut config| {
+    let result = FacedexConfig::load(cli.config.as_deref(), &home::Home::locate()).and_then(|mut config| {
         cli.vision.apply(&mut config);
         if let Some(addr) = cli.metrics_addr {
             config.metrics.listen_addr = Some(addr);

@@ -11,6 +11,7 @@ use facedex_pipeline::{LocalModels, PhotoAnalyzer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FacedexConfig;
+use crate::home::Home;
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
 pub async fn cancel_on_signal(shutdown: CancellationToken) {
@@ -39,12 +40,35 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
 
 /// The photo front end over the models in this process, batched across every caller.
 pub fn local_analyzer(config: &FacedexConfig) -> anyhow::Result<Arc<PhotoAnalyzer>> {
-    let models = LocalModels::load(&config.vision, &config.models).context("cannot load the face models")?;
+    let models = load_models(config)?;
     Ok(Arc::new(PhotoAnalyzer::new(
         models,
         PhotoAnalyzer::cpu_threads(config.vision.decode_threads, true),
         config.vision.max_image_pixels,
     )))
+}
+
+/// The models in this process. When one of the runtime and model files is missing where the
+/// home puts them, the error says every place the home was looked for.
+pub fn load_models(config: &FacedexConfig) -> anyhow::Result<Arc<LocalModels>> {
+    let home = Home::locate();
+    let vision = &config.vision;
+    let missing = [
+        &vision.onnxruntime_library_path,
+        &vision.detector_model_path,
+        &vision.embedder_model_path,
+    ]
+    .into_iter()
+    .find(|path| home.holds_asset(path) && !path.is_file());
+    if let Some(path) = missing {
+        anyhow::bail!(
+            "cannot load the face models: {} does not exist; run scripts/setup to fetch the assets \
+             (it also installs them in the XDG data directory); {}",
+            path.display(),
+            home.searched()
+        );
+    }
+    LocalModels::load(vision, &config.models).context("cannot load the face models")
 }
 
 /// Flags of the roles that serve FaceSearch over a data directory (`serve`, `indexer`).

@@ -32,8 +32,46 @@ pub(crate) fn new_graph(config: &IndexConfig, capacity: usize) -> Graph {
         config.ef_construction,
         UnitCosineDistance,
     );
-    graph.modify_level_scale(LEVEL_SCALE);
+    // `modify_level_scale` prints its settings with `println!`: standard output is facedex's.
+    without_stdout(|| graph.modify_level_scale(LEVEL_SCALE));
     graph
+}
+
+/// Runs `f` with file descriptor 1 pointed at `/dev/null`, for third-party code that prints.
+///
+/// The standard output lock is held throughout: `println!` from other threads waits instead of
+/// being lost, while `f`'s own `println!` on this thread passes (the lock is reentrant) into
+/// the null device. When the descriptors cannot be swapped, `f` runs anyway and may print.
+#[cfg(unix)]
+fn without_stdout<R>(f: impl FnOnce() -> R) -> R {
+    use std::io::Write;
+
+    /// Puts the saved descriptor back on drop, so a panic in `f` does not leave stdout closed.
+    struct Restore<'a> {
+        stdout: std::io::StdoutLock<'a>,
+        saved: std::os::fd::OwnedFd,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let _ = self.stdout.flush();
+            let _ = rustix::stdio::dup2_stdout(&self.saved);
+        }
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.flush();
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    let saved = rustix::io::dup(&stdout);
+    let _restore = match (null, saved) {
+        (Ok(null), Ok(saved)) if rustix::stdio::dup2_stdout(&null).is_ok() => Some(Restore { stdout, saved }),
+        _ => None,
+    };
+    f()
+}
+
+#[cfg(not(unix))]
+fn without_stdout<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Inserts `batch` (vector, internal id), on all cores when there is more than one.

@@ -17,13 +17,13 @@ use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
 use facedex_pipeline::archive::Archive;
-use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, LocalModels, PhotoAnalyzer};
+use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, PhotoAnalyzer};
 use facedex_server::{BoundServer, RemoteModels, serve_embedder};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FacedexConfig;
-use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer};
+use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer, load_models};
 
 /// Flags every Kafka role shares.
 #[derive(Debug, Args)]
@@ -104,7 +104,7 @@ pub fn embed(mut config: FacedexConfig, args: EmbedArgs) -> anyhow::Result<ExitC
         config.embed.listen_addr = listen;
     }
     runtime()?.block_on(async {
-        let models = LocalModels::load(&config.vision, &config.models).context("cannot load the face models")?;
+        let models = load_models(&config)?;
         let listener = tokio::net::TcpListener::bind(config.embed.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.embed.listen_addr))?;
