@@ -133,6 +133,8 @@ fn index_elsewhere(
 fn runs_from_any_folder_through_its_home_and_prints_only_its_summary() -> anyhow::Result<()> {
     let archive = tempfile::tempdir()?;
     std::fs::copy(photo("t1.jpg"), archive.path().join("t1.jpg"))?;
+    std::fs::write(archive.path().join("notes.txt"), b"not a photo")?;
+    std::fs::write(archive.path().join("clip.mov"), b"not a photo either")?;
     let assets = std::fs::canonicalize(assets_dir())?;
 
     // Nothing installed: the error names every place looked in.
@@ -159,8 +161,10 @@ fn runs_from_any_folder_through_its_home_and_prints_only_its_summary() -> anyhow
     );
     let lines: Vec<&str> = stdout.lines().collect();
     ensure!(
-        lines.len() == 1 && lines[0].starts_with("indexed 1 of 1 photos"),
-        "standard output holds facedex's summary only: {stdout:?}"
+        lines.len() == 2
+            && lines[0].starts_with("indexed 1 of 1 photos")
+            && lines[1] == "skipped 2 files: .mov 1, .txt 1",
+        "standard output holds facedex's summary only, with what listing passed over: {stdout:?}"
     );
     let xdg_data = bare_home.path().join(".local/share/facedex/data");
     let store = FaceStore::open(&xdg_data, IndexConfig::default())?;

@@ -23,6 +23,28 @@ pub struct ArchiveConfig {
     /// `google_service_account`, `azure_storage_account_name`, …), on top of the `AWS_*`,
     /// `GOOGLE_*` and `AZURE_*` environment variables, which are read as object_store reads them.
     pub options: BTreeMap<String, String>,
+    /// Archive roots an ingest worker may open: a record's root must equal one of these or
+    /// lie below one (`s3://photos` allows `s3://photos/2024`; a plain absolute path stands
+    /// for its `file://` URL). Empty allows every root, which suits a worker whose credentials
+    /// reach only the archives it should read. A record naming another root is dead-lettered
+    /// as `root_not_allowed` without being opened. Local mode reads only the archive it is
+    /// given and ignores this.
+    pub allowed_roots: Vec<String>,
+}
+
+impl ArchiveConfig {
+    /// Whether `root` (a canonical archive root URL, as records carry it) may be opened.
+    pub fn allows_root(&self, root: &str) -> bool {
+        self.allowed_roots.is_empty()
+            || self.allowed_roots.iter().any(|allowed| {
+                let allowed = match url::Url::from_directory_path(allowed) {
+                    Ok(url) if allowed.starts_with('/') => url.to_string(),
+                    _ => allowed.clone(),
+                };
+                let allowed = allowed.trim_end_matches('/');
+                root == allowed || root.strip_prefix(allowed).is_some_and(|below| below.starts_with('/'))
+            })
+    }
 }
 
 impl Default for ArchiveConfig {
@@ -33,6 +55,7 @@ impl Default for ArchiveConfig {
             list_min_bytes: 0,
             list_max_bytes: None,
             options: BTreeMap::new(),
+            allowed_roots: Vec::new(),
         }
     }
 }

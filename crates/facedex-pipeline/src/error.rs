@@ -43,6 +43,14 @@ pub enum PipelineError {
         /// Why.
         reason: String,
     },
+    /// A record names an archive root this worker's `archive.allowed_roots` does not allow.
+    #[error("{uri}: archive root {archive:?} is not in archive.allowed_roots")]
+    RootNotAllowed {
+        /// The reference's URI.
+        uri: String,
+        /// The root it names.
+        archive: String,
+    },
     /// The photo is not in the archive (deleted after it was enqueued).
     #[error("{uri}: not found in the archive (deleted or renamed after it was enqueued?)")]
     NotFound {
@@ -117,6 +125,7 @@ impl PipelineError {
             Self::InvalidArchive { .. }
             | Self::Listing { .. }
             | Self::InvalidReference { .. }
+            | Self::RootNotAllowed { .. }
             | Self::NotFound { .. }
             | Self::TooLarge { .. }
             | Self::ModelRun { .. }
@@ -133,6 +142,7 @@ impl PipelineError {
             Self::NotFound { .. } => Some(PhotoFailureKind::NotFound),
             Self::TooLarge { .. } => Some(PhotoFailureKind::TooLarge),
             Self::InvalidReference { .. } => Some(PhotoFailureKind::InvalidReference),
+            Self::RootNotAllowed { .. } => Some(PhotoFailureKind::RootNotAllowed),
             Self::Fetch { .. } => Some(PhotoFailureKind::FetchFailed),
             Self::Vision(error) => PhotoFailureKind::of_vision(error),
             Self::InvalidArchive { .. }

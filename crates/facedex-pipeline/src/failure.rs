@@ -15,6 +15,8 @@ pub enum PhotoFailureKind {
     TooLarge,
     /// The reference does not name a photo inside its archive.
     InvalidReference,
+    /// The reference names an archive root `archive.allowed_roots` does not allow.
+    RootNotAllowed,
     /// The object store kept failing after every retry.
     FetchFailed,
     /// The bytes could not be read (a local file that is missing or unreadable).
@@ -31,10 +33,11 @@ pub enum PhotoFailureKind {
 
 impl PhotoFailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::NotFound,
         Self::TooLarge,
         Self::InvalidReference,
+        Self::RootNotAllowed,
         Self::FetchFailed,
         Self::Unreadable,
         Self::Empty,
@@ -49,6 +52,7 @@ impl PhotoFailureKind {
             Self::NotFound => "not_found",
             Self::TooLarge => "too_large",
             Self::InvalidReference => "invalid_reference",
+            Self::RootNotAllowed => "root_not_allowed",
             Self::FetchFailed => "fetch_failed",
             Self::Unreadable => "unreadable",
             Self::Empty => "empty",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use facedex_index::{FaceStore, SnapshotInfo};
 use futures::StreamExt;
 
-use crate::archive::Archive;
+use crate::archive::{Archive, ListSummary};
 use crate::config::ArchiveConfig;
 use crate::error::{PipelineError, Result};
 use crate::indexer::{IndexInput, IndexerConfig, IndexerStage};
@@ -40,6 +40,8 @@ pub enum LocalEvent<'a> {
 pub struct LocalSummary {
     /// Photos listed.
     pub photos: u64,
+    /// What listing found, including what it passed over.
+    pub listing: ListSummary,
     /// Photos whose faces were indexed (including photos without faces).
     pub indexed_photos: u64,
     /// Faces indexed.
@@ -71,7 +73,7 @@ pub async fn index_archive(
 ) -> Result<LocalSummary> {
     let started = Instant::now();
     let mut images = Vec::new();
-    archive
+    let listing = archive
         .list(archive_config, async |image| {
             images.push(image);
             Ok::<(), PipelineError>(())
@@ -144,6 +146,7 @@ pub async fn index_archive(
     let (snapshot, unreachable_faces) = (ended.snapshot, ended.unreachable_faces);
     Ok(LocalSummary {
         photos,
+        listing,
         indexed_photos,
         faces,
         dead_letters,

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
+use crate::archive::SkipReason;
 use crate::failure::PhotoFailureKind;
 use crate::indexer::RefusalKind;
 use crate::messages::StageTimings;
 
+/// Objects listing passed over, by `reason`.
+pub const OBJECTS_SKIPPED: &str = "facedex_archive_objects_skipped_total";
 /// Photos whose bytes were read from the object store.
 pub const PHOTOS_FETCHED: &str = "facedex_ingest_photos_fetched_total";
 /// Bytes read from the object store.
@@ -46,6 +49,11 @@ pub const MODEL_RUN_DURATION: &str = "facedex_models_run_duration_seconds";
 
 /// Registers the help text and unit of every metric above.
 pub fn describe() {
+    describe_counter!(
+        OBJECTS_SKIPPED,
+        Unit::Count,
+        "Objects listing passed over, by reason: extension, size, link_outside_root, broken_link, not_a_file, unreadable, bad_name."
+    );
     describe_counter!(
         PHOTOS_FETCHED,
         Unit::Count,
@@ -147,6 +155,11 @@ pub fn record_stage(stage: &'static str, took: Duration) {
 pub fn record_indexed(faces: usize) {
     counter!(PHOTOS_INDEXED).increment(1);
     counter!(FACES).increment(faces as u64);
+}
+
+/// Counts an object listing passed over, labelled by the reason's class.
+pub(crate) fn record_skipped(reason: &SkipReason) {
+    counter!(OBJECTS_SKIPPED, "reason" => reason.label()).increment(1);
 }
 
 /// Counts a dead-lettered photo, labelled by its kind (a closed set).

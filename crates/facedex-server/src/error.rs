@@ -93,6 +93,7 @@ fn pipeline_code(error: &PipelineError) -> Code {
         PipelineError::Cancelled => Code::Cancelled,
         PipelineError::InvalidReference { .. } | PipelineError::TooLarge { .. } => Code::InvalidArgument,
         PipelineError::NotFound { .. } => Code::NotFound,
+        PipelineError::RootNotAllowed { .. } => Code::PermissionDenied,
         PipelineError::Fetch { .. } => Code::Unavailable,
         PipelineError::InvalidArchive { .. } => Code::InvalidArgument,
         PipelineError::Models { transient: false, .. }

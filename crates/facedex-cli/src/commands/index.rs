@@ -11,7 +11,7 @@ use clap::Args;
 use facedex_index::FaceStore;
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::local::{LocalEvent, index_archive};
-use facedex_pipeline::{ArchiveRegistry, Ingestor};
+use facedex_pipeline::{ArchiveConfig, ArchiveRegistry, Ingestor};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +53,11 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         let ingestor = Arc::new(Ingestor::new(
-            ArchiveRegistry::new(config.archive.clone()),
+            // Local mode reads the one archive it was given, whatever the workers allow.
+            ArchiveRegistry::new(ArchiveConfig {
+                allowed_roots: vec![archive.root().to_owned()],
+                ..config.archive.clone()
+            }),
             analyzer,
             config.ingest.clone(),
             shutdown,
@@ -114,6 +118,9 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         store.index().info().faces,
         summary.snapshot.as_ref().map_or(0, |snapshot| snapshot.generation),
     );
+    if !summary.listing.skipped.is_empty() {
+        println!("{}", summary.listing.describe_skipped());
+    }
     for letter in &summary.dead_letters {
         println!(
             "  not indexed: {} [{}] {}",

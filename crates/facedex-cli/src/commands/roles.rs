@@ -79,13 +79,15 @@ pub fn enqueue(mut config: FacedexConfig, args: EnqueueArgs) -> anyhow::Result<E
         progress.finish_and_clear();
         let summary = summary?;
         println!(
-            "enqueued {} photos ({} bytes) from {} to {} ({} objects skipped for their extension or size)",
+            "enqueued {} photos ({} bytes) from {} to {}",
             summary.photos,
             summary.bytes,
             archive.root(),
             config.kafka.topics.images,
-            summary.skipped
         );
+        if !summary.skipped.is_empty() {
+            println!("{}", summary.describe_skipped());
+        }
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
@@ -153,6 +155,11 @@ pub fn ingest(mut config: FacedexConfig, args: IngestArgs) -> anyhow::Result<Exi
             config.kafka.brokers,
             models.info().model_id
         );
+        if config.archive.allowed_roots.is_empty() {
+            tracing::warn!(
+                "archive.allowed_roots is empty: this worker opens any archive root a record names, with its own credentials"
+            );
+        }
         let analyzer = PhotoAnalyzer::new(
             models,
             PhotoAnalyzer::cpu_threads(config.vision.decode_threads, false),
