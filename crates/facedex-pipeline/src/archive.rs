@@ -442,6 +442,18 @@ mod tests {
         ArchiveConfig::default()
     }
 
+    /// Every photo `archive` lists with the default selection, and the summary.
+    async fn list_all(archive: &Archive) -> Result<(Vec<ImageRef>, ListSummary)> {
+        let mut found = Vec::new();
+        let summary = archive
+            .list(&config(), async |image| {
+                found.push(image);
+                Ok::<(), PipelineError>(())
+            })
+            .await?;
+        Ok((found, summary))
+    }
+
     #[tokio::test]
     async fn lists_photos_by_extension_and_fetches_them_back() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
@@ -450,13 +462,7 @@ mod tests {
         std::fs::write(dir.path().join("sub/b.png"), b"two!")?;
         std::fs::write(dir.path().join("notes.txt"), b"skip")?;
         let archive = Archive::open(dir.path().to_str().unwrap_or_default(), &config())?;
-        let mut found = Vec::new();
-        let summary = archive
-            .list(&config(), async |image| {
-                found.push(image);
-                Ok::<(), PipelineError>(())
-            })
-            .await?;
+        let (mut found, summary) = list_all(&archive).await?;
         assert_eq!((summary.photos, summary.bytes, summary.skipped_total()), (2, 7, 1));
         assert_eq!(summary.describe_skipped(), "skipped 1 files: .txt 1");
         found.sort_by(|a, b| a.key.cmp(&b.key));
@@ -535,13 +541,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("in/a.jpg"), dir.path().join("inside.jpg"))?;
         std::os::unix::fs::symlink(outside.path().join("secret.jpg"), dir.path().join("out.jpg"))?;
         let archive = Archive::open(dir.path().to_str().unwrap_or_default(), &config())?;
-        let mut found = Vec::new();
-        let summary = archive
-            .list(&config(), async |image| {
-                found.push(image);
-                Ok::<(), PipelineError>(())
-            })
-            .await?;
+        let (found, summary) = list_all(&archive).await?;
         let keys: Vec<&str> = found.iter().map(|image| image.key.as_str()).collect();
         assert_eq!(keys, ["inside.jpg", "in/a.jpg"], "a folder's files, then its folders");
         assert_eq!(
