@@ -1,4 +1,5 @@
-//! `facedex detect` end to end: the real binary on the sample photos and on bad inputs.
+//! `facedex detect` end to end: the real binary on the sample photos, on the same photo in
+//! every other format it decodes, and on bad inputs.
 
 mod support;
 
@@ -6,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{cosine, iou, photo, vision_config};
+use support::{assets_dir, cosine, iou, photo, vision_config};
 
 /// Runs `facedex` with the repository's assets configured through the environment.
 fn facedex(args: &[&str]) -> Output {
@@ -178,4 +179,112 @@ fn a_photo_over_the_byte_limit_is_refused_before_it_is_read() {
     let message = lines[0]["error"]["message"].as_str().expect("message");
     assert!(message.contains("archive.max_image_bytes"), "{message}");
     assert_eq!(lines[1]["faces"].as_array().map(Vec::len), Some(1), "{}", lines[1]);
+}
+
+/// The photos `scripts/formats/make-photos` makes from t1.jpg with real encoders: name, the
+/// photo whose faces it must give, and the least cosine to them. A GIF's 256-colour palette
+/// loses detail of its own, so it must give t1.jpg's faces less closely, and exactly those of
+/// its first frame as Pillow reads it back.
+const FORMAT_PHOTOS: [(&str, &str, f32); 12] = [
+    ("t1.tif", "t1.jpg", 0.98),
+    ("t1-16bit.tif", "t1.jpg", 0.98),
+    ("t1-orientation6.tif", "t1.jpg", 0.98),
+    ("t1-multipage.tif", "t1.jpg", 0.98),
+    ("t1.apng", "t1.jpg", 0.98),
+    ("t1-animated.webp", "t1.jpg", 0.98),
+    ("t1.bmp", "t1.jpg", 0.98),
+    ("t1.jxl", "t1.jpg", 0.98),
+    ("t1-lossless.jxl", "t1.jpg", 0.98),
+    ("t1.gif", "t1.jpg", 0.95),
+    ("t1.gif", "t1.gif-frame0.png", 0.999),
+    ("t1.gif-frame0.png", "t1.jpg", 0.95),
+];
+
+#[test]
+fn every_format_gives_the_faces_of_its_source() {
+    let folder = assets_dir().join("formats");
+    let path_of = |name: &str| {
+        let path = if name == "t1.jpg" {
+            photo(name)
+        } else {
+            folder.join(name)
+        };
+        assert!(
+            path.is_file(),
+            "{} missing: run scripts/formats/make-photos",
+            path.display()
+        );
+        path
+    };
+    let mut names: Vec<&str> = FORMAT_PHOTOS
+        .iter()
+        .flat_map(|(name, source, _)| [*name, *source])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let paths: Vec<_> = names.iter().map(|name| path_of(name)).collect();
+    let mut args = vec!["detect", "--json", "--embeddings"];
+    args.extend(paths.iter().map(|path| path_str(path)));
+    let output = facedex(&args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), names.len());
+    let faces_of = |name: &str| -> Vec<([f32; 4], Vec<f32>)> {
+        let line = &lines[names.iter().position(|candidate| *candidate == name).expect("detected")];
+        line["faces"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no faces in {line}"))
+            .iter()
+            .map(|face| {
+                let bbox: [f32; 4] = floats(&face["bbox"]).try_into().expect("4 numbers");
+                (bbox, floats(&face["embedding"]))
+            })
+            .collect()
+    };
+    assert_eq!(faces_of("t1.jpg").len(), 6, "t1.jpg has 6 faces");
+    for (name, source, min_cosine) in FORMAT_PHOTOS {
+        let (expected, found) = (faces_of(source), faces_of(name));
+        assert_eq!(found.len(), expected.len(), "{name} against {source}");
+        for (bbox, embedding) in &expected {
+            let (best_bbox, best_embedding) = found
+                .iter()
+                .max_by(|a, b| iou(bbox, &a.0).total_cmp(&iou(bbox, &b.0)))
+                .expect("faces");
+            let (overlap, similarity) = (iou(bbox, best_bbox), cosine(embedding, best_embedding));
+            assert!(
+                overlap >= 0.9 && similarity >= min_cosine,
+                "{name}: {source}'s face at {bbox:?} matches at IoU {overlap:.3}, cosine {similarity:.4} (at least {min_cosine})"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_format_cut_short_is_a_corrupt_photo() {
+    let folder = assets_dir().join("formats");
+    let cut = tempfile::tempdir().expect("temp dir");
+    let mut names: Vec<&str> = FORMAT_PHOTOS.iter().map(|(name, _, _)| *name).collect();
+    names.dedup();
+    let paths: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(folder.join(name)).expect("run scripts/formats/make-photos");
+            let path = cut.path().join(name);
+            // A quarter: also short of the first page of the two-page TIFF.
+            std::fs::write(&path, &bytes[..bytes.len() / 4]).expect("write");
+            path
+        })
+        .collect();
+    let mut args = vec!["detect", "--json"];
+    args.extend(paths.iter().map(|path| path_str(path)));
+    let output = facedex(&args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "bad photos exit 1: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (name, line) in names.iter().zip(json_lines(&output)) {
+        assert_eq!(line["error"]["kind"], "corrupt", "{name} cut to a quarter: {line}");
+    }
 }

@@ -6,12 +6,12 @@
 //! Usage: `cargo bench -p facedex-pipeline --bench photos_per_second -- ASSETS_DIR ROUNDS`
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use facedex_pipeline::{BatchingConfig, LocalModels, PhotoAnalyzer, StageTimings};
-use facedex_vision::VisionConfig;
+use facedex_pipeline::StageTimings;
 use futures::StreamExt;
+
+mod support;
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
@@ -22,14 +22,8 @@ fn main() {
         .map(|entry| entry.expect("dir entry").path())
         .collect();
     photos.sort();
-    let config = VisionConfig::with_assets_dir(&assets);
+    let (config, analyzer) = support::local_analyzer(&assets);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let models = LocalModels::load(&config, &BatchingConfig::default()).expect("models load");
-    let analyzer = Arc::new(PhotoAnalyzer::new(
-        models,
-        PhotoAnalyzer::cpu_threads(config.decode_threads, true),
-        config.max_image_pixels,
-    ));
     let in_flight = config.detection.batch_size * 2;
     let run = |rounds: usize| {
         let paths: Vec<PathBuf> = (0..rounds).flat_map(|_| photos.iter().cloned()).collect();

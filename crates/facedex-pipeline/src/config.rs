@@ -50,7 +50,11 @@ impl ArchiveConfig {
 impl Default for ArchiveConfig {
     fn default() -> Self {
         Self {
-            extensions: ["jpg", "jpeg", "png", "webp"].map(String::from).to_vec(),
+            extensions: [
+                "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "gif", "bmp", "jxl",
+            ]
+            .map(String::from)
+            .to_vec(),
             max_image_bytes: 50 * 1024 * 1024,
             list_min_bytes: 0,
             list_max_bytes: None,

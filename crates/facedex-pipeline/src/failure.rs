@@ -23,7 +23,7 @@ pub enum PhotoFailureKind {
     Unreadable,
     /// Zero bytes.
     Empty,
-    /// Not a JPEG, PNG or WebP image.
+    /// Not an image in a format facedex decodes.
     NotAnImage,
     /// A recognised format with broken data.
     Corrupt,

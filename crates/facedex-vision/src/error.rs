@@ -21,8 +21,8 @@ pub enum VisionError {
         /// Which photo.
         input: String,
     },
-    /// The bytes are not a JPEG, PNG or WebP image.
-    #[error("{input}: not a supported image (expected JPEG, PNG or WebP){detail}")]
+    /// The bytes are not an image in a format facedex decodes.
+    #[error("{input}: not a supported image (expected JPEG, PNG, WebP, TIFF, GIF, BMP or JPEG XL){detail}")]
     UnsupportedFormat {
         /// Which photo.
         input: String,

@@ -18,7 +18,7 @@ use crate::shared::local_analyzer;
 /// Arguments of `facedex detect`.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// Photos to analyse (JPEG, PNG or WebP).
+    /// Photos to analyse (JPEG, PNG, WebP, TIFF, GIF, BMP, JPEG XL).
     #[arg(required = true, value_name = "PHOTO")]
     photos: Vec<PathBuf>,
     /// Print JSON Lines, one object per photo, instead of a table.

@@ -1,12 +1,17 @@
-//! Photo bytes to an upright RGB image: JPEG, PNG and WebP; EXIF orientation applied; grayscale,
-//! CMYK, alpha and 16-bit inputs converted to 8-bit RGB (alpha is dropped, as OpenCV's `imread`
-//! does). The pixel count declared in the header is checked *before* any pixel buffer is
-//! allocated, so a decompression bomb costs a header parse, not gigabytes.
+//! Photo bytes to an upright RGB image: JPEG, PNG (APNG: its first frame), WebP (animated: the
+//! first frame), TIFF (8/16-bit, the first page), GIF (the first frame), BMP and JPEG XL; the
+//! EXIF or codestream orientation applied; grayscale, CMYK, alpha and 16-bit inputs converted
+//! to 8-bit RGB (alpha is dropped, as OpenCV's `imread` does). The pixel count declared in the
+//! header is checked *before* any pixel buffer is allocated, so a decompression bomb costs a
+//! header parse, not gigabytes.
 //!
 //! JPEGs are decoded by libjpeg-turbo, the decoder OpenCV (and so InsightFace) uses: other
 //! decoders differ by a grey level here and there, which moves the embeddings of small faces by
 //! up to 0.01 in cosine. CMYK JPEGs, which libjpeg-turbo cannot convert to RGB, fall back to the
-//! `image` crate's decoder.
+//! `image` crate's decoder, which also decodes every other format but JPEG XL (`jxl-oxide`).
+
+mod jpeg;
+mod jxl;
 
 use std::io::Cursor;
 
@@ -23,11 +28,21 @@ pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbIma
             input: input.to_owned(),
         });
     }
+    if jxl::is_jxl(bytes) {
+        return jxl::decode_jxl(input, bytes, max_pixels);
+    }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|error| corrupt(input, "unknown", error.to_string()))?;
     let format = match reader.format() {
-        Some(format @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => format,
+        Some(
+            format @ (ImageFormat::Jpeg
+            | ImageFormat::Png
+            | ImageFormat::WebP
+            | ImageFormat::Tiff
+            | ImageFormat::Gif
+            | ImageFormat::Bmp),
+        ) => format,
         Some(other) => {
             return Err(VisionError::UnsupportedFormat {
                 input: input.to_owned(),
@@ -44,23 +59,50 @@ pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbIma
     let format_name = format_name(format);
     // JPEG decoders fill a truncated scan with grey and report success; a photo cut short in
     // transfer must be an error, not a half-grey picture in the index.
-    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
+    if format == ImageFormat::Jpeg && !jpeg::jpeg_has_end_marker(bytes) {
         return Err(corrupt(
             input,
             format_name,
             "the file is truncated (no end-of-image marker after the last scan)".to_owned(),
         ));
     }
-    // A second line of defence behind the pixel check below: decoders that allocate
-    // intermediate buffers must stay within a few bytes per allowed pixel.
     let mut limits = Limits::default();
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    limits.max_alloc = Some(max_alloc_bytes(max_pixels));
     reader.limits(limits);
 
     let mut decoder = reader
         .into_decoder()
         .map_err(|error| map_image_error(input, format_name, error))?;
     let (width, height) = decoder.dimensions();
+    check_pixels(input, format_name, width, height, max_pixels)?;
+    // Unreadable EXIF is not a reason to lose the photo: it is then shown as stored.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let libjpeg_turbo = match format {
+        ImageFormat::Jpeg => jpeg::decode_jpeg_rgb(input, bytes)?,
+        _ => None,
+    };
+    let mut image = match libjpeg_turbo {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+        None => DynamicImage::from_decoder(decoder).map_err(|error| map_image_error(input, format_name, error))?,
+    };
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "JPEG",
+        ImageFormat::Png => "PNG",
+        ImageFormat::WebP => "WebP",
+        ImageFormat::Tiff => "TIFF",
+        ImageFormat::Gif => "GIF",
+        ImageFormat::Bmp => "BMP",
+        _ => "image",
+    }
+}
+
+/// The pixel count of a `width` × `height` image, refused when over `max_pixels` or zero.
+fn check_pixels(input: &str, format: &'static str, width: u32, height: u32, max_pixels: u64) -> Result<()> {
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
         return Err(VisionError::TooManyPixels {
@@ -72,109 +114,15 @@ pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbIma
         });
     }
     if pixels == 0 {
-        return Err(corrupt(
-            input,
-            format_name,
-            format!("declares a {width}x{height} image"),
-        ));
+        return Err(corrupt(input, format, format!("declares a {width}x{height} image")));
     }
-    // Unreadable EXIF is not a reason to lose the photo: it is then shown as stored.
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let libjpeg_turbo = match format {
-        ImageFormat::Jpeg => decode_jpeg_rgb(input, bytes)?,
-        _ => None,
-    };
-    let mut image = match libjpeg_turbo {
-        Some(rgb) => DynamicImage::ImageRgb8(rgb),
-        None => DynamicImage::from_decoder(decoder).map_err(|error| map_image_error(input, format_name, error))?,
-    };
-    image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
+    Ok(())
 }
 
-thread_local! {
-    static DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Decodes a JPEG to RGB with libjpeg-turbo; `None` for colour spaces it cannot turn into RGB
-/// (CMYK, YCCK), which the caller decodes another way.
-fn decode_jpeg_rgb(input: &str, bytes: &[u8]) -> Result<Option<RgbImage>> {
-    let failed = |error: turbojpeg::Error| corrupt(input, "JPEG", error.to_string());
-    DECOMPRESSOR.with_borrow_mut(|slot| {
-        let decompressor = match slot {
-            Some(decompressor) => decompressor,
-            None => slot.insert(turbojpeg::Decompressor::new().map_err(failed)?),
-        };
-        let header = decompressor.read_header(bytes).map_err(failed)?;
-        if matches!(
-            header.colorspace,
-            turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
-        ) {
-            return Ok(None);
-        }
-        let (width, height) = (header.width, header.height);
-        let mut pixels = vec![0u8; width * height * 3];
-        let output = turbojpeg::Image {
-            pixels: pixels.as_mut_slice(),
-            width,
-            pitch: width * 3,
-            height,
-            format: turbojpeg::PixelFormat::RGB,
-        };
-        decompressor.decompress(bytes, output).map_err(failed)?;
-        let (width, height) = (u32::try_from(width), u32::try_from(height));
-        match (width, height) {
-            (Ok(width), Ok(height)) => Ok(RgbImage::from_raw(width, height, pixels)),
-            _ => Err(corrupt(input, "JPEG", "dimensions overflow".to_owned())),
-        }
-    })
-}
-
-/// Walks the JPEG marker segments (skipping APPn payloads, so an embedded EXIF thumbnail's EOI
-/// does not count) and each scan's entropy-coded data, and reports whether EOI follows.
-fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
-    const EOI: u8 = 0xD9;
-    const SOS: u8 = 0xDA;
-    let mut position = 2; // after SOI
-    while position + 1 < bytes.len() {
-        if bytes[position] != 0xFF {
-            return false;
-        }
-        let marker = bytes[position + 1];
-        match marker {
-            0xFF => position += 1, // fill byte
-            EOI => return true,
-            0x01 | 0xD0..=0xD7 => position += 2, // stand-alone markers
-            _ => {
-                let Some(length) = bytes.get(position + 2..position + 4) else {
-                    return false;
-                };
-                position += 2 + usize::from(u16::from_be_bytes([length[0], length[1]]));
-                if marker == SOS {
-                    // Entropy-coded data runs to the next marker that is neither a stuffed
-                    // 0xFF00 nor a restart marker.
-                    loop {
-                        match bytes.get(position..position + 2) {
-                            None => return false,
-                            Some([0xFF, 0x00 | 0xD0..=0xD7]) => position += 2,
-                            Some([0xFF, _]) => break,
-                            Some(_) => position += 1,
-                        }
-                    }
-                }
-            }
-        }
-    }
-    false
-}
-
-fn format_name(format: ImageFormat) -> &'static str {
-    match format {
-        ImageFormat::Jpeg => "JPEG",
-        ImageFormat::Png => "PNG",
-        ImageFormat::WebP => "WebP",
-        _ => "image",
-    }
+/// The allocation limit handed to decoders, a second line of defence behind the pixel check:
+/// decoders that allocate intermediate buffers must stay within a few bytes per allowed pixel.
+fn max_alloc_bytes(max_pixels: u64) -> u64 {
+    max_pixels.saturating_mul(8).saturating_add(64 << 20)
 }
 
 fn corrupt(input: &str, format: &'static str, reason: String) -> VisionError {
@@ -305,7 +253,7 @@ mod tests {
     #[test]
     fn decodes_cmyk_jpeg() {
         // 16x16 CMYK JPEG written by Pillow: left half cyan (C=255), right half white.
-        let bytes = include_bytes!("../testdata/cmyk.jpg");
+        let bytes = include_bytes!("../../testdata/cmyk.jpg");
         let decoded = decode_photo("cmyk.jpg", bytes, LIMIT).expect("cmyk decodes");
         assert_eq!(decoded.dimensions(), (16, 16));
         let left = decoded.get_pixel(2, 8);
