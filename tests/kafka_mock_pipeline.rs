@@ -69,8 +69,9 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     std::fs::remove_file(vanishing_dir.path().join("deleted.jpg"))?;
 
     // Two ingest workers in one group, sharing in-process models.
-    let models: Arc<dyn FaceModels> = LocalModels::load(&support::vision_config(), &BatchingConfig::default())?;
-    let analyzer = Arc::new(PhotoAnalyzer::new(models, 2, 100_000_000));
+    let vision = support::vision_config();
+    let models: Arc<dyn FaceModels> = LocalModels::load(&vision, &BatchingConfig::default())?;
+    let analyzer = Arc::new(PhotoAnalyzer::new(models, 2, &vision));
     let shutdown = CancellationToken::new();
     let ingest_config = IngestConfig {
         max_attempts: 2,

@@ -1,6 +1,9 @@
 //! facedex against InsightFace on the sample photos: the same faces per photo, every face
 //! matched with box IoU ≥ 0.9, landmarks within 2 px and embedding cosine ≥ 0.99. The reference
 //! is `tests/fixtures/insightface_faces.json`, written by `scripts/reference/insightface_faces.py`.
+//! InsightFace has no close-up pass, so parity holds with the pass off; with it on (the
+//! default) every photo gives exactly the same faces, except that the close-up of
+//! Tom_Hanks_54745.png, where InsightFace finds nothing, gives its face.
 
 mod support;
 
@@ -18,7 +21,7 @@ fn analyze_with(names: &[&str], config: facedex_vision::VisionConfig) -> Vec<Vec
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let models = LocalModels::load(&config, &facedex_pipeline::BatchingConfig::default()).expect("models load");
-        let analyzer = PhotoAnalyzer::new(models, 2, 100_000_000);
+        let analyzer = PhotoAnalyzer::new(models, 2, &config);
         let analyses = names.iter().map(|name| {
             let analyzer = &analyzer;
             async move {
@@ -34,18 +37,64 @@ fn analyze_with(names: &[&str], config: facedex_vision::VisionConfig) -> Vec<Vec
     })
 }
 
+/// The default settings without the close-up pass, which InsightFace does not have.
+fn insightface_config() -> facedex_vision::VisionConfig {
+    let mut config = vision_config();
+    config.detection.close_up_pass = false;
+    config
+}
+
 #[test]
 fn faces_match_insightface_on_every_sample_photo() {
-    assert_parity(vision_config());
+    assert_parity(insightface_config());
 }
 
 /// The square 640×640 detector input is InsightFace's own; the default fits the input to the
 /// photo instead, and both must hold parity.
 #[test]
 fn faces_match_insightface_with_the_square_detector_input() {
-    let mut config = vision_config();
+    let mut config = insightface_config();
     config.detection.fit_input_to_photo = false;
     assert_parity(config);
+}
+
+#[test]
+fn the_close_up_pass_changes_no_ordinary_photo_and_finds_tom_hanks() {
+    let reference = reference();
+    let names: Vec<&str> = reference.photos.iter().map(|p| p.path.as_str()).collect();
+    let without = analyze_with(&names, insightface_config());
+    let with = analyze(&names);
+    for ((name, without), with) in names.iter().zip(&without).zip(&with) {
+        if *name == "Tom_Hanks_54745.png" {
+            assert!(without.is_empty(), "InsightFace's pass finds nothing in the close-up");
+            assert_eq!(with.len(), 1, "{name}: {with:?}");
+            let [x1, y1, x2, y2] = with[0].detection.bbox;
+            let (width, height) = image_size(name);
+            assert!(
+                x2 - x1 >= 0.4 * width && y2 - y1 >= 0.4 * height && x1 < width / 2.0 && x2 > width / 2.0,
+                "{name}: the face fills the frame, found at {:?} in {width}x{height}",
+                with[0].detection.bbox
+            );
+            continue;
+        }
+        assert_eq!(with.len(), without.len(), "{name}");
+        for (a, b) in with.iter().zip(without) {
+            assert_eq!(
+                a.detection, b.detection,
+                "{name}: the first pass's faces are kept as they are"
+            );
+            assert!(cosine(&a.embedding, &b.embedding) > 0.9999, "{name}");
+        }
+    }
+}
+
+fn image_size(name: &str) -> (f32, f32) {
+    let photo = reference()
+        .photos
+        .into_iter()
+        .find(|p| p.path == name)
+        .expect("in the fixture");
+    (photo.width as f32, photo.height as f32)
 }
 
 fn assert_parity(config: facedex_vision::VisionConfig) {

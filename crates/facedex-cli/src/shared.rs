@@ -44,7 +44,7 @@ pub fn local_analyzer(config: &FacedexConfig) -> anyhow::Result<Arc<PhotoAnalyze
     Ok(Arc::new(PhotoAnalyzer::new(
         models,
         PhotoAnalyzer::cpu_threads(config.vision.decode_threads, true),
-        config.vision.max_image_pixels,
+        &config.vision,
     )))
 }
 

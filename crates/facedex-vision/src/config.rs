@@ -56,6 +56,10 @@ pub struct DetectionConfig {
     /// Run the detector on the letterboxed photo rounded up to a multiple of 32 instead of the
     /// whole square (same scale, less padding, faster); off reproduces InsightFace's input.
     pub fit_input_to_photo: bool,
+    /// A second pass over the photo shrunk onto a padded canvas when the first finds no face
+    /// or a face near the frame's size, to find faces that fill the frame (`close_up`); off
+    /// reproduces InsightFace, which misses them.
+    pub close_up_pass: bool,
 }
 
 impl Default for DetectionConfig {
@@ -66,6 +70,7 @@ impl Default for DetectionConfig {
             nms_iou_threshold: 0.4,
             batch_size: 4,
             fit_input_to_photo: true,
+            close_up_pass: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! this crate knows nothing of Kafka, gRPC or async.
 
 pub mod align;
+pub mod close_up;
 pub mod config;
 pub mod decode;
 pub mod detector;

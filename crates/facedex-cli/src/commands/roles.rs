@@ -163,7 +163,7 @@ pub fn ingest(mut config: FacedexConfig, args: IngestArgs) -> anyhow::Result<Exi
         let analyzer = PhotoAnalyzer::new(
             models,
             PhotoAnalyzer::cpu_threads(config.vision.decode_threads, false),
-            config.vision.max_image_pixels,
+            &config.vision,
         );
         let ingestor = Arc::new(Ingestor::new(
             ArchiveRegistry::new(config.archive.clone()),

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use facedex_vision::align::aligned_crops;
+use facedex_vision::close_up::{close_up_canvas, map_back, merge_close_up, needs_close_up_pass};
 use facedex_vision::letterbox::Letterboxer;
-use facedex_vision::{Face, decode_photo, letterbox_geometry};
+use facedex_vision::{DetectedFace, Face, LetterboxGeometry, VisionConfig, decode_photo, letterbox_geometry};
 use tokio::sync::Semaphore;
 
 use crate::embed::{FaceModels, ModelInfo};
@@ -33,16 +34,21 @@ pub struct PhotoAnalyzer {
     /// in flight leaves the cores the models need.
     cpu_slots: Arc<Semaphore>,
     max_image_pixels: u64,
+    /// The IoU over which a close-up pass's face is the first pass's, when that pass is on.
+    close_up_nms_iou: Option<f32>,
 }
 
 impl PhotoAnalyzer {
     /// An analyzer over `models` running at most `cpu_threads` (at least one) decodes or
-    /// alignments at once and refusing photos over `max_image_pixels`.
-    pub fn new(models: Arc<dyn FaceModels>, cpu_threads: usize, max_image_pixels: u64) -> Self {
+    /// alignments at once, refusing photos over `vision.max_image_pixels` and running the
+    /// close-up pass as `vision.detection` says.
+    pub fn new(models: Arc<dyn FaceModels>, cpu_threads: usize, vision: &VisionConfig) -> Self {
+        let detection = &vision.detection;
         Self {
             models,
             cpu_slots: Arc::new(Semaphore::new(cpu_threads.max(1))),
-            max_image_pixels,
+            max_image_pixels: vision.max_image_pixels,
+            close_up_nms_iou: detection.close_up_pass.then_some(detection.nms_iou_threshold),
         }
     }
 
@@ -87,13 +93,9 @@ impl PhotoAnalyzer {
         timings.decode_us += elapsed_us(started);
 
         let started = Instant::now();
-        let detections = self
-            .models
-            .detect(vec![letterboxed])
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let first_pass = letterboxed.geometry;
+        let detections = self.detect(letterboxed).await?;
+        let (photo, detections) = self.with_close_ups(photo, first_pass, detections).await?;
         timings.detect_us += elapsed_us(started);
 
         let (width, height) = photo.dimensions();
@@ -140,6 +142,45 @@ impl PhotoAnalyzer {
             .map(|(detection, embedding)| Face { detection, embedding })
             .collect();
         Ok(analyzed)
+    }
+
+    /// The faces the detector finds in one letterboxed photo.
+    async fn detect(&self, letterboxed: facedex_vision::LetterboxedPhoto) -> Result<Vec<DetectedFace>> {
+        Ok(self
+            .models
+            .detect(vec![letterboxed])
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+
+    /// `detections` with the faces of a close-up pass added, when the pass is on and the first
+    /// pass (over `first_pass`) calls for it.
+    async fn with_close_ups(
+        &self,
+        photo: image::RgbImage,
+        first_pass: LetterboxGeometry,
+        detections: Vec<DetectedFace>,
+    ) -> Result<(image::RgbImage, Vec<DetectedFace>)> {
+        let Some(nms_iou) = self.close_up_nms_iou else {
+            return Ok((photo, detections));
+        };
+        if !needs_close_up_pass(&detections, photo.width(), photo.height()) {
+            return Ok((photo, detections));
+        }
+        let (photo, (canvas, mapping)) = self
+            .on_cpu_pool(move || {
+                let canvas = close_up_canvas(&mut Letterboxer::default(), &photo, first_pass);
+                Ok((photo, canvas))
+            })
+            .await?;
+        let close_ups = self
+            .detect(canvas)
+            .await?
+            .into_iter()
+            .map(|face| map_back(face, mapping));
+        Ok((photo, merge_close_up(detections, close_ups.collect(), nms_iou)))
     }
 
     /// Runs CPU work (decode, resize, warp) on the blocking pool, off the async workers, once
