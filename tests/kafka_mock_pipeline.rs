@@ -67,6 +67,18 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         .await?
         .photos;
     std::fs::remove_file(vanishing_dir.path().join("deleted.jpg"))?;
+    // A root the workers are not allowed to open: its record is dead-lettered unread.
+    let forbidden_dir = tempfile::tempdir()?;
+    std::fs::write(forbidden_dir.path().join("elsewhere.jpg"), &players)?;
+    let forbidden = Archive::open(forbidden_dir.path().to_str().context("utf-8 path")?, &archive_config)?;
+    let forbidden_photos = enqueue_archive(&kafka, &forbidden, &archive_config, |_| {})
+        .await?
+        .photos;
+    let archive = Archive::open(archive_dir.path().to_str().context("utf-8 path")?, &archive_config)?;
+    let worker_archive_config = ArchiveConfig {
+        allowed_roots: vec![archive.root().to_owned(), vanishing.root().to_owned()],
+        ..archive_config.clone()
+    };
 
     // Two ingest workers in one group, sharing in-process models.
     let vision = support::vision_config();
@@ -82,7 +94,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     let mut worker_counters = Vec::new();
     for _ in 0..2 {
         let ingestor = Arc::new(Ingestor::new(
-            ArchiveRegistry::new(archive_config.clone()),
+            ArchiveRegistry::new(worker_archive_config.clone()),
             analyzer.clone(),
             ingest_config.clone(),
             shutdown.clone(),
@@ -112,10 +124,9 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let archive = Archive::open(archive_dir.path().to_str().context("utf-8 path")?, &archive_config)?;
     let main_listing = enqueue_archive(&kafka, &archive, &archive_config, |_| {}).await?;
     ensure!(main_listing.photos == 8, "enqueued {main_listing:?}");
-    let enqueued = main_listing.photos + vanished;
+    let enqueued = main_listing.photos + vanished + forbidden_photos;
 
     // The indexer, into a fresh data directory.
     let data_dir = tempfile::tempdir()?;
@@ -181,6 +192,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     let expected: BTreeMap<String, String> = [
         ("corrupt.jpg", "corrupt"),
         ("deleted.jpg", "not_found"),
+        ("elsewhere.jpg", "root_not_allowed"),
         ("empty.jpg", "empty"),
         ("not-a-photo.jpg", "not_an_image"),
         ("oversize.jpg", "too_large"),

@@ -332,6 +332,18 @@ fn face_search_over_grpc_end_to_end() {
             ..SearchRequest::default()
         };
         expect_status(&mut client, malformed, Code::InvalidArgument, "32 hexadecimal").await;
+        // An ef that would size a 32 GB candidate list: refused, and the server stays up.
+        let huge_ef = SearchRequest {
+            ef: Some(4_000_000_000),
+            ..vector_search(vector.clone(), 5)
+        };
+        expect_status(
+            &mut client,
+            huge_ef,
+            Code::InvalidArgument,
+            "ef must be between 1 and 10000",
+        )
+        .await;
         let other_model = SearchRequest {
             filter: Some(SearchFilter {
                 model_id: "glint360k_r100".into(),
@@ -528,7 +540,8 @@ fn anyhow_like(status: tonic::Status) -> Box<dyn std::error::Error> {
 /// Two photo queries sent at once share one detector run and one embedder run: the models sit
 /// behind the batching front end, not a lock around one photo at a time. The batch window is
 /// widened so the second query certainly arrives while the first waits; the server's own
-/// model metrics then show both photos in one run of each model.
+/// model metrics then show both photos in one run of each model. The close-up pass is off:
+/// yaoming.jpg's face spans 60 % of its shorter side, which would add a detector run of its own.
 #[test]
 fn concurrent_photo_searches_share_model_runs() {
     let data_dir = tempfile::tempdir().expect("tempdir");
@@ -536,7 +549,10 @@ fn concurrent_photo_searches_share_model_runs() {
     let server = Server::start(
         data_dir.path(),
         &["--metrics-addr", &metrics_addr],
-        &[("FACEDEX__MODELS__MAX_WAIT_MS", "1500")],
+        &[
+            ("FACEDEX__MODELS__MAX_WAIT_MS", "1500"),
+            ("FACEDEX__VISION__DETECTION__CLOSE_UP_PASS", "false"),
+        ],
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let face_counts = runtime.block_on(async {

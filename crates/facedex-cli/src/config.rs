@@ -1,8 +1,9 @@
 //! The facedex configuration file and its environment overrides.
 //!
-//! Precedence, lowest first: built-in defaults (paths under facedex's [`Home`]), the TOML file given with `--config`, environment
-//! variables `FACEDEX__<SECTION>__<KEY>` (double underscores separate levels, e.g.
-//! `FACEDEX__VISION__DETECTOR_MODEL_PATH`), then command-line flags. Unknown keys are errors.
+//! Precedence, lowest first: built-in defaults (paths under facedex's [`Home`]), the TOML file
+//! given with `--config`, environment variables `FACEDEX__<SECTION>__<KEY>` (double underscores
+//! separate levels, e.g. `FACEDEX__VISION__DETECTOR_MODEL_PATH`), then command-line flags.
+//! Unknown keys are errors.
 
 use std::path::{Path, PathBuf};
 

@@ -7,6 +7,10 @@ use crate::error::{IndexError, Result};
 /// The largest `limit` a search may ask for.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
 
+/// The largest `ef` a search may ask for: a graph walk keeps `ef` candidates, so the request's
+/// `ef` sizes allocations and work, and recall stops growing long before this.
+pub const MAX_EF_SEARCH: usize = 10_000;
+
 /// Settings of the face index (`[index]` in the config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -46,6 +46,14 @@ pub enum IndexError {
         /// The largest accepted limit.
         max: usize,
     },
+    /// A graph-walk width outside the accepted range.
+    #[error("ef must be between 1 and {max}, got {ef}")]
+    InvalidEf {
+        /// The requested ef.
+        ef: usize,
+        /// The largest accepted ef.
+        max: usize,
+    },
     /// A similarity threshold that is not a number in [-1, 1].
     #[error("min_score must be a cosine similarity between -1 and 1, got {min_score}")]
     InvalidMinScore {

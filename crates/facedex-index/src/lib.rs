@@ -23,7 +23,7 @@ mod store;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 
-pub use config::{IndexConfig, MAX_SEARCH_LIMIT};
+pub use config::{IndexConfig, MAX_EF_SEARCH, MAX_SEARCH_LIMIT};
 pub use distance::{UNIT_NORM_TOLERANCE, UnitCosineDistance, check_embedding, dot};
 pub use error::{IndexError, Result};
 pub use flat::REACHABILITY_EF;

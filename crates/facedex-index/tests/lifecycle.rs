@@ -290,6 +290,17 @@ fn filters_thresholds_and_bad_queries() {
         index.search(&SearchQuery::nearest(query.clone(), 1001)),
         Err(IndexError::InvalidLimit { .. })
     ));
+    // An ef that would size a 32 GB candidate list is refused before any work.
+    for ef in [0, 4_000_000_000] {
+        let error = index.search(&SearchQuery {
+            ef: Some(ef),
+            ..SearchQuery::nearest(query.clone(), 5)
+        });
+        assert!(
+            matches!(error, Err(IndexError::InvalidEf { max: 10_000, .. })),
+            "ef {ef}: {error:?}"
+        );
+    }
     let mut not_unit = query.clone();
     not_unit[0] += 0.5;
     assert!(matches!(

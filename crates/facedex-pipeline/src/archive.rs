@@ -100,7 +100,7 @@ impl ListSummary {
         self.skipped.values().sum()
     }
 
-    /// "skipped 412 files: .mov 400, .txt 12" (the eight commonest reasons, then the rest
+    /// `skipped 412 files: .mov 400, .txt 12` (the eight commonest reasons, then the rest
     /// counted together); empty when nothing was skipped.
     pub fn describe_skipped(&self) -> String {
         const SHOWN: usize = 8;
@@ -119,7 +119,9 @@ impl ListSummary {
             let rest: u64 = reasons[SHOWN..].iter().map(|(_, count)| count).sum();
             parts.push(format!("{} other reasons {rest}", reasons.len() - SHOWN));
         }
-        format!("skipped {} files: {}", self.skipped_total(), parts.join(", "))
+        let total = self.skipped_total();
+        let files = if total == 1 { "file" } else { "files" };
+        format!("skipped {total} {files}: {}", parts.join(", "))
     }
 
     fn skip(&mut self, reason: SkipReason) {
@@ -129,9 +131,13 @@ impl ListSummary {
 }
 
 /// One object as listed, before the photo selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Listed {
+    /// Its key: the path below the root, `/`-separated.
     key: String,
+    /// Its size.
     size_bytes: u64,
+    /// Its version as the store gives it (ETag, or a local file's inode, mtime and size).
     version: String,
 }
 
@@ -233,21 +239,7 @@ impl Archive {
             });
             while let Some(found) = receiver.recv().await {
                 match found {
-                    Found::File {
-                        key,
-                        size_bytes,
-                        version,
-                    } => {
-                        select(
-                            Listed {
-                                key,
-                                size_bytes,
-                                version,
-                            },
-                            &mut summary,
-                        )
-                        .await?
-                    }
+                    Found::File(listed) => select(listed, &mut summary).await?,
                     Found::Skipped(reason) => summary.skip(reason),
                 }
             }
@@ -464,7 +456,7 @@ mod tests {
         let archive = Archive::open(dir.path().to_str().unwrap_or_default(), &config())?;
         let (mut found, summary) = list_all(&archive).await?;
         assert_eq!((summary.photos, summary.bytes, summary.skipped_total()), (2, 7, 1));
-        assert_eq!(summary.describe_skipped(), "skipped 1 files: .txt 1");
+        assert_eq!(summary.describe_skipped(), "skipped 1 file: .txt 1");
         found.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(found[0].key, "a.JPG");
         assert_eq!(found[1].key, "sub/b.png");

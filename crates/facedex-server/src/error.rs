@@ -74,6 +74,7 @@ fn index_code(error: &IndexError) -> Code {
         | IndexError::NonFiniteValue { .. }
         | IndexError::NotUnitVector { .. }
         | IndexError::InvalidLimit { .. }
+        | IndexError::InvalidEf { .. }
         | IndexError::InvalidMinScore { .. }
         | IndexError::MalformedFaceId { .. }
         | IndexError::InvalidRecord { .. } => Code::InvalidArgument,

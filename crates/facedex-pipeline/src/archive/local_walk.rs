@@ -11,20 +11,14 @@ use std::time::SystemTime;
 
 use object_store::path::Path as StorePath;
 
-use super::SkipReason;
+use super::{Listed, SkipReason};
 
 /// One thing the walk found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Found {
-    /// A regular file inside the root.
-    File {
-        /// Its key: the path below the root, `/`-separated.
-        key: String,
-        /// Its size.
-        size_bytes: u64,
-        /// Inode, modification time and size, as `object_store`'s local ETag.
-        version: String,
-    },
+    /// A regular file inside the root; its version is its inode, modification time and size,
+    /// as `object_store`'s local ETag.
+    File(Listed),
     /// Something passed over.
     Skipped(SkipReason),
 }
@@ -80,11 +74,11 @@ impl LocalWalk {
                         subfolders.push((entry.path(), format!("{key}/")));
                     }
                 }
-                Ok(Kind::File(metadata)) => self.found.push_back(Found::File {
+                Ok(Kind::File(metadata)) => self.found.push_back(Found::File(Listed {
                     key,
                     size_bytes: metadata.len(),
                     version: local_version(&metadata),
-                }),
+                })),
                 Err(reason) => self.found.push_back(Found::Skipped(reason)),
             }
         }
@@ -196,7 +190,7 @@ mod tests {
         let files: Vec<&str> = found
             .iter()
             .filter_map(|found| match found {
-                Found::File { key, .. } => Some(key.as_str()),
+                Found::File(listed) => Some(listed.key.as_str()),
                 Found::Skipped(_) => None,
             })
             .collect();
@@ -205,7 +199,7 @@ mod tests {
             .into_iter()
             .filter_map(|found| match found {
                 Found::Skipped(reason) => Some(reason),
-                Found::File { .. } => None,
+                Found::File(_) => None,
             })
             .collect();
         skipped.sort();

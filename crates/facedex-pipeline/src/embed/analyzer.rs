@@ -1,6 +1,8 @@
 //! [`PhotoAnalyzer`]: the one photo-level front end to the models. Photo bytes in, faces with
-//! embeddings out: decode and letterbox on the CPU pool, detect through the models, align each
-//! face from the full-resolution photo on the CPU pool, embed through the models. Any number
+//! embeddings out: decode and letterbox on the CPU pool, detect through the models (and again
+//! over a close-up canvas when the first pass suggests a face filling the frame, see
+//! `facedex_vision::close_up`), align each face from the full-resolution photo on the CPU
+//! pool, embed through the models. Any number
 //! of callers use one analyzer at once; the models batch their requests together.
 
 use std::sync::Arc;
