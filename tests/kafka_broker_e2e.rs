@@ -1,6 +1,7 @@
-//! The distributed pipeline end to end on a real Apache Kafka 4 node (KRaft) and a real S3 API
-//! (moto): `facedex indexer`, `facedex embed`, two `facedex ingest` processes, then `facedex
-//! enqueue` of a local folder (good and bad photos) and of an S3 prefix. Every photo ends
+//! The distributed pipeline end to end on a real Apache Kafka 4 node (KRaft) and real object
+//! store APIs (S3: moto, GCS: fake-gcs-server, Azure: Azurite): `facedex indexer`, `facedex
+//! embed`, two `facedex ingest` processes, then `facedex enqueue` of a local folder (good and
+//! bad photos) and of an S3, a GCS and an Azure prefix. Every photo ends
 //! indexed or dead-lettered with its reason, both ingest workers take part, and a search with
 //! yaoming.jpg over gRPC finds player 13 of players.jpg.
 
@@ -15,7 +16,7 @@ use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use support::cluster::{KafkaBroker, Role, S3Server, wait_for_stable_group};
+use support::cluster::{AzuriteServer, GcsServer, KafkaBroker, Role, S3Server, wait_for_stable_group};
 use support::{facedex_command, photo};
 
 const PARTITIONS: i32 = 4;
@@ -26,7 +27,15 @@ const S3_PHOTOS: [&str; 3] = ["Tom_Hanks_54745.png", "mask_blue.jpg", "mask_whit
 fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
     let broker = KafkaBroker::start();
     let s3 = S3Server::start();
+    // The same photos in an S3 bucket (uploaded below), a GCS bucket and an Azure container.
+    let cloud_files: Vec<_> = S3_PHOTOS.iter().map(|name| photo(name)).collect();
+    let cloud_files: Vec<&std::path::Path> = cloud_files.iter().map(|path| path.as_path()).collect();
+    let gcs = GcsServer::start("archive", "photos", &cloud_files);
+    let azurite = AzuriteServer::start();
+    azurite.upload("archive", "photos", &cloud_files);
     let mut env = s3.env();
+    env.extend(gcs.env());
+    env.extend(azurite.env());
     env.extend(
         [
             ("FACEDEX__KAFKA__PARTITIONS", PARTITIONS.to_string()),
@@ -37,7 +46,7 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
     );
     let brokers = broker.bootstrap.as_str();
 
-    // The archives: a folder with good and bad files, and an S3 prefix.
+    // The archives: a folder with good and bad files, and S3, GCS and Azure prefixes.
     let folder = tempfile::tempdir()?;
     for name in FILE_PHOTOS {
         std::fs::copy(photo(name), folder.path().join(name))?;
@@ -50,12 +59,7 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
     // A photo enqueued before any ingest worker runs, then deleted: its fetch finds nothing.
     let vanishing = tempfile::tempdir()?;
     std::fs::write(vanishing.path().join("deleted.jpg"), &players)?;
-    let s3_files: Vec<_> = S3_PHOTOS.iter().map(|name| photo(name)).collect();
-    s3.upload(
-        "archive",
-        "photos",
-        &s3_files.iter().map(|path| path.as_path()).collect::<Vec<_>>(),
-    );
+    s3.upload("archive", "photos", &cloud_files);
 
     // The roles.
     let data_dir = tempfile::tempdir()?;
@@ -96,11 +100,19 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
     // Enqueue both archives once both workers are in the group.
     let enqueued_folder = enqueue(folder.path().to_str().context("utf-8")?, brokers, &env)?;
     let enqueued_s3 = enqueue("s3://archive/photos", brokers, &env)?;
+    let enqueued_gcs = enqueue("gs://archive/photos", brokers, &env)?;
+    let enqueued_azure = enqueue("az://archive/photos", brokers, &env)?;
     ensure!(
-        (enqueued_vanishing, enqueued_folder, enqueued_s3) == (1, 8, 3),
-        "enqueued {enqueued_vanishing} + {enqueued_folder} + {enqueued_s3}"
+        (
+            enqueued_vanishing,
+            enqueued_folder,
+            enqueued_s3,
+            enqueued_gcs,
+            enqueued_azure
+        ) == (1, 8, 3, 3, 3),
+        "enqueued {enqueued_vanishing} + {enqueued_folder} + {enqueued_s3} + {enqueued_gcs} + {enqueued_azure}"
     );
-    let enqueued = enqueued_vanishing + enqueued_folder + enqueued_s3;
+    let enqueued = enqueued_vanishing + enqueued_folder + enqueued_s3 + enqueued_gcs + enqueued_azure;
 
     // Wait until every photo is accounted for and the indexer applied every face batch.
     // Delivery is at least once, so photos are counted by distinct URI.
@@ -140,17 +152,24 @@ fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
     .map(|(key, kind)| (key.to_owned(), kind.to_owned()))
     .collect();
     assert_eq!(letters, expected);
-    let s3_batches = read_topic(brokers, "facedex.faces")?
+    let batches: Vec<wire::FaceBatch> = read_topic(brokers, "facedex.faces")?
         .iter()
         .filter_map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload).ok())
-        .filter(|batch| {
-            batch
-                .image
-                .as_ref()
-                .is_some_and(|image| image.uri.starts_with("s3://archive/photos/"))
-        })
-        .count();
-    assert_eq!(s3_batches, S3_PHOTOS.len(), "every S3 photo was fetched and indexed");
+        .collect();
+    for store in ["s3", "gs", "az"] {
+        let prefix = format!("{store}://archive/photos/");
+        let photos: std::collections::BTreeSet<&str> = batches
+            .iter()
+            .filter_map(|batch| batch.image.as_ref())
+            .map(|image| image.uri.as_str())
+            .filter(|uri| uri.starts_with(&prefix))
+            .collect();
+        assert_eq!(
+            photos.len(),
+            S3_PHOTOS.len(),
+            "every {store}:// photo was fetched and indexed"
+        );
+    }
 
     // yaoming.jpg finds itself, then player 13 of players.jpg.
     let output = facedex_command()

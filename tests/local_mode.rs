@@ -2,7 +2,8 @@
 //! snapshotted, the exit status says it was interrupted, and running the command again
 //! finishes the archive without duplicating a face. Run from any folder with no configuration,
 //! it finds its assets and default data directory through its home (`FACEDEX_HOME`, then the
-//! XDG data directory) and prints only its own summary.
+//! XDG data directory) and prints only its own summary. A folder, an S3 bucket (moto), a GCS
+//! bucket (fake-gcs-server) and an Azure container (Azurite) holding the same photos index alike.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use facedex_index::{FaceStore, IndexConfig};
-use support::cluster::free_port;
+use support::cluster::{AzuriteServer, GcsServer, S3Server, free_port};
 use support::{assets_dir, facedex_binary, facedex_command, photo, scrape_metrics};
 
 /// Enough photos (~20 s on 2 cores) that the run is still going when the signal arrives.
@@ -182,5 +183,54 @@ fn runs_from_any_folder_through_its_home_and_prints_only_its_summary() -> anyhow
         explicit.path().join("data").is_dir(),
         "FACEDEX_HOME's data directory is used"
     );
+    Ok(())
+}
+
+#[test]
+fn file_s3_gcs_and_azure_archives_index_alike() -> anyhow::Result<()> {
+    let names = ["t1.jpg", "yaoming.jpg", "Tom_Hanks_54745.png"];
+    let files: Vec<_> = names.iter().map(|name| photo(name)).collect();
+    let files: Vec<&std::path::Path> = files.iter().map(|path| path.as_path()).collect();
+    let folder = tempfile::tempdir()?;
+    for file in &files {
+        std::fs::copy(file, folder.path().join(file.file_name().context("name")?))?;
+    }
+    let s3 = S3Server::start();
+    s3.upload("archive", "photos", &files);
+    let gcs = GcsServer::start("archive", "photos", &files);
+    let azurite = AzuriteServer::start();
+    azurite.upload("archive", "photos", &files);
+    let archives = [
+        (folder.path().to_str().context("utf-8")?.to_owned(), Vec::new()),
+        ("s3://archive/photos".to_owned(), s3.env()),
+        ("gs://archive/photos".to_owned(), gcs.env()),
+        ("az://archive/photos".to_owned(), azurite.env()),
+    ];
+    let mut summaries = Vec::new();
+    for (archive, env) in &archives {
+        let data_dir = tempfile::tempdir()?;
+        let output = facedex_command()
+            .args(["index", archive, "--data-dir"])
+            .arg(data_dir.path())
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .output()?;
+        ensure!(
+            output.status.success(),
+            "{archive}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let store = FaceStore::open(data_dir.path(), IndexConfig::default())?;
+        let info = store.index().info();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        summaries.push((archive.clone(), info.images, info.faces, stdout));
+    }
+    let (_, images, faces, _) = &summaries[0];
+    ensure!(*images == names.len() && *faces == 8, "the folder: {summaries:?}");
+    for (archive, store_images, store_faces, stdout) in &summaries {
+        ensure!(
+            (store_images, store_faces) == (images, faces),
+            "{archive} indexed {store_images} photos and {store_faces} faces, the folder {images} and {faces}: {stdout}"
+        );
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! Real services for the end-to-end tests: an Apache Kafka node (`scripts/kafka/broker`), an
-//! S3 API (moto), and `facedex` role processes. Each is stopped when dropped.
+//! Real services for the end-to-end tests: an Apache Kafka node (`scripts/kafka/broker`), the
+//! S3 API (moto), the GCS API (fake-gcs-server), Azure Blob Storage (Azurite), and `facedex`
+//! role processes. Each is stopped when dropped.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -141,11 +142,7 @@ pub struct S3Server {
 impl S3Server {
     /// Starts moto (installed by `scripts/s3/venv`) and waits for it.
     pub fn start() -> Self {
-        let output = Command::new(repository().join("scripts/s3/venv"))
-            .output()
-            .expect("scripts/s3/venv runs");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let python = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let python = fetched("scripts/s3/venv");
         let port = free_port();
         let child = Command::new(python.with_file_name("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -158,11 +155,7 @@ impl S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             python,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_for_port(port, "moto_server");
         server
     }
 
@@ -198,6 +191,142 @@ impl S3Server {
 }
 
 impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The path a `scripts/*/fetch` script prints, after running it.
+fn fetched(script: &str) -> PathBuf {
+    let output = Command::new(repository().join(script))
+        .output()
+        .unwrap_or_else(|error| panic!("{script} runs: {error}"));
+    assert!(
+        output.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Waits until something listens on `port`.
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// fake-gcs-server (built by `scripts/gcs/fetch`), in memory, holding one bucket.
+pub struct GcsServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    _data: tempfile::TempDir,
+}
+
+impl GcsServer {
+    /// Starts the server with `files` in `bucket` under `prefix/` (it loads them at start).
+    pub fn start(bucket: &str, prefix: &str, files: &[&Path]) -> Self {
+        let binary = fetched("scripts/gcs/fetch");
+        let data = tempfile::tempdir().expect("temp dir");
+        let folder = data.path().join(bucket).join(prefix);
+        std::fs::create_dir_all(&folder).expect("bucket folder");
+        for file in files {
+            std::fs::copy(file, folder.join(file.file_name().expect("file name"))).expect("copy");
+        }
+        let port = free_port();
+        let child = Command::new(binary)
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-backend", "memory"])
+            .args(["-port", &port.to_string(), "-public-host", &format!("127.0.0.1:{port}")])
+            .arg("-data")
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fake-gcs-server starts");
+        wait_for_port(port, "fake-gcs-server");
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _data: data,
+        }
+    }
+
+    /// The environment that points object_store at this server: a service-account key with
+    /// its base URL and no OAuth, as object_store documents for emulators.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let key = format!(
+            r#"{{"gcs_base_url":"{}","disable_oauth":true,"client_email":"","private_key":"","private_key_id":""}}"#,
+            self.endpoint
+        );
+        vec![("GOOGLE_SERVICE_ACCOUNT_KEY".to_owned(), key)]
+    }
+}
+
+impl Drop for GcsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Azurite's Blob Storage emulator (installed by `scripts/azurite/fetch`).
+pub struct AzuriteServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    installed: PathBuf,
+    _data: tempfile::TempDir,
+}
+
+impl AzuriteServer {
+    /// Starts the emulator on a free port with its data in a temporary folder.
+    pub fn start() -> Self {
+        let installed = fetched("scripts/azurite/fetch");
+        let data = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new(installed.join("node_modules/.bin/azurite-blob"))
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(data.path())
+            .args(["--silent", "--skipApiVersionCheck"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("azurite starts");
+        wait_for_port(port, "azurite");
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            installed,
+            _data: data,
+        }
+    }
+
+    /// The environment that points object_store at this emulator (its well-known account).
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR".to_owned(), "true".to_owned()),
+            ("AZURITE_BLOB_STORAGE_URL".to_owned(), self.endpoint.clone()),
+        ]
+    }
+
+    /// Creates `container` and uploads `files` under `prefix/` with the Azure SDK.
+    pub fn upload(&self, container: &str, prefix: &str, files: &[&Path]) {
+        let status = Command::new("node")
+            .arg(self.installed.join("upload.js"))
+            .args([&format!("{}/devstoreaccount1", self.endpoint), container, prefix])
+            .args(files)
+            .status()
+            .expect("node runs");
+        assert!(status.success(), "upload to azurite failed");
+    }
+}
+
+impl Drop for AzuriteServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
