@@ -24,7 +24,7 @@ const FILE_PHOTOS: [&str; 4] = ["players.jpg", "yaoming.jpg", "gdp.jpg", "t1.jpg
 const S3_PHOTOS: [&str; 3] = ["Tom_Hanks_54745.png", "mask_blue.jpg", "mask_white.jpg"];
 
 #[test]
-fn broker_pipeline_indexes_a_folder_and_an_s3_bucket() -> anyhow::Result<()> {
+fn broker_pipeline_indexes_a_folder_and_s3_gcs_and_azure_prefixes() -> anyhow::Result<()> {
     let broker = KafkaBroker::start();
     let s3 = S3Server::start();
     // The same photos in an S3 bucket (uploaded below), a GCS bucket and an Azure container.

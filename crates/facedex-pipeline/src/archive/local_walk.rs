@@ -27,9 +27,10 @@ pub(crate) enum Found {
 /// subfolders in name order.
 pub(crate) struct LocalWalk {
     root: PathBuf,
-    /// Folders still to read: (path on disk, key prefix).
-    folders: Vec<(PathBuf, String)>,
-    /// Canonical paths of the folders entered, so a link loop is entered once.
+    /// Folders still to read: (path on disk, key prefix, canonical path).
+    folders: Vec<(PathBuf, String, PathBuf)>,
+    /// Canonical paths of the folders read, so a folder reached twice (a link loop, a link to
+    /// a folder inside the root) is read once, under the key of the first way in.
     entered: HashSet<PathBuf>,
     found: VecDeque<Found>,
 }
@@ -39,8 +40,8 @@ impl LocalWalk {
     pub(crate) fn new(root: PathBuf) -> Self {
         debug_assert!(root.is_absolute(), "{root:?} is not canonical");
         Self {
-            folders: vec![(root.clone(), String::new())],
-            entered: HashSet::from([root.clone()]),
+            folders: vec![(root.clone(), String::new(), root.clone())],
+            entered: HashSet::new(),
             root,
             found: VecDeque::new(),
         }
@@ -70,8 +71,8 @@ impl LocalWalk {
             }
             match self.classify(&entry.path()) {
                 Ok(Kind::Folder(canonical)) => {
-                    if self.entered.insert(canonical) {
-                        subfolders.push((entry.path(), format!("{key}/")));
+                    if !self.entered.contains(&canonical) {
+                        subfolders.push((entry.path(), format!("{key}/"), canonical));
                     }
                 }
                 Ok(Kind::File(metadata)) => self.found.push_back(Found::File(Listed {
@@ -99,7 +100,13 @@ impl LocalWalk {
             (own, path.to_owned())
         };
         if metadata.is_dir() {
-            // A real folder below a canonical root is canonical already.
+            // A folder reached through a linked parent has a path that is not its own: the
+            // set of entered folders holds real paths, one syscall per folder.
+            let canonical = if canonical == path {
+                std::fs::canonicalize(path).map_err(|_| SkipReason::Unreadable)?
+            } else {
+                canonical
+            };
             Ok(Kind::Folder(canonical))
         } else if metadata.is_file() {
             Ok(Kind::File(metadata))
@@ -122,8 +129,10 @@ impl Iterator for LocalWalk {
             if let Some(found) = self.found.pop_front() {
                 return Some(found);
             }
-            let (folder, prefix) = self.folders.pop()?;
-            self.read_folder(&folder, &prefix);
+            let (folder, prefix, canonical) = self.folders.pop()?;
+            if self.entered.insert(canonical) {
+                self.read_folder(&folder, &prefix);
+            }
         }
     }
 }
@@ -183,6 +192,8 @@ mod tests {
         symlink(outside.path(), root.join("folder-out"))?;
         symlink(root.join("gone.jpg"), root.join("broken.jpg"))?;
         symlink(&root, root.join("b/loop"))?;
+        // b/inner reached again through a link: listed once, by its own path (read first).
+        symlink(root.join("b/inner"), root.join("c-inner"))?;
         let fifo = root.join("pipe.jpg");
         std::process::Command::new("mkfifo").arg(&fifo).status()?;
 
