@@ -49,6 +49,22 @@ impl ParsedSearch {
     }
 }
 
+/// The most face ids one request may list (a filter's include or exclude list, a delete): each
+/// is parsed and held in a set before any search runs.
+pub const MAX_REQUEST_FACE_IDS: usize = 10_000;
+
+/// Refuses a repeated field of more than [`MAX_REQUEST_FACE_IDS`] ids.
+fn check_id_count(field: &'static str, ids: &[String]) -> Result<(), RequestError> {
+    if ids.len() > MAX_REQUEST_FACE_IDS {
+        return Err(RequestError::TooManyEntries {
+            field,
+            count: ids.len(),
+            max: MAX_REQUEST_FACE_IDS,
+        });
+    }
+    Ok(())
+}
+
 /// Parses a face id field.
 pub fn parse_face_id(field: &'static str, text: &str) -> Result<FaceId, RequestError> {
     text.parse()
@@ -92,6 +108,7 @@ impl TryFrom<SearchFilter> for FaceFilter {
 
     fn try_from(filter: SearchFilter) -> Result<Self, RequestError> {
         let parse_all = |field, ids: &[String]| -> Result<HashSet<FaceId>, RequestError> {
+            check_id_count(field, ids)?;
             ids.iter().map(|id| parse_face_id(field, id)).collect()
         };
         Ok(Self {
@@ -115,12 +132,15 @@ impl TryFrom<DeleteRequest> for DeleteSelector {
 
     fn try_from(request: DeleteRequest) -> Result<Self, RequestError> {
         match request.selector {
-            Some(delete_request::Selector::FaceIds(ids)) => Ok(DeleteSelector::FaceIds(
-                ids.face_ids
-                    .iter()
-                    .map(|id| parse_face_id("face_ids", id))
-                    .collect::<Result<_, _>>()?,
-            )),
+            Some(delete_request::Selector::FaceIds(ids)) => {
+                check_id_count("face_ids", &ids.face_ids)?;
+                Ok(DeleteSelector::FaceIds(
+                    ids.face_ids
+                        .iter()
+                        .map(|id| parse_face_id("face_ids", id))
+                        .collect::<Result<_, _>>()?,
+                ))
+            }
             Some(delete_request::Selector::ImageUri(uri)) => Ok(DeleteSelector::ImageUri(uri)),
             Some(delete_request::Selector::ImageUriPrefix(prefix)) if prefix.is_empty() => {
                 Err(RequestError::InvalidField {
@@ -274,6 +294,31 @@ mod tests {
         .expect("parses");
         assert_eq!(parsed.template.limit, DEFAULT_SEARCH_LIMIT as usize);
         assert_eq!(parsed.target, SearchTarget::Embedding(vec![1.0]));
+    }
+
+    #[test]
+    fn id_lists_over_the_limit_are_refused_before_parsing() {
+        let too_many = vec!["0123456789abcdef0123456789abcdef".to_owned(); MAX_REQUEST_FACE_IDS + 1];
+        let search = SearchRequest {
+            query: Some(search_request::Query::Embedding(Embedding { values: vec![1.0] })),
+            filter: Some(SearchFilter {
+                include_face_ids: too_many.clone(),
+                ..SearchFilter::default()
+            }),
+            ..SearchRequest::default()
+        };
+        let error = ParsedSearch::try_from(search).expect_err("too many ids");
+        assert_eq!(
+            error.to_string(),
+            "filter.include_face_ids has 10001 entries, over the limit of 10000"
+        );
+        let delete = DeleteRequest {
+            selector: Some(delete_request::Selector::FaceIds(crate::FaceIds { face_ids: too_many })),
+        };
+        assert!(matches!(
+            DeleteSelector::try_from(delete),
+            Err(RequestError::TooManyEntries { field: "face_ids", .. })
+        ));
     }
 
     #[test]

@@ -21,6 +21,16 @@ pub enum RequestError {
         /// Why it is malformed.
         reason: String,
     },
+    /// A repeated field with more entries than a request may carry.
+    #[error("{field} has {count} entries, over the limit of {max}")]
+    TooManyEntries {
+        /// The field's name in the request.
+        field: &'static str,
+        /// How many it has.
+        count: usize,
+        /// The most accepted.
+        max: usize,
+    },
     /// A field whose value is invalid (an id that is not one, a value out of range).
     #[error("{field}: {source}")]
     InvalidField {

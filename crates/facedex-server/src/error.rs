@@ -56,7 +56,10 @@ impl ServiceError {
     pub fn code(&self) -> Code {
         match self {
             ServiceError::Request(
-                RequestError::MissingField { .. } | RequestError::InvalidField { .. } | RequestError::Malformed { .. },
+                RequestError::MissingField { .. }
+                | RequestError::InvalidField { .. }
+                | RequestError::Malformed { .. }
+                | RequestError::TooManyEntries { .. },
             ) => Code::InvalidArgument,
             ServiceError::Index(error) => index_code(error),
             ServiceError::Vision(error) => vision_code(error),
