@@ -1,9 +1,11 @@
 //! Faces that fill the frame. SCRFD learnt faces from crowds (WIDER FACE) and misses a face
 //! spanning most of its input: portraits, selfies, ID photos, avatars (insightface #1518). The
 //! remedy is a second detector pass over a *close-up canvas*: the photo letterboxed at
-//! [`CLOSE_UP_SHRINK`] of its first-pass size and centred on a black canvas of the first pass's
-//! size, so a face filling 90 % of the photo fills 45 % of the canvas, a size SCRFD knows, with
-//! black margins all round (InsightFace's own padding colour).
+//! [`CLOSE_UP_SHRINK`] of its first-pass size and centred on a black canvas of
+//! [`CLOSE_UP_CANVAS`] of that size, so a face filling 90 % of the photo fills 45 % of the
+//! canvas, a size SCRFD knows, with black margins all round (InsightFace's own padding colour).
+//! The canvas has a little over half the first pass's pixels, so the pass costs about half a
+//! detector run.
 //!
 //! The second pass runs only when the first one suggests a close-up ([`needs_close_up_pass`]):
 //! it found nothing, or a face near the frame's size. Its faces are mapped back to photo pixels
@@ -16,7 +18,11 @@ use crate::letterbox::{LetterboxGeometry, LetterboxedPhoto, Letterboxer, letterb
 use crate::scrfd::{DetectedFace, non_maximum_suppression};
 
 /// The close-up canvas holds the photo at this fraction of its first-pass size.
-pub const CLOSE_UP_SHRINK: f32 = 0.5;
+pub const CLOSE_UP_SHRINK: f32 = 0.375;
+
+/// The close-up canvas's sides, as a fraction of the first pass's letterboxed photo: twice the
+/// shrunk photo, so the margins match the photo's own size.
+pub const CLOSE_UP_CANVAS: f32 = 2.0 * CLOSE_UP_SHRINK;
 
 /// A first-pass face whose longer side spans at least this share of the photo's shorter side
 /// counts as near the frame's size (SCRFD's boxes for such faces are often cut or shifted).
@@ -49,9 +55,12 @@ pub fn close_up_canvas(
     photo: &RgbImage,
     first: LetterboxGeometry,
 ) -> (LetterboxedPhoto, CloseUpMapping) {
-    let (canvas_width, canvas_height) = (first.resized_width, first.resized_height);
-    let longer_side = canvas_width.max(canvas_height) as f32;
-    let shrunk_side = ((longer_side * CLOSE_UP_SHRINK) as u32).max(1);
+    let scaled = |side: u32, factor: f32| ((side as f32 * factor).round() as u32).max(1);
+    let (canvas_width, canvas_height) = (
+        scaled(first.resized_width, CLOSE_UP_CANVAS),
+        scaled(first.resized_height, CLOSE_UP_CANVAS),
+    );
+    let shrunk_side = scaled(first.resized_width.max(first.resized_height), CLOSE_UP_SHRINK);
     let shrunk = letterboxer.letterbox(
         photo,
         letterbox_geometry(photo.width(), photo.height(), shrunk_side, false),
@@ -69,12 +78,13 @@ pub fn close_up_canvas(
         let start = (top as usize + row) * canvas_stride + left as usize * 3;
         pixels[start..start + source.len()].copy_from_slice(source);
     }
+    // The detector input fits the canvas, as `fit_input_to_photo` fits it to a photo.
     let geometry = LetterboxGeometry {
         resized_width: canvas_width,
         resized_height: canvas_height,
         scale: 1.0,
-        input_width: first.input_width,
-        input_height: first.input_height,
+        input_width: canvas_width.div_ceil(32) * 32,
+        input_height: canvas_height.div_ceil(32) * 32,
     };
     let mapping = CloseUpMapping {
         offset: [left as f32, top as f32],
@@ -139,17 +149,27 @@ mod tests {
         let (canvas, mapping) = close_up_canvas(&mut Letterboxer::default(), &photo, first);
         assert_eq!(canvas.check(), Ok(()));
         let g = canvas.geometry;
-        assert_eq!((g.resized_width, g.resized_height, g.scale), (640, 320, 1.0));
-        // The photo lands as 320x160 in the middle: margins of 160 and 80.
-        assert_eq!(mapping.offset, [160.0, 80.0]);
-        assert!((mapping.scale - 0.8).abs() < 1e-6);
-        let pixel = |x: usize, y: usize| &canvas.pixels[(y * 640 + x) * 3..][..3];
+        // The first pass sees 640x320; the canvas is 480x240 (input 480x256) and holds the
+        // photo as 240x120 in its middle: margins of 120 and 60.
+        assert_eq!((g.resized_width, g.resized_height, g.scale), (480, 240, 1.0));
+        assert_eq!((g.input_width, g.input_height), (480, 256));
+        assert_eq!(mapping.offset, [120.0, 60.0]);
+        assert!((mapping.scale - 0.6).abs() < 1e-6);
+        let pixel = |x: usize, y: usize| &canvas.pixels[(y * 480 + x) * 3..][..3];
         assert_eq!(pixel(0, 0), [0, 0, 0]);
-        assert_eq!(pixel(320, 160), [200, 100, 50]);
-        assert_eq!(pixel(479, 239), [200, 100, 50]);
-        assert_eq!(pixel(480, 240), [0, 0, 0]);
-        let back = map_back(face([160.0, 80.0, 480.0, 240.0], 0.8), mapping);
-        assert_eq!(back.bbox, [0.0, 0.0, 400.0, 200.0]);
+        assert_eq!(pixel(120, 60), [200, 100, 50]);
+        assert_eq!(pixel(359, 179), [200, 100, 50]);
+        assert_eq!(pixel(360, 180), [0, 0, 0]);
+        let back = map_back(face([120.0, 60.0, 360.0, 180.0], 0.8), mapping);
+        let expected = [0.0, 0.0, 400.0, 200.0];
+        assert!(
+            back.bbox
+                .iter()
+                .zip(expected)
+                .all(|(got, want)| (got - want).abs() < 1e-3),
+            "{:?}",
+            back.bbox
+        );
         assert_eq!(back.landmarks[0], [0.0, 0.0]);
     }
 
