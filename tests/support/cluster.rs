@@ -19,6 +19,16 @@ fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A service process, killed (and reaped) when dropped.
+struct KilledOnDrop(Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free TCP port on 127.0.0.1 for a service that binds it itself a moment later.
 ///
 /// The port is taken below the kernel's ephemeral range (`ip_local_port_range`), so no outgoing
@@ -50,7 +60,7 @@ pub fn free_port() -> u16 {
 
 /// One Kafka node in KRaft mode with its own ports and directory.
 pub struct KafkaBroker {
-    child: Child,
+    process: KilledOnDrop,
     /// `127.0.0.1:PORT`.
     pub bootstrap: String,
     directory: tempfile::TempDir,
@@ -88,7 +98,7 @@ impl KafkaBroker {
             .spawn()
             .expect("scripts/kafka/broker starts (run scripts/kafka/fetch first)");
         let mut broker = Self {
-            child,
+            process: KilledOnDrop(child),
             bootstrap: format!("127.0.0.1:{port}"),
             directory,
         };
@@ -98,7 +108,7 @@ impl KafkaBroker {
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(120);
         while consumer.fetch_metadata(None, Duration::from_secs(2)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
+            if let Ok(Some(status)) = broker.process.0.try_wait() {
                 return Err(format!("kafka exited with {status} while starting: {}", broker.logs()));
             }
             if Instant::now() >= deadline {
@@ -124,16 +134,9 @@ impl KafkaBroker {
     }
 }
 
-impl Drop for KafkaBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// moto's S3 server.
 pub struct S3Server {
-    child: Child,
+    _process: KilledOnDrop,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     python: PathBuf,
@@ -151,7 +154,7 @@ impl S3Server {
             .spawn()
             .expect("moto_server starts");
         let server = Self {
-            child,
+            _process: KilledOnDrop(child),
             endpoint: format!("http://127.0.0.1:{port}"),
             python,
         };
@@ -190,13 +193,6 @@ impl S3Server {
     }
 }
 
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The path a `scripts/*/fetch` script prints, after running it.
 fn fetched(script: &str) -> PathBuf {
     let output = Command::new(repository().join(script))
@@ -221,7 +217,7 @@ fn wait_for_port(port: u16, what: &str) {
 
 /// fake-gcs-server (built by `scripts/gcs/fetch`), in memory, holding one bucket.
 pub struct GcsServer {
-    child: Child,
+    _process: KilledOnDrop,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     _data: tempfile::TempDir,
@@ -249,7 +245,7 @@ impl GcsServer {
             .expect("fake-gcs-server starts");
         wait_for_port(port, "fake-gcs-server");
         Self {
-            child,
+            _process: KilledOnDrop(child),
             endpoint: format!("http://127.0.0.1:{port}"),
             _data: data,
         }
@@ -266,16 +262,9 @@ impl GcsServer {
     }
 }
 
-impl Drop for GcsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Azurite's Blob Storage emulator (installed by `scripts/azurite/fetch`).
 pub struct AzuriteServer {
-    child: Child,
+    _process: KilledOnDrop,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     installed: PathBuf,
@@ -299,7 +288,7 @@ impl AzuriteServer {
             .expect("azurite starts");
         wait_for_port(port, "azurite");
         Self {
-            child,
+            _process: KilledOnDrop(child),
             endpoint: format!("http://127.0.0.1:{port}"),
             installed,
             _data: data,
@@ -323,13 +312,6 @@ impl AzuriteServer {
             .status()
             .expect("node runs");
         assert!(status.success(), "upload to azurite failed");
-    }
-}
-
-impl Drop for AzuriteServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -205,8 +205,9 @@ impl Archive {
                 size_bytes,
                 version,
             } = listed;
-            if !has_photo_extension(&key, &config.extensions) {
-                summary.skip(SkipReason::Extension(extension_of(&key)));
+            let extension = extension_of(&key);
+            if !is_photo_extension(&extension, &config.extensions) {
+                summary.skip(SkipReason::Extension(extension));
                 return Ok(());
             }
             if size_bytes < config.list_min_bytes || config.list_max_bytes.is_some_and(|max| size_bytes > max) {
@@ -405,9 +406,9 @@ fn extension_of(key: &str) -> String {
         .unwrap_or_default()
 }
 
-fn has_photo_extension(key: &str, extensions: &[String]) -> bool {
-    let extension = extension_of(key);
-    !extension.is_empty() && extensions.iter().any(|wanted| wanted.eq_ignore_ascii_case(&extension))
+/// Whether `extension` (as [`extension_of`] gives it) is one of `archive.extensions`.
+fn is_photo_extension(extension: &str, extensions: &[String]) -> bool {
+    !extension.is_empty() && extensions.iter().any(|wanted| wanted.eq_ignore_ascii_case(extension))
 }
 
 /// The config's options over the cloud SDK environment variables (`AWS_ENDPOINT` becomes
