@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{CatalogEntry, ImageCatalog};
 use crate::config::IndexConfig;
 use crate::distance::check_embedding;
 use crate::error::{IndexError, Result};
@@ -51,6 +52,9 @@ pub struct UpsertOutcome {
     pub replaced: usize,
     /// Faces deleted earlier: a deletion is permanent, so these were not re-added.
     pub skipped_deleted: usize,
+    /// Faces removed because their photo changed (and the new version lacks them) or left
+    /// the archive. Unlike a deletion this is not permanent: the photo may bring them back.
+    pub removed: usize,
 }
 
 /// A face looked up by id.
@@ -71,6 +75,8 @@ pub struct IndexInfo {
     pub faces: usize,
     /// Distinct images with at least one live face.
     pub images: usize,
+    /// Photos in the image catalog: processed at a known version, with or without faces.
+    pub cataloged_images: usize,
     /// Deleted faces still in the graph (until the next vacuum).
     pub tombstones: usize,
     /// Faces deleted for good (their ids are refused on upsert).
@@ -95,6 +101,8 @@ pub(crate) struct IndexState {
     pub(crate) ids: IdTracker,
     pub(crate) model_id: Option<String>,
     pub(crate) applied_offsets: AppliedOffsets,
+    /// Which photos were processed at which version (see `catalog.rs`).
+    pub(crate) catalog: ImageCatalog,
     /// The copy of the graph that searches walk (see `flat.rs`), taken at the last freeze.
     pub(crate) flat: Arc<FlatGraph>,
     /// Points inserted since that copy, with their vectors: scored exactly on every search
@@ -114,6 +122,7 @@ impl IndexState {
             ids: IdTracker::default(),
             model_id: None,
             applied_offsets: AppliedOffsets::new(),
+            catalog: ImageCatalog::default(),
             orphans: Vec::new(),
         }
     }
@@ -176,6 +185,24 @@ fn last_copy_of_each_face(records: Vec<FaceRecord>) -> Vec<FaceRecord> {
     kept
 }
 
+/// The live faces of the photos in `replacing` that `kept` (photo, face id) does not hold.
+fn stale_faces(
+    state: &IndexState,
+    kept: &HashSet<(String, FaceId)>,
+    replacing: &[(String, Option<CatalogEntry>)],
+) -> Vec<usize> {
+    let mut stale = Vec::new();
+    for (image_uri, _) in replacing {
+        for internal_id in state.ids.of_image(image_uri) {
+            let Some(face) = state.ids.live_face(*internal_id) else { continue };
+            if !kept.contains(&(image_uri.clone(), face.face_id)) {
+                stale.push(*internal_id);
+            }
+        }
+    }
+    stale
+}
+
 /// The face index. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct FaceIndex {
     pub(crate) config: IndexConfig,
@@ -214,14 +241,30 @@ impl FaceIndex {
     /// through [`crate::FaceStore::upsert`], which marks the change for the next snapshot.
     pub(crate) fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
         let _writer = self.writer.lock();
-        self.upsert_locked(records)
+        self.upsert_locked(records, &[])
     }
 
-    pub(crate) fn upsert_locked(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
+    /// Upserts `records`; for every photo in `replacing` also removes its live faces that
+    /// `records` does not hold and sets its catalog entry (`None` removes it), all published
+    /// in one step. The caller holds the writer lock.
+    pub(crate) fn upsert_locked(
+        &self,
+        records: Vec<FaceRecord>,
+        replacing: &[(String, Option<CatalogEntry>)],
+    ) -> Result<UpsertOutcome> {
         let mut outcome = UpsertOutcome::default();
         let mut to_insert: Vec<FaceRecord> = Vec::with_capacity(records.len());
         let mut metadata_refreshes = Vec::new();
         let mut replaced_ids = Vec::new();
+        let stale_ids;
+        let records_by_image: HashSet<(String, FaceId)> = if replacing.is_empty() {
+            HashSet::new()
+        } else {
+            records
+                .iter()
+                .map(|record| (record.metadata.image_uri.clone(), record.face_id))
+                .collect()
+        };
         {
             let state = self.state.read();
             let mut batch_model = state.model_id.clone();
@@ -268,6 +311,8 @@ impl FaceIndex {
                 }
                 to_insert.push(record);
             }
+            stale_ids = stale_faces(&state, &records_by_image, replacing);
+            outcome.removed = stale_ids.len();
         }
         let first_new_id = self.state.read().ids.slots();
         let graph = Arc::clone(&self.state.read().graph);
@@ -290,8 +335,11 @@ impl FaceIndex {
             // Same image URI (checked above), so the image lookup is unchanged.
             state.ids.refresh_metadata(internal_id, metadata);
         }
-        for internal_id in replaced_ids {
+        for internal_id in replaced_ids.into_iter().chain(stale_ids) {
             state.ids.tombstone(internal_id);
+        }
+        for (image_uri, entry) in replacing {
+            state.catalog.set(image_uri, entry.clone());
         }
         for record in to_insert {
             if state.model_id.is_none() {
@@ -403,6 +451,7 @@ impl FaceIndex {
         IndexInfo {
             faces: state.ids.live_faces(),
             images: state.ids.images(),
+            cataloged_images: state.catalog.len(),
             tombstones: state.ids.tombstones(),
             deleted_total: state.ids.deleted().len(),
             unreachable_points: state.orphans.len(),
@@ -410,6 +459,7 @@ impl FaceIndex {
             memory_bytes_estimate: points * per_point
                 + search_copy_bytes
                 + state.ids.metadata_bytes()
+                + state.catalog.bytes()
                 + state.ids.deleted().len() * 32,
             applied_offsets: state.applied_offsets.clone(),
             config: self.config.clone(),

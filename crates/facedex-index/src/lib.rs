@@ -1,10 +1,13 @@
 //! The face index: nearest-neighbour search over unit face embeddings with `hnsw_rs`, plus what
 //! a face search service needs around the graph — stable face ids, metadata, filters, deletion
-//! that really forgets (tombstones, a permanent deleted-id set, vacuum), exact search for
+//! that really forgets (tombstones, a permanent deleted-id set, vacuum), an image catalog that
+//! lets a re-run skip unchanged photos and replace changed ones atomically, exact search for
 //! checks, and crash-safe snapshots that carry the applied Kafka offsets.
 //!
 //! Knows nothing of gRPC or Kafka: `facedex-proto` converts, `facedex-server` serves.
 
+mod catalog;
+mod changes;
 mod codes;
 mod config;
 mod distance;
@@ -23,6 +26,7 @@ mod store;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 
+pub use catalog::{CatalogEntry, ImageChange, ImageOutcome, ImageVersion};
 pub use config::{IndexConfig, MAX_EF_SEARCH, MAX_SEARCH_LIMIT};
 pub use distance::{UNIT_NORM_TOLERANCE, UnitCosineDistance, check_embedding, dot};
 pub use error::{IndexError, Result};

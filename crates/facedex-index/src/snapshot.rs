@@ -2,7 +2,8 @@
 //!
 //! A generation holds the graph (`hnsw_rs`'s dump: native-endian, so snapshots move only
 //! between machines of the same endianness), the face metadata, the deleted ids and the applied
-//! Kafka offsets. Files are written and fsynced first; then `MANIFEST.json`, listing every file
+//! Kafka offsets, and (from format 2) the image catalog in a file of its own. Format 1
+//! snapshots still load, with an empty catalog: their photos count as new on the next run. Files are written and fsynced first; then `MANIFEST.json`, listing every file
 //! with its size and CRC-32, is written to a temporary name, fsynced and renamed into place, and
 //! the directory is fsynced. A generation without a manifest is a torn write; one whose files do
 //! not match their manifest is corrupt. Loading takes the newest generation that passes, so a
@@ -22,13 +23,17 @@ use serde::{Deserialize, Serialize};
 use crate::config::IndexConfig;
 use crate::error::{IndexError, Result};
 use crate::graph::{Graph, new_graph};
+use crate::catalog::ImageCatalog;
 use crate::index::{AppliedOffsets, IndexState, StoredFace};
 use crate::record::FaceId;
 
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build loads.
+const OLDEST_FORMAT_VERSION: u32 = 1;
 const MANIFEST: &str = "MANIFEST.json";
 const GRAPH_BASENAME: &str = "graph";
 const METADATA_FILE: &str = "faces.postcard";
+const CATALOG_FILE: &str = "images.postcard";
 const GENERATION_PREFIX: &str = "gen-";
 
 /// A snapshot on disk.
@@ -113,16 +118,10 @@ pub(crate) fn write(
         applied_offsets: state.applied_offsets.clone(),
         orphans: state.orphans.iter().map(|(internal_id, _)| *internal_id).collect(),
     };
-    let metadata_path = dir.join(METADATA_FILE);
-    let metadata_file =
-        File::create(&metadata_path).map_err(|error| IndexError::io("create", &metadata_path, error))?;
-    let mut writer = BufWriter::new(metadata_file);
-    postcard::to_io(&metadata, &mut writer)
-        .map_err(|error| IndexError::io("write", &metadata_path, std::io::Error::other(error)))?;
-    writer
-        .flush()
-        .map_err(|error| IndexError::io("write", &metadata_path, error))?;
+    write_postcard(&dir.join(METADATA_FILE), &metadata)?;
     file_names.push(METADATA_FILE.to_owned());
+    write_postcard(&dir.join(CATALOG_FILE), &state.catalog)?;
+    file_names.push(CATALOG_FILE.to_owned());
 
     let mut files = Vec::with_capacity(file_names.len());
     for name in file_names {
@@ -146,6 +145,19 @@ pub(crate) fn write(
     sync_dir(&dir)?;
     sync_dir(snapshots_dir)?;
     Ok(info_of(&dir, &manifest))
+}
+
+fn write_postcard(path: &Path, value: &impl Serialize) -> Result<()> {
+    let file = File::create(path).map_err(|error| IndexError::io("create", path, error))?;
+    let mut writer = BufWriter::new(file);
+    postcard::to_io(value, &mut writer).map_err(|error| IndexError::io("write", path, std::io::Error::other(error)))?;
+    writer.flush().map_err(|error| IndexError::io("write", path, error))
+}
+
+fn read_postcard<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T> {
+    let path = dir.join(name);
+    let bytes = fs::read(&path).map_err(|error| IndexError::io("read", &path, error))?;
+    postcard::from_bytes(&bytes).map_err(|error| IndexError::corrupt(dir, format!("{name} does not decode: {error}")))
 }
 
 /// `hnsw_rs` panics when it cannot create its files; turn that into an error.
@@ -196,11 +208,11 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
         .map_err(|error| IndexError::corrupt(dir, format!("no readable {MANIFEST}: {error}")))?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|error| IndexError::corrupt(dir, format!("{MANIFEST} does not parse: {error}")))?;
-    if manifest.format_version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
         return Err(IndexError::corrupt(
             dir,
             format!(
-                "format version {} (this build reads {FORMAT_VERSION})",
+                "format version {} (this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
                 manifest.format_version
             ),
         ));
@@ -218,10 +230,12 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
             ));
         }
     }
-    let metadata_path = dir.join(METADATA_FILE);
-    let metadata_bytes = fs::read(&metadata_path).map_err(|error| IndexError::io("read", &metadata_path, error))?;
-    let metadata: SnapshotMetadata = postcard::from_bytes(&metadata_bytes)
-        .map_err(|error| IndexError::corrupt(dir, format!("{METADATA_FILE} does not decode: {error}")))?;
+    let metadata: SnapshotMetadata = read_postcard(dir, METADATA_FILE)?;
+    let catalog: ImageCatalog = if manifest.format_version >= 2 {
+        read_postcard(dir, CATALOG_FILE)?
+    } else {
+        ImageCatalog::default()
+    };
     if metadata.dimension != config.dimension {
         return Err(IndexError::InvalidConfig(format!(
             "index.dimension is {} but the snapshot in {} holds {}-dimensional embeddings",
@@ -254,6 +268,7 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     let mut state = IndexState::new(graph);
     state.model_id = metadata.model_id;
     state.applied_offsets = metadata.applied_offsets;
+    state.catalog = catalog;
     state.ids.restore_deleted(metadata.deleted);
     for face in metadata.faces {
         state.ids.push(face);
@@ -393,5 +408,49 @@ mod tests {
             loaded.orphans.iter().map(|(id, _)| id).collect::<Vec<_>>()
         );
         assert_eq!(loaded.ids.slots(), vectors.len());
+    }
+
+    #[test]
+    fn a_format_1_snapshot_loads_with_an_empty_catalog_and_the_next_one_keeps_the_catalog() {
+        use crate::catalog::{CatalogEntry, ImageOutcome, ImageVersion};
+
+        let config = IndexConfig {
+            dimension: 32,
+            ..IndexConfig::default()
+        };
+        let index = FaceIndex::new(config.clone()).expect("index");
+        let vectors = FaceLikeGenerator::new(5, 32, 3).dataset(2);
+        index
+            .upsert((0..vectors.len()).map(|position| vectors.record(position)).collect())
+            .expect("upsert");
+        let entry = CatalogEntry {
+            version: ImageVersion {
+                version: "etag".into(),
+                size_bytes: 7,
+            },
+            outcome: ImageOutcome::Indexed { faces: 0 },
+        };
+        index.state.write().catalog.set("s3://b/empty.jpg", Some(entry.clone()));
+        let snapshots = tempfile::tempdir().expect("temp dir");
+        write(snapshots.path(), 1, &config, &index.state.read()).expect("write");
+        let dir = generation_dir(snapshots.path(), 1);
+        let (_, loaded, _) = load(&dir, &config).expect("load format 2");
+        assert_eq!(loaded.catalog.get("s3://b/empty.jpg"), Some(&entry));
+
+        // The same snapshot as format 1 wrote it: no catalog file, format_version 1.
+        let manifest_path = dir.join(MANIFEST);
+        let mut manifest: Manifest = serde_json::from_slice(&fs::read(&manifest_path).expect("read")).expect("parse");
+        manifest.format_version = 1;
+        manifest.files.retain(|file| file.name != CATALOG_FILE);
+        fs::remove_file(dir.join(CATALOG_FILE)).expect("remove");
+        fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+        let (_, loaded, info) = load(&dir, &config).expect("load format 1");
+        assert_eq!(loaded.catalog.len(), 0);
+        assert_eq!((info.faces, loaded.ids.live_faces()), (vectors.len(), vectors.len()));
+
+        manifest.format_version = FORMAT_VERSION + 1;
+        fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+        let error = load(&dir, &config).err().expect("a newer format is refused");
+        assert!(error.to_string().contains("format version 3"), "{error}");
     }
 }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::catalog::ImageChange;
 use crate::config::IndexConfig;
 use crate::error::{IndexError, Result};
 use crate::index::{DeleteSelector, FaceIndex, IndexState, UpsertOutcome};
@@ -105,6 +106,22 @@ impl FaceStore {
     pub fn upsert(&self, records: Vec<FaceRecord>) -> Result<UpsertOutcome> {
         let started = Instant::now();
         let outcome = self.index.upsert(records)?;
+        self.changed_since_snapshot.store(true, Ordering::Release);
+        metrics::record_upsert(started.elapsed());
+        metrics::record_size(&self.index);
+        Ok(outcome)
+    }
+
+    /// Applies photos' new states (see [`ImageChange`]): each photo's faces are replaced by
+    /// the ones its change names, in one step, and its catalog entry set. Removed faces are not
+    /// deletions: the photo may bring them back. Durable at the next snapshot (a crash before
+    /// it leaves the previous snapshot's faces and catalog, which a re-run or replay redoes).
+    pub fn apply_changes(&self, changes: Vec<ImageChange>) -> Result<UpsertOutcome> {
+        let started = Instant::now();
+        let outcome = {
+            let _writer = self.index.lock_writer();
+            self.index.apply_changes_locked(changes)?
+        };
         self.changed_since_snapshot.store(true, Ordering::Release);
         metrics::record_upsert(started.elapsed());
         metrics::record_size(&self.index);
