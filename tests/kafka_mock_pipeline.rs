@@ -2,7 +2,9 @@
 //! a folder of sample photos and bad files, two ingest workers in one consumer group with the
 //! real models, the indexer into a data directory. Every photo ends indexed or dead-lettered
 //! with its reason, both workers get partitions, offsets are committed to the end, and the
-//! index finds player 13 for yaoming.jpg.
+//! index finds player 13 for yaoming.jpg. The permanent failures also reach the faces topic,
+//! the catalog topic ends with every photo that has an outcome, and a second enqueue of the
+//! unchanged archive publishes nothing.
 
 mod support;
 
@@ -13,18 +15,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use facedex_index::{FaceStore, IndexConfig, SearchQuery};
+use facedex_kafka::catalog::read_catalog;
 use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
+use facedex_kafka::records::{FacesRecordKind, RECORD_KIND_HEADER};
 use facedex_kafka::{KafkaConfig, TopicsConfig};
 use facedex_pipeline::archive::Archive;
+use facedex_pipeline::plan::{PlanOptions, Planner};
 use facedex_pipeline::{
     ArchiveConfig, ArchiveRegistry, BatchingConfig, FaceModels, IngestConfig, Ingestor, LocalModels, PhotoAnalyzer,
 };
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +41,7 @@ const GOOD_PHOTOS: [&str; 4] = ["players.jpg", "yaoming.jpg", "gdp.jpg", "t1.jpg
 async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> {
     let cluster = MockCluster::new(1)?;
     let topics = TopicsConfig::default();
-    for topic in [&topics.images, &topics.faces, &topics.dead_letter] {
+    for topic in [&topics.images, &topics.faces, &topics.dead_letter, &topics.catalog] {
         cluster.create_topic(topic, PARTITIONS, 1)?;
     }
     let kafka = KafkaConfig {
@@ -63,17 +68,19 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         ..ArchiveConfig::default()
     };
     let vanishing = Archive::open(vanishing_dir.path().to_str().context("utf-8 path")?, &archive_config)?;
-    let vanished = enqueue_archive(&kafka, &vanishing, &archive_config, |_| {})
+    let vanished = enqueue_archive(&kafka, &vanishing, &archive_config, PlanOptions::default(), |_| {})
         .await?
-        .photos;
+        .plan
+        .to_process();
     std::fs::remove_file(vanishing_dir.path().join("deleted.jpg"))?;
     // A root the workers are not allowed to open: its record is dead-lettered unread.
     let forbidden_dir = tempfile::tempdir()?;
     std::fs::write(forbidden_dir.path().join("elsewhere.jpg"), &players)?;
     let forbidden = Archive::open(forbidden_dir.path().to_str().context("utf-8 path")?, &archive_config)?;
-    let forbidden_photos = enqueue_archive(&kafka, &forbidden, &archive_config, |_| {})
+    let forbidden_photos = enqueue_archive(&kafka, &forbidden, &archive_config, PlanOptions::default(), |_| {})
         .await?
-        .photos;
+        .plan
+        .to_process();
     let archive = Archive::open(archive_dir.path().to_str().context("utf-8 path")?, &archive_config)?;
     let worker_archive_config = ArchiveConfig {
         allowed_roots: vec![archive.root().to_owned(), vanishing.root().to_owned()],
@@ -124,9 +131,9 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let main_listing = enqueue_archive(&kafka, &archive, &archive_config, |_| {}).await?;
-    ensure!(main_listing.photos == 8, "enqueued {main_listing:?}");
-    let enqueued = main_listing.photos + vanished + forbidden_photos;
+    let main_listing = enqueue_archive(&kafka, &archive, &archive_config, PlanOptions::default(), |_| {}).await?;
+    ensure!(main_listing.plan.new == 8, "enqueued {main_listing:?}");
+    let enqueued = main_listing.plan.to_process() + vanished + forbidden_photos;
 
     // The indexer, into a fresh data directory.
     let data_dir = tempfile::tempdir()?;
@@ -142,8 +149,8 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     // during the rebalance may be done twice), so count distinct photos in the output topics.
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let faces = read_topic(&kafka, &kafka.topics.faces)?;
-        let letters = read_topic(&kafka, &kafka.topics.dead_letter)?;
+        let faces = face_batches(&kafka)?;
+        let letters = payloads(read_topic(&kafka, &kafka.topics.dead_letter)?);
         let mut photos = std::collections::BTreeSet::new();
         for payload in &faces {
             let batch: wire::FaceBatch = decode("FaceBatch", payload)?;
@@ -181,7 +188,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     );
 
     // The dead letters, each with its reason.
-    let letters: BTreeMap<String, String> = read_topic(&kafka, &kafka.topics.dead_letter)?
+    let letters: BTreeMap<String, String> = payloads(read_topic(&kafka, &kafka.topics.dead_letter)?)
         .iter()
         .map(|payload| {
             let letter: wire::DeadLetter = decode("DeadLetter", payload)?;
@@ -201,7 +208,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     .map(|(key, kind)| (key.to_owned(), kind.to_owned()))
     .collect();
     assert_eq!(letters, expected);
-    let batches = read_topic(&kafka, &kafka.topics.faces)?;
+    let batches = face_batches(&kafka)?;
     let indexed_photos: std::collections::BTreeSet<String> = batches
         .iter()
         .filter_map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload).ok())
@@ -224,7 +231,39 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         .flatten()
         .map(|(_, next)| next)
         .sum();
-    assert_eq!(applied, batches.len() as i64);
+    let faces_records = read_topic(&kafka, &kafka.topics.faces)?;
+    assert_eq!(applied, faces_records.len() as i64);
+    // The permanent failures reach the indexer too; the missing photo and the forbidden root
+    // may succeed next time, so they do not.
+    let failed_on_faces_topic: std::collections::BTreeSet<String> = faces_records
+        .iter()
+        .filter(|(kind, _)| kind.as_deref() == Some(FacesRecordKind::PhotoFailed.label()))
+        .map(|(_, payload)| {
+            decode::<wire::DeadLetter>("DeadLetter", payload).map(|letter| letter.image.unwrap_or_default().key)
+        })
+        .collect::<Result<_, _>>()?;
+    let permanent: std::collections::BTreeSet<String> = ["corrupt.jpg", "empty.jpg", "not-a-photo.jpg", "oversize.jpg"]
+        .map(String::from)
+        .into();
+    assert_eq!(failed_on_faces_topic, permanent);
+    assert_eq!(
+        indexer_counters.failed.load(Ordering::Relaxed),
+        faces_records.len() as u64 - indexer_counters.batches.load(Ordering::Relaxed)
+    );
+
+    // The catalog names every photo with a lasting outcome, so enqueueing the unchanged
+    // archive again publishes nothing.
+    let catalog = read_catalog(&kafka, &Planner::prefix_of(archive.root()))?;
+    assert_eq!(catalog.len(), 8, "{catalog:?}");
+    let images_before = read_topic(&kafka, &kafka.topics.images)?.len();
+    let again = enqueue_archive(&kafka, &archive, &archive_config, PlanOptions::default(), |_| {}).await?;
+    assert_eq!(
+        (again.plan.unchanged, again.plan.to_process()),
+        (8, 0),
+        "{}",
+        again.plan
+    );
+    assert_eq!(read_topic(&kafka, &kafka.topics.images)?.len(), images_before);
     assert_eq!(store.last_snapshot().map(|s| s.faces), Some(info.faces));
 
     // yaoming.jpg's face finds player 13 of players.jpg.
@@ -246,8 +285,25 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Every payload of `topic`, read from the beginning without a group.
-fn read_topic(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+/// The face-batch payloads of the faces topic (its other records are failures and removals).
+fn face_batches(kafka: &KafkaConfig) -> anyhow::Result<Vec<Vec<u8>>> {
+    Ok(read_topic(kafka, &kafka.topics.faces)?
+        .into_iter()
+        .filter(|(kind, _)| {
+            kind.as_deref()
+                .is_none_or(|kind| kind == FacesRecordKind::FaceBatch.label())
+        })
+        .map(|(_, payload)| payload)
+        .collect())
+}
+
+fn payloads(records: Vec<(Option<String>, Vec<u8>)>) -> Vec<Vec<u8>> {
+    records.into_iter().map(|(_, payload)| payload).collect()
+}
+
+/// Every record of `topic` as (its `facedex-record` header, its payload), read from the
+/// beginning without a group.
+fn read_topic(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<(Option<String>, Vec<u8>)>> {
     // librdkafka wants a group id even for manual assignment; nothing is committed to it.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
@@ -266,7 +322,15 @@ fn read_topic(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> 
     let deadline = Instant::now() + Duration::from_secs(20);
     while (payloads.len() as i64) < end && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            payloads.push(message?.payload().unwrap_or_default().to_vec());
+            let message = message?;
+            let kind = message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|header| header.key == RECORD_KIND_HEADER)
+                    .and_then(|header| header.value)
+                    .map(|value| String::from_utf8_lossy(value).into_owned())
+            });
+            payloads.push((kind, message.payload().unwrap_or_default().to_vec()));
         }
     }
     Ok(payloads)

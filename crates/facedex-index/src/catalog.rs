@@ -85,9 +85,7 @@ impl ImageChange {
     /// The photo it changes.
     pub fn image_uri(&self) -> &str {
         match self {
-            Self::Indexed { image_uri, .. } | Self::Failed { image_uri, .. } | Self::Removed { image_uri } => {
-                image_uri
-            }
+            Self::Indexed { image_uri, .. } | Self::Failed { image_uri, .. } | Self::Removed { image_uri } => image_uri,
         }
     }
 
@@ -100,7 +98,7 @@ impl ImageChange {
     }
 
     /// The catalog entry it leaves, `None` for a removal.
-    pub(crate) fn entry(&self) -> Option<CatalogEntry> {
+    pub fn entry(&self) -> Option<CatalogEntry> {
         match self {
             Self::Indexed { version, faces, .. } => Some(CatalogEntry {
                 version: version.clone(),

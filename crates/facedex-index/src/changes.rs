@@ -157,7 +157,8 @@ mod tests {
             .search(&SearchQuery::nearest(vec![1.0, 0.0, 0.0, 0.0], 5))
             .expect("search");
         assert!(
-            hits.iter().all(|hit| hit.face_id != old[0].face_id || hit.similarity < 0.5),
+            hits.iter()
+                .all(|hit| hit.face_id != old[0].face_id || hit.similarity < 0.5),
             "the old vector of a replaced face is not found: {hits:?}"
         );
     }
@@ -186,9 +187,15 @@ mod tests {
         );
         assert_eq!(outcome.removed, 2);
         assert_eq!(index.info().faces, 0);
-        assert_eq!(index.catalog_entry("a.jpg").map(|entry| entry.outcome), Some(ImageOutcome::Failed));
+        assert_eq!(
+            index.catalog_entry("a.jpg").map(|entry| entry.outcome),
+            Some(ImageOutcome::Failed)
+        );
         assert_eq!(index.catalog_entry("b.jpg"), None);
-        assert!(index.state.read().ids.deleted().is_empty(), "removal is not a permanent deletion");
+        assert!(
+            index.state.read().ids.deleted().is_empty(),
+            "removal is not a permanent deletion"
+        );
         // The photo comes back: its faces are indexed again.
         let outcome = apply(&index, vec![indexed("b.jpg", "v1", vec![face("b.jpg", 0.0, 1)])]);
         assert_eq!(outcome.inserted, 1);

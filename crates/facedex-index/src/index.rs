@@ -194,7 +194,9 @@ fn stale_faces(
     let mut stale = Vec::new();
     for (image_uri, _) in replacing {
         for internal_id in state.ids.of_image(image_uri) {
-            let Some(face) = state.ids.live_face(*internal_id) else { continue };
+            let Some(face) = state.ids.live_face(*internal_id) else {
+                continue;
+            };
             if !kept.contains(&(image_uri.clone(), face.face_id)) {
                 stale.push(*internal_id);
             }

@@ -20,10 +20,10 @@ use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::ImageCatalog;
 use crate::config::IndexConfig;
 use crate::error::{IndexError, Result};
 use crate::graph::{Graph, new_graph};
-use crate::catalog::ImageCatalog;
 use crate::index::{AppliedOffsets, IndexState, StoredFace};
 use crate::record::FaceId;
 

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use facedex_index::synthetic::FaceLikeGenerator;
 use facedex_index::{BoundingBox, FaceStore, IndexConfig};
-use facedex_pipeline::indexer::{IndexInput, IndexerConfig, IndexerCounters, IndexerStage, SourcePosition};
+use facedex_pipeline::indexer::{
+    IndexInput, IndexUpdate, IndexerConfig, IndexerCounters, IndexerStage, SourcePosition,
+};
 use facedex_pipeline::{FaceBatch, ImageRef, PipelineFace, StageTimings};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
@@ -92,7 +94,7 @@ async fn indexer_stage(records: &[Vec<u8>]) -> anyhow::Result<Duration> {
                 partition: 0,
                 next_offset: offset as i64 + 1,
             }),
-            batch: Ok(FaceBatch::try_from(batch)?),
+            update: Ok(IndexUpdate::Faces(FaceBatch::try_from(batch)?)),
         };
         stage.send(input).await?;
     }

@@ -7,6 +7,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -51,7 +52,28 @@ pub fn producer(config: &KafkaConfig) -> Result<FutureProducer> {
 
 /// Publishes `payload` keyed by `key` and waits for the broker's acknowledgement.
 pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) -> Result<(i32, i64)> {
-    let record = FutureRecord::to(topic).key(key).payload(payload);
+    publish_record(producer, topic, key, Some(payload), None).await
+}
+
+/// Publishes a record keyed by `key`, with `payload` (`None`: a tombstone, which compaction
+/// turns into the key's removal) and an optional header, and waits for the acknowledgement.
+pub async fn publish_record(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: Option<&[u8]>,
+    header: Option<(&str, &str)>,
+) -> Result<(i32, i64)> {
+    let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key);
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    if let Some((name, value)) = header {
+        record = record.headers(OwnedHeaders::new().insert(Header {
+            key: name,
+            value: Some(value),
+        }));
+    }
     producer
         .send(record, Duration::from_secs(0))
         .await
@@ -62,9 +84,15 @@ pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload:
         })
 }
 
-/// Creates the pipeline's topics where missing (`create_topics`), then checks they exist.
+/// Creates the pipeline's topics where missing (`create_topics`; the catalog compacted), then
+/// checks they exist.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
-    let topics = [&config.topics.images, &config.topics.faces, &config.topics.dead_letter];
+    let topics = [
+        &config.topics.images,
+        &config.topics.faces,
+        &config.topics.dead_letter,
+        &config.topics.catalog,
+    ];
     if config.create_topics {
         let admin: AdminClient<DefaultClientContext> = client_config(config)
             .create()
@@ -72,11 +100,16 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|topic| {
-                NewTopic::new(
+                let new_topic = NewTopic::new(
                     topic,
                     config.partitions,
                     TopicReplication::Fixed(config.replication_factor),
-                )
+                );
+                // The catalog keeps the last record per photo, for as long as the photo is in.
+                match topic.as_str() == config.topics.catalog {
+                    true => new_topic.set("cleanup.policy", "compact"),
+                    false => new_topic,
+                }
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));

@@ -15,6 +15,9 @@ pub struct TopicsConfig {
     pub faces: String,
     /// `DeadLetter`s of photos that cannot be indexed.
     pub dead_letter: String,
+    /// `CatalogRecord`s keyed by photo URI, compacted: what became of each photo, read by
+    /// `facedex enqueue` to skip unchanged photos and find gone ones.
+    pub catalog: String,
 }
 
 impl Default for TopicsConfig {
@@ -23,6 +26,7 @@ impl Default for TopicsConfig {
             images: "facedex.images".into(),
             faces: "facedex.faces".into(),
             dead_letter: "facedex.dead-letter".into(),
+            catalog: "facedex.catalog".into(),
         }
     }
 }

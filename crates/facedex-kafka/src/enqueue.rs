@@ -1,36 +1,67 @@
-//! `facedex enqueue`: lists an archive and publishes one `ImageRef` per photo to the images
-//! topic, keyed by URI, with many deliveries in flight and every one acknowledged before the
-//! command reports success.
+//! `facedex enqueue`: lists an archive, plans against the catalog topic (unchanged photos are
+//! skipped) and publishes one `ImageRef` per new or changed photo to the images topic, keyed by
+//! URI, with many deliveries in flight and every one acknowledged before the command reports
+//! success. With `--prune`, each photo the catalog holds under the archive and the listing no
+//! longer has gets an `ImageRemoval` on the faces topic (so every indexer drops its faces in
+//! order with its batches), then a tombstone in the catalog.
 
 use facedex_pipeline::archive::{Archive, ListSummary};
-use facedex_pipeline::{ArchiveConfig, ImageRef};
+use facedex_pipeline::indexer::IndexUpdate;
+use facedex_pipeline::messages::now_unix_ms;
+use facedex_pipeline::plan::{Decision, PlanOptions, Planner, RunPlan};
+use facedex_pipeline::{ArchiveConfig, ImageRef, ImageRemoval, PipelineError};
 use facedex_proto::pipeline as wire;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use prost::Message;
 use rdkafka::producer::FutureRecord;
 
+use crate::catalog::read_catalog;
 use crate::client::producer;
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::metrics;
+use crate::records::publish_update;
 
 /// Deliveries awaited at once; past this, listing waits for acknowledgements.
 const MAX_PENDING_DELIVERIES: usize = 10_000;
 
-/// Publishes every photo of `archive`; `on_published` is called once per acknowledged photo.
+/// What an enqueue did.
+#[derive(Debug, Clone)]
+pub struct EnqueueSummary {
+    /// What listing found.
+    pub listing: ListSummary,
+    /// The listing against the catalog.
+    pub plan: RunPlan,
+}
+
+/// Publishes the new and changed photos of `archive` (and the removals of gone ones with
+/// `options.prune`); `on_published` is called once per acknowledged photo.
 pub async fn enqueue_archive(
     config: &KafkaConfig,
     archive: &Archive,
     archive_config: &ArchiveConfig,
+    options: PlanOptions,
     mut on_published: impl FnMut(&ImageRef),
-) -> Result<ListSummary> {
+) -> Result<EnqueueSummary> {
     let producer = producer(config)?;
+    let prefix = Planner::prefix_of(archive.root());
+    let reader_config = config.clone();
+    let known = tokio::task::spawn_blocking(move || read_catalog(&reader_config, &prefix))
+        .await
+        .map_err(|source| PipelineError::TaskFailed {
+            task: "read the catalog",
+            source,
+        })??;
+    let mut planner = Planner::new(archive.root(), known, options);
     let topic = config.topics.images.as_str();
     let mut pending = FuturesUnordered::new();
     let mut failure: Option<KafkaStageError> = None;
-    let summary = archive
+    let listing = archive
         .list::<_, KafkaStageError>(archive_config, async |image| {
+            if planner.classify(&image) == Decision::Unchanged {
+                return Ok(());
+            }
             let payload = wire::ImageRef::from(&image).encode_to_vec();
             let delivery = producer
                 .send_result(FutureRecord::to(topic).key(&image.uri).payload(&payload))
@@ -50,10 +81,18 @@ pub async fn enqueue_archive(
     while let Some(result) = pending.next().await {
         settle(result, &mut failure, &mut on_published);
     }
-    match failure {
-        Some(error) => Err(error),
-        None => Ok(summary),
+    if let Some(error) = failure {
+        return Err(error);
     }
+    let (gone, plan) = planner.finish()?;
+    for uri in gone {
+        let update = IndexUpdate::Removed(ImageRemoval {
+            uri,
+            removed_at_unix_ms: now_unix_ms(),
+        });
+        publish_update(&producer, config, &update).await?;
+    }
+    Ok(EnqueueSummary { listing, plan })
 }
 
 type DeliveryOutcome = (

@@ -26,6 +26,14 @@ pub enum KafkaStageError {
         /// The bootstrap servers.
         brokers: String,
     },
+    /// A read made no progress for too long (a broker that answers metadata but not fetches).
+    #[error("{what} made no progress for {waited_secs} s")]
+    Stalled {
+        /// What was being read.
+        what: String,
+        /// How long it waited.
+        waited_secs: u64,
+    },
     /// A pipeline stage failed for a reason of its own (models, archive, index).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),

@@ -1,6 +1,7 @@
 //! `facedex indexer`'s Kafka side: reads every partition of the faces topic itself (no group
 //! rebalancing) from the offsets stored in its newest snapshot, so a restart resumes exactly
-//! where the durable index ends, and hands each record to the shared indexer stage
+//! where the durable index ends, and hands each record (a photo's faces, permanent failure or
+//! removal: see [`crate::records`]) to the shared indexer stage
 //! (`facedex_pipeline::indexer`), which applies them in batches and snapshots. After each
 //! snapshot the offsets it made durable are committed to the indexer's consumer group, so
 //! tools see its lag; replays are idempotent upserts.
@@ -9,10 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facedex_index::{AppliedOffsets, FaceStore};
-use facedex_pipeline::indexer::{IndexInput, IndexerConfig, IndexerStage, Refusal, RefusalKind, SourcePosition};
-use facedex_pipeline::{FaceBatch, describe};
-use facedex_proto::pipeline as wire;
-use facedex_proto::pipeline_conversions::decode;
+use facedex_pipeline::indexer::{IndexInput, IndexerConfig, IndexerStage, SourcePosition};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -24,6 +22,7 @@ use crate::client::{consumer_config, partitions_of, pause_after_consumer_error};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::metrics::LagReporter;
+use crate::records::index_update;
 
 /// Consumes the faces topic into `store` until `cancel`; the stage snapshots every
 /// `snapshot_interval` when something changed, and once more at the end.
@@ -95,7 +94,7 @@ pub async fn run_indexer(
                         partition: message.partition(),
                         next_offset: message.offset() + 1,
                     }),
-                    batch: face_batch(message.payload().unwrap_or_default()),
+                    update: index_update(&message),
                 };
                 if stage.send(input).await.is_err() {
                     break;
@@ -107,18 +106,6 @@ pub async fn run_indexer(
     stage.finish().await?;
     let offsets = durable.borrow().clone();
     commit_durable(&consumer, &topic, &offsets)
-}
-
-/// The face batch a faces-topic record holds, or why it holds none.
-fn face_batch(payload: &[u8]) -> std::result::Result<FaceBatch, Refusal> {
-    let record = decode::<wire::FaceBatch>("FaceBatch", payload).map_err(|error| Refusal {
-        kind: RefusalKind::Undecodable,
-        reason: describe(&error),
-    })?;
-    FaceBatch::try_from(record).map_err(|error| Refusal {
-        kind: RefusalKind::Invalid,
-        reason: describe(&error),
-    })
 }
 
 /// Commits the offsets a snapshot made durable to the indexer's group (for monitoring only:

@@ -1,6 +1,8 @@
 //! `facedex ingest`: a member of the ingest consumer group. Each `ImageRef` runs through the
 //! pipeline's ingest step (many photos in flight, bounded); its `FaceBatch` or `DeadLetter` is
-//! published and acknowledged before the offset may be committed, and the committed offset is
+//! published and acknowledged before the offset may be committed (a permanent failure also on
+//! the faces topic, so indexers drop the photo's older faces), then its catalog entry; the
+//! committed offset is
 //! the lowest contiguous finished one per partition ([`OffsetTracker`]). SIGTERM stops taking
 //! new photos, drains those in flight and commits.
 
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use facedex_pipeline::indexer::IndexUpdate;
 use facedex_pipeline::ingest::{Ingested, Ingestor};
 use facedex_pipeline::messages::now_unix_ms;
 use facedex_pipeline::metrics as pipeline_metrics;
@@ -27,6 +30,7 @@ use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::metrics::LagReporter;
 use crate::offsets::OffsetTracker;
+use crate::records::publish_update;
 
 /// Running totals of one worker.
 #[derive(Debug, Default)]
@@ -206,16 +210,14 @@ impl PhotoTask {
         };
         match self.ingestor.ingest(&image).await? {
             Ingested::Faces(batch) => {
-                let payload = wire::FaceBatch::from(&batch).encode_to_vec();
-                let started = Instant::now();
-                publish(&self.producer, &topics.faces, &image.uri, &payload).await?;
-                pipeline_metrics::record_stage("publish", started.elapsed());
                 pipeline_metrics::record_timings(&batch.timings);
-                pipeline_metrics::record_indexed(batch.faces.len());
+                let faces = batch.faces.len();
+                let started = Instant::now();
+                publish_update(&self.producer, &self.config, &IndexUpdate::Faces(batch)).await?;
+                pipeline_metrics::record_stage("publish", started.elapsed());
+                pipeline_metrics::record_indexed(faces);
                 self.counters.indexed.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .faces
-                    .fetch_add(batch.faces.len() as u64, Ordering::Relaxed);
+                self.counters.faces.fetch_add(faces as u64, Ordering::Relaxed);
                 Ok(())
             }
             Ingested::DeadLetter(letter) => self.dead_letter(&letter).await,
@@ -231,6 +233,9 @@ impl PhotoTask {
             &payload,
         )
         .await?;
+        if letter.error_kind.is_permanent() {
+            publish_update(&self.producer, &self.config, &IndexUpdate::Failed(letter.clone())).await?;
+        }
         pipeline_metrics::record_dead_letter(letter.error_kind);
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -4,6 +4,7 @@
 //! batches to a `FaceStore` and keeps the applied offsets in its snapshots. Offsets are
 //! committed only after the work they cover is durable ([`offsets`]).
 
+pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod enqueue;
@@ -13,6 +14,7 @@ pub mod ingest_worker;
 pub mod metrics;
 pub mod offsets;
 pub mod progress;
+pub mod records;
 
 pub use config::{KafkaConfig, TopicsConfig};
 pub use error::{KafkaStageError, Result};

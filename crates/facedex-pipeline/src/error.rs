@@ -26,6 +26,16 @@ pub enum PipelineError {
         /// Why.
         reason: String,
     },
+    /// `--prune` would remove every photo the index holds of an archive that lists none.
+    #[error(
+        "refusing to prune {archive}: it lists no photos, so all {indexed} photos the index holds of it would be removed; check the archive is there (mounted, spelled right), or delete them by URI prefix"
+    )]
+    PruneEverything {
+        /// The archive root.
+        archive: String,
+        /// Photos the index holds under it.
+        indexed: usize,
+    },
     /// Listing the archive failed.
     #[error("cannot list {archive}")]
     Listing {
@@ -123,6 +133,7 @@ impl PipelineError {
             Self::Models { transient, .. } => *transient,
             Self::Vision(error) => !error.is_bad_input(),
             Self::InvalidArchive { .. }
+            | Self::PruneEverything { .. }
             | Self::Listing { .. }
             | Self::InvalidReference { .. }
             | Self::RootNotAllowed { .. }
@@ -146,6 +157,7 @@ impl PipelineError {
             Self::Fetch { .. } => Some(PhotoFailureKind::FetchFailed),
             Self::Vision(error) => PhotoFailureKind::of_vision(error),
             Self::InvalidArchive { .. }
+            | Self::PruneEverything { .. }
             | Self::Listing { .. }
             | Self::Models { .. }
             | Self::ModelRun { .. }

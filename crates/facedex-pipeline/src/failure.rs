@@ -62,6 +62,20 @@ impl PhotoFailureKind {
         }
     }
 
+    /// Whether the photo's bytes are at fault, so the same version will fail again: such a
+    /// photo is cataloged as failed and an unchanged re-run skips it. The others depend on
+    /// the moment or the configuration (the object was missing, the store or the disk failed,
+    /// the root was not allowed) and are retried by the next run; a malformed queue record
+    /// names no photo to catalog.
+    pub fn is_permanent(self) -> bool {
+        match self {
+            Self::TooLarge | Self::InvalidReference | Self::Empty | Self::NotAnImage | Self::Corrupt => true,
+            Self::NotFound | Self::RootNotAllowed | Self::FetchFailed | Self::Unreadable | Self::MalformedRecord => {
+                false
+            }
+        }
+    }
+
     /// The kind named `label`, `None` for a name this version does not know.
     pub fn from_label(label: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.label() == label)

@@ -1,6 +1,7 @@
-//! The indexer stage, shared by local mode and the Kafka indexer: face batches in, the face
-//! store kept up to date. It takes whatever batches are queued (up to `max_batch_faces`) and
-//! applies them with one upsert per blocking call, so the graph inserts them on every core;
+//! The indexer stage, shared by local mode and the Kafka indexer: photos' outcomes in (a face
+//! batch, a permanent failure, a removal), the face store kept up to date. Each replaces what
+//! the index held of its photo (`FaceStore::apply_changes`). It takes whatever is queued (up
+//! to `max_batch_faces`) and applies it in one blocking call, so the graph inserts on every core;
 //! records the source position of each as applied; snapshots on its cadence and once more at
 //! the end; and tells its owner which positions each snapshot made durable. It is the one
 //! writer of faces and applied positions while it runs (a search server beside it may still
@@ -10,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use facedex_index::{AppliedOffsets, FaceRecord, FaceStore, SnapshotInfo};
+use facedex_index::{AppliedOffsets, FaceStore, ImageChange, SnapshotInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{PipelineError, Result, describe};
 use crate::events::{LogDecision, RateLimitedLog};
-use crate::messages::FaceBatch;
+use crate::messages::{DeadLetter, FaceBatch, ImageRemoval};
 use crate::metrics;
 
 /// How often a refused record of one kind gets its own log line.
@@ -65,13 +66,49 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// What became of a photo, for the index.
+#[derive(Debug, Clone)]
+pub enum IndexUpdate {
+    /// Its faces (possibly none): they replace what the index held of the photo.
+    Faces(FaceBatch),
+    /// It cannot be indexed for good (a dead letter of a permanent kind): cataloged as failed
+    /// at its version, faces of an earlier version removed.
+    Failed(DeadLetter),
+    /// It left the archive: its faces and catalog entry removed.
+    Removed(ImageRemoval),
+}
+
+impl IndexUpdate {
+    /// Faces it brings.
+    pub fn faces(&self) -> usize {
+        match self {
+            Self::Faces(batch) => batch.faces.len(),
+            Self::Failed(_) | Self::Removed(_) => 0,
+        }
+    }
+
+    /// The index change it makes.
+    pub fn image_change(&self) -> ImageChange {
+        match self {
+            Self::Faces(batch) => batch.image_change(),
+            Self::Failed(letter) => ImageChange::Failed {
+                image_uri: letter.image.uri.clone(),
+                version: letter.image.listed_version(),
+            },
+            Self::Removed(removal) => ImageChange::Removed {
+                image_uri: removal.uri.clone(),
+            },
+        }
+    }
+}
+
 /// One record for the stage.
 #[derive(Debug, Clone)]
 pub struct IndexInput {
     /// Its position in the source, if it has one.
     pub position: Option<SourcePosition>,
-    /// The face batch, or why the source could not make one of it.
-    pub batch: std::result::Result<FaceBatch, Refusal>,
+    /// The update, or why the source could not make one of it.
+    pub update: std::result::Result<IndexUpdate, Refusal>,
 }
 
 /// Settings of the stage.
@@ -83,8 +120,8 @@ pub struct IndexerConfig {
     pub queue_capacity: usize,
     /// Snapshot this often when something changed; `None` snapshots only at the end.
     pub snapshot_interval: Option<Duration>,
-    /// At the end, re-check that every face is reachable and write a snapshot even if nothing
-    /// changed (the end of a bulk load, which reports both).
+    /// At the end, when anything changed, re-check that every face is reachable before the
+    /// last snapshot (the end of a bulk load, which reports both).
     pub audit_at_end: bool,
     /// A batch the index refuses stops the stage with the index's error instead of being
     /// logged and skipped: local mode, where every batch comes from this process and a refusal
@@ -113,6 +150,10 @@ pub struct IndexerCounters {
     pub faces: AtomicU64,
     /// Records refused.
     pub refused: AtomicU64,
+    /// Photos cataloged as failed.
+    pub failed: AtomicU64,
+    /// Photos removed (they left the archive).
+    pub removed: AtomicU64,
 }
 
 /// What the stage did, when it ends.
@@ -222,42 +263,44 @@ impl Worker {
                 "more face batches refused since the last line"
             );
         }
-        worker.snapshot_on_pool(worker.config.audit_at_end).await
+        // An unchanged index needs neither a new audit nor a new snapshot.
+        let audit = worker.config.audit_at_end && worker.store.has_unsnapshotted_changes();
+        worker.snapshot_on_pool(audit).await
     }
 
-    /// Applies a group with one upsert, then records every position as applied. When the
-    /// upsert refuses the group (it changes nothing then), each batch is applied alone so only
+    /// Applies a group as one change, then records every position as applied. When the
+    /// store refuses the group (it changes nothing then), each update is applied alone so only
     /// the bad ones are refused. Returns the refused records; fails instead, having applied
     /// nothing, when refusals stop the stage.
     fn apply(&self, group: Vec<IndexInput>) -> Result<Vec<(Option<SourcePosition>, Refusal)>> {
         let mut refused = Vec::new();
-        let mut batches = Vec::with_capacity(group.len());
+        let mut updates = Vec::with_capacity(group.len());
         let mut positions = Vec::with_capacity(group.len());
         for input in group {
             positions.extend(input.position.clone());
-            match input.batch {
-                Ok(batch) => batches.push((input.position, batch)),
+            match input.update {
+                Ok(update) => updates.push((input.position, update)),
                 Err(refusal) => refused.push((input.position, refusal)),
             }
         }
-        let records: Vec<FaceRecord> = batches.iter().flat_map(|(_, batch)| batch.face_records()).collect();
-        match self.store.upsert(records) {
+        let changes: Vec<ImageChange> = updates.iter().map(|(_, update)| update.image_change()).collect();
+        match self.store.apply_changes(changes) {
             Err(error) if self.config.refusal_stops => return Err(error.into()),
             Ok(_) => {
-                for (_, batch) in &batches {
-                    self.count_applied(batch);
+                for (_, update) in &updates {
+                    self.count_applied(update);
                 }
             }
-            Err(_) if batches.len() > 1 => {
-                for (position, batch) in batches {
-                    match self.store.upsert(batch.face_records()) {
-                        Ok(_) => self.count_applied(&batch),
+            Err(_) if updates.len() > 1 => {
+                for (position, update) in updates {
+                    match self.store.apply_changes(vec![update.image_change()]) {
+                        Ok(_) => self.count_applied(&update),
                         Err(error) => refused.push((position, index_refusal(&error))),
                     }
                 }
             }
             Err(error) => {
-                if let Some((position, _)) = batches.pop() {
+                if let Some((position, _)) = updates.pop() {
                     refused.push((position, index_refusal(&error)));
                 }
             }
@@ -273,12 +316,22 @@ impl Worker {
         Ok(refused)
     }
 
-    fn count_applied(&self, batch: &FaceBatch) {
-        self.counters.batches.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .faces
-            .fetch_add(batch.faces.len() as u64, Ordering::Relaxed);
-        metrics::record_applied(batch.faces.len());
+    fn count_applied(&self, update: &IndexUpdate) {
+        match update {
+            IndexUpdate::Faces(batch) => {
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .faces
+                    .fetch_add(batch.faces.len() as u64, Ordering::Relaxed);
+                metrics::record_applied(batch.faces.len());
+            }
+            IndexUpdate::Failed(_) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            IndexUpdate::Removed(_) => {
+                self.counters.removed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Snapshots when something changed, or always after the reachability audit with
@@ -323,7 +376,7 @@ fn gather(first: IndexInput, queue: &mut mpsc::Receiver<IndexInput>, max_faces: 
 }
 
 fn faces_of(input: &IndexInput) -> usize {
-    input.batch.as_ref().map_or(0, |batch| batch.faces.len())
+    input.update.as_ref().map_or(0, IndexUpdate::faces)
 }
 
 fn index_refusal(error: &facedex_index::IndexError) -> Refusal {
@@ -392,7 +445,7 @@ mod tests {
                 partition: 0,
                 next_offset: offset + 1,
             }),
-            batch: Ok(batch),
+            update: Ok(IndexUpdate::Faces(batch)),
         }
     }
 
@@ -413,7 +466,7 @@ mod tests {
                     partition: 0,
                     next_offset: 4,
                 }),
-                batch: Err(Refusal {
+                update: Err(Refusal {
                     kind: RefusalKind::Undecodable,
                     reason: "not protobuf".into(),
                 }),

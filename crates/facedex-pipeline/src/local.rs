@@ -1,6 +1,8 @@
-//! Local mode, the embedded default: list an archive, ingest its photos with bounded
-//! concurrency and feed their faces through the indexer stage's bounded queue, all in one
-//! process with the same stage code the Kafka roles run.
+//! Local mode, the embedded default: list an archive, plan against what the data directory
+//! already holds of it (skip unchanged photos, redo changed ones, prune the gone ones on
+//! request), ingest the photos to process with bounded concurrency and feed their outcomes
+//! through the indexer stage's bounded queue, all in one process with the same stage code the
+//! Kafka roles run.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,20 +14,18 @@ use futures::StreamExt;
 use crate::archive::{Archive, ListSummary};
 use crate::config::ArchiveConfig;
 use crate::error::{PipelineError, Result};
-use crate::indexer::{IndexInput, IndexerConfig, IndexerStage};
+use crate::indexer::{IndexInput, IndexUpdate, IndexerConfig, IndexerStage};
 use crate::ingest::{Ingested, Ingestor};
-use crate::messages::DeadLetter;
+use crate::messages::{DeadLetter, ImageRef, ImageRemoval, now_unix_ms};
+use crate::plan::{Decision, PlanOptions, Planner, RunPlan};
 
 /// Face batches queued between the ingest stage and the index.
 const INDEX_QUEUE_CAPACITY: usize = 64;
 /// Progress of a local run, reported as it happens.
 #[derive(Debug)]
 pub enum LocalEvent<'a> {
-    /// Listing ended with this many photos.
-    Listed {
-        /// Photos to process.
-        photos: u64,
-    },
+    /// Listing ended with this plan.
+    Listed(&'a RunPlan),
     /// A photo's faces were handed to the index.
     Indexed {
         /// Its faces.
@@ -38,10 +38,12 @@ pub enum LocalEvent<'a> {
 /// What a local run did.
 #[derive(Debug)]
 pub struct LocalSummary {
-    /// Photos listed.
+    /// Photos to process (new and changed).
     pub photos: u64,
     /// What listing found, including what it passed over.
     pub listing: ListSummary,
+    /// The listing against what the index held: new, changed, unchanged, removed.
+    pub plan: RunPlan,
     /// Photos whose faces were indexed (including photos without faces).
     pub indexed_photos: u64,
     /// Faces indexed.
@@ -50,8 +52,7 @@ pub struct LocalSummary {
     pub dead_letters: Vec<DeadLetter>,
     /// Faces not found by their own vector after the run, scored by brute force.
     pub unreachable_faces: usize,
-    /// The snapshot written at the end (always written: the stage audits and snapshots at the
-    /// end of a local run).
+    /// The snapshot written at the end; `None` when the run changed nothing.
     pub snapshot: Option<SnapshotInfo>,
     /// Wall time from the start of listing to the snapshot.
     pub elapsed: Duration,
@@ -60,27 +61,88 @@ pub struct LocalSummary {
     pub interrupted: bool,
 }
 
-/// Indexes every photo of `archive` into `store`, then audits reachability and snapshots. When
-/// the ingestor's cancellation token fires, photos not yet done are left out and what was done
-/// is still snapshotted ([`LocalSummary::interrupted`]).
-pub async fn index_archive(
+/// A local run's listing, planned against the data directory: what to process and remove.
+#[derive(Debug)]
+pub struct LocalPlan {
+    /// The archive root.
+    pub root: String,
+    /// The new and changed photos, to process.
+    pub images: Vec<ImageRef>,
+    /// The photos gone from the archive, to remove (empty without `--prune`).
+    pub gone: Vec<String>,
+    /// What listing found.
+    pub listing: ListSummary,
+    /// The counts.
+    pub plan: RunPlan,
+    started: Instant,
+}
+
+impl LocalPlan {
+    /// Whether the run has nothing to do (no models needed).
+    pub fn is_noop(&self) -> bool {
+        self.images.is_empty() && self.gone.is_empty()
+    }
+}
+
+/// Lists `archive` and compares it with what `store` holds of it.
+pub async fn plan_archive(
     archive: &Archive,
     archive_config: &ArchiveConfig,
-    ingestor: Arc<Ingestor>,
+    store: &FaceStore,
+    plan_options: PlanOptions,
+) -> Result<LocalPlan> {
+    let started = Instant::now();
+    let known = store.index().images_under(&Planner::prefix_of(archive.root()));
+    let mut planner = Planner::new(archive.root(), known, plan_options);
+    let mut images = Vec::new();
+    let listing = archive
+        .list(archive_config, async |image| {
+            if planner.classify(&image) != Decision::Unchanged {
+                images.push(image);
+            }
+            Ok::<(), PipelineError>(())
+        })
+        .await?;
+    let (gone, plan) = planner.finish()?;
+    Ok(LocalPlan {
+        root: archive.root().to_owned(),
+        images,
+        gone,
+        listing,
+        plan,
+        started,
+    })
+}
+
+/// Runs `planned`: removes the gone photos and ingests the others into `store`, then audits
+/// reachability and snapshots when anything changed. When the ingestor's cancellation token
+/// fires, photos not yet done are left out and what was done is still snapshotted
+/// ([`LocalSummary::interrupted`]). `ingestor` is `None` only for a plan with no photo to
+/// process (the models need not load).
+pub async fn index_planned(
+    planned: LocalPlan,
+    ingestor: Option<Arc<Ingestor>>,
     store: Arc<FaceStore>,
     max_in_flight: usize,
     mut on_event: impl FnMut(LocalEvent<'_>),
 ) -> Result<LocalSummary> {
-    let started = Instant::now();
-    let mut images = Vec::new();
-    let listing = archive
-        .list(archive_config, async |image| {
-            images.push(image);
-            Ok::<(), PipelineError>(())
-        })
-        .await?;
+    let LocalPlan {
+        root,
+        images,
+        gone,
+        listing,
+        plan,
+        started,
+    } = planned;
     let photos = images.len() as u64;
-    on_event(LocalEvent::Listed { photos });
+    on_event(LocalEvent::Listed(&plan));
+    if ingestor.is_none() && !images.is_empty() {
+        debug_assert!(false, "a plan with photos to process needs an ingestor");
+        return Err(PipelineError::InvalidArchive {
+            url: root,
+            reason: format!("{photos} photos to process but no models were loaded"),
+        });
+    }
 
     let stage = IndexerStage::spawn(
         store,
@@ -92,12 +154,26 @@ pub async fn index_archive(
         },
         Arc::default(),
     );
+    for uri in gone {
+        let removal = ImageRemoval {
+            uri,
+            removed_at_unix_ms: now_unix_ms(),
+        };
+        let input = IndexInput {
+            position: None,
+            update: Ok(IndexUpdate::Removed(removal)),
+        };
+        if stage.send(input).await.is_err() {
+            break; // the index stage failed; its error is reported below
+        }
+    }
 
-    let mut results = futures::stream::iter(images)
-        .map(|image| {
-            let ingestor = ingestor.clone();
-            async move { ingestor.ingest(&image).await }
-        })
+    let work: Vec<(Arc<Ingestor>, ImageRef)> = match &ingestor {
+        Some(ingestor) => images.into_iter().map(|image| (ingestor.clone(), image)).collect(),
+        None => Vec::new(),
+    };
+    let mut results = futures::stream::iter(work)
+        .map(|(ingestor, image)| async move { ingestor.ingest(&image).await })
         .buffer_unordered(max_in_flight.max(1));
     let mut dead_letters = Vec::new();
     let mut indexed_photos = 0u64;
@@ -110,7 +186,7 @@ pub async fn index_archive(
                 crate::metrics::record_timings(&batch.timings);
                 let input = IndexInput {
                     position: None,
-                    batch: Ok(batch),
+                    update: Ok(IndexUpdate::Faces(batch)),
                 };
                 if stage.send(input).await.is_err() {
                     break; // the index stage failed; its error is reported below
@@ -121,6 +197,15 @@ pub async fn index_archive(
             }
             Ok(Ingested::DeadLetter(letter)) => {
                 crate::metrics::record_dead_letter(letter.error_kind);
+                if letter.error_kind.is_permanent() {
+                    let input = IndexInput {
+                        position: None,
+                        update: Ok(IndexUpdate::Failed(letter.clone())),
+                    };
+                    if stage.send(input).await.is_err() {
+                        break;
+                    }
+                }
                 on_event(LocalEvent::DeadLettered(&letter));
                 dead_letters.push(letter);
             }
@@ -147,6 +232,7 @@ pub async fn index_archive(
     Ok(LocalSummary {
         photos,
         listing,
+        plan,
         indexed_photos,
         faces,
         dead_letters,

@@ -1,8 +1,9 @@
 //! The records that flow between stages: [`ImageRef`] (a photo to index), [`FaceBatch`] (every
-//! face of one photo) and [`DeadLetter`] (a photo that cannot be indexed, with the reason).
-//! `facedex-proto` converts them to and from the Kafka wire format.
+//! face of one photo), [`DeadLetter`] (a photo that cannot be indexed, with the reason) and
+//! [`ImageRemoval`] (a photo that left the archive). `facedex-proto` converts them to and from
+//! the Kafka wire format.
 
-use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
+use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, ImageChange, ImageVersion};
 
 use crate::failure::PhotoFailureKind;
 
@@ -21,6 +22,25 @@ pub struct ImageRef {
     pub version: String,
     /// Enqueue time, milliseconds since the Unix epoch.
     pub enqueued_at_unix_ms: i64,
+}
+
+impl ImageRef {
+    /// The identity a re-run compares: the listed version and size.
+    pub fn listed_version(&self) -> ImageVersion {
+        ImageVersion {
+            version: self.version.clone(),
+            size_bytes: self.size_bytes,
+        }
+    }
+}
+
+/// A photo that left the archive (`--prune`): the index drops its faces and its catalog entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRemoval {
+    /// The photo.
+    pub uri: String,
+    /// When the removal was decided, milliseconds since the Unix epoch.
+    pub removed_at_unix_ms: i64,
 }
 
 /// A detected, aligned and embedded face.
@@ -86,6 +106,16 @@ impl FaceBatch {
                 embedding: face.embedding.clone(),
             })
             .collect()
+    }
+
+    /// The index change this batch makes: the photo, at its listed version, holds exactly
+    /// these faces.
+    pub fn image_change(&self) -> ImageChange {
+        ImageChange::Indexed {
+            image_uri: self.image.uri.clone(),
+            version: self.image.listed_version(),
+            faces: self.face_records(),
+        }
     }
 }
 

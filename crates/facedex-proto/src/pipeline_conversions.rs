@@ -1,7 +1,7 @@
 //! Conversions of the pipeline's Kafka records (`facedex.pipeline.v1`) and the embed service's
 //! messages (`facedex.embed.v1`) to and from the domain types, and their wire encoding.
 
-use facedex_index::BoundingBox as DomainBox;
+use facedex_index::{BoundingBox as DomainBox, CatalogEntry, ImageOutcome, ImageVersion};
 use facedex_pipeline::PhotoFailureKind;
 use facedex_pipeline::messages as domain;
 use facedex_vision::{DetectedFace as VisionFace, LetterboxGeometry, LetterboxedPhoto as DomainPhoto};
@@ -10,7 +10,7 @@ use prost::Message;
 use crate::conversions::{bounding_box, domain_box, landmarks};
 use crate::embed::LetterboxedPhoto;
 use crate::error::RequestError;
-use crate::pipeline::{DeadLetter, FaceBatch, ImageRef, PipelineFace, StageTimings};
+use crate::pipeline::{CatalogRecord, DeadLetter, FaceBatch, ImageRef, ImageRemoval, PipelineFace, StageTimings};
 use crate::{BoundingBox, DetectedFace, Point};
 
 impl From<&domain::ImageRef> for ImageRef {
@@ -140,6 +140,62 @@ impl TryFrom<DeadLetter> for domain::DeadLetter {
     }
 }
 
+impl From<&domain::ImageRemoval> for ImageRemoval {
+    fn from(removal: &domain::ImageRemoval) -> Self {
+        ImageRemoval {
+            uri: removal.uri.clone(),
+            removed_at_unix_ms: removal.removed_at_unix_ms,
+        }
+    }
+}
+
+impl TryFrom<ImageRemoval> for domain::ImageRemoval {
+    type Error = RequestError;
+
+    fn try_from(removal: ImageRemoval) -> Result<Self, RequestError> {
+        if removal.uri.is_empty() {
+            return Err(RequestError::MissingField {
+                field: "uri",
+                hint: "an ImageRemoval names the photo to remove",
+            });
+        }
+        Ok(domain::ImageRemoval {
+            uri: removal.uri,
+            removed_at_unix_ms: removal.removed_at_unix_ms,
+        })
+    }
+}
+
+impl From<&CatalogEntry> for CatalogRecord {
+    fn from(entry: &CatalogEntry) -> Self {
+        let (faces, failed) = match entry.outcome {
+            ImageOutcome::Indexed { faces } => (faces, false),
+            ImageOutcome::Failed => (0, true),
+        };
+        CatalogRecord {
+            version: entry.version.version.clone(),
+            size_bytes: entry.version.size_bytes,
+            faces,
+            failed,
+        }
+    }
+}
+
+impl From<CatalogRecord> for CatalogEntry {
+    fn from(record: CatalogRecord) -> Self {
+        CatalogEntry {
+            version: ImageVersion {
+                version: record.version,
+                size_bytes: record.size_bytes,
+            },
+            outcome: match record.failed {
+                true => ImageOutcome::Failed,
+                false => ImageOutcome::Indexed { faces: record.faces },
+            },
+        }
+    }
+}
+
 /// Decodes a Kafka record's payload as message `M`.
 pub fn decode<M: Message + Default>(record: &'static str, payload: &[u8]) -> Result<M, RequestError> {
     M::decode(payload).map_err(|error| RequestError::Malformed {
@@ -212,6 +268,30 @@ fn five_points(points: &[Point], field: &'static str) -> Result<[[f32; 2]; 5], R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removals_and_catalog_records_round_trip_and_a_removal_names_its_photo() {
+        let removal = domain::ImageRemoval {
+            uri: "gs://b/gone.jpg".into(),
+            removed_at_unix_ms: 7,
+        };
+        let wire: ImageRemoval =
+            decode("ImageRemoval", &ImageRemoval::from(&removal).encode_to_vec()).expect("decodes");
+        assert_eq!(domain::ImageRemoval::try_from(wire).expect("valid"), removal);
+        assert!(domain::ImageRemoval::try_from(ImageRemoval::default()).is_err());
+        for outcome in [ImageOutcome::Indexed { faces: 3 }, ImageOutcome::Failed] {
+            let entry = CatalogEntry {
+                version: ImageVersion {
+                    version: "\"etag\"".into(),
+                    size_bytes: 42,
+                },
+                outcome,
+            };
+            let wire: CatalogRecord =
+                decode("CatalogRecord", &CatalogRecord::from(&entry).encode_to_vec()).expect("decodes");
+            assert_eq!(CatalogEntry::from(wire), entry);
+        }
+    }
 
     #[test]
     fn face_batches_round_trip_through_the_wire_format() {

@@ -100,6 +100,7 @@ fn pipeline_code(error: &PipelineError) -> Code {
         PipelineError::RootNotAllowed { .. } => Code::PermissionDenied,
         PipelineError::Fetch { .. } => Code::Unavailable,
         PipelineError::InvalidArchive { .. } => Code::InvalidArgument,
+        PipelineError::PruneEverything { .. } => Code::FailedPrecondition,
         PipelineError::Models { transient: false, .. }
         | PipelineError::ModelRun { .. }
         | PipelineError::Listing { .. }

@@ -1,6 +1,8 @@
-//! `facedex index PATH_OR_URL`: local mode, the embedded default. Lists the archive, runs the
-//! ingest stage with the models in this process and writes the index into the data directory,
-//! with a progress bar; `facedex serve` and `facedex search` then use it.
+//! `facedex index PATH_OR_URL`: local mode, the embedded default. Lists the archive, compares
+//! it with what the data directory holds of it (unchanged photos are skipped, changed ones
+//! redone, gone ones removed with `--prune`), runs the ingest stage with the models in this
+//! process and writes the index into the data directory, with a progress bar; `facedex serve`
+//! and `facedex search` then use it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +12,8 @@ use anyhow::Context;
 use clap::Args;
 use facedex_index::FaceStore;
 use facedex_pipeline::archive::Archive;
-use facedex_pipeline::local::{LocalEvent, index_archive};
+use facedex_pipeline::local::{LocalEvent, index_planned, plan_archive};
+use facedex_pipeline::plan::PlanOptions;
 use facedex_pipeline::{ArchiveConfig, ArchiveRegistry, Ingestor};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +33,30 @@ pub struct IndexArgs {
     /// Photos in flight at once [config: ingest.max_in_flight].
     #[arg(long, value_name = "N")]
     max_in_flight: Option<usize>,
+    #[command(flatten)]
+    plan: PlanFlags,
+}
+
+/// How a re-run treats what the index already holds of the archive (`index` and `enqueue`).
+#[derive(Debug, Args)]
+pub struct PlanFlags {
+    /// Remove the faces of photos the index holds under this archive that it no longer lists.
+    #[arg(long)]
+    prune: bool,
+    /// Redo photos that failed for good before even when unchanged (after an upgrade that
+    /// reads more formats, or a raised size limit).
+    #[arg(long)]
+    retry_failed: bool,
+}
+
+impl PlanFlags {
+    /// The plan's options.
+    pub fn options(&self) -> PlanOptions {
+        PlanOptions {
+            prune: self.prune,
+            retry_failed: self.retry_failed,
+        }
+    }
 }
 
 /// Indexes the archive, then prints what was done; exit code 0 even when some photos were
@@ -48,20 +75,27 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
             .with_context(|| format!("cannot open the index in {}", config.data_dir.display()))?,
     );
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let options = args.plan.options();
     let summary = runtime.block_on(async {
-        let analyzer = local_analyzer(&config)?;
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let ingestor = Arc::new(Ingestor::new(
-            // Local mode reads the one archive it was given, whatever the workers allow.
-            ArchiveRegistry::new(ArchiveConfig {
-                allowed_roots: vec![archive.root().to_owned()],
-                ..config.archive.clone()
-            }),
-            analyzer,
-            config.ingest.clone(),
-            shutdown,
-        ));
+        let planned = plan_archive(&archive, &config.archive, &store, options).await?;
+        // An unchanged archive needs no models: they load only when there is a photo to process.
+        let ingestor = if planned.images.is_empty() {
+            None
+        } else {
+            let analyzer = local_analyzer(&config)?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            Some(Arc::new(Ingestor::new(
+                // Local mode reads the one archive it was given, whatever the workers allow.
+                ArchiveRegistry::new(ArchiveConfig {
+                    allowed_roots: vec![archive.root().to_owned()],
+                    ..config.archive.clone()
+                }),
+                analyzer,
+                config.ingest.clone(),
+                shutdown,
+            )))
+        };
         let progress = ProgressBar::new_spinner();
         progress.set_style(
             ProgressStyle::with_template(
@@ -71,31 +105,24 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         );
         progress.set_message(format!("listing {}", archive.root()));
         let (mut faces, mut errors) = (0u64, 0u64);
-        let summary = index_archive(
-            &archive,
-            &config.archive,
-            ingestor,
-            store.clone(),
-            config.ingest.max_in_flight,
-            |event| {
-                match event {
-                    LocalEvent::Listed { photos } => progress.set_length(photos),
-                    LocalEvent::Indexed { faces: found } => {
-                        faces += found as u64;
-                        progress.inc(1);
-                    }
-                    LocalEvent::DeadLettered(letter) => {
-                        errors += 1;
-                        progress.inc(1);
-                        progress.println(format!(
-                            "skipped {}: {} ({})",
-                            letter.image.uri, letter.message, letter.error_kind
-                        ));
-                    }
+        let summary = index_planned(planned, ingestor, store.clone(), config.ingest.max_in_flight, |event| {
+            match event {
+                LocalEvent::Listed(plan) => progress.set_length(plan.to_process()),
+                LocalEvent::Indexed { faces: found } => {
+                    faces += found as u64;
+                    progress.inc(1);
                 }
-                progress.set_message(format!("{faces} faces · {errors} errors"));
-            },
-        )
+                LocalEvent::DeadLettered(letter) => {
+                    errors += 1;
+                    progress.inc(1);
+                    progress.println(format!(
+                        "skipped {}: {} ({})",
+                        letter.image.uri, letter.message, letter.error_kind
+                    ));
+                }
+            }
+            progress.set_message(format!("{faces} faces · {errors} errors"));
+        })
         .await;
         progress.finish_and_clear();
         anyhow::Ok(summary?)
@@ -106,6 +133,7 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
             "interrupted: the photos done so far are indexed and snapshotted; run the same command again to finish"
         );
     }
+    println!("{}", summary.plan);
     println!(
         "indexed {} of {} photos ({} faces) in {:.1} s ({:.2} photos/s); {} photos could not be indexed; the index in {} holds {} faces (snapshot {})",
         summary.indexed_photos,
@@ -116,7 +144,7 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         summary.dead_letters.len(),
         config.data_dir.display(),
         store.index().info().faces,
-        summary.snapshot.as_ref().map_or(0, |snapshot| snapshot.generation),
+        store.last_snapshot().map_or(0, |snapshot| snapshot.generation),
     );
     if !summary.listing.skipped.is_empty() {
         println!("{}", summary.listing.describe_skipped());

@@ -22,6 +22,7 @@ use facedex_server::{BoundServer, RemoteModels, serve_embedder};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::index::PlanFlags;
 use crate::config::FacedexConfig;
 use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer, load_models};
 
@@ -55,10 +56,13 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "BYTES")]
     max_bytes: Option<u64>,
     #[command(flatten)]
+    plan: PlanFlags,
+    #[command(flatten)]
     kafka: KafkaFlags,
 }
 
-/// Publishes every photo of the archive and prints the total.
+/// Publishes the archive's new and changed photos (and removals with `--prune`) and prints the
+/// plan.
 pub fn enqueue(mut config: FacedexConfig, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     args.kafka.apply(&mut config);
     if let Some(min_bytes) = args.min_bytes {
@@ -75,18 +79,23 @@ pub fn enqueue(mut config: FacedexConfig, args: EnqueueArgs) -> anyhow::Result<E
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} photos enqueued · {per_sec}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
-        let summary = enqueue_archive(&config.kafka, &archive, &config.archive, |_| progress.inc(1)).await;
+        let summary = enqueue_archive(&config.kafka, &archive, &config.archive, args.plan.options(), |_| {
+            progress.inc(1)
+        })
+        .await;
         progress.finish_and_clear();
         let summary = summary?;
+        println!("{}", summary.plan);
         println!(
-            "enqueued {} photos ({} bytes) from {} to {}",
-            summary.photos,
-            summary.bytes,
+            "enqueued {} photos from {} to {}; {} removals to {}",
+            summary.plan.to_process(),
             archive.root(),
             config.kafka.topics.images,
+            summary.plan.removed,
+            config.kafka.topics.faces,
         );
-        if !summary.skipped.is_empty() {
-            println!("{}", summary.describe_skipped());
+        if !summary.listing.skipped.is_empty() {
+            println!("{}", summary.listing.describe_skipped());
         }
         anyhow::Ok(ExitCode::SUCCESS)
     })

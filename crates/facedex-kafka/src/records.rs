@@ -1,0 +1,196 @@
+//! The kinds of record on the faces topic, and how a photo's change is published. Besides face batches it carries a photo's permanent
+//! failure (a `DeadLetter`) and its removal (an `ImageRemoval`), so every indexer of a
+//! partition applies a photo's changes in the order they happened. The kind travels in the
+//! `facedex-record` header; a record without one is a face batch (what every writer before
+//! the header wrote).
+
+use facedex_pipeline::indexer::{IndexUpdate, Refusal, RefusalKind};
+use facedex_pipeline::{DeadLetter, FaceBatch, ImageRemoval, describe};
+use facedex_proto::pipeline as wire;
+use facedex_proto::pipeline_conversions::decode;
+use prost::Message as _;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+
+use crate::catalog::publish_entry;
+use crate::client::publish_record;
+use crate::config::KafkaConfig;
+use crate::error::Result;
+
+/// The header naming a faces-topic record's kind.
+pub const RECORD_KIND_HEADER: &str = "facedex-record";
+
+/// What a faces-topic record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FacesRecordKind {
+    /// A `FaceBatch`: every face of a photo.
+    FaceBatch,
+    /// A `DeadLetter` of a permanent kind: the photo at its version cannot be indexed.
+    PhotoFailed,
+    /// An `ImageRemoval`: the photo left the archive.
+    ImageRemoval,
+}
+
+impl FacesRecordKind {
+    /// The header value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::FaceBatch => "face-batch",
+            Self::PhotoFailed => "photo-failed",
+            Self::ImageRemoval => "image-removal",
+        }
+    }
+
+    /// The kind a header value names; a record without the header is a face batch.
+    fn of_header(value: Option<&[u8]>) -> std::result::Result<Self, String> {
+        let Some(value) = value else {
+            return Ok(Self::FaceBatch);
+        };
+        [Self::FaceBatch, Self::PhotoFailed, Self::ImageRemoval]
+            .into_iter()
+            .find(|kind| kind.label().as_bytes() == value)
+            .ok_or_else(|| {
+                format!(
+                    "unknown {RECORD_KIND_HEADER} header {:?} (a newer writer's record?)",
+                    String::from_utf8_lossy(value)
+                )
+            })
+    }
+}
+
+/// The faces-topic record of `update`: its kind and payload.
+pub fn encode_update(update: &IndexUpdate) -> (FacesRecordKind, Vec<u8>) {
+    match update {
+        IndexUpdate::Faces(batch) => (FacesRecordKind::FaceBatch, wire::FaceBatch::from(batch).encode_to_vec()),
+        IndexUpdate::Removed(removal) => (
+            FacesRecordKind::ImageRemoval,
+            wire::ImageRemoval::from(removal).encode_to_vec(),
+        ),
+        IndexUpdate::Failed(letter) => (
+            FacesRecordKind::PhotoFailed,
+            wire::DeadLetter::from(letter).encode_to_vec(),
+        ),
+    }
+}
+
+/// Publishes `update` on the faces topic, keyed by its photo's URI, then the photo's catalog
+/// entry (a tombstone for a removal), each acknowledged: the catalog never names a version
+/// the faces topic lacks.
+pub async fn publish_update(producer: &FutureProducer, config: &KafkaConfig, update: &IndexUpdate) -> Result<()> {
+    let (kind, payload) = encode_update(update);
+    let change = update.image_change();
+    publish_record(
+        producer,
+        &config.topics.faces,
+        change.image_uri(),
+        Some(&payload),
+        Some((RECORD_KIND_HEADER, kind.label())),
+    )
+    .await?;
+    publish_entry(producer, config, change.image_uri(), change.entry().as_ref()).await
+}
+
+/// The index update a faces-topic message holds, or why it holds none.
+pub fn index_update(message: &impl Message) -> std::result::Result<IndexUpdate, Refusal> {
+    let header = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|header| header.key == RECORD_KIND_HEADER)
+            .map(|header| header.value.unwrap_or_default())
+    });
+    let undecodable = |reason: String| Refusal {
+        kind: RefusalKind::Undecodable,
+        reason,
+    };
+    let invalid = |error: &dyn std::error::Error| Refusal {
+        kind: RefusalKind::Invalid,
+        reason: describe(error),
+    };
+    let payload = message.payload().unwrap_or_default();
+    match FacesRecordKind::of_header(header).map_err(undecodable)? {
+        FacesRecordKind::FaceBatch => {
+            let record =
+                decode::<wire::FaceBatch>("FaceBatch", payload).map_err(|error| undecodable(describe(&error)))?;
+            FaceBatch::try_from(record)
+                .map(IndexUpdate::Faces)
+                .map_err(|error| invalid(&error))
+        }
+        FacesRecordKind::PhotoFailed => {
+            let record =
+                decode::<wire::DeadLetter>("DeadLetter", payload).map_err(|error| undecodable(describe(&error)))?;
+            let letter = DeadLetter::try_from(record).map_err(|error| invalid(&error))?;
+            if letter.image.uri.is_empty() {
+                return Err(Refusal {
+                    kind: RefusalKind::Invalid,
+                    reason: "a photo-failed record names no photo".into(),
+                });
+            }
+            Ok(IndexUpdate::Failed(letter))
+        }
+        FacesRecordKind::ImageRemoval => {
+            let record =
+                decode::<wire::ImageRemoval>("ImageRemoval", payload).map_err(|error| undecodable(describe(&error)))?;
+            ImageRemoval::try_from(record)
+                .map(IndexUpdate::Removed)
+                .map_err(|error| invalid(&error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use facedex_pipeline::{ImageRef, PhotoFailureKind};
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+
+    use super::*;
+
+    fn message(kind: Option<&str>, payload: Vec<u8>) -> OwnedMessage {
+        let headers = kind.map(|kind| {
+            OwnedHeaders::new().insert(Header {
+                key: RECORD_KIND_HEADER,
+                value: Some(kind),
+            })
+        });
+        OwnedMessage::new(
+            Some(payload),
+            None,
+            "faces".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            headers,
+        )
+    }
+
+    #[test]
+    fn every_kind_round_trips_and_an_unknown_kind_is_refused() {
+        let image = ImageRef {
+            uri: "s3://b/a.jpg".into(),
+            ..ImageRef::default()
+        };
+        let updates = [
+            IndexUpdate::Removed(ImageRemoval {
+                uri: image.uri.clone(),
+                removed_at_unix_ms: 3,
+            }),
+            IndexUpdate::Failed(DeadLetter {
+                image: image.clone(),
+                error_kind: PhotoFailureKind::Corrupt,
+                message: "truncated".into(),
+                attempts: 1,
+                failed_at_unix_ms: 4,
+            }),
+        ];
+        for update in updates {
+            let (kind, payload) = encode_update(&update);
+            let decoded = index_update(&message(Some(kind.label()), payload)).expect("decodes");
+            assert_eq!(format!("{decoded:?}"), format!("{update:?}"));
+        }
+        let refusal = index_update(&message(Some("people-edit"), Vec::new())).expect_err("unknown kind");
+        assert_eq!(refusal.kind, RefusalKind::Undecodable);
+        assert!(refusal.reason.contains("people-edit"), "{}", refusal.reason);
+        // No header: a face batch, as before the header existed.
+        let refusal = index_update(&message(None, vec![0xff, 0xff])).expect_err("not protobuf");
+        assert!(refusal.reason.contains("FaceBatch"), "{}", refusal.reason);
+    }
+}
