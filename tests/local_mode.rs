@@ -4,6 +4,8 @@
 //! it finds its assets and default data directory through its home (`FACEDEX_HOME`, then the
 //! XDG data directory) and prints only its own summary. A folder, an S3 bucket (moto), a GCS
 //! bucket (fake-gcs-server) and an Azure container (Azurite) holding the same photos index alike.
+//! Re-runs over an archive that changes: an unchanged one processes nothing, a photo edited in
+//! place has its faces replaced, a deleted one keeps its faces until `--prune` removes them.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use facedex_index::{FaceStore, IndexConfig};
+use facedex_index::{FaceFilter, FaceStore, FaceView, ImageOutcome, IndexConfig, SearchQuery};
 use support::cluster::{AzuriteServer, GcsServer, S3Server, free_port};
 use support::{assets_dir, facedex_binary, facedex_command, photo, scrape_metrics};
 
@@ -162,9 +164,10 @@ fn runs_from_any_folder_through_its_home_and_prints_only_its_summary() -> anyhow
     );
     let lines: Vec<&str> = stdout.lines().collect();
     ensure!(
-        lines.len() == 2
-            && lines[0].starts_with("indexed 1 of 1 photos")
-            && lines[1] == "skipped 2 files: .mov 1, .txt 1",
+        lines.len() == 3
+            && lines[0] == "1 photo: 0 unchanged, 0 changed, 1 new, 0 removed"
+            && lines[1].starts_with("indexed 1 of 1 photos")
+            && lines[2] == "skipped 2 files: .mov 1, .txt 1",
         "standard output holds facedex's summary only, with what listing passed over: {stdout:?}"
     );
     let xdg_data = bare_home.path().join(".local/share/facedex/data");
@@ -232,5 +235,137 @@ fn file_s3_gcs_and_azure_archives_index_alike() -> anyhow::Result<()> {
             "{archive} indexed {store_images} photos and {store_faces} faces, the folder {images} and {faces}: {stdout}"
         );
     }
+    Ok(())
+}
+
+/// Every face of the photo `uri`, with its embedding.
+fn faces_of(store: &FaceStore, uri: &str) -> anyhow::Result<Vec<FaceView>> {
+    let mut probe = vec![0.0; 512];
+    probe[0] = 1.0;
+    let query = SearchQuery {
+        exact: true,
+        filter: FaceFilter {
+            image_uri_prefix: Some(uri.to_owned()),
+            ..FaceFilter::default()
+        },
+        ..SearchQuery::nearest(probe, 100)
+    };
+    let hits = store.index().search(&query)?;
+    hits.iter()
+        .filter(|hit| hit.metadata.image_uri == uri)
+        .map(|hit| Ok(store.index().get(&hit.face_id, true)?))
+        .collect()
+}
+
+/// Runs `facedex index` with `extra` flags; returns its first line (the plan) and all of stdout.
+fn index_run(archive: &str, data_dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<(String, String)> {
+    let output = facedex_command()
+        .args(["index", archive, "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((stdout.lines().next().unwrap_or_default().to_owned(), stdout))
+}
+
+#[test]
+fn reruns_skip_unchanged_photos_replace_edited_ones_and_prune_deleted_ones() -> anyhow::Result<()> {
+    let folder = tempfile::tempdir()?;
+    for name in ["t1.jpg", "players.jpg", "yaoming.jpg", "gdp.jpg"] {
+        std::fs::copy(photo(name), folder.path().join(name))?;
+    }
+    let players = std::fs::read(photo("players.jpg"))?;
+    std::fs::write(folder.path().join("corrupt.jpg"), &players[..players.len() / 3])?;
+    let root = format!("file://{}", std::fs::canonicalize(folder.path())?.display());
+    let uri = |name: &str| format!("{root}/{name}");
+    let archive = folder.path().to_str().context("utf-8")?;
+    let data_dir = tempfile::tempdir()?;
+    let open = || FaceStore::open(data_dir.path(), IndexConfig::default());
+
+    let (plan, _) = index_run(archive, data_dir.path(), &[])?;
+    ensure!(plan == "5 photos: 0 unchanged, 0 changed, 5 new, 0 removed", "{plan}");
+    let (first_faces, first_generation, yaoming, gdp_faces, t1_faces) = {
+        let store = open()?;
+        let yaoming = faces_of(&store, &uri("yaoming.jpg"))?;
+        ensure!(yaoming.len() == 1, "yaoming.jpg has one face: {yaoming:?}");
+        let corrupt = store
+            .index()
+            .catalog_entry(&uri("corrupt.jpg"))
+            .context("corrupt.jpg cataloged")?;
+        ensure!(corrupt.outcome == ImageOutcome::Failed);
+        (
+            store.index().info().faces,
+            store.last_snapshot().context("a snapshot")?.generation,
+            yaoming[0].embedding.clone().context("embedding")?,
+            faces_of(&store, &uri("gdp.jpg"))?.len(),
+            faces_of(&store, &uri("t1.jpg"))?.len(),
+        )
+    };
+    ensure!(
+        gdp_faces > 0 && t1_faces == 6,
+        "gdp.jpg {gdp_faces} faces, t1.jpg {t1_faces}"
+    );
+
+    // Nothing changed: nothing is processed, not even the photo that failed, and no snapshot
+    // is written.
+    let (plan, stdout) = index_run(archive, data_dir.path(), &[])?;
+    ensure!(
+        plan == "5 photos: 5 unchanged, 0 changed, 0 new, 0 removed; 1 of the unchanged failed before (--retry-failed redoes them)",
+        "{plan}"
+    );
+    ensure!(stdout.contains("indexed 0 of 0 photos"), "{stdout}");
+    ensure!(open()?.last_snapshot().map(|snapshot| snapshot.generation) == Some(first_generation));
+
+    // t1.jpg is overwritten in place with another photo, gdp.jpg is deleted.
+    std::fs::write(folder.path().join("t1.jpg"), std::fs::read(photo("yaoming.jpg"))?)?;
+    std::fs::remove_file(folder.path().join("gdp.jpg"))?;
+    let (plan, _) = index_run(archive, data_dir.path(), &[])?;
+    ensure!(
+        plan == "4 photos: 3 unchanged, 1 changed, 0 new, 0 removed; 1 of the unchanged failed before (--retry-failed redoes them); 1 no longer in the archive keep their faces (--prune removes them)",
+        "{plan}"
+    );
+    {
+        let store = open()?;
+        let edited = faces_of(&store, &uri("t1.jpg"))?;
+        ensure!(edited.len() == 1, "t1.jpg now holds yaoming's face only: {edited:?}");
+        let similarity = support::cosine(edited[0].embedding.as_deref().context("embedding")?, &yaoming);
+        ensure!(similarity > 0.99, "t1.jpg's face is yaoming's: {similarity}");
+        let faces = store.index().info().faces;
+        ensure!(
+            faces == first_faces - t1_faces + 1,
+            "{faces} faces after the edit, {first_faces} before"
+        );
+        ensure!(
+            faces_of(&store, &uri("gdp.jpg"))?.len() == gdp_faces,
+            "kept without --prune"
+        );
+    }
+
+    let (plan, _) = index_run(archive, data_dir.path(), &["--prune"])?;
+    ensure!(
+        plan == "4 photos: 4 unchanged, 0 changed, 0 new, 1 removed; 1 of the unchanged failed before (--retry-failed redoes them)",
+        "{plan}"
+    );
+    {
+        let store = open()?;
+        ensure!(
+            faces_of(&store, &uri("gdp.jpg"))?.is_empty(),
+            "gdp.jpg's faces are gone"
+        );
+        ensure!(store.index().catalog_entry(&uri("gdp.jpg")).is_none());
+        ensure!(store.index().info().faces == first_faces - t1_faces + 1 - gdp_faces);
+    }
+
+    let (plan, stdout) = index_run(archive, data_dir.path(), &["--retry-failed"])?;
+    ensure!(plan == "4 photos: 3 unchanged, 1 changed, 0 new, 0 removed", "{plan}");
+    ensure!(
+        stdout.contains("not indexed: ") && stdout.contains("corrupt.jpg [corrupt]"),
+        "{stdout}"
+    );
     Ok(())
 }
