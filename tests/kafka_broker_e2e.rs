@@ -3,7 +3,9 @@
 //! embed`, two `facedex ingest` processes, then `facedex enqueue` of a local folder (good and
 //! bad photos) and of an S3, a GCS and an Azure prefix. Every photo ends
 //! indexed or dead-lettered with its reason, both ingest workers take part, and a search with
-//! yaoming.jpg over gRPC finds player 13 of players.jpg.
+//! yaoming.jpg over gRPC finds player 13 of players.jpg. Then the folder changes: enqueueing it
+//! unchanged publishes nothing, a photo edited in place has its faces replaced in the index and
+//! a deleted one is removed by `enqueue --prune`, through the faces topic.
 
 mod support;
 
@@ -11,10 +13,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use facedex_kafka::records::{FacesRecordKind, RECORD_KIND_HEADER};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::cluster::{AzuriteServer, GcsServer, KafkaBroker, Role, S3Server, wait_for_stable_group};
 use support::{facedex_command, photo};
@@ -190,6 +193,77 @@ fn broker_pipeline_indexes_a_folder_and_s3_gcs_and_azure_prefixes() -> anyhow::R
     let bbox: [f32; 4] = serde_json::from_value(second["bbox"].clone())?;
     ensure!(support::iou(&bbox, &[721.0, 142.0, 765.0, 192.0]) > 0.9, "{result}");
 
+    // The archive changes. Once every outcome of the folder is in the catalog (its 8 photos
+    // but the vanished one), enqueueing the unchanged folder publishes nothing.
+    let folder_root = folder.path().to_str().context("utf-8")?;
+    let kafka = facedex_kafka::KafkaConfig {
+        brokers: brokers.to_owned(),
+        ..facedex_kafka::KafkaConfig::default()
+    };
+    let folder_prefix = format!("file://{}/", std::fs::canonicalize(folder.path())?.display());
+    wait_until("the catalog holds the folder's outcomes", || {
+        Ok(facedex_kafka::catalog::read_catalog(&kafka, &folder_prefix)?.len() == 8)
+    })?;
+    let (unchanged, plan) = enqueue_with(folder_root, brokers, &env, &[])?;
+    ensure!(
+        unchanged == 0 && plan.starts_with("8 photos: 8 unchanged, 0 changed, 0 new, 0 removed"),
+        "{plan}"
+    );
+    let faces_before = index_info(&search_url)?.faces;
+    let photo_faces = |name: &str| -> anyhow::Result<u64> {
+        let output = facedex_command().args(["detect", "--json"]).arg(photo(name)).output()?;
+        let found: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        found["faces"]
+            .as_array()
+            .map(|faces| faces.len() as u64)
+            .context("faces")
+    };
+    let (t1_faces, gdp_faces, yaoming_faces) = (
+        photo_faces("t1.jpg")?,
+        photo_faces("gdp.jpg")?,
+        photo_faces("yaoming.jpg")?,
+    );
+    // t1.jpg overwritten in place with yaoming.jpg's bytes, gdp.jpg deleted, then --prune.
+    std::fs::write(folder.path().join("t1.jpg"), std::fs::read(photo("yaoming.jpg"))?)?;
+    std::fs::remove_file(folder.path().join("gdp.jpg"))?;
+    let faces_records = end_offsets(brokers, "facedex.faces")?;
+    let (changed, plan) = enqueue_with(folder_root, brokers, &env, &["--prune"])?;
+    ensure!(
+        changed == 1 && plan.starts_with("7 photos: 6 unchanged, 1 changed, 0 new, 1 removed"),
+        "{plan}"
+    );
+    // The edited photo's batch and the removal, both applied.
+    wait_until("the edit and the removal are applied", || {
+        let records = end_offsets(brokers, "facedex.faces")?;
+        Ok(records >= faces_records + 2 && applied_offsets(&search_url)? == records)
+    })?;
+    let faces_after = index_info(&search_url)?.faces;
+    ensure!(
+        faces_after == faces_before - t1_faces - gdp_faces + yaoming_faces,
+        "{faces_after} faces after the edit and the prune, {faces_before} before (t1.jpg {t1_faces}, gdp.jpg {gdp_faces}, yaoming.jpg {yaoming_faces})"
+    );
+    let output = facedex_command()
+        .args(["search", "--server", &search_url, "--json", "--limit", "3", "--image"])
+        .arg(photo("yaoming.jpg"))
+        .output()?;
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let twins: Vec<&str> = result["hits"]
+        .as_array()
+        .context("hits")?
+        .iter()
+        .filter(|hit| hit["similarity"].as_f64().is_some_and(|s| s > 0.99))
+        .filter_map(|hit| hit["image_uri"].as_str())
+        .collect();
+    ensure!(
+        twins.iter().any(|uri| uri.ends_with("/t1.jpg")) && twins.iter().any(|uri| uri.ends_with("/yaoming.jpg")),
+        "the edited t1.jpg holds yaoming's face: {result}"
+    );
+    let (again, plan) = enqueue_with(folder_root, brokers, &env, &["--prune"])?;
+    ensure!(
+        again == 0 && plan.starts_with("7 photos: 7 unchanged, 0 changed, 0 new, 0 removed"),
+        "{plan}"
+    );
+
     // Both workers did part of the work; every role stops cleanly on SIGTERM.
     for worker in [first_worker, second_worker] {
         let lines = worker.terminate();
@@ -209,8 +283,19 @@ fn broker_pipeline_indexes_a_folder_and_s3_gcs_and_azure_prefixes() -> anyhow::R
 }
 
 fn enqueue(archive: &str, brokers: &str, env: &[(String, String)]) -> anyhow::Result<u64> {
+    Ok(enqueue_with(archive, brokers, env, &[])?.0)
+}
+
+/// `facedex enqueue` with `extra` flags: the photos it published and its plan line.
+fn enqueue_with(
+    archive: &str,
+    brokers: &str,
+    env: &[(String, String)],
+    extra: &[&str],
+) -> anyhow::Result<(u64, String)> {
     let output = facedex_command()
         .args(["enqueue", archive, "--brokers", brokers])
+        .args(extra)
         .envs(env.iter().map(|(key, value)| (key, value)))
         .output()?;
     ensure!(
@@ -223,7 +308,18 @@ fn enqueue(archive: &str, brokers: &str, env: &[(String, String)]) -> anyhow::Re
         .lines()
         .find(|line| line.starts_with("enqueued "))
         .context("enqueue summary")?;
-    Ok(line.split_whitespace().nth(1).context("count")?.parse()?)
+    let plan = stdout.lines().next().unwrap_or_default().to_owned();
+    Ok((line.split_whitespace().nth(1).context("count")?.parse()?, plan))
+}
+
+/// Polls `done` for up to two minutes.
+fn wait_until(what: &str, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done()? {
+        ensure!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(())
 }
 
 fn client(brokers: &str) -> anyhow::Result<BaseConsumer> {
@@ -244,7 +340,21 @@ fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// The payloads of `topic`; on the faces topic, of its face batches only (not its failures and
+/// removals).
 fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    Ok(read_records(brokers, topic)?
+        .into_iter()
+        .filter(|(kind, _)| {
+            kind.as_deref()
+                .is_none_or(|kind| kind == FacesRecordKind::FaceBatch.label())
+        })
+        .map(|(_, payload)| payload)
+        .collect())
+}
+
+/// Every record of `topic`: its `facedex-record` header and payload.
+fn read_records(brokers: &str, topic: &str) -> anyhow::Result<Vec<(Option<String>, Vec<u8>)>> {
     let consumer = client(brokers)?;
     let end = end_offsets(brokers, topic)?;
     let mut assignment = TopicPartitionList::new();
@@ -256,7 +366,15 @@ fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while (payloads.len() as u64) < end && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            payloads.push(message?.payload().unwrap_or_default().to_vec());
+            let message = message?;
+            let kind = message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|header| header.key == RECORD_KIND_HEADER)
+                    .and_then(|header| header.value)
+                    .map(|value| String::from_utf8_lossy(value).into_owned())
+            });
+            payloads.push((kind, message.payload().unwrap_or_default().to_vec()));
         }
     }
     Ok(payloads)
