@@ -72,6 +72,8 @@ fn main() -> anyhow::Result<()> {
                 "FACEDEX__KAFKA__TOPICS__DEAD_LETTER",
                 format!("bench{workers}.dead-letter"),
             ),
+            // A catalog of its own too, or the next run would find every photo unchanged.
+            ("FACEDEX__KAFKA__TOPICS__CATALOG", format!("bench{workers}.catalog")),
             ("FACEDEX__KAFKA__INGEST_GROUP", format!("bench{workers}")),
             ("FACEDEX__KAFKA__PARTITIONS", PARTITIONS.to_string()),
         ]
