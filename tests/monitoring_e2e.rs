@@ -1,7 +1,8 @@
 //! Monitoring a pipeline run on a real Apache Kafka 4 node: every role serves `/metrics`
 //! (`--metrics-addr`), `facedex status --once --json` reports progress while photos flow and
 //! a lag of 0 once they are done, and the counters of the roles agree with each other and with
-//! what was enqueued. Every metric a role exports is documented in docs/metrics.md.
+//! what was enqueued; status also shows the enqueue's plan. Every metric a role exports is
+//! documented in docs/metrics.md.
 
 mod support;
 
@@ -133,6 +134,17 @@ fn metrics_and_status_follow_a_pipeline_run() -> anyhow::Result<()> {
     ensure!(
         final_report["indexer_offsets_from"] == "index",
         "the indexer's own offsets were read: {final_report}"
+    );
+    // The enqueue's plan, from the runs topic.
+    let last_enqueues = final_report["last_enqueues"].as_array().context("last_enqueues")?;
+    let photos = enqueued as u64;
+    ensure!(
+        last_enqueues.len() == 1
+            && last_enqueues[0]["plan"] == format!("{photos} photos: 0 unchanged, 0 changed, {photos} new, 0 removed")
+            && last_enqueues[0]["archive"]
+                .as_str()
+                .is_some_and(|archive| archive.starts_with("file://")),
+        "the last enqueue's plan: {final_report}"
     );
 
     // The roles' counters agree with each other and with what was enqueued.

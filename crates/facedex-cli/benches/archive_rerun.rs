@@ -27,7 +27,10 @@ fn main() -> anyhow::Result<()> {
     let mut names = Vec::with_capacity(photos);
     for copy in 0..photos {
         let sample = &samples[copy % samples.len()];
-        let name = format!("{copy}-{}", sample.file_name().and_then(|n| n.to_str()).context("name")?);
+        let name = format!(
+            "{copy}-{}",
+            sample.file_name().and_then(|n| n.to_str()).context("name")?
+        );
         std::fs::copy(sample, archive.path().join(&name))?;
         names.push(name);
     }
@@ -40,7 +43,9 @@ fn main() -> anyhow::Result<()> {
     report("unchanged re-run", photos, unchanged, first, &plan);
 
     // One photo overwritten in place with another sample's bytes, one deleted.
-    let other = samples.iter().find(|sample| !names[0].ends_with(&*sample.file_name().unwrap_or_default().to_string_lossy()));
+    let other = samples
+        .iter()
+        .find(|sample| !names[0].ends_with(&*sample.file_name().unwrap_or_default().to_string_lossy()));
     std::fs::copy(other.context("a second sample")?, archive.path().join(&names[0]))?;
     std::fs::remove_file(archive.path().join(&names[1]))?;
     let (changed, plan) = index(archive.path(), data.path(), &["--prune"])?;

@@ -84,14 +84,15 @@ pub async fn publish_record(
         })
 }
 
-/// Creates the pipeline's topics where missing (`create_topics`; the catalog compacted), then
-/// checks they exist.
+/// Creates the pipeline's topics where missing (`create_topics`; the catalog and runs topics
+/// compacted), then checks they exist.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
     let topics = [
         &config.topics.images,
         &config.topics.faces,
         &config.topics.dead_letter,
         &config.topics.catalog,
+        &config.topics.runs,
     ];
     if config.create_topics {
         let admin: AdminClient<DefaultClientContext> = client_config(config)
@@ -105,8 +106,9 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
                     config.partitions,
                     TopicReplication::Fixed(config.replication_factor),
                 );
-                // The catalog keeps the last record per photo, for as long as the photo is in.
-                match topic.as_str() == config.topics.catalog {
+                // The catalog keeps the last record per photo, for as long as the photo is in;
+                // the runs topic the last plan per archive.
+                match [&config.topics.catalog, &config.topics.runs].contains(topic) {
                     true => new_topic.set("cleanup.policy", "compact"),
                     false => new_topic,
                 }

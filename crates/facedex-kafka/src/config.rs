@@ -18,6 +18,9 @@ pub struct TopicsConfig {
     /// `CatalogRecord`s keyed by photo URI, compacted: what became of each photo, read by
     /// `facedex enqueue` to skip unchanged photos and find gone ones.
     pub catalog: String,
+    /// `EnqueueRun`s keyed by archive root, compacted: each archive's last enqueue plan, for
+    /// `facedex status`.
+    pub runs: String,
 }
 
 impl Default for TopicsConfig {
@@ -27,6 +30,7 @@ impl Default for TopicsConfig {
             faces: "facedex.faces".into(),
             dead_letter: "facedex.dead-letter".into(),
             catalog: "facedex.catalog".into(),
+            runs: "facedex.runs".into(),
         }
     }
 }

@@ -3,12 +3,13 @@
 //! URI, with many deliveries in flight and every one acknowledged before the command reports
 //! success. With `--prune`, each photo the catalog holds under the archive and the listing no
 //! longer has gets an `ImageRemoval` on the faces topic (so every indexer drops its faces in
-//! order with its batches), then a tombstone in the catalog.
+//! order with its batches), then a tombstone in the catalog. Last, the plan goes to the runs
+//! topic for `facedex status`.
 
 use facedex_pipeline::archive::{Archive, ListSummary};
 use facedex_pipeline::indexer::IndexUpdate;
 use facedex_pipeline::messages::now_unix_ms;
-use facedex_pipeline::plan::{Decision, PlanOptions, Planner, RunPlan};
+use facedex_pipeline::plan::{Decision, EnqueueRun, PlanOptions, Planner, RunPlan};
 use facedex_pipeline::{ArchiveConfig, ImageRef, ImageRemoval, PipelineError};
 use facedex_proto::pipeline as wire;
 use futures::StreamExt;
@@ -17,7 +18,7 @@ use prost::Message;
 use rdkafka::producer::FutureRecord;
 
 use crate::catalog::read_catalog;
-use crate::client::producer;
+use crate::client::{producer, publish};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::metrics;
@@ -92,6 +93,13 @@ pub async fn enqueue_archive(
         });
         publish_update(&producer, config, &update).await?;
     }
+    let run = EnqueueRun {
+        archive: archive.root().to_owned(),
+        plan,
+        finished_at_unix_ms: now_unix_ms(),
+    };
+    let payload = wire::EnqueueRun::from(&run).encode_to_vec();
+    publish(&producer, &config.topics.runs, archive.root(), &payload).await?;
     Ok(EnqueueSummary { listing, plan })
 }
 

@@ -1,16 +1,17 @@
 //! What `facedex status` reads from the brokers: the end offset of every partition of the
-//! pipeline's topics, the offsets each consumer group has committed, and the dead letters by
-//! error kind. The ingest group commits only photos whose output is durable, so its lag is
+//! pipeline's topics, the offsets each consumer group has committed, the dead letters by
+//! error kind, and each archive's last enqueue plan (the runs topic). The ingest group commits only photos whose output is durable, so its lag is
 //! the work left; the indexer group's commits follow its snapshots.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use facedex_pipeline::DeadLetter;
+use facedex_pipeline::plan::EnqueueRun;
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::client::{client_config, partitions_with};
@@ -72,9 +73,74 @@ pub struct ProgressReader {
     /// its group's committed offsets without joining the group.
     ingest_group: BaseConsumer,
     indexer_group: BaseConsumer,
-    dead_letters: BaseConsumer,
+    dead_letters: TopicTail,
     /// Dead letters counted so far, by error kind.
     dead_letters_by_kind: BTreeMap<String, u64>,
+    runs: Option<TopicTail>,
+    /// The last enqueue of each archive root read so far.
+    last_runs: BTreeMap<String, EnqueueRun>,
+}
+
+/// A topic read from its beginning, by hand-assigned partitions, a little more at each call.
+struct TopicTail {
+    topic: String,
+    consumer: BaseConsumer,
+}
+
+impl TopicTail {
+    /// Assigns every partition of `topic` from the beginning.
+    fn new(consumer: BaseConsumer, metadata: &BaseConsumer, config: &KafkaConfig, topic: &str) -> Result<Self> {
+        let mut assignment = TopicPartitionList::new();
+        for partition in &partitions_with(metadata, config, topic)? {
+            assignment
+                .add_partition_offset(topic, *partition, Offset::Beginning)
+                .map_err(KafkaStageError::kafka("building an assignment"))?;
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(KafkaStageError::kafka("assigning a topic"))?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            consumer,
+        })
+    }
+
+    /// Hands each record written since the last call to `on_record`, up to `until`'s end
+    /// offsets (or for at most [`QUERY_TIMEOUT`]).
+    fn read_new(&self, until: &TopicOffsets, mut on_record: impl FnMut(&BorrowedMessage<'_>)) {
+        let positions = self.consumer.position().unwrap_or_default();
+        // Partitions holding records this reader has not seen yet.
+        let mut pending: BTreeSet<i32> = until
+            .end
+            .iter()
+            .filter(|(partition, end)| {
+                let next = match positions
+                    .find_partition(&self.topic, **partition)
+                    .map(|element| element.offset())
+                {
+                    Some(Offset::Offset(next)) => next,
+                    _ => until.start.get(partition).copied().unwrap_or(0),
+                };
+                next < **end
+            })
+            .map(|(partition, _)| *partition)
+            .collect();
+        let deadline = Instant::now() + QUERY_TIMEOUT;
+        while !pending.is_empty() && Instant::now() < deadline {
+            let Some(Ok(message)) = self.consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            on_record(&message);
+            let partition = message.partition();
+            if until
+                .end
+                .get(&partition)
+                .is_some_and(|end| message.offset() + 1 >= *end)
+            {
+                pending.remove(&partition);
+            }
+        }
+    }
 }
 
 impl ProgressReader {
@@ -98,15 +164,18 @@ impl ProgressReader {
             reader(&config.ingest_group, "creating a group reader")?,
             reader(&config.indexer_group, "creating a group reader")?,
         );
-        let mut assignment = TopicPartitionList::new();
-        for partition in &partitions_with(&metadata, config, &config.topics.dead_letter)? {
-            assignment
-                .add_partition_offset(&config.topics.dead_letter, *partition, Offset::Beginning)
-                .map_err(KafkaStageError::kafka("building the dead-letter assignment"))?;
-        }
-        dead_letters
-            .assign(&assignment)
-            .map_err(KafkaStageError::kafka("assigning the dead-letter topic"))?;
+        let dead_letters = TopicTail::new(dead_letters, &metadata, config, &config.topics.dead_letter)?;
+        // Topics made by an older version have no runs topic yet; status goes on without.
+        let runs = match TopicTail::new(
+            reader("facedex-status", "creating the runs reader")?,
+            &metadata,
+            config,
+            &config.topics.runs,
+        ) {
+            Ok(tail) => Some(tail),
+            Err(KafkaStageError::MissingTopic { .. }) => None,
+            Err(error) => return Err(error),
+        };
         Ok(Self {
             config: config.clone(),
             metadata,
@@ -114,7 +183,14 @@ impl ProgressReader {
             indexer_group,
             dead_letters,
             dead_letters_by_kind: BTreeMap::new(),
+            runs,
+            last_runs: BTreeMap::new(),
         })
+    }
+
+    /// Whether the runs topic exists (it did not before enqueue plans were published).
+    pub fn has_runs(&self) -> bool {
+        self.runs.is_some()
     }
 
     /// The start and end offsets of every partition of `topic`.
@@ -157,44 +233,32 @@ impl ProgressReader {
     /// Reads the dead letters written since the last call and returns the running count by
     /// error kind. Stops at `until`'s end offsets (or after [`QUERY_TIMEOUT`]).
     pub fn dead_letters_by_kind(&mut self, until: &TopicOffsets) -> &BTreeMap<String, u64> {
-        let topic = &self.config.topics.dead_letter;
-        let positions = self.dead_letters.position().unwrap_or_default();
-        // Partitions holding letters this reader has not counted yet.
-        let mut pending: BTreeSet<i32> = until
-            .end
-            .iter()
-            .filter(|(partition, end)| {
-                let next = match positions
-                    .find_partition(topic, **partition)
-                    .map(|element| element.offset())
-                {
-                    Some(Offset::Offset(next)) => next,
-                    _ => until.start.get(partition).copied().unwrap_or(0),
-                };
-                next < **end
-            })
-            .map(|(partition, _)| *partition)
-            .collect();
-        let deadline = Instant::now() + QUERY_TIMEOUT;
-        while !pending.is_empty() && Instant::now() < deadline {
-            let Some(Ok(message)) = self.dead_letters.poll(Duration::from_millis(200)) else {
-                continue;
-            };
+        let counts = &mut self.dead_letters_by_kind;
+        self.dead_letters.read_new(until, |message| {
             let kind = decode::<wire::DeadLetter>("DeadLetter", message.payload().unwrap_or_default())
                 .and_then(DeadLetter::try_from)
                 .map_or("undecodable", |letter| letter.error_kind.label())
                 .to_owned();
-            *self.dead_letters_by_kind.entry(kind).or_default() += 1;
-            let partition = message.partition();
-            if until
-                .end
-                .get(&partition)
-                .is_some_and(|end| message.offset() + 1 >= *end)
-            {
-                pending.remove(&partition);
-            }
-        }
+            *counts.entry(kind).or_default() += 1;
+        });
         &self.dead_letters_by_kind
+    }
+
+    /// Reads the enqueue plans written since the last call and returns the last one of each
+    /// archive root (none when the runs topic does not exist). Stops at `until`'s end offsets
+    /// (or after [`QUERY_TIMEOUT`]).
+    pub fn last_runs(&mut self, until: &TopicOffsets) -> &BTreeMap<String, EnqueueRun> {
+        let Some(tail) = &self.runs else {
+            return &self.last_runs;
+        };
+        let runs = &mut self.last_runs;
+        tail.read_new(until, |message| {
+            if let Ok(run) = decode::<wire::EnqueueRun>("EnqueueRun", message.payload().unwrap_or_default()) {
+                let run = EnqueueRun::from(run);
+                runs.insert(run.archive.clone(), run);
+            }
+        });
+        &self.last_runs
     }
 }
 

@@ -2,8 +2,9 @@
 //! them: [`archive`] lists and fetches photos, [`ingest`] turns one into a face batch or a
 //! dead letter, [`embed`] is the models' front end (batched across callers, in this process or
 //! remote), [`indexer`] applies face batches to the index, and [`local`] wires them together
-//! in one process with bounded queues; [`plan`] compares a re-run's listing with the index. Knows nothing of Kafka or gRPC: `facedex-kafka` and
-//! `facedex-server` plug these stages into a broker and the network.
+//! in one process with bounded queues; [`plan`] compares a re-run's listing with the index.
+//! Knows nothing of Kafka or gRPC: `facedex-kafka` and `facedex-server` plug these stages into
+//! a broker and the network.
 
 pub mod archive;
 pub mod config;

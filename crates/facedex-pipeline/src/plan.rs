@@ -76,6 +76,17 @@ impl fmt::Display for RunPlan {
     }
 }
 
+/// A plan as an enqueue reports it for `facedex status`: which archive, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnqueueRun {
+    /// The archive root.
+    pub archive: String,
+    /// The counts.
+    pub plan: RunPlan,
+    /// When the enqueue finished, milliseconds since the Unix epoch.
+    pub finished_at_unix_ms: i64,
+}
+
 /// Settings of a plan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanOptions {

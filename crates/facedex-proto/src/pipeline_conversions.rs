@@ -4,13 +4,16 @@
 use facedex_index::{BoundingBox as DomainBox, CatalogEntry, ImageOutcome, ImageVersion};
 use facedex_pipeline::PhotoFailureKind;
 use facedex_pipeline::messages as domain;
+use facedex_pipeline::plan::{self as domain_plan, RunPlan};
 use facedex_vision::{DetectedFace as VisionFace, LetterboxGeometry, LetterboxedPhoto as DomainPhoto};
 use prost::Message;
 
 use crate::conversions::{bounding_box, domain_box, landmarks};
 use crate::embed::LetterboxedPhoto;
 use crate::error::RequestError;
-use crate::pipeline::{CatalogRecord, DeadLetter, FaceBatch, ImageRef, ImageRemoval, PipelineFace, StageTimings};
+use crate::pipeline::{
+    CatalogRecord, DeadLetter, EnqueueRun, FaceBatch, ImageRef, ImageRemoval, PipelineFace, StageTimings,
+};
 use crate::{BoundingBox, DetectedFace, Point};
 
 impl From<&domain::ImageRef> for ImageRef {
@@ -196,6 +199,41 @@ impl From<CatalogRecord> for CatalogEntry {
     }
 }
 
+impl From<&domain_plan::EnqueueRun> for EnqueueRun {
+    fn from(run: &domain_plan::EnqueueRun) -> Self {
+        let plan = &run.plan;
+        EnqueueRun {
+            archive: run.archive.clone(),
+            listed: plan.listed,
+            new_photos: plan.new,
+            changed: plan.changed,
+            unchanged: plan.unchanged,
+            unchanged_failed: plan.unchanged_failed,
+            removed: plan.removed,
+            gone_kept: plan.gone_kept,
+            finished_at_unix_ms: run.finished_at_unix_ms,
+        }
+    }
+}
+
+impl From<EnqueueRun> for domain_plan::EnqueueRun {
+    fn from(run: EnqueueRun) -> Self {
+        domain_plan::EnqueueRun {
+            archive: run.archive,
+            plan: RunPlan {
+                listed: run.listed,
+                new: run.new_photos,
+                changed: run.changed,
+                unchanged: run.unchanged,
+                unchanged_failed: run.unchanged_failed,
+                removed: run.removed,
+                gone_kept: run.gone_kept,
+            },
+            finished_at_unix_ms: run.finished_at_unix_ms,
+        }
+    }
+}
+
 /// Decodes a Kafka record's payload as message `M`.
 pub fn decode<M: Message + Default>(record: &'static str, payload: &[u8]) -> Result<M, RequestError> {
     M::decode(payload).map_err(|error| RequestError::Malformed {
@@ -268,6 +306,25 @@ fn five_points(points: &[Point], field: &'static str) -> Result<[[f32; 2]; 5], R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enqueue_runs_round_trip() {
+        let run = domain_plan::EnqueueRun {
+            archive: "s3://photos/2024".into(),
+            plan: RunPlan {
+                listed: 400,
+                new: 1,
+                changed: 1,
+                unchanged: 398,
+                unchanged_failed: 2,
+                removed: 2,
+                gone_kept: 0,
+            },
+            finished_at_unix_ms: 9,
+        };
+        let wire: EnqueueRun = decode("EnqueueRun", &EnqueueRun::from(&run).encode_to_vec()).expect("decodes");
+        assert_eq!(domain_plan::EnqueueRun::from(wire), run);
+    }
 
     #[test]
     fn removals_and_catalog_records_round_trip_and_a_removal_names_its_photo() {

@@ -1,7 +1,8 @@
 //! `facedex status`: a live view of a pipeline run, read from the brokers (topic end offsets,
 //! the groups' committed offsets, the dead letters) and from the indexer's FaceSearch API
-//! (index size and applied offsets). Rates are differences between two samples; the ETA is
-//! the lag over the rate of the slower stage. `--once --json` prints one report for scripts.
+//! (index size and applied offsets), plus each archive's last enqueue plan. Rates are
+//! differences between two samples; the ETA is the lag over the rate of the slower stage.
+//! `--once --json` prints one report for scripts.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Args;
 use facedex_kafka::progress::{Group, PartitionOffsets, ProgressReader, TopicOffsets};
+use facedex_pipeline::plan::EnqueueRun;
 use facedex_proto::{GetIndexInfoRequest, IndexInfo};
 use serde::Serialize;
 
@@ -43,6 +45,7 @@ struct Sample {
     images: TopicOffsets,
     faces: TopicOffsets,
     dead_letters: TopicOffsets,
+    runs: TopicOffsets,
     ingest_committed: PartitionOffsets,
     /// From the index itself when `index` is known, else from the indexer's group (which
     /// commits at snapshots).
@@ -72,6 +75,20 @@ struct IndexReport {
     last_snapshot_unix_ms: Option<i64>,
 }
 
+/// An archive's last enqueue.
+#[derive(Debug, Serialize)]
+struct EnqueueReport {
+    archive: String,
+    finished_at_unix_ms: i64,
+    /// `400 photos: 396 unchanged, 1 changed, 1 new, 2 removed`.
+    plan: String,
+    listed: u64,
+    new: u64,
+    changed: u64,
+    unchanged: u64,
+    removed: u64,
+}
+
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
 struct Report {
@@ -88,6 +105,8 @@ struct Report {
     dead_letters_by_kind: BTreeMap<String, u64>,
     index: Option<IndexReport>,
     index_error: Option<String>,
+    /// The last enqueue of each archive, newest first.
+    last_enqueues: Vec<EnqueueReport>,
     /// Seconds until both stages drain at the current rates; 0 when drained, none when stalled.
     eta_secs: Option<f64>,
     drained: bool,
@@ -110,7 +129,8 @@ pub fn run(mut config: FacedexConfig, args: StatusArgs) -> anyhow::Result<ExitCo
         std::thread::sleep(interval);
         let current = sample(&runtime, &reader, &config, &args.server)?;
         let by_kind = reader.dead_letters_by_kind(&current.dead_letters).clone();
-        let report = report(&config, &previous, &current, by_kind);
+        let mut report = report(&config, &previous, &current, by_kind);
+        report.last_enqueues = enqueue_reports(reader.last_runs(&current.runs));
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -136,6 +156,10 @@ fn sample(
     let images = reader.topic_offsets(&topics.images)?;
     let faces = reader.topic_offsets(&topics.faces)?;
     let dead_letters = reader.topic_offsets(&topics.dead_letter)?;
+    let runs = match reader.has_runs() {
+        true => reader.topic_offsets(&topics.runs)?,
+        false => TopicOffsets::default(),
+    };
     let ingest_committed = reader.committed(Group::Ingest, &topics.images, &images)?;
     let index = runtime.block_on(async {
         let mut client = server.connect().await.map_err(|error| format!("{error:#}"))?;
@@ -159,6 +183,7 @@ fn sample(
         images,
         faces,
         dead_letters,
+        runs,
         ingest_committed,
         indexer_applied,
         index,
@@ -234,9 +259,29 @@ fn report(config: &FacedexConfig, previous: &Sample, current: &Sample, by_kind: 
         dead_letters_by_kind: by_kind,
         index,
         index_error: current.index.as_ref().err().cloned(),
+        last_enqueues: Vec::new(),
         eta_secs,
         drained,
     }
+}
+
+/// The last enqueue of each archive, newest first.
+fn enqueue_reports(runs: &BTreeMap<String, EnqueueRun>) -> Vec<EnqueueReport> {
+    let mut reports: Vec<EnqueueReport> = runs
+        .values()
+        .map(|run| EnqueueReport {
+            archive: run.archive.clone(),
+            finished_at_unix_ms: run.finished_at_unix_ms,
+            plan: run.plan.to_string(),
+            listed: run.plan.listed,
+            new: run.plan.new,
+            changed: run.plan.changed,
+            unchanged: run.plan.unchanged,
+            removed: run.plan.removed,
+        })
+        .collect();
+    reports.sort_by_key(|report| std::cmp::Reverse(report.finished_at_unix_ms));
+    reports
 }
 
 fn print_report(config: &FacedexConfig, report: &Report) {
@@ -286,6 +331,26 @@ fn print_report(config: &FacedexConfig, report: &Report) {
         _ if report.drained => println!("ETA        drained"),
         Some(seconds) => println!("ETA        {}", humanize(seconds)),
         None => println!("ETA        stalled (no progress in this interval)"),
+    }
+    /// Archives shown; `--json` lists every one.
+    const SHOWN: usize = 5;
+    for enqueue in report.last_enqueues.iter().take(SHOWN) {
+        let age_secs = report
+            .at_unix_ms
+            .saturating_sub(enqueue.finished_at_unix_ms.max(0) as u64) as f64
+            / 1000.0;
+        println!(
+            "enqueued   {} ({} ago): {}",
+            enqueue.archive,
+            humanize(age_secs),
+            enqueue.plan
+        );
+    }
+    if report.last_enqueues.len() > SHOWN {
+        println!(
+            "           and {} more archives (--json lists them)",
+            report.last_enqueues.len() - SHOWN
+        );
     }
 }
 
