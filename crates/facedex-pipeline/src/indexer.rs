@@ -327,9 +327,11 @@ impl Worker {
             }
             IndexUpdate::Failed(_) => {
                 self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                metrics::record_photo_change("failed");
             }
             IndexUpdate::Removed(_) => {
                 self.counters.removed.fetch_add(1, Ordering::Relaxed);
+                metrics::record_photo_change("removed");
             }
         }
     }

@@ -38,6 +38,9 @@ pub const INDEX_QUEUE_DEPTH: &str = "facedex_local_index_queue_depth";
 pub const INDEXER_PHOTOS_INDEXED: &str = "facedex_indexer_photos_indexed_total";
 /// Faces in the applied batches.
 pub const INDEXER_FACES_INDEXED: &str = "facedex_indexer_faces_indexed_total";
+/// Photos the indexer stage cataloged as failed for good, or removed from the index (they
+/// left the archive), by `change`.
+pub const INDEXER_PHOTOS_CHANGED: &str = "facedex_indexer_photo_changes_total";
 /// Records the indexer stage could not apply, by `kind`.
 pub const INDEXER_RECORDS_REFUSED: &str = "facedex_indexer_records_refused_total";
 /// Items per model run, by `model`.
@@ -105,6 +108,11 @@ pub fn describe() {
         INDEXER_FACES_INDEXED,
         Unit::Count,
         "Faces in the face batches applied to the index."
+    );
+    describe_counter!(
+        INDEXER_PHOTOS_CHANGED,
+        Unit::Count,
+        "Photos applied to the index other than as face batches, by change: failed (cataloged as failing for good, older faces removed), removed (left the archive)."
     );
     describe_counter!(
         INDEXER_RECORDS_REFUSED,
@@ -176,6 +184,11 @@ pub(crate) fn gauge_index_queue(batches: usize) {
 pub(crate) fn record_applied(faces: usize) {
     counter!(INDEXER_PHOTOS_INDEXED).increment(1);
     counter!(INDEXER_FACES_INDEXED).increment(faces as u64);
+}
+
+/// Counts a photo applied as failed (`"failed"`) or removed (`"removed"`).
+pub(crate) fn record_photo_change(change: &'static str) {
+    counter!(INDEXER_PHOTOS_CHANGED, "change" => change).increment(1);
 }
 
 /// Counts one record the indexer stage refused.
