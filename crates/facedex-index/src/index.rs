@@ -185,19 +185,16 @@ fn last_copy_of_each_face(records: Vec<FaceRecord>) -> Vec<FaceRecord> {
     kept
 }
 
-/// The live faces of the photos in `replacing` that `kept` (photo, face id) does not hold.
-fn stale_faces(
-    state: &IndexState,
-    kept: &HashSet<(String, FaceId)>,
-    replacing: &[(String, Option<CatalogEntry>)],
-) -> Vec<usize> {
+/// The live faces of the photos in `replacing` whose ids `kept` does not hold (a face id
+/// derives from its photo's URI, so an id names one photo's face).
+fn stale_faces(state: &IndexState, kept: &HashSet<FaceId>, replacing: &[(String, Option<CatalogEntry>)]) -> Vec<usize> {
     let mut stale = Vec::new();
     for (image_uri, _) in replacing {
         for internal_id in state.ids.of_image(image_uri) {
             let Some(face) = state.ids.live_face(*internal_id) else {
                 continue;
             };
-            if !kept.contains(&(image_uri.clone(), face.face_id)) {
+            if !kept.contains(&face.face_id) {
                 stale.push(*internal_id);
             }
         }
@@ -259,13 +256,9 @@ impl FaceIndex {
         let mut metadata_refreshes = Vec::new();
         let mut replaced_ids = Vec::new();
         let stale_ids;
-        let records_by_image: HashSet<(String, FaceId)> = if replacing.is_empty() {
-            HashSet::new()
-        } else {
-            records
-                .iter()
-                .map(|record| (record.metadata.image_uri.clone(), record.face_id))
-                .collect()
+        let kept_ids: HashSet<FaceId> = match replacing.is_empty() {
+            true => HashSet::new(),
+            false => records.iter().map(|record| record.face_id).collect(),
         };
         {
             let state = self.state.read();
@@ -313,7 +306,7 @@ impl FaceIndex {
                 }
                 to_insert.push(record);
             }
-            stale_ids = stale_faces(&state, &records_by_image, replacing);
+            stale_ids = stale_faces(&state, &kept_ids, replacing);
             outcome.removed = stale_ids.len();
         }
         let first_new_id = self.state.read().ids.slots();

@@ -77,13 +77,6 @@ pub struct LocalPlan {
     started: Instant,
 }
 
-impl LocalPlan {
-    /// Whether the run has nothing to do (no models needed).
-    pub fn is_noop(&self) -> bool {
-        self.images.is_empty() && self.gone.is_empty()
-    }
-}
-
 /// Lists `archive` and compares it with what `store` holds of it.
 pub async fn plan_archive(
     archive: &Archive,
@@ -137,7 +130,6 @@ pub async fn index_planned(
     let photos = images.len() as u64;
     on_event(LocalEvent::Listed(&plan));
     if ingestor.is_none() && !images.is_empty() {
-        debug_assert!(false, "a plan with photos to process needs an ingestor");
         return Err(PipelineError::InvalidArchive {
             url: root,
             reason: format!("{photos} photos to process but no models were loaded"),
