@@ -185,7 +185,7 @@ fn a_photo_over_the_byte_limit_is_refused_before_it_is_read() {
 /// photo whose faces it must give, and the least cosine to them. A GIF's 256-colour palette
 /// loses detail of its own, so it must give t1.jpg's faces less closely, and exactly those of
 /// its first frame as Pillow reads it back.
-const FORMAT_PHOTOS: [(&str, &str, f32); 12] = [
+const FORMAT_PHOTOS: [(&str, &str, f32); 15] = [
     ("t1.tif", "t1.jpg", 0.98),
     ("t1-16bit.tif", "t1.jpg", 0.98),
     ("t1-orientation6.tif", "t1.jpg", 0.98),
@@ -195,6 +195,9 @@ const FORMAT_PHOTOS: [(&str, &str, f32); 12] = [
     ("t1.bmp", "t1.jpg", 0.98),
     ("t1.jxl", "t1.jpg", 0.98),
     ("t1-lossless.jxl", "t1.jpg", 0.98),
+    ("t1.heic", "t1.jpg", 0.98),
+    ("t1-irot.heic", "t1.jpg", 0.98),
+    ("t1.avif", "t1.jpg", 0.98),
     ("t1.gif", "t1.jpg", 0.95),
     ("t1.gif", "t1.gif-frame0.png", 0.999),
     ("t1.gif-frame0.png", "t1.jpg", 0.95),

@@ -1,9 +1,11 @@
 """Make the test photos in every format facedex decodes, from the sample photos, with real
-encoders (Pillow, and tifffile, and imagecodecs' libjxl), into ASSETS/formats/.
+encoders (Pillow with its libavif, tifffile, imagecodecs' libjxl, and pillow-heif's libheif with
+x265), into ASSETS/formats/.
 
 Each file holds the picture of its JPEG source as a user's tool would store it: TIFF 8- and
 16-bit (tifffile), multi-page (the photo first), and rotated with an Orientation tag; GIF, APNG and WebP
-animations whose first frame is the photo; BMP; JPEG XL. A manifest (formats.json) says which
+animations whose first frame is the photo; BMP; JPEG XL; HEIC, upright and stored rotated with
+an irot transformation (as iPhones store portrait photos); AVIF. A manifest (formats.json) says which
 source each file comes from and how it was made; the tests check that each gives its source's
 faces.
 """
@@ -14,8 +16,11 @@ from pathlib import Path
 
 import imagecodecs
 import numpy as np
+import pillow_heif
 import tifffile
 from PIL import Image
+
+pillow_heif.register_heif_opener()
 
 SOURCE = "t1.jpg"
 
@@ -73,6 +78,15 @@ def main() -> None:
     note("t1.jxl", "libjxl (imagecodecs), lossy, distance 1.0")
     (out / "t1-lossless.jxl").write_bytes(imagecodecs.jpegxl_encode(pixels, lossless=True, effort=3))
     note("t1-lossless.jxl", "libjxl (imagecodecs), lossless")
+
+    picture.save(out / "t1.heic", quality=90)
+    note("t1.heic", "pillow-heif (libheif, x265), quality 90")
+    # Stored turned a quarter counter-clockwise; pillow-heif turns the EXIF Orientation 6 into
+    # the container's irot transformation, which decoders apply.
+    stored.save(out / "t1-irot.heic", quality=90, exif=exif.tobytes())
+    note("t1-irot.heic", "pillow-heif (libheif, x265), stored rotated, irot from Orientation 6")
+    picture.save(out / "t1.avif", quality=90)
+    note("t1.avif", "Pillow (libavif), quality 90")
 
     (out / "formats.json").write_text(json.dumps(made, indent=2, sort_keys=True) + "\n")
 

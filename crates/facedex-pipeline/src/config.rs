@@ -51,7 +51,8 @@ impl Default for ArchiveConfig {
     fn default() -> Self {
         Self {
             extensions: [
-                "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "gif", "bmp", "jxl",
+                "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "gif", "bmp", "jxl", "heic",
+                "heif", "hif", "avif",
             ]
             .map(String::from)
             .to_vec(),

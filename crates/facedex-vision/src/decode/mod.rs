@@ -1,6 +1,7 @@
 //! Photo bytes to an upright RGB image: JPEG, PNG (APNG: its first frame), WebP (animated: the
-//! first frame), TIFF (8/16-bit, the first page), GIF (the first frame), BMP and JPEG XL; the
-//! EXIF or codestream orientation applied; grayscale, CMYK, alpha and 16-bit inputs converted
+//! first frame), TIFF (8/16-bit, the first page), GIF (the first frame), BMP, JPEG XL, and with
+//! the `heif` feature HEIC/HEIF and AVIF (the primary image); the EXIF, codestream or container
+//! orientation applied; grayscale, CMYK, alpha and 16-bit inputs converted
 //! to 8-bit RGB (alpha is dropped, as OpenCV's `imread` does). The pixel count declared in the
 //! header is checked *before* any pixel buffer is allocated, so a decompression bomb costs a
 //! header parse, not gigabytes.
@@ -8,8 +9,10 @@
 //! JPEGs are decoded by libjpeg-turbo, the decoder OpenCV (and so InsightFace) uses: other
 //! decoders differ by a grey level here and there, which moves the embeddings of small faces by
 //! up to 0.01 in cosine. CMYK JPEGs, which libjpeg-turbo cannot convert to RGB, fall back to the
-//! `image` crate's decoder, which also decodes every other format but JPEG XL (`jxl-oxide`).
+//! `image` crate's decoder, which also decodes every other format but JPEG XL (`jxl-oxide`)
+//! and HEIF/AVIF (libheif).
 
+mod heif;
 mod jpeg;
 mod jxl;
 
@@ -30,6 +33,9 @@ pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbIma
     }
     if jxl::is_jxl(bytes) {
         return jxl::decode_jxl(input, bytes, max_pixels);
+    }
+    if let Some(format) = heif::heif_format(bytes) {
+        return heif::decode_heif(input, bytes, format, max_pixels);
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
