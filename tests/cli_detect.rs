@@ -185,7 +185,7 @@ fn a_photo_over_the_byte_limit_is_refused_before_it_is_read() {
 /// photo whose faces it must give, and the least cosine to them. A GIF's 256-colour palette
 /// loses detail of its own, so it must give t1.jpg's faces less closely, and exactly those of
 /// its first frame as Pillow reads it back.
-const FORMAT_PHOTOS: [(&str, &str, f32); 15] = [
+const FORMAT_PHOTOS: [(&str, &str, f32); 17] = [
     ("t1.tif", "t1.jpg", 0.98),
     ("t1-16bit.tif", "t1.jpg", 0.98),
     ("t1-orientation6.tif", "t1.jpg", 0.98),
@@ -198,6 +198,8 @@ const FORMAT_PHOTOS: [(&str, &str, f32); 15] = [
     ("t1.heic", "t1.jpg", 0.98),
     ("t1-irot.heic", "t1.jpg", 0.98),
     ("t1.avif", "t1.jpg", 0.98),
+    ("t1.dng", "t1.jpg", 0.98),
+    ("t1-orientation6.dng", "t1.jpg", 0.98),
     ("t1.gif", "t1.jpg", 0.95),
     ("t1.gif", "t1.gif-frame0.png", 0.999),
     ("t1.gif-frame0.png", "t1.jpg", 0.95),
@@ -273,8 +275,14 @@ fn every_format_cut_short_is_a_corrupt_photo() {
         .map(|name| {
             let bytes = std::fs::read(folder.join(name)).expect("run scripts/formats/make-photos");
             let path = cut.path().join(name);
-            // A quarter: also short of the first page of the two-page TIFF.
-            std::fs::write(&path, &bytes[..bytes.len() / 4]).expect("write");
+            // A quarter: also short of the first page of the two-page TIFF. A DNG holds its
+            // JPEG preview before the sensor data, so its quarter still holds the whole preview
+            // (and is read); a tenth cuts into the preview.
+            let keep = match name.ends_with(".dng") {
+                true => bytes.len() / 10,
+                false => bytes.len() / 4,
+            };
+            std::fs::write(&path, &bytes[..keep]).expect("write");
             path
         })
         .collect();

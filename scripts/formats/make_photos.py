@@ -5,7 +5,11 @@ x265), into ASSETS/formats/.
 Each file holds the picture of its JPEG source as a user's tool would store it: TIFF 8- and
 16-bit (tifffile), multi-page (the photo first), and rotated with an Orientation tag; GIF, APNG and WebP
 animations whose first frame is the photo; BMP; JPEG XL; HEIC, upright and stored rotated with
-an irot transformation (as iPhones store portrait photos); AVIF. A manifest (formats.json) says which
+an irot transformation (as iPhones store portrait photos); AVIF; DNG, a camera RAW laid out as
+converters write it (tifffile): a thumbnail, the full-size JPEG preview (libjpeg-turbo through
+imagecodecs) and 16-bit colour-filter-array sensor data, upright and stored rotated with IFD0's
+Orientation 6. No registry package ships a camera's own RAW file; CR2, NEF and ARW layouts are
+unit tests of the decoder. A manifest (formats.json) says which
 source each file comes from and how it was made; the tests check that each gives its source's
 faces.
 """
@@ -28,6 +32,33 @@ SOURCE = "t1.jpg"
 def second_frame(picture: Image.Image) -> Image.Image:
     """A frame unlike the first (the photo upside down, darkened), so decoding the wrong one shows."""
     return Image.eval(picture.rotate(180), lambda value: value // 3)
+
+
+def write_dng(path: Path, picture: Image.Image, orientation: int) -> None:
+    """A DNG as converters lay it out: IFD0 a thumbnail with the DNG tags, then two sub-IFDs:
+    the full-size JPEG preview (one strip) and the sensor data (a 2x2 RGGB colour filter array)."""
+    preview = np.asarray(picture)
+    height, width = preview.shape[:2]
+    thumbnail = np.asarray(picture.resize((256, round(256 * height / width))))
+    sensor = np.asarray(picture.convert("L"), dtype=np.uint16) * 16
+    dng_tags = [
+        (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
+        (50707, "B", 4, (1, 1, 0, 0), True),  # DNGBackwardVersion
+        (274, "H", 1, orientation, True),  # Orientation
+        (271, "s", 0, "facedex make_photos", True),  # Make
+    ]
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(thumbnail, photometric="rgb", subfiletype=1, subifds=2, extratags=dng_tags)
+        tif.write(
+            preview,
+            photometric="rgb",
+            subfiletype=1,
+            compression="jpeg",
+            compressionargs={"level": 90},
+            rowsperstrip=height,
+        )
+        cfa_tags = [(33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True)]
+        tif.write(sensor, photometric=32803, subfiletype=0, extratags=cfa_tags)
 
 
 def main() -> None:
@@ -87,6 +118,11 @@ def main() -> None:
     note("t1-irot.heic", "pillow-heif (libheif, x265), stored rotated, irot from Orientation 6")
     picture.save(out / "t1.avif", quality=90)
     note("t1.avif", "Pillow (libavif), quality 90")
+
+    write_dng(out / "t1.dng", picture, 1)
+    note("t1.dng", "tifffile, DNG layout: thumbnail, JPEG preview (libjpeg-turbo, quality 90), CFA data")
+    write_dng(out / "t1-orientation6.dng", stored, 6)
+    note("t1-orientation6.dng", "tifffile, DNG layout, stored rotated, IFD0 Orientation 6")
 
     (out / "formats.json").write_text(json.dumps(made, indent=2, sort_keys=True) + "\n")
 

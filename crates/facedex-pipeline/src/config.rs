@@ -52,7 +52,7 @@ impl Default for ArchiveConfig {
         Self {
             extensions: [
                 "jpg", "jpeg", "jpe", "jfif", "png", "apng", "webp", "tif", "tiff", "gif", "bmp", "jxl", "heic",
-                "heif", "hif", "avif",
+                "heif", "hif", "avif", "dng", "cr2", "nef", "arw",
             ]
             .map(String::from)
             .to_vec(),

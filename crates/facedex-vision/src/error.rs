@@ -22,7 +22,9 @@ pub enum VisionError {
         input: String,
     },
     /// The bytes are not an image in a format facedex decodes.
-    #[error("{input}: not a supported image (expected JPEG, PNG, WebP, TIFF, GIF, BMP or JPEG XL){detail}")]
+    #[error(
+        "{input}: not a supported image (expected JPEG, PNG, WebP, TIFF, GIF, BMP, JPEG XL, HEIF, AVIF or a camera RAW with a JPEG preview){detail}"
+    )]
     UnsupportedFormat {
         /// Which photo.
         input: String,

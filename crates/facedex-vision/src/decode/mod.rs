@@ -1,7 +1,7 @@
 //! Photo bytes to an upright RGB image: JPEG, PNG (APNG: its first frame), WebP (animated: the
 //! first frame), TIFF (8/16-bit, the first page), GIF (the first frame), BMP, JPEG XL, and with
-//! the `heif` feature HEIC/HEIF and AVIF (the primary image); the EXIF, codestream or container
-//! orientation applied; grayscale, CMYK, alpha and 16-bit inputs converted
+//! the `heif` feature HEIC/HEIF and AVIF (the primary image), and camera RAW (its largest
+//! embedded JPEG preview); the EXIF, codestream or container orientation applied; grayscale, CMYK, alpha and 16-bit inputs converted
 //! to 8-bit RGB (alpha is dropped, as OpenCV's `imread` does). The pixel count declared in the
 //! header is checked *before* any pixel buffer is allocated, so a decompression bomb costs a
 //! header parse, not gigabytes.
@@ -15,6 +15,7 @@
 mod heif;
 mod jpeg;
 mod jxl;
+mod raw;
 
 use std::io::Cursor;
 
@@ -36,6 +37,25 @@ pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbIma
     }
     if let Some(format) = heif::heif_format(bytes) {
         return heif::decode_heif(input, bytes, format, max_pixels);
+    }
+    match raw::raw_kind(bytes) {
+        raw::RawKind::NotRaw => {}
+        raw::RawKind::Preview(preview) => return decode_raw_preview(input, &preview, max_pixels),
+        raw::RawKind::Truncated => {
+            return Err(corrupt(
+                input,
+                "camera RAW",
+                "the file is truncated (its JPEG preview runs past the end)".to_owned(),
+            ));
+        }
+        raw::RawKind::NoPreview => {
+            return Err(VisionError::UnsupportedFormat {
+                input: input.to_owned(),
+                detail:
+                    "; a camera RAW without an embedded JPEG preview (facedex reads the preview, not the sensor data)"
+                        .to_owned(),
+            });
+        }
     }
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -92,6 +112,22 @@ pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbIma
         None => DynamicImage::from_decoder(decoder).map_err(|error| map_image_error(input, format_name, error))?,
     };
     image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+/// A RAW's JPEG preview, upright: by its own EXIF orientation when it has one, else by the
+/// RAW's.
+fn decode_raw_preview(input: &str, preview: &raw::RawPreview<'_>, max_pixels: u64) -> Result<RgbImage> {
+    let own = image::codecs::jpeg::JpegDecoder::new(Cursor::new(preview.jpeg))
+        .ok()
+        .and_then(|mut decoder| decoder.orientation().ok())
+        .unwrap_or(Orientation::NoTransforms);
+    let decoded = decode_photo(input, preview.jpeg, max_pixels)?;
+    if own != Orientation::NoTransforms {
+        return Ok(decoded);
+    }
+    let mut image = DynamicImage::ImageRgb8(decoded);
+    image.apply_orientation(preview.orientation);
     Ok(image.into_rgb8())
 }
 
