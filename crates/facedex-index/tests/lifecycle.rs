@@ -1,5 +1,6 @@
 //! Upsert, delete, vacuum, snapshot and restart: faces that were deleted never come back, a
-//! replay changes nothing, and a damaged newest snapshot falls back to the previous one.
+//! replay changes nothing, a damaged newest snapshot falls back to the previous one, and a photo
+//! replaced but not snapshotted before a crash comes back whole as it was.
 
 mod support;
 
@@ -355,4 +356,93 @@ fn searches_run_while_faces_are_inserted() {
         }
     });
     assert_eq!(index.info().faces, 3000);
+}
+
+/// The faces of `image` in `store`, by id.
+fn faces_of_image(store: &FaceStore, image: &str) -> Vec<FaceId> {
+    let query = SearchQuery {
+        exact: true,
+        filter: FaceFilter {
+            image_uri_prefix: Some(image.to_owned()),
+            ..FaceFilter::default()
+        },
+        ..SearchQuery::nearest(vec![1.0 / (512f32).sqrt(); 512], 100)
+    };
+    let mut ids: Vec<FaceId> = store
+        .index()
+        .search(&query)
+        .expect("search")
+        .into_iter()
+        .map(|hit| hit.face_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_photo_replaced_and_not_snapshotted_before_a_crash_comes_back_whole_as_it_was() {
+    use facedex_index::{ImageChange, ImageVersion};
+
+    let vectors = support::vectors(10, 2, 4);
+    let photo = "s3://archive/a.jpg";
+    let version = |version: &str| ImageVersion {
+        version: version.into(),
+        size_bytes: 100,
+    };
+    let faces = |positions: std::ops::Range<usize>| -> Vec<facedex_index::FaceRecord> {
+        positions
+            .map(|position| {
+                let mut record = support::record(&vectors, position);
+                record.metadata.image_uri = photo.into();
+                record
+            })
+            .collect()
+    };
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = FaceStore::open(data_dir.path(), config()).expect("store");
+        store
+            .apply_changes(vec![ImageChange::Indexed {
+                image_uri: photo.into(),
+                version: version("v1"),
+                faces: faces(0..3),
+            }])
+            .expect("v1");
+        store.snapshot().expect("snapshot v1");
+        // The photo changes; its new faces replace the old ones, and the process dies before
+        // the next snapshot.
+        let outcome = store
+            .apply_changes(vec![ImageChange::Indexed {
+                image_uri: photo.into(),
+                version: version("v2"),
+                faces: faces(3..5),
+            }])
+            .expect("v2");
+        assert_eq!((outcome.inserted, outcome.removed), (2, 3));
+        assert_eq!(faces_of_image(&store, photo), vec![FaceId(3), FaceId(4)]);
+    }
+    let store = FaceStore::open(data_dir.path(), config()).expect("reopen");
+    assert_eq!(
+        faces_of_image(&store, photo),
+        vec![FaceId(0), FaceId(1), FaceId(2)],
+        "the old version, whole: neither lost nor mixed with the new one"
+    );
+    let entry = store.index().catalog_entry(photo).expect("cataloged");
+    assert_eq!(entry.version, version("v1"), "so the next run redoes the photo");
+    // The redo, snapshotted, survives a restart as the new version alone.
+    store
+        .apply_changes(vec![ImageChange::Indexed {
+            image_uri: photo.into(),
+            version: version("v2"),
+            faces: faces(3..5),
+        }])
+        .expect("redo v2");
+    store.snapshot().expect("snapshot v2");
+    drop(store);
+    let store = FaceStore::open(data_dir.path(), config()).expect("reopen");
+    assert_eq!(faces_of_image(&store, photo), vec![FaceId(3), FaceId(4)]);
+    assert_eq!(
+        store.index().catalog_entry(photo).map(|entry| entry.version),
+        Some(version("v2"))
+    );
 }
