@@ -7,9 +7,9 @@ use crate::error::{IndexError, Result};
 /// The largest `limit` a search may ask for.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
 
-/// The largest `ef` a search may ask for: a graph walk keeps `ef` candidates, so the request's
-/// `ef` sizes allocations and work, and recall stops growing long before this.
-pub const MAX_EF_SEARCH: usize = 10_000;
+/// The most `index.max_ef_search` may be set to. A graph walk keeps `ef` candidates, so the
+/// request's `ef` sizes allocations and work; recall stops growing long before this.
+pub const MAX_EF_SEARCH_CEILING: usize = 100_000;
 
 /// Settings of the face index (`[index]` in the config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub struct IndexConfig {
     pub ef_construction: usize,
     /// `ef` for searches that do not set one.
     pub default_ef_search: usize,
+    /// The largest `ef` a search may ask for (at most [`MAX_EF_SEARCH_CEILING`]); a larger
+    /// one is refused with INVALID_ARGUMENT before any work.
+    pub max_ef_search: usize,
     /// Rebuild the graph without deleted faces once they exceed this share of it (Qdrant's
     /// vacuum rule).
     pub vacuum_deleted_ratio: f32,
@@ -39,6 +42,7 @@ impl Default for IndexConfig {
             max_connections: 16,
             ef_construction: 100,
             default_ef_search: 64,
+            max_ef_search: 10_000,
             vacuum_deleted_ratio: 0.2,
             snapshots_to_keep: 2,
             expected_faces: 100_000,
@@ -67,6 +71,12 @@ impl IndexConfig {
         }
         if self.default_ef_search == 0 {
             return fail("index.default_ef_search must be at least 1".into());
+        }
+        if !(self.default_ef_search..=MAX_EF_SEARCH_CEILING).contains(&self.max_ef_search) {
+            return fail(format!(
+                "index.max_ef_search must be between index.default_ef_search ({}) and {MAX_EF_SEARCH_CEILING}, got {}",
+                self.default_ef_search, self.max_ef_search
+            ));
         }
         if !(self.vacuum_deleted_ratio > 0.0 && self.vacuum_deleted_ratio <= 1.0) {
             return fail(format!(
@@ -101,6 +111,28 @@ mod tests {
             }
             .validate()
             .is_err()
+        );
+    }
+
+    #[test]
+    fn max_ef_search_lies_between_the_default_ef_and_the_ceiling() {
+        for (max_ef_search, valid) in [(64, true), (100_000, true), (63, false), (100_001, false)] {
+            let config = IndexConfig {
+                max_ef_search,
+                ..IndexConfig::default()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "max_ef_search {max_ef_search}");
+        }
+        let message = IndexConfig {
+            max_ef_search: 0,
+            ..IndexConfig::default()
+        }
+        .validate()
+        .expect_err("zero")
+        .to_string();
+        assert!(
+            message.contains("index.max_ef_search") && message.contains("got 0"),
+            "{message}"
         );
     }
 }

@@ -27,7 +27,7 @@ mod store;
 pub mod synthetic;
 
 pub use catalog::{CatalogEntry, ImageChange, ImageOutcome, ImageVersion};
-pub use config::{IndexConfig, MAX_EF_SEARCH, MAX_SEARCH_LIMIT};
+pub use config::{IndexConfig, MAX_EF_SEARCH_CEILING, MAX_SEARCH_LIMIT};
 pub use distance::{UNIT_NORM_TOLERANCE, UnitCosineDistance, check_embedding, dot};
 pub use error::{IndexError, Result};
 pub use flat::REACHABILITY_EF;

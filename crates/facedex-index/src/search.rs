@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::config::{MAX_EF_SEARCH, MAX_SEARCH_LIMIT};
+use crate::config::MAX_SEARCH_LIMIT;
 use crate::distance::{check_embedding, dot};
 use crate::error::{IndexError, Result};
 use crate::graph::for_each_point;
@@ -132,10 +132,11 @@ impl FaceIndex {
                 max: MAX_SEARCH_LIMIT,
             });
         }
+        let max_ef = self.config.max_ef_search;
         if let Some(ef) = query.ef
-            && !(1..=MAX_EF_SEARCH).contains(&ef)
+            && !(1..=max_ef).contains(&ef)
         {
-            return Err(IndexError::InvalidEf { ef, max: MAX_EF_SEARCH });
+            return Err(IndexError::InvalidEf { ef, max: max_ef });
         }
         if let Some(min_score) = query.min_score
             && !(-1.0..=1.0).contains(&min_score)

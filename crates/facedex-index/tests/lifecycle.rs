@@ -302,6 +302,20 @@ fn filters_thresholds_and_bad_queries() {
             "ef {ef}: {error:?}"
         );
     }
+    // The maximum is the configuration's: a lower one refuses what the default allows.
+    let strict = FaceIndex::new(IndexConfig {
+        max_ef_search: 100,
+        ..config()
+    })
+    .expect("index");
+    let error = strict.search(&SearchQuery {
+        ef: Some(101),
+        ..SearchQuery::nearest(query.clone(), 5)
+    });
+    assert!(
+        matches!(error, Err(IndexError::InvalidEf { ef: 101, max: 100 })),
+        "{error:?}"
+    );
     let mut not_unit = query.clone();
     not_unit[0] += 0.5;
     assert!(matches!(
