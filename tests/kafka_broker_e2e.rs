@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use facedex_kafka::records::{FacesRecordKind, RECORD_KIND_HEADER};
+use facedex_kafka::records::{FacesRecordKind, record_kind_header};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::cluster::{AzuriteServer, GcsServer, KafkaBroker, Role, S3Server, wait_for_stable_group};
 use support::{facedex_command, photo};
@@ -367,13 +367,7 @@ fn read_records(brokers: &str, topic: &str) -> anyhow::Result<Vec<(Option<String
     while (payloads.len() as u64) < end && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message?;
-            let kind = message.headers().and_then(|headers| {
-                headers
-                    .iter()
-                    .find(|header| header.key == RECORD_KIND_HEADER)
-                    .and_then(|header| header.value)
-                    .map(|value| String::from_utf8_lossy(value).into_owned())
-            });
+            let kind = record_kind_header(&message).map(|value| String::from_utf8_lossy(value).into_owned());
             payloads.push((kind, message.payload().unwrap_or_default().to_vec()));
         }
     }

@@ -19,7 +19,7 @@ use facedex_kafka::catalog::read_catalog;
 use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
-use facedex_kafka::records::{FacesRecordKind, RECORD_KIND_HEADER};
+use facedex_kafka::records::{FacesRecordKind, record_kind_header};
 use facedex_kafka::{KafkaConfig, TopicsConfig};
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::plan::{PlanOptions, Planner};
@@ -29,7 +29,7 @@ use facedex_pipeline::{
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -323,13 +323,7 @@ fn read_topic(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<(Option<St
     while (payloads.len() as i64) < end && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message?;
-            let kind = message.headers().and_then(|headers| {
-                headers
-                    .iter()
-                    .find(|header| header.key == RECORD_KIND_HEADER)
-                    .and_then(|header| header.value)
-                    .map(|value| String::from_utf8_lossy(value).into_owned())
-            });
+            let kind = record_kind_header(&message).map(|value| String::from_utf8_lossy(value).into_owned());
             payloads.push((kind, message.payload().unwrap_or_default().to_vec()));
         }
     }

@@ -90,14 +90,20 @@ pub async fn publish_update(producer: &FutureProducer, config: &KafkaConfig, upd
     publish_entry(producer, config, change.image_uri(), change.entry().as_ref()).await
 }
 
-/// The index update a faces-topic message holds, or why it holds none.
-pub fn index_update(message: &impl Message) -> std::result::Result<IndexUpdate, Refusal> {
-    let header = message.headers().and_then(|headers| {
+/// The value of a message's [`RECORD_KIND_HEADER`] (empty for a header without a value), or
+/// `None` when it has none.
+pub fn record_kind_header(message: &impl Message) -> Option<&[u8]> {
+    message.headers().and_then(|headers| {
         headers
             .iter()
             .find(|header| header.key == RECORD_KIND_HEADER)
             .map(|header| header.value.unwrap_or_default())
-    });
+    })
+}
+
+/// The index update a faces-topic message holds, or why it holds none.
+pub fn index_update(message: &impl Message) -> std::result::Result<IndexUpdate, Refusal> {
+    let header = record_kind_header(message);
     let undecodable = |reason: String| Refusal {
         kind: RefusalKind::Undecodable,
         reason,
