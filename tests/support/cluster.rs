@@ -403,17 +403,24 @@ pub fn wait_for_stable_group(brokers: &str, group: &str, members: usize) -> anyh
         .create()?;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let groups = consumer.fetch_group_list(Some(group), Duration::from_secs(5))?;
-        let stable = groups
-            .groups()
-            .iter()
-            .any(|found| found.state() == "Stable" && found.members().len() == members);
+        // A broker still loading its group coordinator answers CoordinatorLoadInProgress: that
+        // is "not stable yet", not a failure, until the deadline.
+        let (stable, last_error) = match consumer.fetch_group_list(Some(group), Duration::from_secs(5)) {
+            Ok(groups) => (
+                groups
+                    .groups()
+                    .iter()
+                    .any(|found| found.state() == "Stable" && found.members().len() == members),
+                None,
+            ),
+            Err(error) => (false, Some(error)),
+        };
         if stable {
             return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "group {group} never had {members} stable members"
+            "group {group} never had {members} stable members (last error: {last_error:?})"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
