@@ -4,7 +4,8 @@
 //! `FACEDEX…` variable they set is one it reads (the configuration with those variables and the
 //! ConfigMap's file loads); every port they publish or probe is one a role listens on; every
 //! facedex image is built by a Dockerfile here; every metric in the alerts and the dashboard
-//! is one the roles export (docs/metrics.md).
+//! is one the roles export (docs/metrics.md); every alert fires and stays quiet in its
+//! `promtool test rules` cases (Debian's `prometheus` package, installed by `scripts/test`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -414,6 +415,58 @@ fn monitoring_files_parse_and_name_exported_metrics() -> anyhow::Result<()> {
             documented.contains(&format!("`{metric}`")),
             "{metric} is used in deploy/ but not exported (docs/metrics.md)"
         );
+    }
+    Ok(())
+}
+
+/// `promtool`, or an error saying how to get it.
+fn promtool() -> anyhow::Result<std::process::Command> {
+    let found = std::process::Command::new("promtool").arg("--version").output();
+    ensure!(
+        found.is_ok_and(|output| output.status.success()),
+        "promtool is not on PATH: scripts/test installs Debian's `prometheus` package (apt-get install prometheus)"
+    );
+    Ok(std::process::Command::new("promtool"))
+}
+
+#[test]
+fn every_alert_fires_on_its_condition_and_stays_quiet_otherwise() -> anyhow::Result<()> {
+    let dir = deploy_dir().join("prometheus");
+    for args in [["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]] {
+        let output = promtool()?.args(args).current_dir(&dir).output()?;
+        ensure!(
+            output.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    // Every alert has a case where it fires and one where it must not.
+    let alerts = &yaml_documents(&dir.join("alerts.yml"))?[0];
+    let tests = &yaml_documents(&dir.join("alerts.test.yml"))?[0];
+    let (mut fires, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for case in tests["tests"].as_sequence().context("tests")? {
+        for check in case["alert_rule_test"].as_sequence().context("alert_rule_test")? {
+            let name = check["alertname"].as_str().context("alertname")?.to_owned();
+            let expected = check["exp_alerts"].as_sequence().context("exp_alerts")?;
+            if expected.is_empty() {
+                quiet.insert(name)
+            } else {
+                fires.insert(name)
+            };
+        }
+    }
+    for group in alerts["groups"].as_sequence().context("alert groups")? {
+        for rule in group["rules"].as_sequence().context("rules")? {
+            let name = rule["alert"].as_str().context("alert")?;
+            ensure!(fires.contains(name), "alerts.test.yml has no case where {name} fires");
+            ensure!(
+                quiet.contains(name),
+                "alerts.test.yml has no case where {name} stays quiet"
+            );
+        }
     }
     Ok(())
 }

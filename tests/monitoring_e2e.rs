@@ -1,8 +1,10 @@
 //! Monitoring a pipeline run on a real Apache Kafka 4 node: every role serves `/metrics`
 //! (`--metrics-addr`), `facedex status --once --json` reports progress while photos flow and
 //! a lag of 0 once they are done, and the counters of the roles agree with each other and with
-//! what was enqueued; status also shows the enqueue's plan. Every metric a role exports is
-//! documented in docs/metrics.md.
+//! what was enqueued; status also shows the enqueue's plan. A real Prometheus server scrapes the
+//! roles during the run with the repository's alert rules: its queries see the throughput and
+//! the totals, and every alert rule evaluates cleanly on the real series. Every metric a role
+//! exports is documented in docs/metrics.md.
 
 mod support;
 
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use support::cluster::{KafkaBroker, Role, free_port, wait_for_stable_group};
+use support::prometheus::PrometheusServer;
 use support::{facedex_command, photo, scrape_metrics};
 
 /// Copies of the sample photos, so that the run lasts several status intervals.
@@ -90,6 +93,15 @@ fn metrics_and_status_follow_a_pipeline_run() -> anyhow::Result<()> {
     // Both workers own partitions before any photo arrives: no rebalance moves work mid-run,
     // so each photo is processed exactly once and the counters can be compared exactly.
     wait_for_stable_group(brokers, "facedex-ingest", 2)?;
+    let prometheus = PrometheusServer::start(
+        &[
+            ("indexer", &indexer_metrics),
+            ("embed", &embed_metrics),
+            ("ingest", &first_metrics),
+            ("ingest", &second_metrics),
+        ],
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/alerts.yml"),
+    )?;
 
     let output = facedex_command()
         .args([
@@ -232,8 +244,65 @@ fn metrics_and_status_follow_a_pipeline_run() -> anyhow::Result<()> {
         }
     }
 
+    prometheus_saw_the_run(&prometheus, enqueued, faces)?;
+
     for role in [first_worker, second_worker, embed, indexer] {
         role.terminate();
+    }
+    Ok(())
+}
+
+/// What Prometheus scraped from the roles: every role up, the totals the roles report, a
+/// non-zero throughput while the run went, the backlog drained, and every alert rule evaluated
+/// without error and not firing on a healthy run.
+fn prometheus_saw_the_run(prometheus: &PrometheusServer, enqueued: f64, faces: f64) -> anyhow::Result<()> {
+    let finished = "sum(facedex_ingest_photos_indexed_total) + sum(facedex_ingest_photos_dead_lettered_total)";
+    let lag = "sum(facedex_kafka_consumer_lag_messages{topic=\"facedex.images\"})";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // The last scrapes after the run: totals complete, the ingest backlog reported empty.
+        let scraped = prometheus.value(finished).ok() == Some(enqueued)
+            && prometheus.value("sum(facedex_indexer_faces_indexed_total)").ok() == Some(faces)
+            && prometheus.value(lag).ok() == Some(0.0);
+        if scraped {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "prometheus never saw the whole run: {:?} finished of {enqueued}, lag {:?}",
+            prometheus.query(finished),
+            prometheus.query(lag)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    ensure!(
+        prometheus.value("count(up{job=\"facedex\"} == 1)")? == 4.0,
+        "every role's /metrics was scraped: {:?}",
+        prometheus.query("up")?
+    );
+    for (what, counter) in [
+        ("photos/s through ingest", "facedex_ingest_photos_indexed_total"),
+        ("faces/s into the index", "facedex_indexer_faces_indexed_total"),
+    ] {
+        let peak = prometheus.value(&format!("max_over_time(sum(rate({counter}[5s]))[10m:1s])"))?;
+        ensure!(peak > 0.0, "prometheus saw no {what} during the run");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rules = loop {
+        let rules = prometheus.alerting_rules()?;
+        if rules.iter().all(|(_, health, _)| health != "unknown") {
+            break rules;
+        }
+        ensure!(Instant::now() < deadline, "alert rules never evaluated: {rules:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    ensure!(rules.len() >= 7, "the repository's alert rules are loaded: {rules:?}");
+    for (name, health, state) in &rules {
+        ensure!(
+            health == "ok",
+            "{name} does not evaluate on the roles' series: {health}"
+        );
+        ensure!(state != "firing", "{name} fires on a healthy run");
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Real services for the end-to-end tests: an Apache Kafka node (`scripts/kafka/broker`), the
-//! S3 API (moto), the GCS API (fake-gcs-server), Azure Blob Storage (Azurite), and `facedex`
-//! role processes. Each is stopped when dropped.
+//! S3 API (moto), the GCS API (fake-gcs-server), Azure Blob Storage (Azurite), a Prometheus
+//! server, and `facedex` role processes. Each is stopped when dropped.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -20,7 +20,7 @@ fn repository() -> PathBuf {
 }
 
 /// A service process, killed (and reaped) when dropped.
-struct KilledOnDrop(Child);
+pub(super) struct KilledOnDrop(pub(super) Child);
 
 impl Drop for KilledOnDrop {
     fn drop(&mut self) {
@@ -207,7 +207,7 @@ fn fetched(script: &str) -> PathBuf {
 }
 
 /// Waits until something listens on `port`.
-fn wait_for_port(port: u16, what: &str) {
+pub(super) fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not start");

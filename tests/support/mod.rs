@@ -101,18 +101,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub mod cluster;
+pub mod prometheus;
 
 /// `GET /metrics`, parsed to series (`name{labels}`) and values.
 pub fn scrape_metrics(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("metrics on {addr}"))?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
-    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body = http_get(addr, "/metrics")?;
     Ok(body
         .lines()
         .filter(|line| line.starts_with("facedex_"))
@@ -121,4 +114,22 @@ pub fn scrape_metrics(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {
             Some((series.to_owned(), value.parse().ok()?))
         })
         .collect())
+}
+
+/// The body of `GET http://ADDR/PATH_AND_QUERY`, which must answer 200. HTTP/1.0, so that no
+/// server answers in chunks.
+pub fn http_get(addr: &str, path_and_query: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("http://{addr}{path_and_query}"))?;
+    write!(
+        stream,
+        "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
+    ensure!(
+        head.split(' ').nth(1) == Some("200"),
+        "{path_and_query}: {head}\n{body}"
+    );
+    Ok(body.to_owned())
 }
