@@ -14,6 +14,7 @@ mod distance;
 mod error;
 mod flat;
 mod graph;
+mod graph_file;
 mod id_tracker;
 mod index;
 mod maintenance;

@@ -22,8 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::ImageCatalog;
 use crate::config::IndexConfig;
+use crate::distance::UnitCosineDistance;
 use crate::error::{IndexError, Result};
 use crate::graph::{Graph, new_graph};
+use crate::graph_file;
 use crate::index::{AppliedOffsets, IndexState, StoredFace};
 use crate::record::FaceId;
 
@@ -253,7 +255,7 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     let graph = if metadata.faces.is_empty() {
         new_graph(&loaded_config, loaded_config.expected_faces)
     } else {
-        load_graph(dir)?
+        load_graph(dir, loaded_config.dimension)?
     };
     if graph.get_nb_point() != metadata.faces.len() {
         return Err(IndexError::corrupt(
@@ -285,7 +287,15 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     Ok((loaded_config, state, info_of(dir, &manifest)))
 }
 
-fn load_graph(dir: &Path) -> Result<Graph> {
+fn load_graph(dir: &Path, dimension: usize) -> Result<Graph> {
+    // hnsw_rs trusts its files (it sizes, indexes and exits by what they say): checked first.
+    graph_file::check(
+        dir,
+        GRAPH_BASENAME,
+        dimension,
+        std::any::type_name::<UnitCosineDistance>(),
+    )
+    .map_err(|reason| IndexError::corrupt(dir, format!("the graph does not load: {reason}")))?;
     // The loaded graph borrows its loader for its whole life (`Hnsw<'b, ..>`). A loader is a
     // few paths and counters and there is one per process start, so it is leaked to give the
     // graph a 'static lifetime rather than tying the index to a self-referential struct.
