@@ -7,6 +7,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::{
@@ -607,4 +608,54 @@ fn concurrent_photo_searches_share_model_runs() {
         7.0,
         "with all seven faces"
     );
+}
+
+#[test]
+fn reads_past_the_time_limit_or_the_clients_deadline_are_cut_short_and_the_server_goes_on() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    // A photo query waits up to 1.5 s for other queries to batch with, far past the 300 ms limit.
+    let server = Server::start(
+        data_dir.path(),
+        &[],
+        &[
+            ("FACEDEX__SERVER__REQUEST_TIMEOUT_MS", "300"),
+            ("FACEDEX__MODELS__MAX_WAIT_MS", "1500"),
+        ],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut client = FaceSearchClient::connect(server.url.clone()).await.expect("connect");
+        let query = std::fs::read(photo("yaoming.jpg")).expect("photo");
+
+        // The server's limit: DEADLINE_EXCEEDED naming the setting.
+        expect_status(
+            &mut client,
+            image_search(query.clone()),
+            Code::DeadlineExceeded,
+            "within the server's limit of 300 ms (server.request_timeout_ms)",
+        )
+        .await;
+
+        // The client's own deadline (grpc-timeout), shorter than the server's limit: refused
+        // by the deadline, not by the server's limit.
+        let mut request = tonic::Request::new(image_search(query));
+        request.set_timeout(Duration::from_millis(50));
+        let status = client.search(request).await.expect_err("past the client's deadline");
+        assert!(
+            matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{status:?}"
+        );
+        assert!(!status.message().contains("server.request_timeout_ms"), "{status:?}");
+
+        // The server keeps answering: a quick read goes through.
+        let mut unit = vec![0.0f32; 512];
+        unit[0] = 1.0;
+        let answer = client
+            .search(vector_search(unit, 3))
+            .await
+            .expect("a fast search")
+            .into_inner();
+        assert_eq!(answer.results.len(), 1, "one query vector, one result");
+    });
+    server.terminate();
 }

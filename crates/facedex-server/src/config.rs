@@ -25,6 +25,12 @@ pub struct ServerConfig {
     /// `vision.max_image_pixels` × 3 bytes), so this bounds their memory; more than one lets
     /// the models batch the faces of concurrent queries together.
     pub max_concurrent_photo_queries: usize,
+    /// The longest a read request (Search, SearchBatch, GetFace, GetIndexInfo) may run before
+    /// it is answered DEADLINE_EXCEEDED; 0 sets no limit. A client's own gRPC deadline
+    /// (`grpc-timeout`) is honoured as well, whichever is shorter. Writes (Delete,
+    /// CreateSnapshot) are not cut short by the server: once started they finish, so that
+    /// an answer never hides whether they happened.
+    pub request_timeout_ms: u64,
     /// Write a snapshot this often when something changed; 0 turns periodic snapshots off
     /// (one is still written on shutdown).
     pub snapshot_interval_secs: u64,
@@ -63,6 +69,7 @@ impl Default for ServerConfig {
             max_batch_searches: 64,
             max_concurrent_searches: 0,
             max_concurrent_photo_queries: 8,
+            request_timeout_ms: 30_000,
             snapshot_interval_secs: 300,
             auth_token: None,
             tls: None,

@@ -45,6 +45,16 @@ pub enum ServiceError {
     /// an embed worker).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A read request ran past the server's time limit (`server.request_timeout_ms`).
+    #[error(
+        "{method} did not finish within the server's limit of {limit_ms} ms (server.request_timeout_ms); ask for less (a lower ef or limit, fewer searches, a smaller photo) or retry"
+    )]
+    TimeLimitExceeded {
+        /// The RPC.
+        method: &'static str,
+        /// The limit.
+        limit_ms: u64,
+    },
     /// A blocking task died (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,6 +76,7 @@ impl ServiceError {
             ServiceError::ImageTooLarge { .. } | ServiceError::BatchSize { .. } => Code::InvalidArgument,
             ServiceError::ImageSearchUnavailable => Code::FailedPrecondition,
             ServiceError::Pipeline(error) => pipeline_code(error),
+            ServiceError::TimeLimitExceeded { .. } => Code::DeadlineExceeded,
             ServiceError::Internal(_) => Code::Internal,
         }
     }

@@ -3,6 +3,7 @@
 //! of concurrent queries together), convert the answer, map the error.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use facedex_index::{DeleteSelector, FaceStore, IndexError};
 use facedex_pipeline::{PhotoAnalyzer, StageTimings};
@@ -37,6 +38,8 @@ pub struct FaceSearchService {
     /// One permit per photo query between decoding and its last model run
     /// (`max_concurrent_photo_queries`): each holds a decoded photo.
     photo_slots: Arc<Semaphore>,
+    /// `server.request_timeout_ms`, when set.
+    read_time_limit: Option<Duration>,
 }
 
 impl FaceSearchService {
@@ -49,7 +52,28 @@ impl FaceSearchService {
             max_batch_searches: config.max_batch_searches,
             search_slots: Arc::new(Semaphore::new(config.concurrent_searches())),
             photo_slots: Arc::new(Semaphore::new(config.max_concurrent_photo_queries.max(1))),
+            read_time_limit: (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms)),
         }
+    }
+
+    /// Runs the read request `method`'s `work` within `server.request_timeout_ms`. Work given
+    /// to the blocking pool finishes there (it is bounded by the request's checked limits);
+    /// its answer is dropped.
+    async fn within_time_limit<T>(
+        &self,
+        method: &'static str,
+        work: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let Some(limit) = self.read_time_limit else {
+            return work.await;
+        };
+        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+            Err(ServiceError::TimeLimitExceeded {
+                method,
+                limit_ms: limit.as_millis() as u64,
+            }
+            .into())
+        })
     }
 
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
@@ -165,9 +189,13 @@ async fn run_blocking<T: Send + 'static>(
 #[tonic::async_trait]
 impl FaceSearch for FaceSearchService {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
-        observed(SERVICE, "Search", async move {
-            Ok(Response::new(self.search_one(request.into_inner()).await?))
-        })
+        observed(
+            SERVICE,
+            "Search",
+            self.within_time_limit("Search", async move {
+                Ok(Response::new(self.search_one(request.into_inner()).await?))
+            }),
+        )
         .await
     }
 
@@ -175,36 +203,44 @@ impl FaceSearch for FaceSearchService {
         &self,
         request: Request<SearchBatchRequest>,
     ) -> Result<Response<SearchBatchResponse>, Status> {
-        observed(SERVICE, "SearchBatch", async move {
-            let searches = request.into_inner().searches;
-            if searches.is_empty() || searches.len() > self.max_batch_searches {
-                return Err(ServiceError::BatchSize {
-                    count: searches.len(),
-                    max: self.max_batch_searches,
+        observed(
+            SERVICE,
+            "SearchBatch",
+            self.within_time_limit("SearchBatch", async move {
+                let searches = request.into_inner().searches;
+                if searches.is_empty() || searches.len() > self.max_batch_searches {
+                    return Err(ServiceError::BatchSize {
+                        count: searches.len(),
+                        max: self.max_batch_searches,
+                    }
+                    .into());
                 }
-                .into());
-            }
-            let mut responses = Vec::with_capacity(searches.len());
-            for (position, search) in searches.into_iter().enumerate() {
-                let response = self.search_one(search).await.map_err(|error| {
-                    let status = Status::from(error);
-                    Status::new(status.code(), format!("searches[{position}]: {}", status.message()))
-                })?;
-                responses.push(response);
-            }
-            Ok(Response::new(SearchBatchResponse { responses }))
-        })
+                let mut responses = Vec::with_capacity(searches.len());
+                for (position, search) in searches.into_iter().enumerate() {
+                    let response = self.search_one(search).await.map_err(|error| {
+                        let status = Status::from(error);
+                        Status::new(status.code(), format!("searches[{position}]: {}", status.message()))
+                    })?;
+                    responses.push(response);
+                }
+                Ok(Response::new(SearchBatchResponse { responses }))
+            }),
+        )
         .await
     }
 
     async fn get_face(&self, request: Request<GetFaceRequest>) -> Result<Response<GetFaceResponse>, Status> {
-        observed(SERVICE, "GetFace", async move {
-            let request = request.into_inner();
-            let face_id = parse_face_id("face_id", &request.face_id).map_err(ServiceError::from)?;
-            let store = Arc::clone(&self.store);
-            let view = run_blocking(move || Ok(store.index().get(&face_id, request.with_embedding)?)).await?;
-            Ok(Response::new(view.into()))
-        })
+        observed(
+            SERVICE,
+            "GetFace",
+            self.within_time_limit("GetFace", async move {
+                let request = request.into_inner();
+                let face_id = parse_face_id("face_id", &request.face_id).map_err(ServiceError::from)?;
+                let store = Arc::clone(&self.store);
+                let view = run_blocking(move || Ok(store.index().get(&face_id, request.with_embedding)?)).await?;
+                Ok(Response::new(view.into()))
+            }),
+        )
         .await
     }
 
@@ -229,12 +265,16 @@ impl FaceSearch for FaceSearchService {
     }
 
     async fn get_index_info(&self, _request: Request<GetIndexInfoRequest>) -> Result<Response<IndexInfo>, Status> {
-        observed(SERVICE, "GetIndexInfo", async move {
-            let store = Arc::clone(&self.store);
-            let info =
-                run_blocking(move || Ok(index_info(store.index().info(), store.last_snapshot().as_ref()))).await?;
-            Ok(Response::new(info))
-        })
+        observed(
+            SERVICE,
+            "GetIndexInfo",
+            self.within_time_limit("GetIndexInfo", async move {
+                let store = Arc::clone(&self.store);
+                let info =
+                    run_blocking(move || Ok(index_info(store.index().info(), store.last_snapshot().as_ref()))).await?;
+                Ok(Response::new(info))
+            }),
+        )
         .await
     }
 
