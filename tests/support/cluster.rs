@@ -359,6 +359,11 @@ impl Role {
         (role, url)
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every stdout line so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("lines").clone()

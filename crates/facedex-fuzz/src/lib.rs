@@ -41,19 +41,24 @@ pub const TARGETS: [(&str, Target); 4] = [
 
 /// The seed corpus of target `name`: real inputs that reach deep into it. The decode target's
 /// seeds are the photos of the assets folder `assets_dir` (the sample photos of `scripts/setup`
-/// and the same photo in every other format of `scripts/formats/make-photos`).
-pub fn seeds(name: &str, assets_dir: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+/// and the same photo in every other format of `scripts/formats/make-photos`) of at most
+/// `max_photo_bytes`, plus a 64-pixel-wide copy of one in each format the `image` crate writes
+/// (small seeds keep the fuzzer fast).
+pub fn seeds(name: &str, assets_dir: &std::path::Path, max_photo_bytes: u64) -> std::io::Result<Vec<Vec<u8>>> {
     Ok(match name {
         "decode_photo" => {
             let mut photos = Vec::new();
             for dir in [assets_dir.join("photos"), assets_dir.join("formats")] {
                 let Ok(entries) = std::fs::read_dir(&dir) else { continue };
                 for entry in entries.flatten() {
-                    if entry.path().is_file() && entry.path().extension().is_some_and(|ext| ext != "json") {
-                        photos.push(std::fs::read(entry.path())?);
+                    let path = entry.path();
+                    let size = entry.metadata()?.len();
+                    if path.is_file() && path.extension().is_some_and(|ext| ext != "json") && size <= max_photo_bytes {
+                        photos.push(std::fs::read(path)?);
                     }
                 }
             }
+            photos.extend(small_photos(&assets_dir.join("photos/t1.jpg")));
             photos
         }
         "pipeline_records" => records::record_seeds(),
@@ -61,4 +66,28 @@ pub fn seeds(name: &str, assets_dir: &std::path::Path) -> std::io::Result<Vec<Ve
         "snapshot_files" => snapshot::seeds(),
         _ => Vec::new(),
     })
+}
+
+/// The photo at `path`, 64 pixels wide, in every format the `image` crate encodes.
+fn small_photos(path: &std::path::Path) -> Vec<Vec<u8>> {
+    use image::ImageFormat;
+    let Ok(photo) = image::open(path) else {
+        return Vec::new();
+    };
+    let small = photo.thumbnail(64, 64).to_rgb8();
+    [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::Gif,
+        ImageFormat::WebP,
+    ]
+    .into_iter()
+    .filter_map(|format| {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        small.write_to(&mut bytes, format).ok()?;
+        Some(bytes.into_inner())
+    })
+    .collect()
 }

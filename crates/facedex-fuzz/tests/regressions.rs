@@ -18,7 +18,7 @@ fn assets_dir() -> PathBuf {
 #[test]
 fn every_seed_and_every_kept_crash_input_is_handled_without_a_panic() -> anyhow::Result<()> {
     for (name, target) in facedex_fuzz::TARGETS {
-        let seeds = facedex_fuzz::seeds(name, &assets_dir())?;
+        let seeds = facedex_fuzz::seeds(name, &assets_dir(), u64::MAX)?;
         ensure!(
             !seeds.is_empty(),
             "{name} has no seeds (run scripts/setup and scripts/formats/make-photos)"

@@ -9,6 +9,7 @@ pub mod embed;
 mod error;
 pub mod metrics;
 pub mod search;
+mod undecodable;
 
 pub use config::{EmbedConfig, ServerConfig, TlsConfig};
 pub use embed::client::RemoteModels;

@@ -134,6 +134,7 @@ pub async fn serve_embedder(
     let address: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?address, "serving Embedder");
     Server::builder()
+        .layer(crate::undecodable::layer())
         .add_service(service)
         .add_service(health_service)
         .add_service(reflection)

@@ -120,6 +120,7 @@ impl BoundServer {
         ));
         tracing::info!(addr = %self.local_addr, tls = config.tls.is_some(), auth = config.auth_token.is_some(), "serving FaceSearch");
         let served = builder
+            .layer(crate::undecodable::layer())
             .add_service(face_search)
             .add_service(health_service)
             .add_service(reflection)
