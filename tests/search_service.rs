@@ -659,3 +659,105 @@ fn reads_past_the_time_limit_or_the_clients_deadline_are_cut_short_and_the_serve
     });
     server.terminate();
 }
+
+#[test]
+fn a_read_token_reads_only_and_the_write_token_from_a_file_writes() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let token_file = data_dir.path().with_extension("write-token");
+    std::fs::write(&token_file, "writer-secret\n").expect("token file");
+    let token_path = token_file.to_str().expect("utf-8");
+    let server = Server::start(
+        data_dir.path(),
+        &["--no-image-search"],
+        &[
+            ("FACEDEX__SERVER__READ_TOKEN", "reader-secret"),
+            ("FACEDEX__SERVER__WRITE_TOKEN_FILE", token_path),
+        ],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut client = FaceSearchClient::connect(server.url.clone()).await.expect("connect");
+        fn with<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
+            let mut request = tonic::Request::new(message);
+            if let Some(token) = token {
+                let value = format!("Bearer {token}").parse().expect("header");
+                request.metadata_mut().insert("authorization", value);
+            }
+            request
+        }
+        let delete = || DeleteRequest {
+            selector: Some(delete_request::Selector::ImageUri("file:///nowhere.jpg".into())),
+        };
+        fn code<T>(result: Result<T, tonic::Status>) -> Option<Code> {
+            result.err().map(|status| status.code())
+        }
+        // Reads: the read token, or the write token.
+        assert_eq!(
+            code(
+                client
+                    .get_index_info(with(Some("reader-secret"), GetIndexInfoRequest {}))
+                    .await
+            ),
+            None
+        );
+        assert_eq!(
+            code(
+                client
+                    .get_index_info(with(Some("writer-secret"), GetIndexInfoRequest {}))
+                    .await
+            ),
+            None
+        );
+        assert_eq!(
+            code(client.get_index_info(with(None, GetIndexInfoRequest {})).await),
+            Some(Code::Unauthenticated)
+        );
+        assert_eq!(
+            code(client.get_index_info(with(Some("guess"), GetIndexInfoRequest {})).await),
+            Some(Code::Unauthenticated)
+        );
+        // Writes: the write token only; the read token is known but not enough.
+        let refused = client
+            .delete(with(Some("reader-secret"), delete()))
+            .await
+            .expect_err("read token");
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        assert!(refused.message().contains("server.write_token"), "{refused:?}");
+        assert_eq!(
+            code(client.delete(with(None, delete())).await),
+            Some(Code::Unauthenticated)
+        );
+        assert_eq!(code(client.delete(with(Some("writer-secret"), delete())).await), None);
+    });
+
+    // The CLI takes its token from a file or FACEDEX_TOKEN, never from a flag.
+    let mut unit = vec![0.0f32; 512];
+    unit[0] = 1.0;
+    let vector_file = data_dir.path().with_extension("vector.json");
+    std::fs::write(&vector_file, serde_json::to_string(&unit).expect("json")).expect("vector file");
+    let vector = vector_file.to_str().expect("utf-8");
+    let on_the_command_line = facedex_command()
+        .args([
+            "search",
+            "--server",
+            &server.url,
+            "--token",
+            "reader-secret",
+            "--vector-file",
+            vector,
+        ])
+        .output()
+        .expect("facedex search");
+    assert!(!on_the_command_line.status.success(), "a --token flag is refused");
+    let from_env = facedex_command()
+        .args(["search", "--server", &server.url, "--vector-file", vector])
+        .env("FACEDEX_TOKEN", "reader-secret")
+        .output()
+        .expect("facedex search");
+    assert!(
+        from_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_env.stderr)
+    );
+    server.terminate();
+}

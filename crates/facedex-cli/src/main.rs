@@ -23,7 +23,7 @@ const ENVIRONMENT_HELP: &str = "Environment:
   FACEDEX__SECTION__KEY   overrides a configuration key, e.g. FACEDEX__KAFKA__BROKERS
   FACEDEX_LOG             log filter: error, warn (default), info, debug, or per module
   FACEDEX_LOG_FORMAT      `json` for one JSON object per log event
-  FACEDEX_TOKEN           bearer token of `facedex search` and `facedex status`";
+  FACEDEX_TOKEN           bearer token of `facedex search` and `facedex status` (or --token-file)";
 
 /// facedex: find, embed and search faces in photo archives.
 #[derive(Debug, Parser)]

@@ -267,6 +267,7 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
             ),
         ));
     }
+    check_faces(dir, &metadata)?;
     let mut state = IndexState::new(graph);
     state.model_id = metadata.model_id;
     state.applied_offsets = metadata.applied_offsets;
@@ -285,6 +286,29 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
         .unreachable(&metadata.orphans, loaded_config.default_ef_search);
     state.debug_assert_invariants();
     Ok((loaded_config, state, info_of(dir, &manifest)))
+}
+
+/// Refuses face lists that no index writes: a face id in two slots, or a face both live and
+/// deleted (the index's lookups assume neither).
+fn check_faces(dir: &Path, metadata: &SnapshotMetadata) -> Result<()> {
+    let deleted: std::collections::HashSet<&FaceId> = metadata.deleted.iter().collect();
+    let mut live = std::collections::HashSet::with_capacity(metadata.faces.len());
+    for (slot, face) in metadata.faces.iter().enumerate() {
+        let Some(face) = face else { continue };
+        if !live.insert(face.face_id) {
+            return Err(IndexError::corrupt(
+                dir,
+                format!("face {} is stored twice (again in slot {slot})", face.face_id),
+            ));
+        }
+        if deleted.contains(&face.face_id) {
+            return Err(IndexError::corrupt(
+                dir,
+                format!("face {} is both live (slot {slot}) and deleted", face.face_id),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn load_graph(dir: &Path, dimension: usize) -> Result<Graph> {

@@ -34,9 +34,18 @@ pub struct ServerConfig {
     /// Write a snapshot this often when something changed; 0 turns periodic snapshots off
     /// (one is still written on shutdown).
     pub snapshot_interval_secs: u64,
-    /// When set, every FaceSearch call must carry `authorization: Bearer <token>` (health and
-    /// reflection stay open for probes and tooling).
+    /// One token for every FaceSearch call (`authorization: Bearer <token>`); health and
+    /// reflection stay open for probes and tooling. Or split them with the two below.
     pub auth_token: Option<String>,
+    /// The token reads (Search, SearchBatch, GetFace, GetIndexInfo) need; the write token is
+    /// accepted too. Needs `write_token` as well.
+    pub read_token: Option<String>,
+    /// `read_token` from a file (trailing newline dropped), for secrets mounted as files.
+    pub read_token_file: Option<PathBuf>,
+    /// The token writes (Delete, CreateSnapshot) need; a read token gets PERMISSION_DENIED.
+    pub write_token: Option<String>,
+    /// `write_token` from a file.
+    pub write_token_file: Option<PathBuf>,
     /// Serve TLS with this certificate and key (PEM) instead of plaintext.
     pub tls: Option<TlsConfig>,
 }
@@ -72,6 +81,10 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             snapshot_interval_secs: 300,
             auth_token: None,
+            read_token: None,
+            read_token_file: None,
+            write_token: None,
+            write_token_file: None,
             tls: None,
         }
     }

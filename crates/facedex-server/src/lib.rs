@@ -15,5 +15,6 @@ pub use config::{EmbedConfig, ServerConfig, TlsConfig};
 pub use embed::client::RemoteModels;
 pub use embed::service::{EmbedderService, serve_embedder};
 pub use error::ServiceError;
+pub use search::access::AccessTokens;
 pub use search::server::{BoundServer, ServerError};
 pub use search::service::FaceSearchService;

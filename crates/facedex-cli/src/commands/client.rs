@@ -1,5 +1,5 @@
-//! A FaceSearch client as the CLI's commands need it: `--server`, an optional bearer token and
-//! CA certificate, shared by `facedex search` and `facedex status`.
+//! A FaceSearch client as the CLI's commands need it: `--server`, an optional bearer token (a
+//! file or FACEDEX_TOKEN) and CA certificate, shared by `facedex search` and `facedex status`.
 
 use std::path::PathBuf;
 
@@ -18,9 +18,11 @@ pub struct ServerFlags {
     /// The server, e.g. `http://127.0.0.1:7051` (`https://` for TLS).
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7051")]
     pub server: String,
-    /// Bearer token for a server with `server.auth_token` set.
-    #[arg(long, env = "FACEDEX_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// A file holding the bearer token for a server that needs one (`server.read_token`,
+    /// `server.write_token` or `server.auth_token`); or set FACEDEX_TOKEN. Never a flag: every
+    /// user of the machine can read a command line.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// CA certificate (PEM) to verify an `https://` server with.
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
@@ -59,9 +61,17 @@ impl ServerFlags {
             .connect()
             .await
             .with_context(|| format!("cannot connect to {}", self.server))?;
-        let token = self
-            .token
-            .as_ref()
+        let token = match (&self.token_file, std::env::var("FACEDEX_TOKEN")) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?
+                    .trim_end()
+                    .to_owned(),
+            ),
+            (None, Ok(token)) => Some(token),
+            (None, Err(_)) => None,
+        };
+        let token = token
             .map(|token| format!("Bearer {token}").parse())
             .transpose()
             .context("the token is not valid header text")?;

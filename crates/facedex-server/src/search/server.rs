@@ -10,14 +10,13 @@ use facedex_proto::FILE_DESCRIPTOR_SET;
 use facedex_proto::face_search_server::FaceSearchServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tonic::{Request, Status};
 
 use facedex_pipeline::PhotoAnalyzer;
 
 use crate::config::ServerConfig;
+use crate::search::access::AccessTokens;
 use crate::search::service::FaceSearchService;
 
 /// Why the server could not start or stopped with an error.
@@ -37,6 +36,20 @@ pub enum ServerError {
     TlsFile {
         /// "certificate" or "key".
         what: &'static str,
+        /// Its path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token settings contradict each other or hold a bad token.
+    #[error("server tokens: {0}")]
+    Tokens(&'static str),
+    /// A token file could not be read.
+    #[error("cannot read server.{setting}_file {path}: {source}")]
+    TokenFile {
+        /// `read_token` or `write_token`.
+        setting: &'static str,
         /// Its path.
         path: std::path::PathBuf,
         /// Why.
@@ -83,17 +96,14 @@ impl BoundServer {
         config: ServerConfig,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
-        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config);
+        let tokens = AccessTokens::from_config(&config)?;
+        let guarded = tokens.any();
+        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens);
         // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
         // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
         // naming its limit) before it is buffered whole.
         let max_message_bytes = config.max_image_bytes.saturating_mul(2).saturating_add(1024 * 1024);
-        let face_search = InterceptedService::new(
-            FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes),
-            BearerAuth {
-                token: config.auth_token.clone(),
-            },
-        );
+        let face_search = FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes);
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<FaceSearchServer<FaceSearchService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
@@ -118,7 +128,7 @@ impl BoundServer {
             config.snapshot_interval_secs,
             shutdown.clone(),
         ));
-        tracing::info!(addr = %self.local_addr, tls = config.tls.is_some(), auth = config.auth_token.is_some(), "serving FaceSearch");
+        tracing::info!(addr = %self.local_addr, tls = config.tls.is_some(), auth = guarded, "serving FaceSearch");
         let served = builder
             .layer(crate::undecodable::layer())
             .add_service(face_search)
@@ -165,66 +175,5 @@ async fn snapshot_periodically(store: Arc<FaceStore>, interval_secs: u64, shutdo
             Ok(Err(error)) => tracing::error!(%error, "periodic snapshot failed"),
             Err(error) => tracing::error!(%error, "periodic snapshot task failed"),
         }
-    }
-}
-
-/// Checks `authorization: Bearer <token>` when a token is configured.
-#[derive(Clone)]
-struct BearerAuth {
-    token: Option<String>,
-}
-
-impl Interceptor for BearerAuth {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else {
-            return Ok(request);
-        };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        match presented {
-            Some(token) if constant_time_equal(token.as_bytes(), expected.as_bytes()) => Ok(request),
-            Some(_) => Err(Status::unauthenticated("the bearer token is not valid for this server")),
-            None => Err(Status::unauthenticated(
-                "this server requires `authorization: Bearer <token>` metadata",
-            )),
-        }
-    }
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a guessed
-/// token was right.
-fn constant_time_equal(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |difference, (x, y)| difference | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_auth_accepts_only_the_configured_token() {
-        let mut auth = BearerAuth {
-            token: Some("s3cret".into()),
-        };
-        let with = |value: &str| {
-            let mut request = Request::new(());
-            request
-                .metadata_mut()
-                .insert("authorization", value.parse().expect("metadata"));
-            request
-        };
-        assert!(auth.call(with("Bearer s3cret")).is_ok());
-        assert_eq!(
-            auth.call(with("Bearer s3crex")).expect_err("wrong").code(),
-            tonic::Code::Unauthenticated
-        );
-        assert_eq!(
-            auth.call(Request::new(())).expect_err("missing").code(),
-            tonic::Code::Unauthenticated
-        );
-        assert!(BearerAuth { token: None }.call(Request::new(())).is_ok());
     }
 }

@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 use crate::config::ServerConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
+use crate::search::access::{Access, AccessTokens};
 
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "FaceSearch";
@@ -40,6 +41,8 @@ pub struct FaceSearchService {
     photo_slots: Arc<Semaphore>,
     /// `server.request_timeout_ms`, when set.
     read_time_limit: Option<Duration>,
+    /// Who may read and who may write.
+    tokens: AccessTokens,
 }
 
 impl FaceSearchService {
@@ -53,7 +56,13 @@ impl FaceSearchService {
             search_slots: Arc::new(Semaphore::new(config.concurrent_searches())),
             photo_slots: Arc::new(Semaphore::new(config.max_concurrent_photo_queries.max(1))),
             read_time_limit: (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms)),
+            tokens: AccessTokens::default(),
         }
+    }
+
+    /// The service with calls checked against `tokens` (none by default).
+    pub fn with_tokens(self, tokens: AccessTokens) -> Self {
+        Self { tokens, ..self }
     }
 
     /// Runs the read request `method`'s `work` within `server.request_timeout_ms`. Work given
@@ -193,6 +202,7 @@ impl FaceSearch for FaceSearchService {
             SERVICE,
             "Search",
             self.within_time_limit("Search", async move {
+                self.tokens.authorize(request.metadata(), Access::Read, "Search")?;
                 Ok(Response::new(self.search_one(request.into_inner()).await?))
             }),
         )
@@ -207,6 +217,7 @@ impl FaceSearch for FaceSearchService {
             SERVICE,
             "SearchBatch",
             self.within_time_limit("SearchBatch", async move {
+                self.tokens.authorize(request.metadata(), Access::Read, "SearchBatch")?;
                 let searches = request.into_inner().searches;
                 if searches.is_empty() || searches.len() > self.max_batch_searches {
                     return Err(ServiceError::BatchSize {
@@ -234,6 +245,7 @@ impl FaceSearch for FaceSearchService {
             SERVICE,
             "GetFace",
             self.within_time_limit("GetFace", async move {
+                self.tokens.authorize(request.metadata(), Access::Read, "GetFace")?;
                 let request = request.into_inner();
                 let face_id = parse_face_id("face_id", &request.face_id).map_err(ServiceError::from)?;
                 let store = Arc::clone(&self.store);
@@ -246,6 +258,7 @@ impl FaceSearch for FaceSearchService {
 
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         observed(SERVICE, "Delete", async move {
+            self.tokens.authorize(request.metadata(), Access::Write, "Delete")?;
             let selector = DeleteSelector::try_from(request.into_inner()).map_err(ServiceError::from)?;
             let store = Arc::clone(&self.store);
             let deleted = run_blocking(move || Ok(store.delete(&selector)?)).await?;
@@ -264,11 +277,13 @@ impl FaceSearch for FaceSearchService {
         .await
     }
 
-    async fn get_index_info(&self, _request: Request<GetIndexInfoRequest>) -> Result<Response<IndexInfo>, Status> {
+    async fn get_index_info(&self, request: Request<GetIndexInfoRequest>) -> Result<Response<IndexInfo>, Status> {
         observed(
             SERVICE,
             "GetIndexInfo",
             self.within_time_limit("GetIndexInfo", async move {
+                self.tokens
+                    .authorize(request.metadata(), Access::Read, "GetIndexInfo")?;
                 let store = Arc::clone(&self.store);
                 let info =
                     run_blocking(move || Ok(index_info(store.index().info(), store.last_snapshot().as_ref()))).await?;
@@ -278,8 +293,10 @@ impl FaceSearch for FaceSearchService {
         .await
     }
 
-    async fn create_snapshot(&self, _request: Request<CreateSnapshotRequest>) -> Result<Response<Snapshot>, Status> {
+    async fn create_snapshot(&self, request: Request<CreateSnapshotRequest>) -> Result<Response<Snapshot>, Status> {
         observed(SERVICE, "CreateSnapshot", async move {
+            self.tokens
+                .authorize(request.metadata(), Access::Write, "CreateSnapshot")?;
             let store = Arc::clone(&self.store);
             let snapshot = run_blocking(move || Ok(store.snapshot()?)).await?;
             Ok(Response::new(Snapshot::from(&snapshot)))
