@@ -399,80 +399,21 @@ const COPIED_PHOTOS: [&str; 6] = [
 fn kill_nine_of_each_role_mid_run_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     let broker = KafkaBroker::start();
     let brokers = broker.bootstrap.as_str();
-    let folder = tempfile::tempdir()?;
-    for copy in 0..COPIES {
-        for name in COPIED_PHOTOS {
-            std::fs::copy(photo(name), folder.path().join(format!("{copy}-{name}")))?;
-        }
-    }
-    let archive = folder.path().to_str().context("utf-8")?;
-    // A dead worker's partitions move to the others once its session times out: keep it short.
-    let config_dir = tempfile::tempdir()?;
-    let config = config_dir.path().join("facedex.toml");
-    std::fs::write(
-        &config,
-        "[kafka]\npartitions = 4\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
-         [server]\nsnapshot_interval_secs = 1\n[ingest]\nretry_initial_backoff_ms = 100\nretry_max_backoff_ms = 1000\n",
-    )?;
-    let config = config.to_str().context("utf-8")?;
-    let env: Vec<(String, String)> = Vec::new();
-
-    // The clean run to compare with: local mode on the same folder.
-    let clean_dir = tempfile::tempdir()?;
-    let clean = facedex_command()
-        .args([
-            "index",
-            archive,
-            "--data-dir",
-            clean_dir.path().to_str().context("utf-8")?,
-        ])
-        .output()?;
-    ensure!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stderr));
-    let clean_summary = String::from_utf8_lossy(&clean.stdout).to_string();
-    let clean_faces: u64 = word_after_number(&clean_summary, "photos (")?;
-    let clean_images = facedex_index::FaceStore::open(clean_dir.path(), facedex_index::IndexConfig::default())?
-        .index()
-        .info()
-        .images as u64;
-
-    let data_dir = tempfile::tempdir()?;
-    let data = data_dir.path().to_str().context("utf-8")?;
-    let indexer_args = [
-        "--config",
-        config,
-        "indexer",
-        "--brokers",
-        brokers,
-        "--data-dir",
-        data,
-        "--listen",
-        "127.0.0.1:0",
-        "--no-image-search",
-    ];
+    let run = FaultRun::new(brokers)?;
+    let (config, env) = (run.config.as_str(), Vec::<(String, String)>::new());
+    let indexer_args = run.indexer_args();
+    let indexer_args: Vec<&str> = indexer_args.iter().map(String::as_str).collect();
     let (indexer, _) = Role::start(&indexer_args, &env, "facedex: serving FaceSearch on ");
     let embed_listen = format!("127.0.0.1:{}", support::cluster::free_port());
     let embed_args = ["--config", config, "embed", "--listen", embed_listen.as_str()];
     let (embed, _) = Role::start(&embed_args, &env, "facedex: serving Embedder on ");
     let embed_url = format!("http://{embed_listen}");
-    let ingest_args = [
-        "--config",
-        config,
-        "ingest",
-        "--brokers",
-        brokers,
-        "--embed",
-        &embed_url,
-        "--max-in-flight",
-        "2",
-    ];
+    let ingest_args = run.ingest_args(&embed_url);
+    let ingest_args: Vec<&str> = ingest_args.iter().map(String::as_str).collect();
     let (victim, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
     let (survivor, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
     wait_for_stable_group(brokers, "facedex-ingest", 2)?;
-    let output = facedex_command()
-        .args(["--config", config, "enqueue", archive, "--brokers", brokers])
-        .output()?;
-    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let enqueued = (COPIES * COPIED_PHOTOS.len()) as u64;
+    let enqueued = run.enqueue()?;
 
     // Kill -9 one ingest worker, then the embed worker, then the indexer, each with work left.
     wait_for_batches(brokers, enqueued / 6, enqueued)?;
@@ -486,36 +427,8 @@ fn kill_nine_of_each_role_mid_run_loses_and_duplicates_nothing() -> anyhow::Resu
     indexer.kill();
     let (indexer, search_url) = Role::start_server(&indexer_args, &env, "facedex: serving FaceSearch on ");
 
-    // Every photo ends in the faces topic (perhaps twice: at-least-once) and in the index once.
-    let deadline = Instant::now() + Duration::from_secs(400);
-    loop {
-        let uris: std::collections::BTreeSet<String> = read_topic(brokers, "facedex.faces")?
-            .iter()
-            .filter_map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload).ok())
-            .filter_map(|batch| batch.image.map(|image| image.uri))
-            .collect();
-        let batches = end_offsets(brokers, "facedex.faces")?;
-        let applied = applied_offsets(&search_url)?;
-        if uris.len() as u64 == enqueued && applied == batches {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "stuck: {} of {enqueued} photos, {applied} of {batches} applied",
-            uris.len()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    ensure!(
-        end_offsets(brokers, "facedex.dead-letter")? == 0,
-        "no photo was dead-lettered"
-    );
-    let info = index_info(&search_url)?;
-    assert_eq!(info.images, clean_images, "every photo with faces is in the index");
-    assert_eq!(
-        info.faces, clean_faces,
-        "the same faces as the clean run, none twice: {clean_summary}"
-    );
+    run.clean
+        .matches_once_every_photo_is_applied(brokers, &search_url, enqueued)?;
 
     for role in [survivor, restarted_worker, embed, indexer] {
         role.terminate();
@@ -570,4 +483,199 @@ fn index_info(search_url: &str) -> anyhow::Result<facedex_proto::IndexInfo> {
             .await?
             .into_inner())
     })
+}
+
+/// The setting of a fault test: copies of the sample photos, a config where a dead worker's
+/// partitions move to the others soon (short sessions), snapshots every second and retries are
+/// quick, an indexer data directory, and the clean local-mode run to compare with.
+struct FaultRun {
+    brokers: String,
+    archive: String,
+    config: String,
+    data: String,
+    clean: CleanRun,
+    _folders: [tempfile::TempDir; 3],
+}
+
+impl FaultRun {
+    fn new(brokers: &str) -> anyhow::Result<Self> {
+        let folder = tempfile::tempdir()?;
+        for copy in 0..COPIES {
+            for name in COPIED_PHOTOS {
+                std::fs::copy(photo(name), folder.path().join(format!("{copy}-{name}")))?;
+            }
+        }
+        let config_dir = tempfile::tempdir()?;
+        let config = config_dir.path().join("facedex.toml");
+        std::fs::write(
+            &config,
+            "[kafka]\npartitions = 4\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+             [server]\nsnapshot_interval_secs = 1\n[ingest]\nretry_initial_backoff_ms = 100\nretry_max_backoff_ms = 1000\n",
+        )?;
+        let data_dir = tempfile::tempdir()?;
+        let text = |path: &std::path::Path| path.to_str().map(str::to_owned).context("utf-8");
+        let archive = text(folder.path())?;
+        Ok(Self {
+            brokers: brokers.to_owned(),
+            clean: CleanRun::of(&archive)?,
+            archive,
+            config: text(&config)?,
+            data: text(data_dir.path())?,
+            _folders: [folder, config_dir, data_dir],
+        })
+    }
+
+    fn indexer_args(&self) -> Vec<String> {
+        let args = [
+            "--config",
+            &self.config,
+            "indexer",
+            "--brokers",
+            &self.brokers,
+            "--data-dir",
+            &self.data,
+        ];
+        let args = args.into_iter().chain(["--listen", "127.0.0.1:0", "--no-image-search"]);
+        args.map(str::to_owned).collect()
+    }
+
+    fn ingest_args(&self, embed_url: &str) -> Vec<String> {
+        let args = [
+            "--config",
+            &self.config,
+            "ingest",
+            "--brokers",
+            &self.brokers,
+            "--embed",
+            embed_url,
+        ];
+        args.into_iter()
+            .chain(["--max-in-flight", "2"])
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Enqueues the photos; returns how many.
+    fn enqueue(&self) -> anyhow::Result<u64> {
+        let output = facedex_command()
+            .args([
+                "--config",
+                &self.config,
+                "enqueue",
+                &self.archive,
+                "--brokers",
+                &self.brokers,
+            ])
+            .output()?;
+        ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        Ok((COPIES * COPIED_PHOTOS.len()) as u64)
+    }
+}
+
+/// What local mode makes of the same folder: the faces and photos a faulty run must end with.
+struct CleanRun {
+    summary: String,
+    faces: u64,
+    images: u64,
+}
+
+impl CleanRun {
+    fn of(archive: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let output = facedex_command()
+            .args(["index", archive, "--data-dir", dir.path().to_str().context("utf-8")?])
+            .output()?;
+        ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let summary = String::from_utf8_lossy(&output.stdout).to_string();
+        let faces = word_after_number(&summary, "photos (")?;
+        let images = facedex_index::FaceStore::open(dir.path(), facedex_index::IndexConfig::default())?
+            .index()
+            .info()
+            .images as u64;
+        Ok(Self { summary, faces, images })
+    }
+
+    /// Waits until every photo is in the faces topic (perhaps twice: at-least-once) and the
+    /// indexer applied every batch, then checks the index holds what the clean run made, each
+    /// face once, and that nothing was dead-lettered.
+    fn matches_once_every_photo_is_applied(
+        &self,
+        brokers: &str,
+        search_url: &str,
+        enqueued: u64,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(400);
+        loop {
+            let uris: std::collections::BTreeSet<String> = read_topic(brokers, "facedex.faces")?
+                .iter()
+                .filter_map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload).ok())
+                .filter_map(|batch| batch.image.map(|image| image.uri))
+                .collect();
+            let batches = end_offsets(brokers, "facedex.faces")?;
+            let applied = applied_offsets(search_url)?;
+            if uris.len() as u64 == enqueued && applied == batches {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "stuck: {} of {enqueued} photos, {applied} of {batches} applied",
+                uris.len()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        ensure!(
+            end_offsets(brokers, "facedex.dead-letter")? == 0,
+            "no photo was dead-lettered"
+        );
+        let info = index_info(search_url)?;
+        ensure!(
+            info.images == self.images,
+            "every photo with faces is in the index: {info:?}"
+        );
+        ensure!(
+            info.faces == self.faces,
+            "the same faces as the clean run, none twice: {info:?} against {}",
+            self.summary
+        );
+        Ok(())
+    }
+}
+
+#[test]
+fn the_broker_killed_mid_run_and_a_worker_killed_while_it_is_away_lose_and_duplicate_nothing() -> anyhow::Result<()> {
+    let mut broker = KafkaBroker::start();
+    let brokers = broker.bootstrap.clone();
+    let brokers = brokers.as_str();
+    let run = FaultRun::new(brokers)?;
+    let (config, env) = (run.config.as_str(), Vec::<(String, String)>::new());
+    let indexer_args = run.indexer_args();
+    let indexer_args: Vec<&str> = indexer_args.iter().map(String::as_str).collect();
+    let (indexer, search_url) = Role::start_server(&indexer_args, &env, "facedex: serving FaceSearch on ");
+    let (embed, embed_url) = Role::start_server(
+        &["--config", config, "embed", "--listen", "127.0.0.1:0"],
+        &env,
+        "facedex: serving Embedder on ",
+    );
+    let ingest_args = run.ingest_args(&embed_url);
+    let ingest_args: Vec<&str> = ingest_args.iter().map(String::as_str).collect();
+    let (victim, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    let (survivor, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    wait_for_stable_group(brokers, "facedex-ingest", 2)?;
+    let enqueued = run.enqueue()?;
+
+    // Kill -9 the broker with work left; while it is away, kill -9 one ingest worker too.
+    wait_for_batches(brokers, enqueued / 4, enqueued)?;
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    victim.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
+
+    // The survivor takes the dead worker's partitions; every photo ends indexed once.
+    run.clean
+        .matches_once_every_photo_is_applied(brokers, &search_url, enqueued)?;
+    for role in [survivor, embed, indexer] {
+        role.terminate();
+    }
+    Ok(())
 }

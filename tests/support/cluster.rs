@@ -64,6 +64,7 @@ pub struct KafkaBroker {
     /// `127.0.0.1:PORT`.
     pub bootstrap: String,
     directory: tempfile::TempDir,
+    ports: (u16, u16),
 }
 
 impl KafkaBroker {
@@ -86,37 +87,64 @@ impl KafkaBroker {
 
     fn try_start() -> Result<Self, String> {
         let directory = tempfile::tempdir().expect("temp dir");
-        let (port, controller_port) = (free_port(), free_port());
+        let ports = (free_port(), free_port());
+        let mut broker = Self {
+            process: Self::spawn(directory.path(), ports),
+            bootstrap: format!("127.0.0.1:{}", ports.0),
+            directory,
+            ports,
+        };
+        broker.wait_until_answering()?;
+        Ok(broker)
+    }
+
+    fn spawn(directory: &Path, (port, controller_port): (u16, u16)) -> KilledOnDrop {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(directory.join("stderr.log"))
+            .expect("stderr log");
         let child = Command::new(repository().join("scripts/kafka/broker"))
-            .arg(directory.path())
+            .arg(directory)
             .arg(port.to_string())
             .arg(controller_port.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(directory.path().join("stderr.log")).expect("stderr log"),
-            ))
+            .stderr(Stdio::from(stderr))
             .spawn()
             .expect("scripts/kafka/broker starts (run scripts/kafka/fetch first)");
-        let mut broker = Self {
-            process: KilledOnDrop(child),
-            bootstrap: format!("127.0.0.1:{port}"),
-            directory,
-        };
+        KilledOnDrop(child)
+    }
+
+    fn wait_until_answering(&mut self) -> Result<(), String> {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &broker.bootstrap)
+            .set("bootstrap.servers", &self.bootstrap)
             .create()
             .expect("client");
         let deadline = Instant::now() + Duration::from_secs(120);
         while consumer.fetch_metadata(None, Duration::from_secs(2)).is_err() {
-            if let Ok(Some(status)) = broker.process.0.try_wait() {
-                return Err(format!("kafka exited with {status} while starting: {}", broker.logs()));
+            if let Ok(Some(status)) = self.process.0.try_wait() {
+                return Err(format!("kafka exited with {status} while starting: {}", self.logs()));
             }
             if Instant::now() >= deadline {
-                return Err(format!("kafka did not answer in 120 s: {}", broker.logs()));
+                return Err(format!("kafka did not answer in 120 s: {}", self.logs()));
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        Ok(broker)
+        Ok(())
+    }
+
+    /// SIGKILL: the broker dies at once, with whatever it had not flushed.
+    pub fn kill(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+    }
+
+    /// Starts the killed broker again on its ports and data, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.process = Self::spawn(self.directory.path(), self.ports);
+        if let Err(failure) = self.wait_until_answering() {
+            panic!("the restarted broker: {failure}");
+        }
     }
 
     /// The last lines of the broker's logs (storage format, stderr, log4j), for a failure
