@@ -596,13 +596,24 @@ impl CleanRun {
     }
 
     /// Waits until every photo is in the faces topic (perhaps twice: at-least-once) and the
-    /// indexer applied every batch, then checks the index holds what the clean run made, each
+    /// indexer applied every record, then checks the index holds what the clean run made, each
     /// face once, and that nothing was dead-lettered.
     fn matches_once_every_photo_is_applied(
         &self,
         brokers: &str,
         search_url: &str,
         enqueued: u64,
+    ) -> anyhow::Result<()> {
+        self.matches_once_every_photo_is_applied_with(brokers, search_url, enqueued, 0)
+    }
+
+    /// As above, with `dead_letters` records in the dead-letter topic (poison records).
+    fn matches_once_every_photo_is_applied_with(
+        &self,
+        brokers: &str,
+        search_url: &str,
+        enqueued: u64,
+        dead_letters: u64,
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(400);
         loop {
@@ -623,9 +634,10 @@ impl CleanRun {
             );
             std::thread::sleep(Duration::from_millis(500));
         }
+        let dead = end_offsets(brokers, "facedex.dead-letter")?;
         ensure!(
-            end_offsets(brokers, "facedex.dead-letter")? == 0,
-            "no photo was dead-lettered"
+            dead == dead_letters,
+            "{dead} records dead-lettered, expected {dead_letters}"
         );
         let info = index_info(search_url)?;
         ensure!(
@@ -675,6 +687,128 @@ fn the_broker_killed_mid_run_and_a_worker_killed_while_it_is_away_lose_and_dupli
     run.clean
         .matches_once_every_photo_is_applied(brokers, &search_url, enqueued)?;
     for role in [survivor, embed, indexer] {
+        role.terminate();
+    }
+    Ok(())
+}
+
+/// Produces `records` (payload, faces-topic kind header) to `topic` and waits for the acks.
+fn produce(brokers: &str, topic: &str, records: &[(Vec<u8>, Option<&str>)]) -> anyhow::Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", "2000000")
+        .create()?;
+    for (number, (payload, kind)) in records.iter().enumerate() {
+        let key = format!("poison-{number}");
+        let mut record = BaseRecord::to(topic).key(&key).payload(payload);
+        if let Some(kind) = kind {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: facedex_kafka::records::RECORD_KIND_HEADER,
+                value: Some(kind.as_bytes()),
+            }));
+        }
+        producer.send(record).map_err(|(error, _)| error)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(())
+}
+
+#[test]
+fn poison_records_in_every_topic_are_refused_counted_and_the_run_goes_on() -> anyhow::Result<()> {
+    use prost::Message as _;
+    let broker = KafkaBroker::start();
+    let brokers = broker.bootstrap.as_str();
+    let run = FaultRun::new(brokers)?;
+    let env = Vec::<(String, String)>::new();
+    let (indexer_metrics, ingest_metrics) = (
+        format!("127.0.0.1:{}", support::cluster::free_port()),
+        format!("127.0.0.1:{}", support::cluster::free_port()),
+    );
+    let mut indexer_args = run.indexer_args();
+    indexer_args.extend(["--metrics-addr".to_owned(), indexer_metrics.clone()]);
+    let indexer_args: Vec<&str> = indexer_args.iter().map(String::as_str).collect();
+    let (indexer, search_url) = Role::start_server(&indexer_args, &env, "facedex: serving FaceSearch on ");
+    let embed_args = ["--config", &run.config, "embed", "--listen", "127.0.0.1:0"];
+    let (embed, embed_url) = Role::start_server(&embed_args, &env, "facedex: serving Embedder on ");
+    let mut ingest_args = run.ingest_args(&embed_url);
+    ingest_args.extend(["--metrics-addr".to_owned(), ingest_metrics.clone()]);
+    let ingest_args: Vec<&str> = ingest_args.iter().map(String::as_str).collect();
+    let (worker, _) = Role::start(&ingest_args, &env, "facedex: ingest worker in group");
+    wait_for_stable_group(brokers, "facedex-ingest", 1)?;
+
+    // Random bytes, a valid message of another type, a huge message: in the images topic, the
+    // faces topic (with and without a kind header) and the catalog the planner reads.
+    let random: Vec<u8> = (0u32..4096)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let huge = vec![0xa5u8; 900 * 1024];
+    let another_type = |image_ref: bool| {
+        let image = wire::ImageRef {
+            uri: "file:///poison.jpg".into(),
+            ..wire::ImageRef::default()
+        };
+        if image_ref {
+            wire::FaceBatch {
+                image: Some(image),
+                model_id: "w600k".into(),
+                width: 640,
+                ..wire::FaceBatch::default()
+            }
+            .encode_to_vec()
+        } else {
+            wire::DeadLetter {
+                image: Some(image),
+                error_kind: "corrupt".into(),
+                message: "not a face batch".into(),
+                attempts: 1,
+                failed_at_unix_ms: 1,
+            }
+            .encode_to_vec()
+        }
+    };
+    produce(
+        brokers,
+        "facedex.images",
+        &[(random.clone(), None), (another_type(true), None), (huge.clone(), None)],
+    )?;
+    produce(
+        brokers,
+        "facedex.faces",
+        &[
+            (random.clone(), Some("face-batch")),
+            (another_type(false), Some("face-batch")),
+            (huge.clone(), None),
+            (random.clone(), Some("a-kind-from-the-future")),
+        ],
+    )?;
+    produce(brokers, "facedex.catalog", &[(random, None), (huge, None)])?;
+    let enqueued = run.enqueue()?;
+
+    run.clean
+        .matches_once_every_photo_is_applied_with(brokers, &search_url, enqueued, 3)?;
+    let refused: f64 = support::scrape_metrics(&indexer_metrics)?
+        .iter()
+        .filter(|(series, _)| series.starts_with("facedex_indexer_records_refused_total"))
+        .map(|(_, value)| value)
+        .sum();
+    ensure!(
+        refused == 4.0,
+        "the indexer refused and counted the 4 poison records: {refused}"
+    );
+    let malformed: f64 = support::scrape_metrics(&ingest_metrics)?
+        .iter()
+        .filter(|(series, _)| {
+            series.starts_with("facedex_ingest_photos_dead_lettered_total") && series.contains("malformed_record")
+        })
+        .map(|(_, value)| value)
+        .sum();
+    ensure!(
+        malformed == 3.0,
+        "ingest dead-lettered the 3 poison image records: {malformed}"
+    );
+    for role in [worker, embed, indexer] {
         role.terminate();
     }
     Ok(())
