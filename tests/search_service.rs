@@ -46,9 +46,13 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped());
-        let mut child = command.spawn().expect("facedex serve starts");
+            .envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// Runs `command` (a `facedex serve`) and waits until it serves.
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.stdout(Stdio::piped()).spawn().expect("facedex serve starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         // hnsw_rs prints a line of its own when a graph is created; skip to ours.
         let mut line = String::new();
@@ -759,5 +763,103 @@ fn a_read_token_reads_only_and_the_write_token_from_a_file_writes() {
         "{}",
         String::from_utf8_lossy(&from_env.stderr)
     );
+    server.terminate();
+}
+
+/// `facedex serve` on `data_dir` in a shell that caps the size of any file it writes at
+/// `max_file_kib` (`ulimit -f`, with SIGXFSZ ignored so that a write past the cap fails with
+/// EFBIG like one on a full disk): a disk that has no room for the next snapshot. Its stderr
+/// goes to `stderr`.
+fn serve_with_file_size_cap(data_dir: &Path, max_file_kib: u64, stderr: &Path) -> Server {
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {max_file_kib}; exec \"$0\" \"$@\""))
+        .arg(support::facedex_binary())
+        .args(["serve", "--no-image-search", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .envs(
+            facedex_command()
+                .get_envs()
+                .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned()))),
+        )
+        .env("FACEDEX__SERVER__SNAPSHOT_INTERVAL_SECS", "1")
+        .stderr(std::fs::File::create(stderr).expect("stderr file"));
+    Server::spawn(command)
+}
+
+#[test]
+fn a_snapshot_that_finds_no_room_fails_clearly_and_the_server_serves_on_from_the_last_one() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let faces = import_sample_photos(data_dir.path()) as u64;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let stderr = logs.path().join("serve.stderr");
+    // Room for the deletion journal, not for a snapshot's vectors (2 KiB per face).
+    let mut capped = serve_with_file_size_cap(data_dir.path(), 16, &stderr);
+    let url = capped.url.clone();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let deleted = runtime.block_on(async {
+        let mut client = FaceSearchClient::connect(url.clone()).await.expect("connect");
+        // A photo's URI as the index has it: the best hit of one of its own faces.
+        let detections = std::fs::read_to_string(data_dir.path().with_extension("jsonl")).expect("detections");
+        let first: serde_json::Value = serde_json::from_str(detections.lines().next().expect("a line")).expect("json");
+        let embedding: Vec<f32> = serde_json::from_value(first["faces"][0]["embedding"].clone()).expect("embedding");
+        let hits = client
+            .search(vector_search(embedding, 1))
+            .await
+            .expect("search")
+            .into_inner();
+        let image_uri = hits.results[0].hits[0].face.as_ref().expect("face").image_uri.clone();
+        let delete = DeleteRequest {
+            selector: Some(delete_request::Selector::ImageUri(image_uri)),
+        };
+        let deleted = client
+            .delete(delete)
+            .await
+            .expect("the journal has room")
+            .into_inner()
+            .deleted_face_ids
+            .len();
+        assert!(deleted > 0, "gdp.jpg has faces");
+        let refused = client
+            .create_snapshot(facedex_proto::CreateSnapshotRequest {})
+            .await
+            .expect_err("no room for a snapshot");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused.message().contains("File too large"),
+            "the OS error is named: {refused:?}"
+        );
+        // Searches go on, without the deleted faces.
+        let info = client
+            .get_index_info(GetIndexInfoRequest {})
+            .await
+            .expect("serving")
+            .into_inner();
+        assert_eq!(info.faces, faces - deleted as u64);
+        deleted as u64
+    });
+    // The periodic snapshot keeps retrying (every second), failing with the same clear error.
+    std::thread::sleep(Duration::from_millis(3500));
+    // Its final snapshot finds no room either: it exits with that error.
+    let _ = Command::new("kill")
+        .args(["-TERM", &capped.child.id().to_string()])
+        .status();
+    let _ = capped.child.wait();
+    let log = std::fs::read_to_string(&stderr).expect("stderr");
+    let retries = log.matches("periodic snapshot failed").count();
+    assert!(retries >= 2, "the snapshot is retried: {log}");
+
+    // With room again, the previous snapshot loads and the journal re-applies the deletion.
+    let server = Server::start(data_dir.path(), &["--no-image-search"], &[]);
+    let info = runtime.block_on(async {
+        let mut client = FaceSearchClient::connect(server.url.clone()).await.expect("connect");
+        client
+            .get_index_info(GetIndexInfoRequest {})
+            .await
+            .expect("serving")
+            .into_inner()
+    });
+    assert_eq!(info.faces, faces - deleted, "the last snapshot plus the journal");
     server.terminate();
 }

@@ -152,7 +152,11 @@ pub(crate) fn write(
 fn write_postcard(path: &Path, value: &impl Serialize) -> Result<()> {
     let file = File::create(path).map_err(|error| IndexError::io("create", path, error))?;
     let mut writer = BufWriter::new(file);
-    postcard::to_io(value, &mut writer).map_err(|error| IndexError::io("write", path, std::io::Error::other(error)))?;
+    if let Err(error) = postcard::to_io(value, &mut writer) {
+        // postcard drops the OS error's kind (a full disk); flushing again surfaces it.
+        let io_error = writer.flush().err().unwrap_or_else(|| std::io::Error::other(error));
+        return Err(IndexError::io("write", path, io_error));
+    }
     writer.flush().map_err(|error| IndexError::io("write", path, error))
 }
 
@@ -171,7 +175,11 @@ fn dump_graph(graph: &Graph, dir: &Path) -> Result<()> {
         Ok(Ok(basename)) => Err(failed(format!(
             "hnsw_rs wrote basename {basename:?}, expected {GRAPH_BASENAME:?}"
         ))),
-        Ok(Err(error)) => Err(failed(error.to_string())),
+        // Keep the OS error (and its kind: a full disk) when hnsw_rs's error is one.
+        Ok(Err(error)) => Err(match error.downcast::<std::io::Error>() {
+            Ok(io_error) => IndexError::io("dump graph to", dir, io_error),
+            Err(error) => failed(error.to_string()),
+        }),
         Err(_) => Err(failed("hnsw_rs panicked while dumping the graph".into())),
     }
 }

@@ -96,6 +96,15 @@ fn index_code(error: &IndexError) -> Code {
         IndexError::ModelMismatch { .. } => Code::FailedPrecondition,
         IndexError::DataDirLocked { .. } => Code::Unavailable,
         IndexError::CorruptSnapshot { .. } => Code::DataLoss,
+        // A full disk (or quota, or file size limit) is a resource the operator must free, not a bug.
+        IndexError::Io { source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded | std::io::ErrorKind::FileTooLarge
+            ) =>
+        {
+            Code::ResourceExhausted
+        }
         IndexError::InvalidConfig(_) | IndexError::Io { .. } => Code::Internal,
     }
 }
