@@ -863,3 +863,59 @@ fn a_snapshot_that_finds_no_room_fails_clearly_and_the_server_serves_on_from_the
     assert_eq!(info.faces, faces - deleted, "the last snapshot plus the journal");
     server.terminate();
 }
+
+#[test]
+fn the_embedder_serves_tls_and_refuses_calls_without_its_token() {
+    use facedex_server::{EmbedClientAuth, EmbedConfig};
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("cert");
+    let (cert, key, token) = (
+        workspace.path().join("embed.pem"),
+        workspace.path().join("embed.key"),
+        workspace.path().join("embed-token"),
+    );
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    std::fs::write(&token, "embed-secret\n").expect("write token");
+    let text = |path: &Path| path.to_str().expect("utf-8").to_owned();
+    let env = [
+        ("FACEDEX__EMBED__TOKEN_FILE".to_owned(), text(&token)),
+        ("FACEDEX__EMBED__TLS__CERT_PATH".to_owned(), text(&cert)),
+        ("FACEDEX__EMBED__TLS__KEY_PATH".to_owned(), text(&key)),
+    ];
+    let (embed, url) = support::cluster::Role::start_server(
+        &["embed", "--listen", "127.0.0.1:0"],
+        &env,
+        "facedex: serving Embedder on ",
+    );
+    let https = url.replace("http://127.0.0.1", "https://localhost");
+    let auth = |token: Option<&Path>| {
+        EmbedClientAuth::from_config(&EmbedConfig {
+            token_file: token.map(Path::to_path_buf),
+            ca_cert_path: Some(cert.clone()),
+            ..EmbedConfig::default()
+        })
+        .expect("client auth")
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        // What an ingest worker does: TLS verified with the CA, the token on every call.
+        let models = facedex_server::RemoteModels::connect(std::slice::from_ref(&https), &auth(Some(&token)))
+            .await
+            .expect("token and CA");
+        assert!(
+            facedex_pipeline::FaceModels::info(&*models)
+                .model_id
+                .starts_with("w600k_mbf-")
+        );
+        let refused = facedex_server::RemoteModels::connect(std::slice::from_ref(&https), &auth(None))
+            .await
+            .err()
+            .expect("no token");
+        assert!(refused.to_string().contains("authorization"), "{refused}");
+        let plaintext = facedex_server::RemoteModels::connect(std::slice::from_ref(&url), &auth(Some(&token))).await;
+        assert!(plaintext.is_err(), "a plaintext call to a TLS embed worker fails");
+    });
+    embed.terminate();
+}

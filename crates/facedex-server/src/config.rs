@@ -96,8 +96,19 @@ impl Default for ServerConfig {
 pub struct EmbedConfig {
     /// Address `facedex embed` listens on.
     pub listen_addr: SocketAddr,
-    /// Embed workers an ingest worker calls, round robin (`http://host:port`).
+    /// Embed workers an ingest worker calls, round robin (`http://host:port`, or `https://`
+    /// for workers serving TLS).
     pub endpoints: Vec<String>,
+    /// The token every Embedder call must carry (`authorization: Bearer …`): `facedex embed`
+    /// checks it, ingest workers send it. Unset: the service is open (a private network only).
+    pub token: Option<String>,
+    /// `token` from a file (trailing newline dropped).
+    pub token_file: Option<PathBuf>,
+    /// `facedex embed` serves TLS with this certificate and key.
+    pub tls: Option<TlsConfig>,
+    /// Ingest workers verify `https://` embed workers with this CA certificate (PEM) instead
+    /// of the system's roots.
+    pub ca_cert_path: Option<PathBuf>,
 }
 
 impl Default for EmbedConfig {
@@ -105,6 +116,10 @@ impl Default for EmbedConfig {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7061)),
             endpoints: vec!["http://127.0.0.1:7061".into()],
+            token: None,
+            token_file: None,
+            tls: None,
+            ca_cert_path: None,
         }
     }
 }

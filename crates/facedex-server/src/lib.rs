@@ -4,6 +4,7 @@
 //! their models. The domain lives in `facedex-index` and `facedex-pipeline`; the conversions
 //! in `facedex-proto`.
 
+mod bearer;
 mod config;
 pub mod embed;
 mod error;
@@ -11,8 +12,9 @@ pub mod metrics;
 pub mod search;
 mod undecodable;
 
+pub use bearer::BearerToken;
 pub use config::{EmbedConfig, ServerConfig, TlsConfig};
-pub use embed::client::RemoteModels;
+pub use embed::client::{EmbedClientAuth, RemoteModels};
 pub use embed::service::{EmbedderService, serve_embedder};
 pub use error::ServiceError;
 pub use search::access::AccessTokens;

@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use facedex_proto::face_search_client::FaceSearchClient;
-use tonic::metadata::MetadataValue;
-use tonic::service::Interceptor;
+use facedex_server::BearerToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tonic::{Request, Status};
 
 /// How to reach a FaceSearch server.
 #[derive(Debug, Args)]
@@ -30,19 +28,6 @@ pub struct ServerFlags {
 
 /// A FaceSearch client that sends the bearer token with every call.
 pub type SearchClient = FaceSearchClient<InterceptedService<Channel, BearerToken>>;
-
-/// Adds `authorization: Bearer …` to every request when a token is set.
-#[derive(Clone)]
-pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
-
-impl Interceptor for BearerToken {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
 
 impl ServerFlags {
     /// Connects to the server.
@@ -71,10 +56,7 @@ impl ServerFlags {
             (None, Ok(token)) => Some(token),
             (None, Err(_)) => None,
         };
-        let token = token
-            .map(|token| format!("Bearer {token}").parse())
-            .transpose()
-            .context("the token is not valid header text")?;
-        Ok(FaceSearchClient::with_interceptor(channel, BearerToken(token)).max_decoding_message_size(64 * 1024 * 1024))
+        let token = BearerToken::new(token.as_deref()).context("the token is not valid header text")?;
+        Ok(FaceSearchClient::with_interceptor(channel, token).max_decoding_message_size(64 * 1024 * 1024))
     }
 }

@@ -18,7 +18,7 @@ use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, PhotoAnalyzer};
-use facedex_server::{BoundServer, RemoteModels, serve_embedder};
+use facedex_server::{BoundServer, EmbedClientAuth, RemoteModels, serve_embedder};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -127,7 +127,7 @@ pub fn embed(mut config: FacedexConfig, args: EmbedArgs) -> anyhow::Result<ExitC
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        serve_embedder(listener, models, shutdown).await?;
+        serve_embedder(listener, models, &config.embed, shutdown).await?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
@@ -157,7 +157,8 @@ pub fn ingest(mut config: FacedexConfig, args: IngestArgs) -> anyhow::Result<Exi
     runtime()?.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let models = connect_models(&config.embed.endpoints, &config.ingest, &shutdown).await?;
+        let auth = EmbedClientAuth::from_config(&config.embed)?;
+        let models = connect_models(&config.embed.endpoints, &auth, &config.ingest, &shutdown).await?;
         println!(
             "facedex: ingest worker in group {} on {} (model {})",
             config.kafka.ingest_group,
@@ -203,12 +204,13 @@ pub fn ingest(mut config: FacedexConfig, args: IngestArgs) -> anyhow::Result<Exi
 /// embed services start in any order).
 async fn connect_models(
     endpoints: &[String],
+    auth: &EmbedClientAuth,
     ingest: &IngestConfig,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn FaceModels>> {
     let mut attempt = 1;
     loop {
-        match RemoteModels::connect(endpoints).await {
+        match RemoteModels::connect(endpoints, auth).await {
             Ok(models) => return Ok(models),
             Err(error) if error.is_transient() => {
                 tracing::warn!(%error, attempt, "waiting for an embed worker");

@@ -11,14 +11,49 @@ use facedex_proto::embed::embedder_client::EmbedderClient;
 use facedex_proto::embed::{DetectRequest, EmbedRequest, GetModelInfoRequest, LetterboxedPhoto};
 use facedex_vision::{DetectedFace, LetterboxedPhoto as DomainPhoto};
 use futures::future::BoxFuture;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::bearer::BearerToken;
+use crate::config::EmbedConfig;
 use crate::embed::service::MAX_EMBED_MESSAGE_BYTES;
+use crate::search::access::token;
+use crate::search::server::ServerError;
+
+/// A client of one embed worker, sending the token with every call.
+type Client = EmbedderClient<InterceptedService<Channel, BearerToken>>;
+
+/// How an ingest worker reaches the embed workers: the token it presents (`embed.token`) and
+/// the CA it verifies `https://` workers with (`embed.ca_cert_path`; the system's roots when
+/// unset).
+#[derive(Clone, Default)]
+pub struct EmbedClientAuth {
+    token: BearerToken,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl EmbedClientAuth {
+    /// The token and CA `config` names, read from their files.
+    pub fn from_config(config: &EmbedConfig) -> Result<Self, ServerError> {
+        let token = token(config.token.as_deref(), config.token_file.as_deref(), "embed.token")?;
+        let token = BearerToken::new(token.as_deref())
+            .map_err(|_| ServerError::Tokens("embed.token is not valid header text"))?;
+        let ca_pem = match &config.ca_cert_path {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ServerError::TlsFile {
+                what: "CA certificate",
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Self { token, ca_pem })
+    }
+}
 
 /// Embed workers behind one [`FaceModels`].
 pub struct RemoteModels {
-    clients: Vec<(String, EmbedderClient<Channel>)>,
+    clients: Vec<(String, Client)>,
     next: AtomicUsize,
     info: ModelInfo,
 }
@@ -26,7 +61,7 @@ pub struct RemoteModels {
 impl RemoteModels {
     /// Connects lazily to every endpoint and asks the first that answers for its model info.
     /// Fails when no endpoint answers, or two answer with different embedding models.
-    pub async fn connect(endpoints: &[String]) -> Result<Arc<Self>, PipelineError> {
+    pub async fn connect(endpoints: &[String], auth: &EmbedClientAuth) -> Result<Arc<Self>, PipelineError> {
         if endpoints.is_empty() {
             return Err(PipelineError::Models {
                 reason: "no embed endpoints are configured (embed.endpoints, --embed)".into(),
@@ -35,14 +70,21 @@ impl RemoteModels {
         }
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            let channel = Endpoint::from_shared(endpoint.clone())
-                .map_err(|error| PipelineError::Models {
-                    reason: format!("embed endpoint {endpoint:?} is not a URL: {error}"),
-                    transient: false,
-                })?
-                .tcp_nodelay(true)
-                .connect_lazy();
-            let client = EmbedderClient::new(channel)
+            let invalid = |error: tonic::transport::Error| PipelineError::Models {
+                reason: format!("embed endpoint {endpoint:?}: {error}"),
+                transient: false,
+            };
+            let mut channel = Endpoint::from_shared(endpoint.clone())
+                .map_err(invalid)?
+                .tcp_nodelay(true);
+            if endpoint.starts_with("https://") {
+                let tls = match &auth.ca_pem {
+                    Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                    None => ClientTlsConfig::new().with_enabled_roots(),
+                };
+                channel = channel.tls_config(tls).map_err(invalid)?;
+            }
+            let client = EmbedderClient::with_interceptor(channel.connect_lazy(), auth.token.clone())
                 .max_decoding_message_size(MAX_EMBED_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_EMBED_MESSAGE_BYTES);
             clients.push((endpoint.clone(), client));
@@ -91,7 +133,7 @@ impl RemoteModels {
     /// answers or a worker refuses the input itself.
     async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, PipelineError>
     where
-        F: FnMut(EmbedderClient<Channel>) -> Fut,
+        F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let start = self.next.fetch_add(1, Ordering::Relaxed);

@@ -16,13 +16,14 @@ use facedex_vision::align::CROP_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+use crate::config::EmbedConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
-use crate::search::server::ServerError;
+use crate::search::access::{Access, AccessTokens};
+use crate::search::server::{ServerError, server_builder};
 
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "Embedder";
@@ -37,12 +38,17 @@ pub const MAX_EMBED_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 /// The Embedder service over models in this process.
 pub struct EmbedderService {
     models: Arc<LocalModels>,
+    /// `embed.token`: every call needs it when set.
+    tokens: AccessTokens,
 }
 
 impl EmbedderService {
-    /// A service answering with `models`.
+    /// A service answering with `models`, open to every caller.
     pub fn new(models: Arc<LocalModels>) -> Self {
-        Self { models }
+        Self {
+            models,
+            tokens: AccessTokens::default(),
+        }
     }
 }
 
@@ -50,6 +56,7 @@ impl EmbedderService {
 impl Embedder for EmbedderService {
     async fn detect(&self, request: Request<DetectRequest>) -> Result<Response<DetectResponse>, Status> {
         observed(SERVICE, "Detect", async move {
+            self.tokens.authorize(request.metadata(), Access::Read, "Detect")?;
             let photos = request.into_inner().photos;
             if photos.is_empty() || photos.len() > MAX_DETECT_PHOTOS {
                 return Err(Status::invalid_argument(format!(
@@ -78,6 +85,7 @@ impl Embedder for EmbedderService {
 
     async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
         observed(SERVICE, "Embed", async move {
+            self.tokens.authorize(request.metadata(), Access::Read, "Embed")?;
             let crops = request.into_inner().crops;
             let count = crops.len() / CROP_BYTES;
             if crops.is_empty() || !crops.len().is_multiple_of(CROP_BYTES) || count > MAX_EMBED_CROPS {
@@ -95,8 +103,10 @@ impl Embedder for EmbedderService {
         .await
     }
 
-    async fn get_model_info(&self, _: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
+    async fn get_model_info(&self, request: Request<GetModelInfoRequest>) -> Result<Response<ModelInfo>, Status> {
         observed(SERVICE, "GetModelInfo", async move {
+            self.tokens
+                .authorize(request.metadata(), Access::Read, "GetModelInfo")?;
             let info = self.models.info();
             Ok(Response::new(ModelInfo {
                 model_id: info.model_id.clone(),
@@ -115,9 +125,12 @@ impl Embedder for EmbedderService {
 pub async fn serve_embedder(
     listener: TcpListener,
     models: Arc<LocalModels>,
+    config: &EmbedConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let service = EmbedderServer::new(EmbedderService::new(models))
+    let tokens = AccessTokens::one(config.token.as_deref(), config.token_file.as_deref(), "embed.token")?;
+    let service = EmbedderService { models, tokens };
+    let service = EmbedderServer::new(service)
         .max_decoding_message_size(MAX_EMBED_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_EMBED_MESSAGE_BYTES);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -132,8 +145,8 @@ pub async fn serve_embedder(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let address: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(?address, "serving Embedder");
-    Server::builder()
+    tracing::info!(?address, tls = config.tls.is_some(), "serving Embedder");
+    server_builder(config.tls.as_ref())?
         .layer(crate::undecodable::layer())
         .add_service(service)
         .add_service(health_service)

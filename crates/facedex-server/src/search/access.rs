@@ -73,6 +73,15 @@ impl AccessTokens {
         Ok(tokens)
     }
 
+    /// One token for every call (the internal Embedder service), from `inline` or `file`.
+    pub fn one(inline: Option<&str>, file: Option<&Path>, setting: &'static str) -> Result<Self, ServerError> {
+        let token = token(inline, file, setting)?;
+        Ok(Self {
+            read: token.clone(),
+            write: token,
+        })
+    }
+
     /// Whether any call needs a token.
     pub fn any(&self) -> bool {
         self.read.is_some() || self.write.is_some()
@@ -112,7 +121,11 @@ impl AccessTokens {
 }
 
 /// A token given inline or in a file (trailing whitespace dropped), not both.
-fn token(inline: Option<&str>, file: Option<&Path>, setting: &'static str) -> Result<Option<String>, ServerError> {
+pub(crate) fn token(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    setting: &'static str,
+) -> Result<Option<String>, ServerError> {
     let token = match (inline, file) {
         (Some(_), Some(_)) => return Err(ServerError::Tokens("set a token inline or in a file, not both")),
         (Some(token), None) => token.to_owned(),

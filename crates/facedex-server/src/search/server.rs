@@ -15,7 +15,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use facedex_pipeline::PhotoAnalyzer;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TlsConfig};
 use crate::search::access::AccessTokens;
 use crate::search::service::FaceSearchService;
 
@@ -46,9 +46,9 @@ pub enum ServerError {
     #[error("server tokens: {0}")]
     Tokens(&'static str),
     /// A token file could not be read.
-    #[error("cannot read server.{setting}_file {path}: {source}")]
+    #[error("cannot read {setting}_file {path}: {source}")]
     TokenFile {
-        /// `read_token` or `write_token`.
+        /// `server.read_token`, `server.write_token` or `embed.token`.
         setting: &'static str,
         /// Its path.
         path: std::path::PathBuf,
@@ -111,18 +111,7 @@ impl BoundServer {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
-        let mut builder = Server::builder();
-        if let Some(tls) = &config.tls {
-            let read = |what, path: &std::path::PathBuf| {
-                std::fs::read(path).map_err(|source| ServerError::TlsFile {
-                    what,
-                    path: path.clone(),
-                    source,
-                })
-            };
-            let identity = Identity::from_pem(read("certificate", &tls.cert_path)?, read("key", &tls.key_path)?);
-            builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
-        }
+        let builder = server_builder(config.tls.as_ref())?;
         let snapshots = tokio::spawn(snapshot_periodically(
             Arc::clone(&store),
             config.snapshot_interval_secs,
@@ -176,4 +165,21 @@ async fn snapshot_periodically(store: Arc<FaceStore>, interval_secs: u64, shutdo
             Err(error) => tracing::error!(%error, "periodic snapshot task failed"),
         }
     }
+}
+
+/// A gRPC server builder, serving TLS with `tls`'s certificate and key when given.
+pub(crate) fn server_builder(tls: Option<&TlsConfig>) -> Result<Server, ServerError> {
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        let read = |what, path: &std::path::PathBuf| {
+            std::fs::read(path).map_err(|source| ServerError::TlsFile {
+                what,
+                path: path.clone(),
+                source,
+            })
+        };
+        let identity = Identity::from_pem(read("certificate", &tls.cert_path)?, read("key", &tls.key_path)?);
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    Ok(builder)
 }
