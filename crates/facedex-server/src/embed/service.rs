@@ -16,6 +16,7 @@ use facedex_vision::align::CROP_BYTES;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
@@ -129,10 +130,19 @@ pub async fn serve_embedder(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let tokens = AccessTokens::one(config.token.as_deref(), config.token_file.as_deref(), "embed.token")?;
+    // Checked before tonic decodes a message (up to MAX_EMBED_MESSAGE_BYTES), and again in
+    // each handler, where the refusal is counted.
+    let gate = tokens.clone();
     let service = EmbedderService { models, tokens };
-    let service = EmbedderServer::new(service)
-        .max_decoding_message_size(MAX_EMBED_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_EMBED_MESSAGE_BYTES);
+    let service = InterceptedService::new(
+        EmbedderServer::new(service)
+            .max_decoding_message_size(MAX_EMBED_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_EMBED_MESSAGE_BYTES),
+        move |request: Request<()>| {
+            gate.authorize(request.metadata(), Access::Read, "Embedder")
+                .map(|()| request)
+        },
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(

@@ -10,13 +10,15 @@ use facedex_proto::FILE_DESCRIPTOR_SET;
 use facedex_proto::face_search_server::FaceSearchServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::Request;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use facedex_pipeline::PhotoAnalyzer;
 
 use crate::config::{ServerConfig, TlsConfig};
-use crate::search::access::AccessTokens;
+use crate::search::access::{Access, AccessTokens};
 use crate::search::service::FaceSearchService;
 
 /// Why the server could not start or stopped with an error.
@@ -97,13 +99,23 @@ impl BoundServer {
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
         let tokens = AccessTokens::from_config(&config)?;
-        let guarded = tokens.any();
+        let (guarded, tokens_gate) = (tokens.any(), tokens.clone());
         let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens);
         // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
         // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
         // naming its limit) before it is buffered whole.
         let max_message_bytes = config.max_image_bytes.saturating_mul(2).saturating_add(1024 * 1024);
-        let face_search = FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes);
+        // The read-level check runs again here, before tonic decodes a message of up to
+        // `max_message_bytes`: a caller without a valid token costs no decoding. Writes are
+        // checked per method in the handlers.
+        let gate = tokens_gate.clone();
+        let face_search = InterceptedService::new(
+            FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes),
+            move |request: Request<()>| {
+                gate.authorize(request.metadata(), Access::Read, "FaceSearch")
+                    .map(|()| request)
+            },
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<FaceSearchServer<FaceSearchService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
