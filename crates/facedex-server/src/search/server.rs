@@ -99,7 +99,7 @@ impl BoundServer {
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
         let tokens = AccessTokens::from_config(&config)?;
-        let (guarded, tokens_gate) = (tokens.any(), tokens.clone());
+        let (guarded, gate) = (tokens.any(), tokens.clone());
         let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens);
         // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
         // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
@@ -108,7 +108,6 @@ impl BoundServer {
         // The read-level check runs again here, before tonic decodes a message of up to
         // `max_message_bytes`: a caller without a valid token costs no decoding. Writes are
         // checked per method in the handlers.
-        let gate = tokens_gate.clone();
         let face_search = InterceptedService::new(
             FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes),
             move |request: Request<()>| {
