@@ -129,7 +129,9 @@ fn search(random: &mut Random, photos: &[Vec<u8>]) -> SearchRequest {
             include_face_ids: ids(random),
             exclude_face_ids: ids(random),
             model_id: random.text(),
+            person_ids: ids(random),
         }),
+        group_by_person: random.below(2) == 0,
     }
 }
 

@@ -189,7 +189,9 @@ pub fn request_seeds() -> Vec<Vec<u8>> {
             include_face_ids: Vec::new(),
             exclude_face_ids: vec![some_face.clone()],
             model_id: String::new(),
+            person_ids: vec!["00000000000000ff".into()],
         }),
+        group_by_person: true,
     };
     vec![
         search(search_request::Query::Embedding(Embedding { values: vector })).encode_to_vec(),

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IndexError, Result};
+use crate::people::PeopleConfig;
 
 /// The largest `limit` a search may ask for.
 pub const MAX_SEARCH_LIMIT: usize = 1000;
@@ -33,6 +34,8 @@ pub struct IndexConfig {
     pub snapshots_to_keep: usize,
     /// Expected number of faces: sizes the graph's first allocation, not a limit.
     pub expected_faces: usize,
+    /// Grouping faces into persons (`[index.people]`).
+    pub people: PeopleConfig,
 }
 
 impl Default for IndexConfig {
@@ -46,6 +49,7 @@ impl Default for IndexConfig {
             vacuum_deleted_ratio: 0.2,
             snapshots_to_keep: 2,
             expected_faces: 100_000,
+            people: PeopleConfig::default(),
         }
     }
 }
@@ -87,7 +91,7 @@ impl IndexConfig {
         if self.snapshots_to_keep == 0 {
             return fail("index.snapshots_to_keep must be at least 1".into());
         }
-        Ok(())
+        self.people.validate().map_err(IndexError::InvalidConfig)
     }
 }
 

@@ -72,6 +72,24 @@ pub enum IndexError {
         /// The string given.
         input: String,
     },
+    /// A person id that the index does not hold (never founded, merged away, or emptied).
+    #[error("no person with id {person_id} in the index")]
+    UnknownPerson {
+        /// The id asked for.
+        person_id: String,
+    },
+    /// A string that is not a person id.
+    #[error("{input:?} is not a person id: expected 16 hexadecimal characters")]
+    MalformedPersonId {
+        /// The string given.
+        input: String,
+    },
+    /// A people edit that cannot be applied as asked.
+    #[error("people edit refused: {reason}")]
+    InvalidPeopleEdit {
+        /// What is wrong and what to do instead.
+        reason: String,
+    },
     /// A record or query from a different embedding model than the index holds.
     #[error(
         "{what} comes from model {actual:?}, but this index holds embeddings of model {expected:?}; embeddings of different models cannot be compared"

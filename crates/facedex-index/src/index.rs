@@ -18,6 +18,7 @@ use crate::error::{IndexError, Result};
 use crate::flat::FlatGraph;
 use crate::graph::{Graph, estimated_link_bytes_per_point, insert, new_graph};
 use crate::id_tracker::IdTracker;
+use crate::people::{People, PersonStatus};
 use crate::record::{FaceId, FaceMetadata, FaceRecord};
 
 /// Kafka offsets applied to the index: topic → partition → next offset to consume.
@@ -55,6 +56,8 @@ pub struct UpsertOutcome {
     /// Faces removed because their photo changed (and the new version lacks them) or left
     /// the archive. Unlike a deletion this is not permanent: the photo may bring them back.
     pub removed: usize,
+    /// What the people clustering did with the new faces.
+    pub people: crate::people::Placements,
 }
 
 /// A face looked up by id.
@@ -66,6 +69,8 @@ pub struct FaceView {
     pub metadata: FaceMetadata,
     /// Its embedding, when asked for.
     pub embedding: Option<Vec<f32>>,
+    /// Its person, or why it has none.
+    pub person: PersonStatus,
 }
 
 /// Counts and settings of the index.
@@ -86,6 +91,8 @@ pub struct IndexInfo {
     pub unreachable_points: usize,
     /// The model of the embeddings, once the first face is in.
     pub model_id: Option<String>,
+    /// Persons the faces are grouped into.
+    pub people: usize,
     /// Estimated resident bytes: vectors, graph links and metadata.
     pub memory_bytes_estimate: usize,
     /// Kafka offsets the index has applied.
@@ -110,6 +117,8 @@ pub(crate) struct IndexState {
     pub(crate) unfrozen: Vec<(usize, Vec<f32>)>,
     /// Points the graph cannot reach (`hnsw_rs` #37), scored by brute force on every search.
     pub(crate) orphans: Vec<(usize, Vec<f32>)>,
+    /// The faces grouped into persons (see `people/`).
+    pub(crate) people: People,
 }
 
 impl IndexState {
@@ -124,7 +133,18 @@ impl IndexState {
             applied_offsets: AppliedOffsets::new(),
             catalog: ImageCatalog::default(),
             orphans: Vec::new(),
+            people: People::default(),
         }
+    }
+
+    /// Tombstones the face at `internal_id`, taking it out of its person first. The one way a
+    /// live face leaves the state.
+    pub(crate) fn remove_face(&mut self, internal_id: usize) {
+        if let Some(face_id) = self.ids.live_face(internal_id).map(|face| face.face_id) {
+            let vector = self.vector(internal_id).map(<[f32]>::to_vec).unwrap_or_default();
+            self.people.face_gone(&face_id, &vector);
+        }
+        self.ids.tombstone(internal_id);
     }
 
     /// The stored vector of `internal_id`: from the search copy, or, for a point inserted since
@@ -145,6 +165,7 @@ impl IndexState {
             return;
         }
         self.ids.debug_assert_invariants();
+        self.people.debug_assert_invariants();
         for (internal_id, face) in self.ids.slots_iter() {
             debug_assert!(
                 face.is_none() || self.vector(internal_id).is_some(),
@@ -331,11 +352,12 @@ impl FaceIndex {
             state.ids.refresh_metadata(internal_id, metadata);
         }
         for internal_id in replaced_ids.into_iter().chain(stale_ids) {
-            state.ids.tombstone(internal_id);
+            state.remove_face(internal_id);
         }
         for (image_uri, entry) in replacing {
             state.catalog.set(image_uri, entry.clone());
         }
+        let inserted = to_insert.len();
         for record in to_insert {
             if state.model_id.is_none() {
                 state.model_id = Some(record.metadata.model_id.clone());
@@ -347,6 +369,8 @@ impl FaceIndex {
         }
         state.debug_assert_invariants();
         drop(state);
+        let new_ids: Vec<usize> = (first_new_id..first_new_id + inserted).collect();
+        outcome.people = self.place_faces_locked(&new_ids);
         self.freeze_if_due_locked();
         Ok(outcome)
     }
@@ -396,6 +420,9 @@ impl FaceIndex {
     pub(crate) fn forget_locked(&self, face_ids: &[FaceId]) {
         let mut state = self.state.write();
         for face_id in face_ids {
+            if let Some(internal_id) = state.ids.internal_id(face_id) {
+                state.remove_face(internal_id);
+            }
             state.ids.forget(*face_id);
         }
         state.debug_assert_invariants();
@@ -428,6 +455,7 @@ impl FaceIndex {
             face_id: face.face_id,
             metadata: face.metadata.clone(),
             embedding,
+            person: crate::people::status(&state, &self.config.people, face),
         })
     }
 
@@ -451,6 +479,7 @@ impl FaceIndex {
             deleted_total: state.ids.deleted().len(),
             unreachable_points: state.orphans.len(),
             model_id: state.model_id.clone(),
+            people: state.people.len(),
             memory_bytes_estimate: points * per_point
                 + search_copy_bytes
                 + state.ids.metadata_bytes()

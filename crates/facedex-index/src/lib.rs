@@ -2,7 +2,8 @@
 //! a face search service needs around the graph — stable face ids, metadata, filters, deletion
 //! that really forgets (tombstones, a permanent deleted-id set, vacuum), an image catalog that
 //! lets a re-run skip unchanged photos and replace changed ones atomically, exact search for
-//! checks, and crash-safe snapshots that carry the applied Kafka offsets.
+//! checks, crash-safe snapshots that carry the applied Kafka offsets, and the faces grouped
+//! into people.
 //!
 //! Knows nothing of gRPC or Kafka: `facedex-proto` converts, `facedex-server` serves.
 
@@ -19,6 +20,9 @@ mod id_tracker;
 mod index;
 mod maintenance;
 pub mod metrics;
+mod people;
+#[cfg(feature = "synthetic")]
+pub mod quality;
 mod ranked;
 mod record;
 mod search;
@@ -33,6 +37,10 @@ pub use distance::{UNIT_NORM_TOLERANCE, UnitCosineDistance, check_embedding, dot
 pub use error::{IndexError, Result};
 pub use flat::REACHABILITY_EF;
 pub use index::{AppliedOffsets, DeleteSelector, FaceIndex, FaceView, IndexInfo, UpsertOutcome};
+pub use people::{
+    MAX_EDIT_FACES, MAX_MERGE_PEOPLE, MAX_PERSON_NAME_BYTES, PeopleConfig, PeopleEdit, PeoplePage, PersonFaces,
+    PersonId, PersonRef, PersonStatus, PersonSummary, Placements, ReclusterProgress, SkipReason,
+};
 pub use record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
 pub use search::{FaceFilter, SearchHit, SearchQuery};
 pub use snapshot::SnapshotInfo;

@@ -134,6 +134,13 @@ impl FaceIndex {
         rebuilt.ids.restore_deleted(state.ids.deleted().iter().copied());
         rebuilt.model_id = state.model_id.take();
         rebuilt.applied_offsets = std::mem::take(&mut state.applied_offsets);
+        rebuilt.catalog = std::mem::take(&mut state.catalog);
+        rebuilt.people = std::mem::take(&mut state.people);
+        // A re-cluster in progress goes on at the same face: live faces keep their order.
+        let old_ids: Vec<usize> = live_faces.iter().map(|(old_id, _)| *old_id).collect();
+        rebuilt
+            .people
+            .renumber_cursor(|cursor| old_ids.partition_point(|old_id| *old_id < cursor));
         for (_, face) in live_faces {
             rebuilt.ids.push(Some(face));
         }

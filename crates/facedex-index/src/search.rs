@@ -9,6 +9,7 @@ use crate::distance::{check_embedding, dot};
 use crate::error::{IndexError, Result};
 use crate::graph::for_each_point;
 use crate::index::{FaceIndex, IndexState};
+use crate::people::{PersonId, PersonStatus, status};
 use crate::ranked::TopK;
 use crate::record::{FaceId, FaceMetadata};
 
@@ -27,6 +28,8 @@ pub struct SearchQuery {
     pub exact: bool,
     /// Which faces may be returned.
     pub filter: FaceFilter,
+    /// At most one hit per person (its best face); faces in no person are their own group.
+    pub group_by_person: bool,
 }
 
 impl SearchQuery {
@@ -39,6 +42,7 @@ impl SearchQuery {
             ef: None,
             exact: false,
             filter: FaceFilter::default(),
+            group_by_person: false,
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct FaceFilter {
     pub include_face_ids: Option<HashSet<FaceId>>,
     /// Never these faces.
     pub exclude_face_ids: HashSet<FaceId>,
+    /// Only faces of these persons (when set).
+    pub person_ids: Option<HashSet<PersonId>>,
     /// The model the caller's embeddings come from: a mismatch with the index is an error,
     /// not an empty result, because the similarities would be meaningless.
     pub model_id: Option<String>,
@@ -60,7 +66,10 @@ pub struct FaceFilter {
 impl FaceFilter {
     /// Whether the filter lets every face through (the model check aside).
     pub fn is_empty(&self) -> bool {
-        self.image_uri_prefix.is_none() && self.include_face_ids.is_none() && self.exclude_face_ids.is_empty()
+        self.image_uri_prefix.is_none()
+            && self.include_face_ids.is_none()
+            && self.exclude_face_ids.is_empty()
+            && self.person_ids.is_none()
     }
 
     /// Whether the face passes every condition except the model check.
@@ -89,11 +98,16 @@ pub struct SearchHit {
     pub similarity: f32,
     /// Where the face is.
     pub metadata: FaceMetadata,
+    /// The face's person, or why it has none.
+    pub person: PersonStatus,
 }
 
 /// A filter matching at most this many faces is answered by exact search over them: a graph
 /// search that must skip almost every node finds too few.
 const EXACT_SEARCH_FILTER_THRESHOLD: usize = 20_000;
+
+/// How many more faces a search grouped by person ranks than it returns.
+const GROUPED_SEARCH_WIDENING: usize = 4;
 
 impl FaceIndex {
     /// The `query.limit` faces most similar to `query.vector` that pass the filter.
@@ -104,20 +118,43 @@ impl FaceIndex {
             state.check_model("the query", model_id)?;
         }
         let candidates = self.filtered_candidates(&state, &query.filter);
-        let ranked: Vec<(usize, f32)> = match (query.exact, candidates) {
-            (_, Some(candidates)) => self.exact_over(&state, &candidates, query),
-            (true, None) => exact_over_graph(&state, query),
-            (false, None) => graph_search(&state, query, query.ef.unwrap_or(self.config.default_ef_search)),
+        // Grouped, several faces of one person may crowd the top: look further, then keep each
+        // person's best.
+        let widened;
+        let ranking_query = match query.group_by_person {
+            true => {
+                widened = SearchQuery {
+                    limit: query.limit * GROUPED_SEARCH_WIDENING,
+                    ..query.clone()
+                };
+                &widened
+            }
+            false => query,
         };
+        let ef = query.ef.unwrap_or(self.config.default_ef_search);
+        let ranked: Vec<(usize, f32)> = match (query.exact, candidates) {
+            (_, Some(candidates)) => self.exact_over(&state, &candidates, ranking_query),
+            (true, None) => exact_over_graph(&state, ranking_query),
+            (false, None) => graph_search(&state, ranking_query, ef.max(ranking_query.limit)),
+        };
+        let mut seen_persons = HashSet::new();
         Ok(ranked
             .into_iter()
             .filter(|(_, similarity)| query.min_score.is_none_or(|floor| *similarity >= floor))
             .filter_map(|(internal_id, similarity)| {
                 let face = state.ids.live_face(internal_id)?;
+                let person = status(&state, &self.config.people, face);
+                if query.group_by_person
+                    && let PersonStatus::Assigned(person) = &person
+                    && !seen_persons.insert(person.person_id)
+                {
+                    return None;
+                }
                 Some(SearchHit {
                     face_id: face.face_id,
                     similarity,
                     metadata: face.metadata.clone(),
+                    person,
                 })
             })
             .take(query.limit)
@@ -148,6 +185,23 @@ impl FaceIndex {
 
     /// The internal ids a selective filter allows, when few enough for exact search.
     fn filtered_candidates(&self, state: &IndexState, filter: &FaceFilter) -> Option<Vec<usize>> {
+        if let Some(persons) = &filter.person_ids {
+            // Exact over the persons' faces: every other condition is checked per face.
+            return Some(
+                persons
+                    .iter()
+                    .filter_map(|person_id| state.people.get(person_id))
+                    .flat_map(|person| person.faces.iter())
+                    .filter(|face_id| {
+                        filter
+                            .include_face_ids
+                            .as_ref()
+                            .is_none_or(|include| include.contains(face_id))
+                    })
+                    .filter_map(|face_id| state.ids.internal_id(face_id))
+                    .collect(),
+            );
+        }
         if let Some(include) = &filter.include_face_ids {
             return Some(include.iter().filter_map(|id| state.ids.internal_id(id)).collect());
         }
@@ -183,7 +237,7 @@ impl FaceIndex {
 /// what the user's filter refuses are walked through but never returned), plus brute force
 /// over the points the copy cannot serve: those inserted since the last freeze and the ones
 /// no graph search reaches (`hnsw_rs` #37).
-fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
+pub(crate) fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
     let unfiltered = query.filter.is_empty();
     let accepts = |internal_id: usize| {
         state.ids.is_live(internal_id)

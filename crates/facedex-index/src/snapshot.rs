@@ -2,8 +2,9 @@
 //!
 //! A generation holds the graph (`hnsw_rs`'s dump: native-endian, so snapshots move only
 //! between machines of the same endianness), the face metadata, the deleted ids and the applied
-//! Kafka offsets, and (from format 2) the image catalog in a file of its own. Format 1
-//! snapshots still load, with an empty catalog: their photos count as new on the next run. Files are written and fsynced first; then `MANIFEST.json`, listing every file
+//! Kafka offsets, (from format 2) the image catalog in a file of its own, and (from format 3)
+//! the people. Older snapshots still load: format 1 with an empty catalog (its photos count as
+//! new on the next run), formats 1 and 2 without people (a re-cluster groups their faces). Files are written and fsynced first; then `MANIFEST.json`, listing every file
 //! with its size and CRC-32, is written to a temporary name, fsynced and renamed into place, and
 //! the directory is fsynced. A generation without a manifest is a torn write; one whose files do
 //! not match their manifest is corrupt. Loading takes the newest generation that passes, so a
@@ -27,15 +28,17 @@ use crate::error::{IndexError, Result};
 use crate::graph::{Graph, new_graph};
 use crate::graph_file;
 use crate::index::{AppliedOffsets, IndexState, StoredFace};
+use crate::people::{People, PeopleFile};
 use crate::record::FaceId;
 
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 /// The oldest format this build loads.
 const OLDEST_FORMAT_VERSION: u32 = 1;
 const MANIFEST: &str = "MANIFEST.json";
 const GRAPH_BASENAME: &str = "graph";
 const METADATA_FILE: &str = "faces.postcard";
 const CATALOG_FILE: &str = "images.postcard";
+const PEOPLE_FILE: &str = "people.postcard";
 const GENERATION_PREFIX: &str = "gen-";
 
 /// A snapshot on disk.
@@ -124,6 +127,8 @@ pub(crate) fn write(
     file_names.push(METADATA_FILE.to_owned());
     write_postcard(&dir.join(CATALOG_FILE), &state.catalog)?;
     file_names.push(CATALOG_FILE.to_owned());
+    write_postcard(&dir.join(PEOPLE_FILE), &state.people.to_file())?;
+    file_names.push(PEOPLE_FILE.to_owned());
 
     let mut files = Vec::with_capacity(file_names.len());
     for name in file_names {
@@ -246,6 +251,11 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     } else {
         ImageCatalog::default()
     };
+    let people_file: PeopleFile = if manifest.format_version >= 3 {
+        read_postcard(dir, PEOPLE_FILE)?
+    } else {
+        PeopleFile::default()
+    };
     if metadata.dimension != config.dimension {
         return Err(IndexError::InvalidConfig(format!(
             "index.dimension is {} but the snapshot in {} holds {}-dimensional embeddings",
@@ -292,6 +302,13 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     state.orphans = state
         .flat
         .unreachable(&metadata.orphans, loaded_config.default_ef_search);
+    let people = People::from_file(people_file, loaded_config.dimension, |face_id| {
+        let internal_id = state.ids.internal_id(face_id)?;
+        let face = state.ids.live_face(internal_id)?;
+        Some((face.metadata.image_uri.as_str(), state.vector(internal_id)?))
+    })
+    .map_err(|reason| IndexError::corrupt(dir, format!("{PEOPLE_FILE}: {reason}")))?;
+    state.people = people;
     state.debug_assert_invariants();
     Ok((loaded_config, state, info_of(dir, &manifest)))
 }
@@ -493,6 +510,7 @@ mod tests {
         manifest.format_version = FORMAT_VERSION + 1;
         fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
         let error = load(&dir, &config).err().expect("a newer format is refused");
-        assert!(error.to_string().contains("format version 3"), "{error}");
+        let newer = format!("format version {}", FORMAT_VERSION + 1);
+        assert!(error.to_string().contains(&newer), "{error}");
     }
 }

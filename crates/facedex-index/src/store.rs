@@ -1,5 +1,6 @@
 //! A face index bound to a data directory: loads the newest good snapshot at open, journals
-//! deletions so they survive a crash before the next snapshot, and writes snapshots. The store
+//! deletions and people edits so they survive a crash before the next snapshot, and writes
+//! snapshots. The store
 //! is the index's one way in for writes: upserts, deletions, applied offsets and audits all go
 //! through it, so neither the journal nor the snapshot's change flag can be skipped;
 //! [`FaceStore::index`] hands out the read side only.
@@ -7,7 +8,8 @@
 //! ```text
 //! DATA_DIR/
 //!   LOCK                      held while a process has the directory open
-//!   deletions.journal         deletions since the last snapshot, one fsynced line each
+//!   deletions.journal         deletions and people edits since the last snapshot, one
+//!                             fsynced JSON line each (an array of face ids, or an edit)
 //!   snapshots/gen-…/          see snapshot.rs
 //! ```
 
@@ -15,7 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -24,6 +26,7 @@ use crate::config::IndexConfig;
 use crate::error::{IndexError, Result};
 use crate::index::{DeleteSelector, FaceIndex, IndexState, UpsertOutcome};
 use crate::metrics;
+use crate::people::{PeopleEdit, PersonId, ReclusterProgress};
 use crate::record::{FaceId, FaceRecord};
 use crate::snapshot::{self, SnapshotInfo, sync_dir};
 
@@ -66,11 +69,22 @@ impl FaceStore {
         let journaled = read_journal(&journal_path)?;
         if !journaled.is_empty() {
             tracing::info!(
-                faces = journaled.len(),
-                "re-applying deletions journaled after the last snapshot"
+                entries = journaled.len(),
+                "re-applying deletions and people edits journaled after the last snapshot"
             );
             let _writer = index.lock_writer();
-            index.forget_locked(&journaled);
+            for entry in &journaled {
+                match entry {
+                    JournalEntry::Deletion(face_ids) => index.forget_locked(face_ids),
+                    JournalEntry::PeopleEdit(edit) => {
+                        // A face the edit names may have come after the snapshot (a replay
+                        // brings it back, without the edit): the rest of the journal goes on.
+                        if let Err(error) = index.edit_people_locked(edit, || Ok(())) {
+                            tracing::warn!(%error, ?edit, "a journaled people edit no longer applies; skipped");
+                        }
+                    }
+                }
+            }
         }
         let journal = OpenOptions::new()
             .create(true)
@@ -154,20 +168,45 @@ impl FaceStore {
         if face_ids.is_empty() {
             return Ok(face_ids);
         }
-        let mut line = serde_json::to_string(&face_ids).map_err(|error| self.journal_error(error.into()))?;
-        line.push('\n');
-        {
-            let mut journal = self.journal.lock();
-            journal
-                .write_all(line.as_bytes())
-                .map_err(|error| self.journal_error(error))?;
-            journal.sync_data().map_err(|error| self.journal_error(error))?;
-        }
+        self.journal(&face_ids)?;
         self.index.forget_locked(&face_ids);
         self.changed_since_snapshot.store(true, Ordering::Release);
         metrics::record_deleted(face_ids.len());
         metrics::record_size(&self.index);
         Ok(face_ids)
+    }
+
+    /// Applies a people edit (rename, hide, merge, move or split; see [`PeopleEdit`]) and
+    /// returns the person it leaves in place. Durable when this returns: the edit is fsynced to
+    /// the journal before it is applied. Refused, changing nothing, when it names a person or
+    /// face the index does not hold or would put two faces of one photo into one person.
+    pub fn edit_people(&self, edit: &PeopleEdit) -> Result<PersonId> {
+        let _writer = self.index.lock_writer();
+        let person_id = self.index.edit_people_locked(edit, || self.journal(edit))?;
+        self.changed_since_snapshot.store(true, Ordering::Release);
+        Ok(person_id)
+    }
+
+    /// Re-clusters the faces for about `budget` at most (see [`ReclusterProgress`]): call it
+    /// again until it reports `finished`; it goes on where it stopped, also after a restart once
+    /// a snapshot holds its progress. `restart` starts over. Writers wait while it runs;
+    /// searches go on.
+    pub fn recluster(&self, budget: Duration, restart: bool) -> ReclusterProgress {
+        let _writer = self.index.lock_writer();
+        let progress = self.index.recluster_locked(budget, restart);
+        self.changed_since_snapshot.store(true, Ordering::Release);
+        progress
+    }
+
+    /// Appends one entry to the journal and fsyncs it.
+    fn journal(&self, entry: &impl serde::Serialize) -> Result<()> {
+        let mut line = serde_json::to_string(entry).map_err(|error| self.journal_error(error.into()))?;
+        line.push('\n');
+        let mut journal = self.journal.lock();
+        journal
+            .write_all(line.as_bytes())
+            .map_err(|error| self.journal_error(error))?;
+        journal.sync_data().map_err(|error| self.journal_error(error))
     }
 
     fn journal_error(&self, error: std::io::Error) -> IndexError {
@@ -260,21 +299,30 @@ fn load_newest(snapshots_dir: &Path, config: IndexConfig) -> Result<(FaceIndex, 
     Ok((FaceIndex::from_state(config, IndexState::new(graph)), None))
 }
 
-/// Face ids from the journal. A torn last line (a crash mid-append, never acknowledged) is
-/// ignored; anything else that does not parse is an error, because dropping a deletion that
-/// was acknowledged would bring a deleted face back.
-fn read_journal(path: &Path) -> Result<Vec<FaceId>> {
+/// One line of the journal: a deletion is an array of face ids, a people edit an object.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum JournalEntry {
+    Deletion(Vec<FaceId>),
+    PeopleEdit(PeopleEdit),
+}
+
+/// The journal's entries in order. A torn last line (a crash mid-append, never acknowledged)
+/// is ignored; anything else that does not parse is an error, because dropping a deletion or
+/// an edit that was acknowledged would undo it.
+fn read_journal(path: &Path) -> Result<Vec<JournalEntry>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(IndexError::io("read", path, error)),
     };
-    let mut face_ids = Vec::new();
     let complete_lines = text.rsplit_once('\n').map_or("", |(complete, _)| complete);
-    for (number, line) in complete_lines.lines().enumerate() {
-        let ids: Vec<FaceId> = serde_json::from_str(line)
-            .map_err(|error| IndexError::corrupt(path, format!("line {} does not parse: {error}", number + 1)))?;
-        face_ids.extend(ids);
-    }
-    Ok(face_ids)
+    complete_lines
+        .lines()
+        .enumerate()
+        .map(|(number, line)| {
+            serde_json::from_str(line)
+                .map_err(|error| IndexError::corrupt(path, format!("line {} does not parse: {error}", number + 1)))
+        })
+        .collect()
 }

@@ -146,6 +146,104 @@ impl FaceLikeGenerator {
     }
 }
 
+/// A synthetic archive for people clustering, with what makes clustering hard: identity sizes
+/// drawn from a long-tailed (Pareto) law, a share of identities made look-alikes of an earlier
+/// one (centres at cosine 0.4-0.6, like siblings), and faces grouped into photos of one to four
+/// distinct identities (so cannot-link matters).
+pub struct PeopleArchive {
+    /// The faces' embeddings and identities, in photo order.
+    pub vectors: FaceLikeVectors,
+    /// The photo of each face.
+    pub photo_of: Vec<u32>,
+}
+
+/// The share of identities that are look-alikes of an earlier one.
+const LOOK_ALIKE_SHARE: f64 = 0.3;
+/// Faces per identity: at least this many, Pareto-tailed above.
+const MIN_FACES_PER_IDENTITY: f64 = 2.0;
+/// The Pareto law's exponent (smaller: heavier tail).
+const IDENTITY_SIZE_EXPONENT: f64 = 1.3;
+/// No identity has more faces than this.
+const MAX_FACES_PER_IDENTITY: usize = 500;
+
+impl PeopleArchive {
+    /// About `faces` faces (exactly that many) in `dimension` dimensions, deterministic for `seed`.
+    pub fn generate(faces: usize, dimension: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut centres: Vec<Vec<f32>> = Vec::new();
+        let mut identity_of_face = Vec::with_capacity(faces);
+        while identity_of_face.len() < faces {
+            let identity = centres.len();
+            let centre = match identity > 0 && rng.random_bool(LOOK_ALIKE_SHARE) {
+                true => {
+                    let like = rng.random_range(0..identity);
+                    let cosine = rng.random_range(0.4f32..0.6);
+                    let other = random_unit(&mut rng, dimension);
+                    let sine = (1.0 - cosine * cosine).sqrt();
+                    normalise(
+                        centres[like]
+                            .iter()
+                            .zip(&other)
+                            .map(|(a, b)| cosine * a + sine * b)
+                            .collect(),
+                    )
+                }
+                false => random_unit(&mut rng, dimension),
+            };
+            centres.push(centre);
+            let uniform: f64 = rng.random_range(f64::EPSILON..1.0);
+            let size = (MIN_FACES_PER_IDENTITY / uniform.powf(1.0 / IDENTITY_SIZE_EXPONENT)) as usize;
+            let size = size.min(MAX_FACES_PER_IDENTITY).min(faces - identity_of_face.len());
+            identity_of_face.extend(std::iter::repeat_n(identity, size));
+        }
+        // Shuffle (Fisher-Yates), then cut into photos without repeating an identity in one.
+        for position in (1..identity_of_face.len()).rev() {
+            let other = rng.random_range(0..=position);
+            identity_of_face.swap(position, other);
+        }
+        let centre_weights = (0..centres.len())
+            .map(|_| rng.random_range(0.5f32..0.8).sqrt())
+            .collect();
+        let mut generator = FaceLikeGenerator {
+            dimension,
+            centres,
+            centre_weights,
+            rng,
+        };
+        let mut photo_of = Vec::with_capacity(faces);
+        let mut photo = 0u32;
+        let mut in_photo: Vec<usize> = Vec::new();
+        let mut photo_size = generator.rng.random_range(1..=4usize);
+        for identity in &identity_of_face {
+            if in_photo.len() >= photo_size || in_photo.contains(identity) {
+                photo += 1;
+                in_photo.clear();
+                photo_size = generator.rng.random_range(1..=4usize);
+            }
+            in_photo.push(*identity);
+            photo_of.push(photo);
+        }
+        let vectors = generator.samples(faces, |position, _| identity_of_face[position]);
+        Self { vectors, photo_of }
+    }
+
+    /// Face `position` as a record: id `position`, photo `synthetic://photo/{photo}`, a
+    /// 100-px box (distinct per face of a photo) with detection score 0.9.
+    pub fn record(&self, position: usize) -> FaceRecord {
+        let mut record = self.vectors.record(position);
+        record.metadata.image_uri = format!("synthetic://photo/{}", self.photo_of[position]);
+        let x1 = position as f32 % 1000.0;
+        record.metadata.bounding_box = BoundingBox {
+            x1,
+            y1: 0.0,
+            x2: x1 + 100.0,
+            y2: 100.0,
+        };
+        record.metadata.detection_score = 0.9;
+        record
+    }
+}
+
 fn random_unit(rng: &mut StdRng, dimension: usize) -> Vec<f32> {
     normalise((0..dimension).map(|_| rng.sample::<f32, _>(StandardNormal)).collect())
 }

@@ -55,8 +55,18 @@ pub async fn publish(producer: &FutureProducer, topic: &str, key: &str, payload:
     publish_record(producer, topic, key, Some(payload), None).await
 }
 
+/// Times a publish is tried when the broker is away (each try waits up to
+/// `kafka.produce_timeout_ms` for the acknowledgement).
+const PUBLISH_ATTEMPTS: u32 = 10;
+/// The first pause between tries; doubled each time up to [`MAX_PUBLISH_BACKOFF`].
+const FIRST_PUBLISH_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_PUBLISH_BACKOFF: Duration = Duration::from_secs(10);
+
 /// Publishes a record keyed by `key`, with `payload` (`None`: a tombstone, which compaction
 /// turns into the key's removal) and an optional header, and waits for the acknowledgement.
+/// A broker that is away (restarting, failing over) is waited for: the record is sent again
+/// after a pause, up to [`PUBLISH_ATTEMPTS`] times. A record sent twice is harmless downstream:
+/// every record names faces by their derived ids, so applying one again changes nothing.
 pub async fn publish_record(
     producer: &FutureProducer,
     topic: &str,
@@ -64,24 +74,52 @@ pub async fn publish_record(
     payload: Option<&[u8]>,
     header: Option<(&str, &str)>,
 ) -> Result<(i32, i64)> {
-    let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key);
-    if let Some(payload) = payload {
-        record = record.payload(payload);
+    let mut backoff = FIRST_PUBLISH_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key);
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        if let Some((name, value)) = header {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: name,
+                value: Some(value),
+            }));
+        }
+        match producer.send(record, Duration::from_secs(0)).await {
+            Ok(delivery) => return Ok((delivery.partition, delivery.offset)),
+            Err((error, _)) if attempt < PUBLISH_ATTEMPTS && broker_away(&error) => {
+                tracing::warn!(%error, topic, attempt, "publishing failed while the broker is away; trying again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_PUBLISH_BACKOFF);
+                attempt += 1;
+            }
+            Err((error, _)) => {
+                return Err(KafkaStageError::Kafka {
+                    operation: "publishing",
+                    source: error,
+                });
+            }
+        }
     }
-    if let Some((name, value)) = header {
-        record = record.headers(OwnedHeaders::new().insert(Header {
-            key: name,
-            value: Some(value),
-        }));
-    }
-    producer
-        .send(record, Duration::from_secs(0))
-        .await
-        .map(|delivery| (delivery.partition, delivery.offset))
-        .map_err(|(error, _)| KafkaStageError::Kafka {
-            operation: "publishing",
-            source: error,
-        })
+}
+
+/// Whether a publish failed because no broker took it in time: the broker may come back.
+fn broker_away(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::QueueFull
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+        )
+    )
 }
 
 /// Creates the pipeline's topics where missing (`create_topics`; the catalog and runs topics

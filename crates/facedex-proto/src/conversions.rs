@@ -5,14 +5,15 @@ use std::collections::HashSet;
 
 use facedex_index::{
     BoundingBox as DomainBox, DeleteSelector, FaceFilter, FaceId, FaceMetadata, FaceView, IndexError,
-    IndexInfo as DomainInfo, SearchHit, SearchQuery, SnapshotInfo,
+    IndexInfo as DomainInfo, PersonStatus, SearchHit, SearchQuery, SkipReason, SnapshotInfo,
 };
 use facedex_vision::DetectedFace as VisionFace;
 
 use crate::error::RequestError;
 use crate::{
-    AppliedOffset, BoundingBox, DeleteRequest, DetectedFace, Embedding, Face, GetFaceResponse, Hit, IndexInfo,
-    IndexParameters, Point, SearchFilter, SearchRequest, Snapshot, delete_request, search_request,
+    AppliedOffset, BoundingBox, DeleteRequest, DetectedFace, Embedding, Face, FacePerson, GetFaceResponse, Hit,
+    IndexInfo, IndexParameters, Point, SearchFilter, SearchRequest, Snapshot, delete_request, face_person,
+    search_request,
 };
 
 /// Hits per query face when a request does not say.
@@ -98,6 +99,7 @@ impl TryFrom<SearchRequest> for ParsedSearch {
             ef: request.ef.map(|ef| ef as usize),
             exact: request.exact,
             filter,
+            group_by_person: request.group_by_person,
         };
         Ok(Self { target, template })
     }
@@ -119,6 +121,24 @@ impl TryFrom<SearchFilter> for FaceFilter {
             },
             exclude_face_ids: parse_all("filter.exclude_face_ids", &filter.exclude_face_ids)?,
             model_id: non_empty(filter.model_id),
+            person_ids: match filter.person_ids.is_empty() {
+                true => None,
+                false => {
+                    check_id_count("filter.person_ids", &filter.person_ids)?;
+                    Some(
+                        filter
+                            .person_ids
+                            .iter()
+                            .map(|id| {
+                                id.parse().map_err(|source| RequestError::InvalidField {
+                                    field: "filter.person_ids",
+                                    source,
+                                })
+                            })
+                            .collect::<Result<_, _>>()?,
+                    )
+                }
+            },
         })
     }
 }
@@ -171,8 +191,8 @@ pub fn landmarks(points: &[[f32; 2]; 5]) -> Vec<Point> {
     points.iter().map(|[x, y]| Point { x: *x, y: *y }).collect()
 }
 
-/// An indexed face.
-pub fn face(face_id: &FaceId, metadata: &FaceMetadata) -> Face {
+/// An indexed face and where it stands with the people.
+pub fn face(face_id: &FaceId, metadata: &FaceMetadata, person: &PersonStatus) -> Face {
     Face {
         face_id: face_id.to_string(),
         image_uri: metadata.image_uri.clone(),
@@ -180,6 +200,23 @@ pub fn face(face_id: &FaceId, metadata: &FaceMetadata) -> Face {
         landmarks: landmarks(&metadata.landmarks),
         detection_score: metadata.detection_score,
         model_id: metadata.model_id.clone(),
+        person: Some(face_person(person)),
+    }
+}
+
+/// The proto form of a face's standing with the people.
+pub fn face_person(status: &PersonStatus) -> FacePerson {
+    let (state, person) = match status {
+        PersonStatus::Assigned(person) => (face_person::State::Assigned, Some(person)),
+        PersonStatus::Waiting => (face_person::State::Waiting, None),
+        PersonStatus::Skipped(SkipReason::TooSmall { .. }) => (face_person::State::SkippedTooSmall, None),
+        PersonStatus::Skipped(SkipReason::LowScore { .. }) => (face_person::State::SkippedLowScore, None),
+        PersonStatus::Disabled => (face_person::State::Disabled, None),
+    };
+    FacePerson {
+        state: state.into(),
+        person_id: person.map(|person| person.person_id.to_string()).unwrap_or_default(),
+        person_name: person.and_then(|person| person.name.clone()).unwrap_or_default(),
     }
 }
 
@@ -187,7 +224,7 @@ impl From<&SearchHit> for Hit {
     fn from(hit: &SearchHit) -> Self {
         Hit {
             similarity: hit.similarity,
-            face: Some(face(&hit.face_id, &hit.metadata)),
+            face: Some(face(&hit.face_id, &hit.metadata, &hit.person)),
         }
     }
 }
@@ -211,7 +248,7 @@ pub fn domain_box(corners: [f32; 4]) -> DomainBox {
 impl From<FaceView> for GetFaceResponse {
     fn from(view: FaceView) -> Self {
         GetFaceResponse {
-            face: Some(face(&view.face_id, &view.metadata)),
+            face: Some(face(&view.face_id, &view.metadata, &view.person)),
             embedding: view.embedding.map(|values| Embedding { values }),
         }
     }
@@ -257,6 +294,7 @@ pub fn index_info(info: DomainInfo, last_snapshot: Option<&SnapshotInfo>) -> Ind
         applied_offsets,
         last_snapshot: last_snapshot.map(Snapshot::from),
         unreachable_points: info.unreachable_points as u64,
+        people: info.people as u64,
     }
 }
 

@@ -91,8 +91,11 @@ fn index_code(error: &IndexError) -> Code {
         | IndexError::InvalidEf { .. }
         | IndexError::InvalidMinScore { .. }
         | IndexError::MalformedFaceId { .. }
+        | IndexError::MalformedPersonId { .. }
         | IndexError::InvalidRecord { .. } => Code::InvalidArgument,
-        IndexError::UnknownFace { .. } => Code::NotFound,
+        // The edit is well-formed but the people as they are now do not allow it.
+        IndexError::InvalidPeopleEdit { .. } => Code::FailedPrecondition,
+        IndexError::UnknownFace { .. } | IndexError::UnknownPerson { .. } => Code::NotFound,
         IndexError::ModelMismatch { .. } => Code::FailedPrecondition,
         IndexError::DataDirLocked { .. } => Code::Unavailable,
         IndexError::CorruptSnapshot { .. } => Code::DataLoss,

@@ -146,6 +146,11 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         store.index().info().faces,
         store.last_snapshot().map_or(0, |snapshot| snapshot.generation),
     );
+    let people = store.index().list_people(0, 0, true);
+    println!(
+        "people: {} persons; {} faces in no person yet (waiting for agreement, or too small or unsure to judge)",
+        people.total, people.unassigned_faces
+    );
     if !summary.listing.skipped.is_empty() {
         println!("{}", summary.listing.describe_skipped());
     }

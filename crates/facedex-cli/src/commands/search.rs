@@ -41,6 +41,12 @@ pub struct SearchArgs {
     /// Only faces of images whose URI starts with this.
     #[arg(long, value_name = "URI_PREFIX")]
     image_uri_prefix: Option<String>,
+    /// Only faces of this person (16 hexadecimal characters; repeat for several).
+    #[arg(long = "person", value_name = "PERSON_ID")]
+    person_ids: Vec<String>,
+    /// At most one hit per person: its most similar face.
+    #[arg(long)]
+    group_by_person: bool,
     /// Print one JSON object per query face instead of a table.
     #[arg(long)]
     json: bool,
@@ -68,8 +74,10 @@ pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode>
         exact: args.exact,
         filter: Some(SearchFilter {
             image_uri_prefix: args.image_uri_prefix.clone().unwrap_or_default(),
+            person_ids: args.person_ids.clone(),
             ..SearchFilter::default()
         }),
+        group_by_person: args.group_by_person,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let response = runtime.block_on(send(&args, request))?;
@@ -99,6 +107,7 @@ fn result_json(position: usize, result: &QueryResult, model_id: &str) -> serde_j
         .map(|hit| {
             let face = hit.face.clone().unwrap_or_default();
             let bounding_box = face.bounding_box.unwrap_or_default();
+            let person = face.person.clone().unwrap_or_default();
             json!({
                 "face_id": face.face_id,
                 "similarity": hit.similarity,
@@ -107,6 +116,8 @@ fn result_json(position: usize, result: &QueryResult, model_id: &str) -> serde_j
                 "landmarks": face.landmarks.iter().map(|point| [point.x, point.y]).collect::<Vec<_>>(),
                 "detection_score": face.detection_score,
                 "model_id": face.model_id,
+                "person_id": person.person_id,
+                "person_name": person.person_name,
             })
         })
         .collect();
@@ -140,8 +151,14 @@ fn print_table(results: &[QueryResult]) {
         for (rank, hit) in result.hits.iter().enumerate() {
             let face = hit.face.clone().unwrap_or_default();
             let b = face.bounding_box.unwrap_or_default();
+            let person = face.person.clone().unwrap_or_default();
+            let person = match (person.person_name.is_empty(), person.person_id.is_empty()) {
+                (false, _) => format!("  person {} ({})", person.person_name, person.person_id),
+                (true, false) => format!("  person {}", person.person_id),
+                (true, true) => String::new(),
+            };
             println!(
-                "  {:>3}. {:.4}  {}  {}  ({:.0},{:.0})-({:.0},{:.0})",
+                "  {:>3}. {:.4}  {}  {}  ({:.0},{:.0})-({:.0},{:.0}){person}",
                 rank + 1,
                 hit.similarity,
                 face.face_id,
