@@ -300,8 +300,7 @@ fn load_newest(snapshots_dir: &Path, config: IndexConfig) -> Result<(FaceIndex, 
 }
 
 /// One line of the journal: a deletion is an array of face ids, a people edit an object.
-#[derive(Debug, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum JournalEntry {
     Deletion(Vec<FaceId>),
     PeopleEdit(PeopleEdit),
@@ -321,8 +320,12 @@ fn read_journal(path: &Path) -> Result<Vec<JournalEntry>> {
         .lines()
         .enumerate()
         .map(|(number, line)| {
-            serde_json::from_str(line)
-                .map_err(|error| IndexError::corrupt(path, format!("line {} does not parse: {error}", number + 1)))
+            // Tried in turn, not `untagged`: serde cannot buffer the u128 face ids for that.
+            let entry = match line.trim_start().starts_with('[') {
+                true => serde_json::from_str(line).map(JournalEntry::Deletion),
+                false => serde_json::from_str(line).map(JournalEntry::PeopleEdit),
+            };
+            entry.map_err(|error| IndexError::corrupt(path, format!("line {} does not parse: {error}", number + 1)))
         })
         .collect()
 }

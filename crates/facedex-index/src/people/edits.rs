@@ -21,7 +21,8 @@ pub const MAX_EDIT_FACES: usize = 10_000;
 
 /// A change a user makes to the people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "edit", rename_all = "snake_case", deny_unknown_fields)]
+// Externally tagged: face ids are u128, which serde cannot buffer for an internal tag.
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PeopleEdit {
     /// Names a person (`None` clears the name).
     Rename {

@@ -177,7 +177,16 @@ fn edits_are_kept_through_a_recluster_a_snapshot_and_the_journal() {
             })
             .expect("split");
         store.snapshot().expect("snapshot");
-        // After the snapshot, only in the journal: merge person 1 into the named one.
+        // After the snapshot, only in the journal: a deletion, a move, and a refused merge.
+        store
+            .delete(&DeleteSelector::FaceIds(vec![FaceId(205)]))
+            .expect("delete");
+        store
+            .edit_people(&PeopleEdit::MoveFaces {
+                faces: vec![FaceId(204)],
+                to: Some(split_off),
+            })
+            .expect("move");
         merged_into = store
             .edit_people(&PeopleEdit::Merge {
                 into: named,
@@ -203,6 +212,11 @@ fn edits_are_kept_through_a_recluster_a_snapshot_and_the_journal() {
     };
     assert_eq!(names(index).get(&named), Some(&Some("Ada".to_owned())));
     assert_eq!(person_of(index, 200), Some(split_off));
+    assert_eq!(person_of(index, 204), Some(split_off), "the journaled move is replayed");
+    assert!(
+        index.get(&FaceId(205), false).is_err(),
+        "the journaled deletion is replayed"
+    );
     assert_ne!(person_of(index, 202), Some(split_off));
     let progress = store.recluster(Duration::from_secs(60), true);
     assert!(progress.finished, "{progress:?}");
@@ -216,7 +230,7 @@ fn edits_are_kept_through_a_recluster_a_snapshot_and_the_journal() {
     }
     assert_eq!(person_of(store.index(), 200), Some(split_off), "split survives");
     assert_eq!(person_of(store.index(), 201), Some(split_off));
-    let rest: HashSet<Option<PersonId>> = (202..206).map(|face| person_of(store.index(), face)).collect();
+    let rest: HashSet<Option<PersonId>> = (202..204).map(|face| person_of(store.index(), face)).collect();
     assert!(
         !rest.contains(&Some(split_off)),
         "moved-out faces' old person is not refilled: {rest:?}"
