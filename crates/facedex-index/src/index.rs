@@ -445,8 +445,7 @@ impl FaceIndex {
         let unknown = || IndexError::UnknownFace {
             face_id: face_id.to_string(),
         };
-        let internal_id = state.ids.internal_id(face_id).ok_or_else(unknown)?;
-        let face = state.ids.live_face(internal_id).ok_or_else(unknown)?;
+        let (internal_id, face) = state.ids.live_face_by_id(face_id).ok_or_else(unknown)?;
         let embedding = match with_embedding {
             true => Some(state.vector(internal_id).ok_or_else(unknown)?.to_vec()),
             false => None,

@@ -303,8 +303,7 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
         .flat
         .unreachable(&metadata.orphans, loaded_config.default_ef_search);
     let people = People::from_file(people_file, loaded_config.dimension, |face_id| {
-        let internal_id = state.ids.internal_id(face_id)?;
-        let face = state.ids.live_face(internal_id)?;
+        let (internal_id, face) = state.ids.live_face_by_id(face_id)?;
         Some((face.metadata.image_uri.as_str(), state.vector(internal_id)?))
     })
     .map_err(|reason| IndexError::corrupt(dir, format!("{PEOPLE_FILE}: {reason}")))?;

@@ -208,7 +208,7 @@ fn check_one_face_per_photo(state: &IndexState, target: Option<PersonId>, moving
         })
         .unwrap_or_default();
     for face_id in staying.into_iter().chain(moving) {
-        let Some(face) = state.ids.internal_id(face_id).and_then(|id| state.ids.live_face(id)) else {
+        let Some((_, face)) = state.ids.live_face_by_id(face_id) else {
             continue;
         };
         if let Some(other) = photos.insert(face.metadata.image_uri.as_str(), *face_id) {

@@ -104,7 +104,7 @@ impl FaceIndex {
             .faces
             .iter()
             .filter_map(|face_id| {
-                let face = state.ids.live_face(state.ids.internal_id(face_id)?)?;
+                let (_, face) = state.ids.live_face_by_id(face_id)?;
                 Some(face.metadata.image_uri.clone())
             })
             .collect();
@@ -120,10 +120,9 @@ impl FaceIndex {
     /// Where the face stands with the people.
     pub fn person_status(&self, face_id: &FaceId) -> Result<PersonStatus> {
         let state = self.state.read();
-        let face = state
+        let (_, face) = state
             .ids
-            .internal_id(face_id)
-            .and_then(|internal_id| state.ids.live_face(internal_id))
+            .live_face_by_id(face_id)
             .ok_or_else(|| IndexError::UnknownFace {
                 face_id: face_id.to_string(),
             })?;
@@ -160,8 +159,7 @@ pub(crate) fn status(state: &IndexState, config: &PeopleConfig, face: &StoredFac
 }
 
 fn view(state: &IndexState, config: &PeopleConfig, face_id: &FaceId) -> Option<FaceView> {
-    let internal_id = state.ids.internal_id(face_id)?;
-    let face = state.ids.live_face(internal_id)?;
+    let (_, face) = state.ids.live_face_by_id(face_id)?;
     Some(FaceView {
         face_id: face.face_id,
         metadata: face.metadata.clone(),
