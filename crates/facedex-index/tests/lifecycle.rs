@@ -56,9 +56,17 @@ fn upsert_is_idempotent_on_face_id() {
         first,
         UpsertOutcome {
             inserted: 500,
+            people: first.people,
             ..UpsertOutcome::default()
         }
     );
+    // Every new face is placed once: 100 identities of 5 well-separated faces found one
+    // person apiece (its founding face), the other faces joined or were recruited, and none
+    // is left waiting.
+    let placed = first.people;
+    assert_eq!(placed.founded, 100, "{placed:?}");
+    assert_eq!(placed.founded + placed.joined + placed.recruited, 500, "{placed:?}");
+    assert_eq!(placed.waiting + placed.skipped, 0, "{placed:?}");
     let replay = store.upsert(support::records(&vectors)).expect("replay");
     assert_eq!(
         replay,
