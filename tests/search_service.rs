@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use facedex_proto::face_search_client::FaceSearchClient;
@@ -14,6 +13,7 @@ use facedex_proto::{
     DeleteRequest, Embedding, GetFaceRequest, GetIndexInfoRequest, SearchBatchRequest, SearchFilter, SearchRequest,
     delete_request, search_request,
 };
+use support::serve::Server;
 use support::{facedex_command, iou, photo};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -32,66 +32,6 @@ const INDEXED_PHOTOS: [&str; 8] = [
     "mask_black.jpg",
     "mask_green.jpg",
 ];
-
-/// A `facedex serve` process, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = facedex_command();
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra_args)
-            .envs(env.iter().copied());
-        Self::spawn(command)
-    }
-
-    /// Runs `command` (a `facedex serve`) and waits until it serves.
-    fn spawn(mut command: Command) -> Self {
-        let mut child = command.stdout(Stdio::piped()).spawn().expect("facedex serve starts");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        // hnsw_rs prints a line of its own when a graph is created; skip to ours.
-        let mut line = String::new();
-        let address = loop {
-            line.clear();
-            assert!(
-                stdout.read_line(&mut line).expect("read stdout") > 0,
-                "facedex serve exited before serving"
-            );
-            if let Some(rest) = line.strip_prefix("facedex: serving FaceSearch on ") {
-                break rest.split_whitespace().next().expect("address").to_owned();
-            }
-        };
-        // Keep draining stdout so that later output never hits a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Self {
-            child,
-            url: format!("http://{address}"),
-        }
-    }
-
-    /// SIGTERM, then wait: the server drains and writes its final snapshot.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
-        assert!(exit.success(), "facedex serve exited with {exit} after SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn import_sample_photos(data_dir: &Path) -> usize {
     let mut detect = facedex_command();
@@ -842,10 +782,7 @@ fn a_snapshot_that_finds_no_room_fails_clearly_and_the_server_serves_on_from_the
     // The periodic snapshot keeps retrying (every second), failing with the same clear error.
     std::thread::sleep(Duration::from_millis(3500));
     // Its final snapshot finds no room either: it exits with that error.
-    let _ = Command::new("kill")
-        .args(["-TERM", &capped.child.id().to_string()])
-        .status();
-    let _ = capped.child.wait();
+    capped.stop();
     let log = std::fs::read_to_string(&stderr).expect("stderr");
     let retries = log.matches("periodic snapshot failed").count();
     assert!(retries >= 2, "the snapshot is retried: {log}");

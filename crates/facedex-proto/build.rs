@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "facedex/v1/face_search.proto",
+        "facedex/v1/people.proto",
         "facedex/pipeline/v1/pipeline.proto",
         "facedex/embed/v1/embedder.proto",
     ]

@@ -102,6 +102,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 pub mod cluster;
 pub mod prometheus;
+pub mod serve;
 
 /// `GET /metrics`, parsed to series (`name{labels}`) and values.
 pub fn scrape_metrics(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {

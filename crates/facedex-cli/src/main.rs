@@ -49,6 +49,8 @@ enum Command {
     Serve(commands::serve::ServeArgs),
     /// Search a running server by photo, face id or embedding.
     Search(commands::search::SearchArgs),
+    /// List, show and edit the persons of a running server.
+    People(commands::people::PeopleArgs),
     /// Index a photo archive in this process (local mode, no broker) into a data directory.
     Index(commands::index::IndexArgs),
     /// Publish every photo of an archive to the images topic.
@@ -74,6 +76,7 @@ impl Command {
             Self::Detect(_) => "detect",
             Self::Serve(_) => "serve",
             Self::Search(_) => "search",
+            Self::People(_) => "people",
             Self::Index(_) => "index",
             Self::Enqueue(_) => "enqueue",
             Self::Embed(_) => "embed",
@@ -171,6 +174,7 @@ fn main() -> ExitCode {
             Command::Detect(args) => commands::detect::run(&config, args),
             Command::Serve(args) => commands::serve::run(config, args),
             Command::Search(args) => commands::search::run(config, args),
+            Command::People(args) => commands::people::run(config, args),
             Command::Index(args) => commands::index::run(config, args),
             Command::Enqueue(args) => commands::roles::enqueue(config, args),
             Command::Embed(args) => commands::roles::embed(config, args),

@@ -84,10 +84,16 @@ pub enum IndexError {
         /// The string given.
         input: String,
     },
-    /// A people edit that cannot be applied as asked.
+    /// A people edit out of its own bounds (a blank or long name, too many persons or faces).
     #[error("people edit refused: {reason}")]
     InvalidPeopleEdit {
         /// What is wrong and what to do instead.
+        reason: String,
+    },
+    /// A well-formed people edit that the people as they are now do not allow.
+    #[error("people edit refused: {reason}")]
+    PeopleEditConflict {
+        /// What stands in the way.
         reason: String,
     },
     /// A record or query from a different embedding model than the index holds.

@@ -21,7 +21,6 @@ mod index;
 mod maintenance;
 pub mod metrics;
 mod people;
-#[cfg(feature = "synthetic")]
 pub mod quality;
 mod ranked;
 mod record;

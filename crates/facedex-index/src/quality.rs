@@ -1,4 +1,4 @@
-//! How well a clustering matches known identities (feature `synthetic`): pairwise precision and
+//! How well a clustering matches known identities, for tests and benchmarks: pairwise precision and
 //! recall and BCubed precision, recall and F1 (Amigó et al. 2009), faces in no cluster counted
 //! as clusters of one, plus the pairs of one photo put into one cluster.
 

@@ -56,11 +56,16 @@ pub const MAX_REQUEST_FACE_IDS: usize = 10_000;
 
 /// Refuses a repeated field of more than [`MAX_REQUEST_FACE_IDS`] ids.
 fn check_id_count(field: &'static str, ids: &[String]) -> Result<(), RequestError> {
-    if ids.len() > MAX_REQUEST_FACE_IDS {
+    check_entries(field, ids, MAX_REQUEST_FACE_IDS)
+}
+
+/// Refuses a repeated field of more than `max` entries, before any of them is parsed.
+pub(crate) fn check_entries<T>(field: &'static str, entries: &[T], max: usize) -> Result<(), RequestError> {
+    if entries.len() > max {
         return Err(RequestError::TooManyEntries {
             field,
-            count: ids.len(),
-            max: MAX_REQUEST_FACE_IDS,
+            count: entries.len(),
+            max,
         });
     }
     Ok(())

@@ -31,6 +31,18 @@ pub enum RequestError {
         /// The most accepted.
         max: usize,
     },
+    /// A number outside the range a request may ask for.
+    #[error("{field} is {value}, outside the accepted range {min} to {max}")]
+    OutOfRange {
+        /// The field's name in the request.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The least accepted.
+        min: u64,
+        /// The most accepted.
+        max: u64,
+    },
     /// A field whose value is invalid (an id that is not one, a value out of range).
     #[error("{field}: {source}")]
     InvalidField {

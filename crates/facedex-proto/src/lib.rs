@@ -22,6 +22,7 @@ mod generated {
 
 pub mod conversions;
 mod error;
+pub mod people_conversions;
 pub mod pipeline_conversions;
 
 pub use error::RequestError;

@@ -69,7 +69,8 @@ impl ServiceError {
                 RequestError::MissingField { .. }
                 | RequestError::InvalidField { .. }
                 | RequestError::Malformed { .. }
-                | RequestError::TooManyEntries { .. },
+                | RequestError::TooManyEntries { .. }
+                | RequestError::OutOfRange { .. },
             ) => Code::InvalidArgument,
             ServiceError::Index(error) => index_code(error),
             ServiceError::Vision(error) => vision_code(error),
@@ -92,9 +93,10 @@ fn index_code(error: &IndexError) -> Code {
         | IndexError::InvalidMinScore { .. }
         | IndexError::MalformedFaceId { .. }
         | IndexError::MalformedPersonId { .. }
+        | IndexError::InvalidPeopleEdit { .. }
         | IndexError::InvalidRecord { .. } => Code::InvalidArgument,
         // The edit is well-formed but the people as they are now do not allow it.
-        IndexError::InvalidPeopleEdit { .. } => Code::FailedPrecondition,
+        IndexError::PeopleEditConflict { .. } => Code::FailedPrecondition,
         IndexError::UnknownFace { .. } | IndexError::UnknownPerson { .. } => Code::NotFound,
         IndexError::ModelMismatch { .. } => Code::FailedPrecondition,
         IndexError::DataDirLocked { .. } => Code::Unavailable,

@@ -1,22 +1,27 @@
 //! facedex's gRPC side, one module per service: [`search`] is FaceSearch over a face store
-//! (thin handlers, health and reflection, bearer-token auth, TLS, the snapshot schedule) and
+//! (thin handlers, health and reflection, bearer-token auth, TLS, the snapshot schedule),
+//! [`people`] the People service beside it (persons listed, shown and edited), and
 //! [`embed`] is the internal Embedder service with its client, which ingest workers use as
 //! their models. The domain lives in `facedex-index` and `facedex-pipeline`; the conversions
 //! in `facedex-proto`.
 
+mod access;
 mod bearer;
+mod calls;
 mod config;
 pub mod embed;
 mod error;
 pub mod metrics;
+pub mod people;
 pub mod search;
 mod undecodable;
 
+pub use access::AccessTokens;
 pub use bearer::BearerToken;
 pub use config::{EmbedConfig, ServerConfig, TlsConfig};
 pub use embed::client::{EmbedClientAuth, RemoteModels};
 pub use embed::service::{EmbedderService, serve_embedder};
 pub use error::ServiceError;
-pub use search::access::AccessTokens;
+pub use people::service::PeopleService;
 pub use search::server::{BoundServer, ServerError};
 pub use search::service::FaceSearchService;

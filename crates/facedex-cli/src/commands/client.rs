@@ -1,5 +1,6 @@
-//! A FaceSearch client as the CLI's commands need it: `--server`, an optional bearer token (a
-//! file or FACEDEX_TOKEN) and CA certificate, shared by `facedex search` and `facedex status`.
+//! The FaceSearch and People clients as the CLI's commands need them: `--server`, an optional
+//! bearer token (a file or FACEDEX_TOKEN) and CA certificate, shared by `facedex search`,
+//! `facedex people` and `facedex status`.
 
 use std::path::PathBuf;
 
@@ -28,10 +29,27 @@ pub struct ServerFlags {
 
 /// A FaceSearch client that sends the bearer token with every call.
 pub type SearchClient = FaceSearchClient<InterceptedService<Channel, BearerToken>>;
+/// A People client that sends the bearer token with every call.
+pub type PeopleClient = facedex_proto::people_client::PeopleClient<InterceptedService<Channel, BearerToken>>;
 
 impl ServerFlags {
-    /// Connects to the server.
+    /// Connects to the server's FaceSearch service.
     pub async fn connect(&self) -> anyhow::Result<SearchClient> {
+        let (channel, token) = self.channel().await?;
+        Ok(FaceSearchClient::with_interceptor(channel, token).max_decoding_message_size(64 * 1024 * 1024))
+    }
+
+    /// Connects to the server's People service.
+    pub async fn connect_people(&self) -> anyhow::Result<PeopleClient> {
+        let (channel, token) = self.channel().await?;
+        Ok(
+            facedex_proto::people_client::PeopleClient::with_interceptor(channel, token)
+                .max_decoding_message_size(64 * 1024 * 1024),
+        )
+    }
+
+    /// A channel to the server and the token to send on it.
+    async fn channel(&self) -> anyhow::Result<(Channel, BearerToken)> {
         let mut endpoint = Endpoint::from_shared(self.server.clone())
             .with_context(|| format!("invalid server URL {}", self.server))?;
         if self.server.starts_with("https://") {
@@ -57,6 +75,6 @@ impl ServerFlags {
             (None, Err(_)) => None,
         };
         let token = BearerToken::new(token.as_deref()).context("the token is not valid header text")?;
-        Ok(FaceSearchClient::with_interceptor(channel, token).max_decoding_message_size(64 * 1024 * 1024))
+        Ok((channel, token))
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod detect;
 pub mod index;
 pub mod index_import;
+pub mod people;
 pub mod roles;
 pub mod search;
 pub mod serve;

@@ -212,7 +212,7 @@ fn check_one_face_per_photo(state: &IndexState, target: Option<PersonId>, moving
             continue;
         };
         if let Some(other) = photos.insert(face.metadata.image_uri.as_str(), *face_id) {
-            return Err(IndexError::InvalidPeopleEdit {
+            return Err(IndexError::PeopleEditConflict {
                 reason: format!(
                     "faces {other} and {face_id} are both in {}: a person appears at most once per photo",
                     face.metadata.image_uri

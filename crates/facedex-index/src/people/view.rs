@@ -16,8 +16,9 @@ pub struct PersonSummary {
     pub hidden: bool,
     /// Its faces.
     pub face_count: usize,
-    /// The face closest to the person's prototype: the one to show.
-    pub representative: FaceId,
+    /// The face closest to the person's prototype: the one to show (always set while the
+    /// people's invariants hold: a person has live faces).
+    pub representative: Option<FaceView>,
 }
 
 /// A page of persons, the largest first.
@@ -38,7 +39,7 @@ pub struct PersonFaces {
     pub summary: PersonSummary,
     /// Its faces in face id order, from the requested offset.
     pub faces: Vec<FaceView>,
-    /// The distinct photos of all its faces, in URI order.
+    /// The distinct photos of the page's faces, in URI order.
     pub images: Vec<String>,
 }
 
@@ -81,7 +82,7 @@ impl FaceIndex {
                 .into_iter()
                 .skip(offset)
                 .take(limit)
-                .map(|(person_id, person)| summary(&state, *person_id, person))
+                .map(|(person_id, person)| summary(&state, &self.config.people, *person_id, person))
                 .collect(),
             unassigned_faces: state.ids.live_faces() - state.people.assigned_faces(),
         }
@@ -93,28 +94,30 @@ impl FaceIndex {
         let person = state.people.get(person_id).ok_or_else(|| IndexError::UnknownPerson {
             person_id: person_id.to_string(),
         })?;
-        let faces = person
+        let faces: Vec<FaceView> = person
             .faces
             .iter()
             .skip(offset)
             .take(limit)
             .filter_map(|face_id| view(&state, &self.config.people, face_id))
             .collect();
-        let mut images: Vec<String> = person
-            .faces
-            .iter()
-            .filter_map(|face_id| {
-                let (_, face) = state.ids.live_face_by_id(face_id)?;
-                Some(face.metadata.image_uri.clone())
-            })
-            .collect();
+        let mut images: Vec<String> = faces.iter().map(|face| face.metadata.image_uri.clone()).collect();
         images.sort();
         images.dedup();
         Ok(PersonFaces {
-            summary: summary(&state, *person_id, person),
+            summary: summary(&state, &self.config.people, *person_id, person),
             faces,
             images,
         })
+    }
+
+    /// A person as listings show it.
+    pub fn person_summary(&self, person_id: &PersonId) -> Result<PersonSummary> {
+        let state = self.state.read();
+        let person = state.people.get(person_id).ok_or_else(|| IndexError::UnknownPerson {
+            person_id: person_id.to_string(),
+        })?;
+        Ok(summary(&state, &self.config.people, *person_id, person))
     }
 
     /// Where the face stands with the people.
@@ -168,7 +171,8 @@ fn view(state: &IndexState, config: &PeopleConfig, face_id: &FaceId) -> Option<F
     })
 }
 
-fn summary(state: &IndexState, person_id: PersonId, person: &Person) -> PersonSummary {
+fn summary(state: &IndexState, config: &PeopleConfig, person_id: PersonId, person: &Person) -> PersonSummary {
+    debug_assert!(!person.faces.is_empty(), "a person without faces is gone");
     let representative = person
         .faces
         .iter()
@@ -177,7 +181,9 @@ fn summary(state: &IndexState, person_id: PersonId, person: &Person) -> PersonSu
             Some((person.prototype_similarity(vector), *face_id))
         })
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
-        .map_or_else(|| *person.faces.first().unwrap_or(&FaceId(0)), |(_, face_id)| face_id);
+        .map(|(_, face_id)| face_id)
+        .or_else(|| person.faces.first().copied())
+        .and_then(|face_id| view(state, config, &face_id));
     PersonSummary {
         person_id,
         name: person.name.clone(),

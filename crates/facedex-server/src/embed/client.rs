@@ -15,10 +15,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
+use crate::access::token;
 use crate::bearer::BearerToken;
 use crate::config::EmbedConfig;
 use crate::embed::service::MAX_EMBED_MESSAGE_BYTES;
-use crate::search::access::token;
 use crate::search::server::ServerError;
 
 /// A client of one embed worker, sending the token with every call.

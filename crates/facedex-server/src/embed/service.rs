@@ -20,10 +20,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
+use crate::access::{Access, AccessTokens};
 use crate::config::EmbedConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
-use crate::search::access::{Access, AccessTokens};
 use crate::search::server::{ServerError, server_builder};
 
 /// The `service` label of this service's request metrics.

@@ -1,4 +1,4 @@
-//! Runs the gRPC server: FaceSearch (behind optional bearer-token auth), health and
+//! Runs the gRPC server: FaceSearch and People (behind optional bearer-token auth), health and
 //! reflection on one port, optional TLS, periodic snapshots, and a final snapshot on shutdown.
 
 use std::net::SocketAddr;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use facedex_index::FaceStore;
 use facedex_proto::FILE_DESCRIPTOR_SET;
 use facedex_proto::face_search_server::FaceSearchServer;
+use facedex_proto::people_server::PeopleServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
@@ -17,8 +18,9 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use facedex_pipeline::PhotoAnalyzer;
 
+use crate::access::{Access, AccessTokens};
 use crate::config::{ServerConfig, TlsConfig};
-use crate::search::access::{Access, AccessTokens};
+use crate::people::service::PeopleService;
 use crate::search::service::FaceSearchService;
 
 /// Why the server could not start or stopped with an error.
@@ -100,7 +102,8 @@ impl BoundServer {
     ) -> Result<(), ServerError> {
         let tokens = AccessTokens::from_config(&config)?;
         let (guarded, gate) = (tokens.any(), tokens.clone());
-        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens);
+        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens.clone());
+        let people = PeopleService::new(Arc::clone(&store), service.read_time_limit, tokens);
         // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
         // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
         // naming its limit) before it is buffered whole.
@@ -108,15 +111,24 @@ impl BoundServer {
         // The read-level check runs again here, before tonic decodes a message of up to
         // `max_message_bytes`: a caller without a valid token costs no decoding. Writes are
         // checked per method in the handlers.
+        let face_search_gate = gate.clone();
         let face_search = InterceptedService::new(
             FaceSearchServer::new(service).max_decoding_message_size(max_message_bytes),
             move |request: Request<()>| {
-                gate.authorize(request.metadata(), Access::Read, "FaceSearch")
+                face_search_gate
+                    .authorize(request.metadata(), Access::Read, "FaceSearch")
                     .map(|()| request)
             },
         );
+        let people_gate = gate.clone();
+        let people = InterceptedService::new(PeopleServer::new(people), move |request: Request<()>| {
+            people_gate
+                .authorize(request.metadata(), Access::Read, "People")
+                .map(|()| request)
+        });
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<FaceSearchServer<FaceSearchService>>().await;
+        health.set_serving::<PeopleServer<PeopleService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -132,6 +144,7 @@ impl BoundServer {
         let served = builder
             .layer(crate::undecodable::layer())
             .add_service(face_search)
+            .add_service(people)
             .add_service(health_service)
             .add_service(reflection)
             // TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs hold every small

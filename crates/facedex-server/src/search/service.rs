@@ -18,10 +18,11 @@ use facedex_vision::Face;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
+use crate::access::{Access, AccessTokens};
+use crate::calls::{run_blocking, within_time_limit};
 use crate::config::ServerConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
-use crate::search::access::{Access, AccessTokens};
 
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "FaceSearch";
@@ -40,7 +41,7 @@ pub struct FaceSearchService {
     /// (`max_concurrent_photo_queries`): each holds a decoded photo.
     photo_slots: Arc<Semaphore>,
     /// `server.request_timeout_ms`, when set.
-    read_time_limit: Option<Duration>,
+    pub(crate) read_time_limit: Option<Duration>,
     /// Who may read and who may write.
     tokens: AccessTokens,
 }
@@ -63,26 +64,6 @@ impl FaceSearchService {
     /// The service with calls checked against `tokens` (none by default).
     pub fn with_tokens(self, tokens: AccessTokens) -> Self {
         Self { tokens, ..self }
-    }
-
-    /// Runs the read request `method`'s `work` within `server.request_timeout_ms`. Work given
-    /// to the blocking pool finishes there (it is bounded by the request's checked limits);
-    /// its answer is dropped.
-    async fn within_time_limit<T>(
-        &self,
-        method: &'static str,
-        work: impl Future<Output = Result<T, Status>>,
-    ) -> Result<T, Status> {
-        let Some(limit) = self.read_time_limit else {
-            return work.await;
-        };
-        tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-            Err(ServiceError::TimeLimitExceeded {
-                method,
-                limit_ms: limit.as_millis() as u64,
-            }
-            .into())
-        })
     }
 
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
@@ -186,22 +167,13 @@ impl FaceSearchService {
     }
 }
 
-/// Runs CPU-bound index or model work off the async runtime.
-async fn run_blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| ServiceError::Internal(format!("blocking task failed: {error}")))?
-}
-
 #[tonic::async_trait]
 impl FaceSearch for FaceSearchService {
     async fn search(&self, request: Request<SearchRequest>) -> Result<Response<SearchResponse>, Status> {
         observed(
             SERVICE,
             "Search",
-            self.within_time_limit("Search", async move {
+            within_time_limit(self.read_time_limit, "Search", async move {
                 self.tokens.authorize(request.metadata(), Access::Read, "Search")?;
                 Ok(Response::new(self.search_one(request.into_inner()).await?))
             }),
@@ -216,7 +188,7 @@ impl FaceSearch for FaceSearchService {
         observed(
             SERVICE,
             "SearchBatch",
-            self.within_time_limit("SearchBatch", async move {
+            within_time_limit(self.read_time_limit, "SearchBatch", async move {
                 self.tokens.authorize(request.metadata(), Access::Read, "SearchBatch")?;
                 let searches = request.into_inner().searches;
                 if searches.is_empty() || searches.len() > self.max_batch_searches {
@@ -244,7 +216,7 @@ impl FaceSearch for FaceSearchService {
         observed(
             SERVICE,
             "GetFace",
-            self.within_time_limit("GetFace", async move {
+            within_time_limit(self.read_time_limit, "GetFace", async move {
                 self.tokens.authorize(request.metadata(), Access::Read, "GetFace")?;
                 let request = request.into_inner();
                 let face_id = parse_face_id("face_id", &request.face_id).map_err(ServiceError::from)?;
@@ -281,7 +253,7 @@ impl FaceSearch for FaceSearchService {
         observed(
             SERVICE,
             "GetIndexInfo",
-            self.within_time_limit("GetIndexInfo", async move {
+            within_time_limit(self.read_time_limit, "GetIndexInfo", async move {
                 self.tokens
                     .authorize(request.metadata(), Access::Read, "GetIndexInfo")?;
                 let store = Arc::clone(&self.store);

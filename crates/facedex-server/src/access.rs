@@ -1,5 +1,6 @@
-//! Who may call what: a read token for the reads (Search, SearchBatch, GetFace, GetIndexInfo)
-//! and a write token for the writes (Delete, CreateSnapshot), presented as
+//! Who may call what: a read token for the reads (Search, SearchBatch, GetFace, GetIndexInfo,
+//! ListPeople, GetPerson) and a write token for the writes (Delete, CreateSnapshot, the people
+//! edits, Recluster), presented as
 //! `authorization: Bearer <token>`. The write token reads too. Tokens come from the config
 //! file, `FACEDEX__SERVER__…` variables or files (`*_token_file`), never from a command line,
 //! where every user of the machine could read them. Health and reflection stay open.

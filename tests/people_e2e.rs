@@ -1,0 +1,454 @@
+//! People end to end: an archive of the sample photos in augmented copies (flipped, scaled,
+//! cropped, brightened and re-encoded) goes through `facedex index`; `facedex serve` runs over
+//! it; a real gRPC client lists the persons, scores them against the players' identities,
+//! and a user names, splits, merges, hides and re-clusters them over gRPC and the CLI.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use facedex_index::quality::cluster_quality;
+use facedex_proto::face_search_client::FaceSearchClient;
+use facedex_proto::people_client::PeopleClient;
+use facedex_proto::{
+    Face, GetIndexInfoRequest, GetPersonRequest, HidePersonRequest, ListPeopleRequest, MergePeopleRequest,
+    MoveFacesRequest, SearchRequest, face_person, search_request,
+};
+use image::{DynamicImage, imageops::FilterType};
+use support::serve::Server;
+use support::{facedex_command, iou, photo};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// InsightFace's best match for yaoming.jpg among the players (player 13, see tests/parity.rs).
+const PLAYER_13_BOX: [f32; 4] = [720.8068, 142.0237, 764.8746, 192.0418];
+
+/// How a copy of players.jpg was made, to map its faces back onto the original's.
+#[derive(Debug, Clone, Copy)]
+enum Augment {
+    /// The original, or the same pixels brightened and re-encoded.
+    Same,
+    /// Mirrored left to right; the photo's width.
+    Flipped { width: f32 },
+    /// Resized by this factor.
+    Scaled(f32),
+    /// Cut from this top-left corner.
+    Cropped { x: f32, y: f32 },
+}
+
+impl Augment {
+    /// A point of the copy in the original's pixels.
+    fn to_original(self, [x, y]: [f32; 2]) -> [f32; 2] {
+        match self {
+            Augment::Same => [x, y],
+            Augment::Flipped { width } => [width - x, y],
+            Augment::Scaled(factor) => [x / factor, y / factor],
+            Augment::Cropped { x: left, y: top } => [x + left, y + top],
+        }
+    }
+}
+
+fn save_jpeg(image: &DynamicImage, path: &Path, quality: u8) {
+    let file = std::fs::File::create(path).expect("create");
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), quality);
+    image.to_rgb8().write_with_encoder(encoder).expect("encode");
+}
+
+/// Writes the archive: five copies of players.jpg (22 players) and three other sample photos
+/// whose faces are strangers to them. Returns each players copy's name and augmentation.
+fn write_archive(folder: &Path) -> HashMap<String, Augment> {
+    let players = image::open(photo("players.jpg")).expect("players.jpg");
+    let (width, height) = (players.width(), players.height());
+    let (left, top) = (width / 16, height / 20);
+    let copies = [
+        ("players.jpg", players.clone(), Augment::Same, 95),
+        (
+            "players-flipped.jpg",
+            players.fliph(),
+            Augment::Flipped { width: width as f32 },
+            90,
+        ),
+        (
+            "players-small.jpg",
+            players.resize(width * 7 / 10, height * 7 / 10, FilterType::Lanczos3),
+            Augment::Scaled(0.7),
+            90,
+        ),
+        (
+            "players-cropped.jpg",
+            players.crop_imm(left, top, width - left, height - top),
+            Augment::Cropped {
+                x: left as f32,
+                y: top as f32,
+            },
+            90,
+        ),
+        ("players-bright.jpg", players.brighten(30), Augment::Same, 45),
+    ];
+    let mut augments = HashMap::new();
+    for (name, image, augment, quality) in copies {
+        save_jpeg(&image, &folder.join(name), quality);
+        augments.insert(name.to_owned(), augment);
+    }
+    for name in ["t1.jpg", "gdp.jpg", "Tom_Hanks_54745.png"] {
+        std::fs::copy(photo(name), folder.join(name)).expect("copy");
+    }
+    augments
+}
+
+fn corners(face: &Face) -> [f32; 4] {
+    let b = face.bounding_box.expect("box");
+    [b.x1, b.y1, b.x2, b.y2]
+}
+
+fn file_name(face: &Face) -> &str {
+    face.image_uri.rsplit('/').next().expect("a file name")
+}
+
+/// Each face's identity: a players copy's face is the original player whose box its centre
+/// maps into; any other face is a stranger of its own.
+fn identities(faces: &[Face], augments: &HashMap<String, Augment>) -> Vec<u32> {
+    let originals: Vec<[f32; 4]> = faces
+        .iter()
+        .filter(|face| file_name(face) == "players.jpg")
+        .map(corners)
+        .collect();
+    assert!(
+        originals.len() >= 20,
+        "players.jpg has its 22 players: {}",
+        originals.len()
+    );
+    let mut strangers = originals.len() as u32;
+    faces
+        .iter()
+        .map(|face| {
+            let [x1, y1, x2, y2] = corners(face);
+            let player = augments.get(file_name(face)).and_then(|augment| {
+                let [x, y] = augment.to_original([(x1 + x2) / 2.0, (y1 + y2) / 2.0]);
+                originals
+                    .iter()
+                    .position(|[a1, b1, a2, b2]| (*a1..*a2).contains(&x) && (*b1..*b2).contains(&y))
+            });
+            player.map_or_else(
+                || {
+                    strangers += 1;
+                    strangers
+                },
+                |player| player as u32,
+            )
+        })
+        .collect()
+}
+
+fn person_of(face: &Face) -> Option<String> {
+    let person = face.person.clone().expect("every face says where it stands");
+    (person.state() == face_person::State::Assigned).then_some(person.person_id)
+}
+
+fn image_search(bytes: Vec<u8>, limit: u32, exact: bool) -> SearchRequest {
+    SearchRequest {
+        query: Some(search_request::Query::Image(bytes)),
+        limit: Some(limit),
+        exact,
+        ..SearchRequest::default()
+    }
+}
+
+/// Every face of the index with its person: one exact search asking for all of them.
+async fn all_faces(client: &mut FaceSearchClient<Channel>, query: &[u8]) -> Vec<Face> {
+    let total = client
+        .get_index_info(GetIndexInfoRequest {})
+        .await
+        .expect("info")
+        .into_inner()
+        .faces;
+    let response = client
+        .search(image_search(query.to_vec(), 1000, true))
+        .await
+        .expect("search")
+        .into_inner();
+    let faces: Vec<Face> = response.results[0]
+        .hits
+        .iter()
+        .map(|hit| hit.face.clone().expect("face"))
+        .collect();
+    assert_eq!(faces.len() as u64, total, "the exact search returns every face");
+    faces
+}
+
+fn people_cli(url: &str, args: &[&str]) -> String {
+    let output = facedex_command()
+        .args(["people", "--server", url])
+        .args(args)
+        .output()
+        .expect("facedex people runs");
+    assert!(
+        output.status.success(),
+        "facedex people {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn people_of_an_augmented_archive_over_grpc_and_the_cli() {
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let archive = workspace.path().join("archive");
+    let data_dir = workspace.path().join("data");
+    std::fs::create_dir(&archive).expect("archive dir");
+    let augments = write_archive(&archive);
+
+    let index = facedex_command()
+        .arg("index")
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .expect("facedex index runs");
+    let stdout = String::from_utf8_lossy(&index.stdout);
+    assert!(
+        index.status.success(),
+        "index failed: {}",
+        String::from_utf8_lossy(&index.stderr)
+    );
+    let said_people: u64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("people: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("facedex index says how many people it found: {stdout}"));
+
+    let yaoming = std::fs::read(photo("yaoming.jpg")).expect("yaoming.jpg");
+    let server = Server::start(&data_dir, &[], &[]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let yao = runtime.block_on(async {
+        let mut search = FaceSearchClient::connect(server.url.clone()).await.expect("connect");
+        let mut people = PeopleClient::connect(server.url.clone()).await.expect("connect");
+
+        // Quality against the players' identities, on every face of the index.
+        let faces = all_faces(&mut search, &yaoming).await;
+        let identity_of = identities(&faces, &augments);
+        let persons: Vec<Option<String>> = faces.iter().map(person_of).collect();
+        let cluster_of: Vec<Option<u64>> = persons
+            .iter()
+            .map(|person| person.as_ref().map(|id| u64::from_str_radix(id, 16).expect("hex id")))
+            .collect();
+        let photos: Vec<&str> = faces.iter().map(|face| face.image_uri.as_str()).collect();
+        let photo_of: Vec<u32> = photos
+            .iter()
+            .map(|uri| photos.iter().position(|other| other == uri).expect("itself") as u32)
+            .collect();
+        let quality = cluster_quality(&identity_of, &cluster_of, &photo_of);
+        println!(
+            "augmented sample archive: {} faces, {} persons; pairwise precision {:.3} recall {:.3}; \
+             BCubed precision {:.3} recall {:.3} F1 {:.3}; {:.1} % of faces assigned; {} same-photo pairs",
+            faces.len(),
+            quality.clusters,
+            quality.pairwise_precision,
+            quality.pairwise_recall,
+            quality.bcubed_precision,
+            quality.bcubed_recall,
+            quality.bcubed_f1,
+            quality.assigned_share * 100.0,
+            quality.same_photo_violations
+        );
+        assert_eq!(
+            quality.same_photo_violations, 0,
+            "a person appears at most once per photo"
+        );
+        assert!(quality.pairwise_precision >= 0.95, "{quality:?}");
+        assert!(quality.pairwise_recall >= 0.6, "{quality:?}");
+        assert_eq!(
+            quality.clusters as u64, said_people,
+            "facedex index printed the persons it made"
+        );
+
+        // The listing: every person, the largest first, each with a representative face.
+        let listed = people
+            .list_people(ListPeopleRequest {
+                limit: 1000,
+                ..ListPeopleRequest::default()
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(listed.total, said_people);
+        assert_eq!(listed.persons.len() as u64, listed.total);
+        assert!(
+            listed
+                .persons
+                .windows(2)
+                .all(|pair| pair[0].face_count >= pair[1].face_count)
+        );
+        let assigned = persons.iter().flatten().count() as u64;
+        assert_eq!(
+            listed.persons.iter().map(|person| person.face_count).sum::<u64>(),
+            assigned
+        );
+        assert_eq!(listed.unassigned_faces, faces.len() as u64 - assigned);
+        for person in &listed.persons {
+            let representative = person.representative.as_ref().expect("a representative face");
+            assert_eq!(person_of(representative).as_deref(), Some(person.person_id.as_str()));
+        }
+
+        // Player 13 of players.jpg is in a person, and yaoming.jpg's best hit is one of its faces.
+        let player_13 = faces
+            .iter()
+            .find(|face| file_name(face) == "players.jpg" && iou(&corners(face), &PLAYER_13_BOX) > 0.9)
+            .expect("player 13 indexed");
+        let yao = person_of(player_13).expect("player 13 is in a person");
+        let best = search
+            .search(image_search(yaoming.clone(), 1, false))
+            .await
+            .expect("search")
+            .into_inner();
+        let best = best.results[0].hits[0].face.clone().expect("face");
+        assert_eq!(person_of(&best).as_deref(), Some(yao.as_str()));
+
+        // Refused requests say what to fix.
+        let status = people
+            .list_people(ListPeopleRequest {
+                limit: 5000,
+                ..ListPeopleRequest::default()
+            })
+            .await
+            .expect_err("limit over 1000");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("limit is 5000"), "{}", status.message());
+        let status = people.get_person(get_person("Yao")).await.expect_err("not an id");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with("person_id: "), "{}", status.message());
+        let status = people
+            .get_person(get_person("0123456789abcdef"))
+            .await
+            .expect_err("unknown");
+        assert_eq!(status.code(), Code::NotFound, "{}", status.message());
+        yao
+    });
+
+    // A user names the person with the CLI; search hits carry the name.
+    let renamed = people_cli(&server.url, &["rename", &yao, "Yao Ming"]);
+    assert!(renamed.contains(&yao) && renamed.contains("Yao Ming"), "{renamed}");
+    runtime.block_on(async {
+        let mut search = FaceSearchClient::connect(server.url.clone()).await.expect("connect");
+        let mut people = PeopleClient::connect(server.url.clone()).await.expect("connect");
+        let best = search
+            .search(image_search(yaoming.clone(), 1, false))
+            .await
+            .expect("search")
+            .into_inner();
+        let person = best.results[0].hits[0]
+            .face
+            .clone()
+            .expect("face")
+            .person
+            .expect("person");
+        assert_eq!(person.person_name, "Yao Ming");
+        assert_eq!(person.person_id, yao);
+
+        // Split one face off into a new person, then merge it back.
+        let shown = people.get_person(get_person(&yao)).await.expect("get").into_inner();
+        let before = shown.person.expect("person").face_count;
+        assert_eq!(shown.faces.len() as u64, before);
+        let photos: BTreeSet<&str> = shown.faces.iter().map(|face| face.image_uri.as_str()).collect();
+        assert_eq!(photos.len(), shown.faces.len(), "one face per photo");
+        assert_eq!(shown.image_uris.len(), shown.faces.len());
+        let moved = shown.faces.last().expect("a face").face_id.clone();
+        let split = people
+            .move_faces(MoveFacesRequest {
+                face_ids: vec![moved.clone()],
+                to_person_id: String::new(),
+            })
+            .await
+            .expect("split")
+            .into_inner();
+        assert_eq!(split.face_count, 1);
+        assert_ne!(split.person_id, yao);
+        let merged = people
+            .merge_people(MergePeopleRequest {
+                into_person_id: yao.clone(),
+                from_person_ids: vec![split.person_id.clone()],
+            })
+            .await
+            .expect("merge")
+            .into_inner();
+        assert_eq!((merged.face_count, merged.name.as_str()), (before, "Yao Ming"));
+        let status = people
+            .get_person(get_person(&split.person_id))
+            .await
+            .expect_err("merged away");
+        assert_eq!(status.code(), Code::NotFound);
+
+        // A hidden person leaves the listing until asked for.
+        let listed = people
+            .list_people(ListPeopleRequest::default())
+            .await
+            .expect("list")
+            .into_inner();
+        let other = listed
+            .persons
+            .iter()
+            .find(|person| person.person_id != yao)
+            .expect("another person")
+            .person_id
+            .clone();
+        people
+            .hide_person(HidePersonRequest {
+                person_id: other.clone(),
+                hidden: true,
+            })
+            .await
+            .expect("hide");
+        let shown = people
+            .list_people(ListPeopleRequest::default())
+            .await
+            .expect("list")
+            .into_inner();
+        assert_eq!(shown.total, listed.total - 1);
+        assert!(shown.persons.iter().all(|person| person.person_id != other));
+        let all = people
+            .list_people(ListPeopleRequest {
+                include_hidden: true,
+                ..ListPeopleRequest::default()
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(
+            all.persons
+                .iter()
+                .any(|person| person.person_id == other && person.hidden)
+        );
+    });
+
+    // A full re-cluster keeps what the user decided.
+    let reclustered = people_cli(&server.url, &["recluster", "--restart"]);
+    assert!(reclustered.trim_end().ends_with("; done"), "{reclustered}");
+
+    // After a restart (final snapshot, then load), the name, the merge and the hiding hold.
+    server.terminate();
+    let server = Server::start(&data_dir, &["--no-image-search"], &[]);
+    let listing = people_cli(&server.url, &["list", "--hidden"]);
+    let line = listing
+        .lines()
+        .find(|line| line.contains(&yao))
+        .unwrap_or_else(|| panic!("Yao Ming is listed: {listing}"));
+    assert!(line.contains("Yao Ming"), "{line}");
+    assert!(listing.contains("hidden"), "{listing}");
+    let shown = people_cli(&server.url, &["--json", "show", &yao]);
+    let shown: serde_json::Value = serde_json::from_str(shown.trim()).expect("JSON");
+    assert_eq!(shown["name"], "Yao Ming");
+    assert_eq!(
+        shown["faces"].as_array().expect("faces").len() as u64,
+        shown["face_count"].as_u64().expect("a count")
+    );
+    server.terminate();
+}
+
+fn get_person(person_id: &str) -> GetPersonRequest {
+    GetPersonRequest {
+        person_id: person_id.into(),
+        ..GetPersonRequest::default()
+    }
+}
