@@ -813,3 +813,214 @@ fn poison_records_in_every_topic_are_refused_counted_and_the_run_goes_on() -> an
     }
     Ok(())
 }
+
+/// One person as a user sees it, whatever id an indexer gave it: its name, whether it is
+/// hidden, and its faces.
+type PersonView = (String, bool, Vec<String>);
+
+/// Every person of the indexer at `url`, id-free and sorted: two indexers agree on the people
+/// when these are equal.
+async fn people_of(url: &str) -> anyhow::Result<Vec<PersonView>> {
+    let mut people = facedex_proto::people_client::PeopleClient::connect(url.to_owned()).await?;
+    let listed = people
+        .list_people(facedex_proto::ListPeopleRequest {
+            limit: 1000,
+            include_hidden: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut views = Vec::new();
+    for person in listed.persons {
+        let shown = people
+            .get_person(facedex_proto::GetPersonRequest {
+                person_id: person.person_id,
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut faces: Vec<String> = shown.faces.into_iter().map(|face| face.face_id).collect();
+        faces.sort();
+        views.push((person.name, person.hidden, faces));
+    }
+    views.sort();
+    Ok(views)
+}
+
+/// Applied offsets of `topic` on the indexer at `url`, summed.
+fn applied_on(url: &str, topic: &str) -> anyhow::Result<u64> {
+    Ok(index_info(url)?
+        .applied_offsets
+        .iter()
+        .filter(|offset| offset.topic == topic)
+        .map(|offset| offset.next_offset as u64)
+        .sum())
+}
+
+#[test]
+fn people_edits_reach_every_indexer_through_kafka_and_survive_a_restart_and_a_replay() -> anyhow::Result<()> {
+    let broker = KafkaBroker::start();
+    let brokers = broker.bootstrap.as_str();
+    let env: Vec<(String, String)> = [
+        ("FACEDEX__KAFKA__PARTITIONS", PARTITIONS.to_string()),
+        ("FACEDEX__SERVER__SNAPSHOT_INTERVAL_SECS", "1".to_owned()),
+    ]
+    .map(|(key, value)| (key.to_owned(), value))
+    .into();
+    // Four copies of players.jpg: each player is in four photos, enough to found a person.
+    let folder = tempfile::tempdir()?;
+    for copy in 0..4 {
+        std::fs::copy(photo("players.jpg"), folder.path().join(format!("players-{copy}.jpg")))?;
+    }
+    let first_dir = tempfile::tempdir()?;
+    let indexer_args = |data: &str| -> Vec<String> {
+        [
+            "indexer",
+            "--brokers",
+            brokers,
+            "--data-dir",
+            data,
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .map(str::to_owned)
+        .into()
+    };
+    let first_args = indexer_args(first_dir.path().to_str().context("utf-8")?);
+    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let ready = "facedex: serving FaceSearch on ";
+    let (first, first_url) = Role::start_server(&first_args, &env, ready);
+    let (embed, embed_url) = Role::start_server(
+        &["embed", "--listen", "127.0.0.1:0"],
+        &env,
+        "facedex: serving Embedder on ",
+    );
+    let (worker, _) = Role::start(
+        &["ingest", "--brokers", brokers, "--embed", &embed_url],
+        &env,
+        "facedex: ingest worker in group",
+    );
+    wait_for_stable_group(brokers, "facedex-ingest", 1)?;
+    ensure!(enqueue(folder.path().to_str().context("utf-8")?, brokers, &env)? == 4);
+    wait_until("the indexer applied every face batch", || {
+        Ok(distinct_photos(brokers)? == 4 && applied_offsets(&first_url)? == end_offsets(brokers, "facedex.faces")?)
+    })?;
+    worker.terminate();
+    embed.terminate();
+
+    // Edits on the first indexer, each answered once it is back from the topic.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let edited = runtime.block_on(async {
+        let mut people = facedex_proto::people_client::PeopleClient::connect(first_url.clone()).await?;
+        let listed = people
+            .list_people(facedex_proto::ListPeopleRequest {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        ensure!(listed.persons.len() >= 10, "persons: {}", listed.persons.len());
+        let [alpha, beta, gamma] = [0, 1, 2].map(|rank| listed.persons[rank].person_id.clone());
+        let faces_of = |person_id: &str| facedex_proto::GetPersonRequest {
+            person_id: person_id.to_owned(),
+            limit: 1000,
+            ..Default::default()
+        };
+        let alpha_faces = people.get_person(faces_of(&alpha)).await?.into_inner().faces;
+        let beta_faces = people.get_person(faces_of(&beta)).await?.into_inner().faces;
+        // Split a face off alpha, and a face of another photo off beta, then merge the two.
+        let split_face = alpha_faces.last().context("a face")?.clone();
+        let other_photo_face = beta_faces
+            .iter()
+            .find(|face| face.image_uri != split_face.image_uri)
+            .context("a face of another photo")?
+            .clone();
+        let split = |face: &facedex_proto::Face| facedex_proto::MoveFacesRequest {
+            face_ids: vec![face.face_id.clone()],
+            to_person_id: String::new(),
+        };
+        let split_off = people.move_faces(split(&split_face)).await?.into_inner();
+        ensure!(split_off.face_count == 1 && split_off.person_id != alpha);
+        let second = people.move_faces(split(&other_photo_face)).await?.into_inner();
+        let merged = people
+            .merge_people(facedex_proto::MergePeopleRequest {
+                into_person_id: split_off.person_id.clone(),
+                from_person_ids: vec![second.person_id.clone()],
+            })
+            .await?
+            .into_inner();
+        ensure!(merged.face_count == 2, "{merged:?}");
+        let renamed = people
+            .rename_person(facedex_proto::RenamePersonRequest {
+                person_id: alpha.clone(),
+                name: "Alpha".into(),
+            })
+            .await?
+            .into_inner();
+        ensure!(renamed.name == "Alpha" && renamed.face_count == alpha_faces.len() as u64 - 1);
+        people
+            .rename_person(facedex_proto::RenamePersonRequest {
+                person_id: split_off.person_id.clone(),
+                name: "Two strangers".into(),
+            })
+            .await?;
+        people
+            .hide_person(facedex_proto::HidePersonRequest {
+                person_id: gamma.clone(),
+                hidden: true,
+            })
+            .await?;
+        // Two players of the same photos cannot be one person: refused, nothing written.
+        let status = people
+            .merge_people(facedex_proto::MergePeopleRequest {
+                into_person_id: alpha.clone(),
+                from_person_ids: vec![beta.clone()],
+            })
+            .await
+            .expect_err("one person per photo");
+        ensure!(status.code() == tonic::Code::FailedPrecondition, "{status:?}");
+        people_of(&first_url).await
+    })?;
+    ensure!(
+        applied_on(&first_url, "facedex.people-edits")? == 6,
+        "six edits written and applied"
+    );
+    ensure!(
+        edited
+            .iter()
+            .any(|(name, hidden, faces)| name == "Alpha" && !hidden && faces.len() == 3)
+    );
+    ensure!(
+        edited
+            .iter()
+            .any(|(name, _, faces)| name == "Two strangers" && faces.len() == 2)
+    );
+    ensure!(edited.iter().filter(|(_, hidden, _)| *hidden).count() == 1);
+
+    // A replica started now replays both topics from the start and ends with the same people.
+    let replica_dir = tempfile::tempdir()?;
+    let replica_args = indexer_args(replica_dir.path().to_str().context("utf-8")?);
+    let replica_args: Vec<&str> = replica_args.iter().map(String::as_str).collect();
+    let (replica, replica_url) = Role::start_server(&replica_args, &env, ready);
+    wait_until("the replica applied both topics", || {
+        Ok(applied_offsets(&replica_url)? == end_offsets(brokers, "facedex.faces")?
+            && applied_on(&replica_url, "facedex.people-edits")? == 6)
+    })?;
+    ensure!(
+        runtime.block_on(people_of(&replica_url))? == edited,
+        "the replica's people differ"
+    );
+
+    // The first indexer restarted (final snapshot, then load) still has them.
+    first.terminate();
+    let (first, first_url) = Role::start_server(&first_args, &env, ready);
+    ensure!(
+        runtime.block_on(people_of(&first_url))? == edited,
+        "the people changed over a restart"
+    );
+    for role in [first, replica] {
+        role.terminate();
+    }
+    Ok(())
+}

@@ -44,6 +44,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     for topic in [&topics.images, &topics.faces, &topics.dead_letter, &topics.catalog] {
         cluster.create_topic(topic, PARTITIONS, 1)?;
     }
+    cluster.create_topic(&topics.people_edits, 1, 1)?;
     let kafka = KafkaConfig {
         brokers: cluster.bootstrap_servers(),
         create_topics: false, // the mock broker has no admin API

@@ -37,8 +37,8 @@ pub use error::{IndexError, Result};
 pub use flat::REACHABILITY_EF;
 pub use index::{AppliedOffsets, DeleteSelector, FaceIndex, FaceView, IndexInfo, UpsertOutcome};
 pub use people::{
-    MAX_EDIT_FACES, MAX_MERGE_PEOPLE, MAX_PERSON_NAME_BYTES, PeopleConfig, PeopleEdit, PeoplePage, PersonFaces,
-    PersonId, PersonRef, PersonStatus, PersonSummary, Placements, ReclusterProgress, SkipReason,
+    MAX_EDIT_FACES, MAX_MERGE_PEOPLE, MAX_PERSON_NAME_BYTES, PeopleConfig, PeopleEdit, PeoplePage, PersonAnchors,
+    PersonFaces, PersonId, PersonRef, PersonStatus, PersonSummary, Placements, ReclusterProgress, SkipReason,
 };
 pub use record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
 pub use search::{FaceFilter, SearchHit, SearchQuery};

@@ -26,7 +26,7 @@ use crate::config::IndexConfig;
 use crate::error::{IndexError, Result};
 use crate::index::{DeleteSelector, FaceIndex, IndexState, UpsertOutcome};
 use crate::metrics;
-use crate::people::{PeopleEdit, PersonId, ReclusterProgress};
+use crate::people::{PeopleEdit, PersonAnchors, PersonId, ReclusterProgress};
 use crate::record::{FaceId, FaceRecord};
 use crate::snapshot::{self, SnapshotInfo, sync_dir};
 
@@ -183,6 +183,18 @@ impl FaceStore {
     pub fn edit_people(&self, edit: &PeopleEdit) -> Result<PersonId> {
         let _writer = self.index.lock_writer();
         let person_id = self.index.edit_people_locked(edit, || self.journal(edit))?;
+        self.changed_since_snapshot.store(true, Ordering::Release);
+        Ok(person_id)
+    }
+
+    /// Applies a people edit read from a log (the Kafka topic of people edits) as
+    /// [`Self::edit_people`] does, its persons found by their `anchors`, without journaling
+    /// it: the log holds it, and the snapshot records how far the log was applied, so a replay
+    /// from there makes it again.
+    pub fn apply_logged_people_edit(&self, edit: &PeopleEdit, anchors: &PersonAnchors) -> Result<PersonId> {
+        let _writer = self.index.lock_writer();
+        let edit = self.index.resolve_people_anchors(edit, anchors);
+        let person_id = self.index.edit_people_locked(&edit, || Ok(()))?;
         self.changed_since_snapshot.store(true, Ordering::Release);
         Ok(person_id)
     }

@@ -94,7 +94,7 @@ async fn indexer_stage(records: &[Vec<u8>]) -> anyhow::Result<Duration> {
                 partition: 0,
                 next_offset: offset as i64 + 1,
             }),
-            update: Ok(IndexUpdate::Faces(FaceBatch::try_from(batch)?)),
+            update: Ok(IndexUpdate::Faces(FaceBatch::try_from(batch)?).into()),
         };
         stage.send(input).await?;
     }

@@ -131,6 +131,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
         &config.topics.dead_letter,
         &config.topics.catalog,
         &config.topics.runs,
+        &config.topics.people_edits,
     ];
     if config.create_topics {
         let admin: AdminClient<DefaultClientContext> = client_config(config)
@@ -139,11 +140,12 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
             .map(|topic| {
-                let new_topic = NewTopic::new(
-                    topic,
-                    config.partitions,
-                    TopicReplication::Fixed(config.replication_factor),
-                );
+                // People edits keep one order for every indexer: one partition.
+                let partitions = match *topic == &config.topics.people_edits {
+                    true => 1,
+                    false => config.partitions,
+                };
+                let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(config.replication_factor));
                 // The catalog keeps the last record per photo, for as long as the photo is in;
                 // the runs topic the last plan per archive.
                 match [&config.topics.catalog, &config.topics.runs].contains(topic) {

@@ -21,6 +21,9 @@ pub struct TopicsConfig {
     /// `EnqueueRun`s keyed by archive root, compacted: each archive's last enqueue plan, for
     /// `facedex status`.
     pub runs: String,
+    /// `PeopleEditRecord`s, one partition: users' edits of the people, applied in order by
+    /// every indexer.
+    pub people_edits: String,
 }
 
 impl Default for TopicsConfig {
@@ -31,6 +34,7 @@ impl Default for TopicsConfig {
             dead_letter: "facedex.dead-letter".into(),
             catalog: "facedex.catalog".into(),
             runs: "facedex.runs".into(),
+            people_edits: "facedex.people-edits".into(),
         }
     }
 }

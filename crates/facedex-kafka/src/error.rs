@@ -37,6 +37,24 @@ pub enum KafkaStageError {
     /// A pipeline stage failed for a reason of its own (models, archive, index).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The index refused a people edit before it was written to the topic.
+    #[error(transparent)]
+    Index(#[from] facedex_index::IndexError),
+    /// A people edit was written but this indexer did not apply it in time (it will, once it
+    /// reaches the record).
+    #[error(
+        "the people edit at {topic} partition {partition} offset {offset} was not applied within {waited_ms} ms; the indexer is behind or stopped, and applies it when it gets there"
+    )]
+    EditNotApplied {
+        /// The people-edits topic.
+        topic: String,
+        /// Where the edit was written.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// How long it was waited for.
+        waited_ms: u64,
+    },
 }
 
 impl KafkaStageError {

@@ -1,7 +1,8 @@
 //! The pipeline's roles over Kafka. [`enqueue`] publishes an archive's photos to the images
 //! topic; [`ingest_worker`] consumes it in a consumer group, runs `facedex-pipeline`'s ingest
 //! step and publishes face batches or dead letters before committing; [`indexer`] applies face
-//! batches to a `FaceStore` and keeps the applied offsets in its snapshots. Offsets are
+//! batches and people edits to a `FaceStore` and keeps the applied offsets in its snapshots;
+//! [`people_edits`] writes users' edits for every indexer to apply. Offsets are
 //! committed only after the work they cover is durable ([`offsets`]).
 
 pub mod catalog;
@@ -13,6 +14,7 @@ pub mod indexer;
 pub mod ingest_worker;
 pub mod metrics;
 pub mod offsets;
+pub mod people_edits;
 pub mod progress;
 pub mod records;
 

@@ -1,11 +1,15 @@
-//! The kinds of record on the faces topic, and how a photo's change is published. Besides face batches it carries a photo's permanent
-//! failure (a `DeadLetter`) and its removal (an `ImageRemoval`), so every indexer of a
-//! partition applies a photo's changes in the order they happened. The kind travels in the
-//! `facedex-record` header; a record without one is a face batch (what every writer before
-//! the header wrote).
+//! The kinds of record on the faces topic, and how a photo's change is published. Besides face
+//! batches it carries a photo's permanent failure (a `DeadLetter`) and its removal (an
+//! `ImageRemoval`), so every indexer of a partition applies a photo's changes in the order they
+//! happened. The kind travels in the `facedex-record` header; a record without one is a face
+//! batch (what every writer before the header wrote). Records of the people-edits topic are
+//! `PeopleEditRecord`s.
 
-use facedex_pipeline::indexer::{IndexUpdate, Refusal, RefusalKind};
+use std::collections::BTreeMap;
+
+use facedex_pipeline::indexer::{IndexRecord, IndexUpdate, Refusal, RefusalKind};
 use facedex_pipeline::{DeadLetter, FaceBatch, ImageRemoval, describe};
+use facedex_proto::people_conversions::logged_people_edit;
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use prost::Message as _;
@@ -88,6 +92,44 @@ pub async fn publish_update(producer: &FutureProducer, config: &KafkaConfig, upd
     )
     .await?;
     publish_entry(producer, config, change.image_uri(), change.entry().as_ref()).await
+}
+
+/// Faces-topic partitions and the next offset each must have been applied to.
+pub type Watermark = BTreeMap<i32, i64>;
+
+/// The people edit a record of the people-edits topic holds, and the positions of
+/// `faces_topic` it must wait for (none when the record is refused).
+pub fn people_edit(
+    message: &impl Message,
+    faces_topic: &str,
+) -> (std::result::Result<IndexRecord, Refusal>, Watermark) {
+    let payload = message.payload().unwrap_or_default();
+    let record = match decode::<wire::PeopleEditRecord>("PeopleEditRecord", payload) {
+        Ok(record) => record,
+        Err(error) => {
+            let refusal = Refusal {
+                kind: RefusalKind::Undecodable,
+                reason: describe(&error),
+            };
+            return (Err(refusal), Watermark::new());
+        }
+    };
+    let watermark = record
+        .faces_applied
+        .iter()
+        .filter(|applied| applied.topic == faces_topic)
+        .map(|applied| (applied.partition, applied.next_offset))
+        .collect();
+    match logged_people_edit(record) {
+        Ok((edit, anchors)) => (Ok(IndexRecord::People(edit, anchors)), watermark),
+        Err(error) => {
+            let refusal = Refusal {
+                kind: RefusalKind::Invalid,
+                reason: describe(&error),
+            };
+            (Err(refusal), Watermark::new())
+        }
+    }
 }
 
 /// The value of a message's [`RECORD_KIND_HEADER`] (empty for a header without a value), or

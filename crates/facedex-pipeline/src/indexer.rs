@@ -1,5 +1,6 @@
 //! The indexer stage, shared by local mode and the Kafka indexer: photos' outcomes in (a face
-//! batch, a permanent failure, a removal), the face store kept up to date. Each replaces what
+//! batch, a permanent failure, a removal) and users' people edits, the face store kept up to
+//! date. Each replaces what
 //! the index held of its photo (`FaceStore::apply_changes`). It takes whatever is queued (up
 //! to `max_batch_faces`) and applies it in one blocking call, so the graph inserts on every core;
 //! records the source position of each as applied; snapshots on its cadence and once more at
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use facedex_index::{AppliedOffsets, FaceStore, ImageChange, SnapshotInfo};
+use facedex_index::{AppliedOffsets, FaceStore, ImageChange, PeopleEdit, PersonAnchors, SnapshotInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -102,13 +103,29 @@ impl IndexUpdate {
     }
 }
 
+/// What a record asks of the index.
+#[derive(Debug, Clone)]
+pub enum IndexRecord {
+    /// A photo's outcome.
+    Photo(IndexUpdate),
+    /// A user's edit of the people, applied in order with the photos around it, its persons
+    /// found by their anchors.
+    People(PeopleEdit, PersonAnchors),
+}
+
+impl From<IndexUpdate> for IndexRecord {
+    fn from(update: IndexUpdate) -> Self {
+        Self::Photo(update)
+    }
+}
+
 /// One record for the stage.
 #[derive(Debug, Clone)]
 pub struct IndexInput {
     /// Its position in the source, if it has one.
     pub position: Option<SourcePosition>,
-    /// The update, or why the source could not make one of it.
-    pub update: std::result::Result<IndexUpdate, Refusal>,
+    /// The record, or why the source could not make one of it.
+    pub update: std::result::Result<IndexRecord, Refusal>,
 }
 
 /// Settings of the stage.
@@ -268,20 +285,49 @@ impl Worker {
         worker.snapshot_on_pool(audit).await
     }
 
-    /// Applies a group as one change, then records every position as applied. When the
-    /// store refuses the group (it changes nothing then), each update is applied alone so only
-    /// the bad ones are refused. Returns the refused records; fails instead, having applied
-    /// nothing, when refusals stop the stage.
+    /// Applies a group in order, then records every position as applied: each run of photo
+    /// updates as one change, each people edit alone between them. Returns the refused
+    /// records; fails instead, having applied nothing of the failing run, when refusals stop
+    /// the stage.
     fn apply(&self, group: Vec<IndexInput>) -> Result<Vec<(Option<SourcePosition>, Refusal)>> {
         let mut refused = Vec::new();
-        let mut updates = Vec::with_capacity(group.len());
+        let mut run = Vec::with_capacity(group.len());
         let mut positions = Vec::with_capacity(group.len());
         for input in group {
             positions.extend(input.position.clone());
             match input.update {
-                Ok(update) => updates.push((input.position, update)),
+                Ok(IndexRecord::Photo(update)) => run.push((input.position, update)),
+                Ok(IndexRecord::People(edit, anchors)) => {
+                    self.apply_photos(std::mem::take(&mut run), &mut refused)?;
+                    match self.store.apply_logged_people_edit(&edit, &anchors) {
+                        Ok(person) => tracing::info!(%person, ?edit, "people edit applied"),
+                        Err(error) => refused.push((input.position, index_refusal(&error))),
+                    }
+                }
                 Err(refusal) => refused.push((input.position, refusal)),
             }
+        }
+        self.apply_photos(run, &mut refused)?;
+        for (_, refusal) in &refused {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            metrics::record_refused(refusal.kind);
+        }
+        for position in positions {
+            self.store
+                .record_applied_offset(&position.topic, position.partition, position.next_offset);
+        }
+        Ok(refused)
+    }
+
+    /// Applies photo updates as one change. When the store refuses them (it changes nothing
+    /// then), each is applied alone so only the bad ones are refused.
+    fn apply_photos(
+        &self,
+        updates: Vec<(Option<SourcePosition>, IndexUpdate)>,
+        refused: &mut Vec<(Option<SourcePosition>, Refusal)>,
+    ) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
         }
         let changes: Vec<ImageChange> = updates.iter().map(|(_, update)| update.image_change()).collect();
         match self.store.apply_changes(changes) {
@@ -300,20 +346,12 @@ impl Worker {
                 }
             }
             Err(error) => {
-                if let Some((position, _)) = updates.pop() {
+                if let Some((position, _)) = updates.into_iter().next() {
                     refused.push((position, index_refusal(&error)));
                 }
             }
         }
-        for (_, refusal) in &refused {
-            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            metrics::record_refused(refusal.kind);
-        }
-        for position in positions {
-            self.store
-                .record_applied_offset(&position.topic, position.partition, position.next_offset);
-        }
-        Ok(refused)
+        Ok(())
     }
 
     fn count_applied(&self, update: &IndexUpdate) {
@@ -378,7 +416,10 @@ fn gather(first: IndexInput, queue: &mut mpsc::Receiver<IndexInput>, max_faces: 
 }
 
 fn faces_of(input: &IndexInput) -> usize {
-    input.update.as_ref().map_or(0, IndexUpdate::faces)
+    match &input.update {
+        Ok(IndexRecord::Photo(update)) => update.faces(),
+        Ok(IndexRecord::People(..)) | Err(_) => 0,
+    }
 }
 
 fn index_refusal(error: &facedex_index::IndexError) -> Refusal {
@@ -399,7 +440,7 @@ fn log_refusal(log: &mut RateLimitedLog<RefusalKind>, position: Option<&SourcePo
         offset,
         suppressed_before,
         reason = %refusal.reason,
-        "face batch refused"
+        "record refused"
     );
 }
 
@@ -447,7 +488,7 @@ mod tests {
                 partition: 0,
                 next_offset: offset + 1,
             }),
-            update: Ok(IndexUpdate::Faces(batch)),
+            update: Ok(IndexUpdate::Faces(batch).into()),
         }
     }
 

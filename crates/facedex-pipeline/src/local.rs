@@ -153,7 +153,7 @@ pub async fn index_planned(
         };
         let input = IndexInput {
             position: None,
-            update: Ok(IndexUpdate::Removed(removal)),
+            update: Ok(IndexUpdate::Removed(removal).into()),
         };
         if stage.send(input).await.is_err() {
             break; // the index stage failed; its error is reported below
@@ -178,7 +178,7 @@ pub async fn index_planned(
                 crate::metrics::record_timings(&batch.timings);
                 let input = IndexInput {
                     position: None,
-                    update: Ok(IndexUpdate::Faces(batch)),
+                    update: Ok(IndexUpdate::Faces(batch).into()),
                 };
                 if stage.send(input).await.is_err() {
                     break; // the index stage failed; its error is reported below
@@ -192,7 +192,7 @@ pub async fn index_planned(
                 if letter.error_kind.is_permanent() {
                     let input = IndexInput {
                         position: None,
-                        update: Ok(IndexUpdate::Failed(letter.clone())),
+                        update: Ok(IndexUpdate::Failed(letter.clone()).into()),
                     };
                     if stage.send(input).await.is_err() {
                         break;

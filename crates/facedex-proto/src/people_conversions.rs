@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use facedex_index::{
-    MAX_EDIT_FACES, MAX_MERGE_PEOPLE, PeopleEdit, PeoplePage, PersonFaces, PersonId, PersonSummary, ReclusterProgress,
+    MAX_EDIT_FACES, MAX_MERGE_PEOPLE, PeopleEdit, PeoplePage, PersonAnchors, PersonFaces, PersonId, PersonSummary,
+    ReclusterProgress,
 };
 
 use crate::conversions::{check_entries, face, parse_face_id};
 use crate::error::RequestError;
+use crate::pipeline::{PeopleEditRecord, people_edit_record};
 use crate::{
     GetPersonResponse, HidePersonRequest, ListPeopleResponse, MergePeopleRequest, MoveFacesRequest, Person,
     ReclusterRequest, ReclusterResponse, RenamePersonRequest,
@@ -154,6 +156,76 @@ pub fn recluster_budget(request: &ReclusterRequest) -> Result<(Duration, bool), 
     Ok((Duration::from_millis(budget_ms.into()), request.restart))
 }
 
+/// The record of `edit` with its persons' anchors.
+pub fn people_edit_record(edit: &PeopleEdit, anchors: &PersonAnchors) -> PeopleEditRecord {
+    PeopleEditRecord {
+        anchor_face_ids: anchors
+            .iter()
+            .map(|(person, face)| (person.to_string(), face.to_string()))
+            .collect(),
+        ..PeopleEditRecord::from(edit)
+    }
+}
+
+/// The edit a record holds, and its persons' anchors.
+pub fn logged_people_edit(record: PeopleEditRecord) -> Result<(PeopleEdit, PersonAnchors), RequestError> {
+    let anchors = record
+        .anchor_face_ids
+        .iter()
+        .map(|(person, face)| {
+            Ok((
+                parse_person_id("anchor_face_ids", person)?,
+                parse_face_id("anchor_face_ids", face)?,
+            ))
+        })
+        .collect::<Result<PersonAnchors, RequestError>>()?;
+    Ok((PeopleEdit::try_from(record)?, anchors))
+}
+
+impl From<&PeopleEdit> for PeopleEditRecord {
+    fn from(edit: &PeopleEdit) -> Self {
+        let edit = match edit {
+            PeopleEdit::Rename { person, name } => people_edit_record::Edit::Rename(RenamePersonRequest {
+                person_id: person.to_string(),
+                name: name.clone().unwrap_or_default(),
+            }),
+            PeopleEdit::Hide { person, hidden } => people_edit_record::Edit::Hide(HidePersonRequest {
+                person_id: person.to_string(),
+                hidden: *hidden,
+            }),
+            PeopleEdit::Merge { into, from } => people_edit_record::Edit::Merge(MergePeopleRequest {
+                into_person_id: into.to_string(),
+                from_person_ids: from.iter().map(ToString::to_string).collect(),
+            }),
+            PeopleEdit::MoveFaces { faces, to } => people_edit_record::Edit::MoveFaces(MoveFacesRequest {
+                face_ids: faces.iter().map(ToString::to_string).collect(),
+                to_person_id: to.map(|to| to.to_string()).unwrap_or_default(),
+            }),
+        };
+        PeopleEditRecord {
+            edit: Some(edit),
+            ..PeopleEditRecord::default()
+        }
+    }
+}
+
+impl TryFrom<PeopleEditRecord> for PeopleEdit {
+    type Error = RequestError;
+
+    fn try_from(record: PeopleEditRecord) -> Result<Self, RequestError> {
+        match record.edit {
+            Some(people_edit_record::Edit::Rename(request)) => PeopleEdit::try_from(request),
+            Some(people_edit_record::Edit::Hide(request)) => PeopleEdit::try_from(request),
+            Some(people_edit_record::Edit::Merge(request)) => PeopleEdit::try_from(request),
+            Some(people_edit_record::Edit::MoveFaces(request)) => PeopleEdit::try_from(request),
+            None => Err(RequestError::MissingField {
+                field: "edit",
+                hint: "a people edit record holds one of rename, hide, merge or move_faces",
+            }),
+        }
+    }
+}
+
 impl From<&PersonSummary> for Person {
     fn from(summary: &PersonSummary) -> Self {
         Person {
@@ -292,6 +364,46 @@ mod tests {
         .expect_err("refused")
         .to_string();
         assert!(error.starts_with("face_ids: "), "{error}");
+    }
+
+    #[test]
+    fn edit_records_round_trip_and_an_empty_one_is_refused() {
+        let edits = [
+            PeopleEdit::Rename {
+                person: PersonId(7),
+                name: Some("Yao Ming".into()),
+            },
+            PeopleEdit::Rename {
+                person: PersonId(7),
+                name: None,
+            },
+            PeopleEdit::Hide {
+                person: PersonId(8),
+                hidden: true,
+            },
+            PeopleEdit::Merge {
+                into: PersonId(1),
+                from: vec![PersonId(2), PersonId(3)],
+            },
+            PeopleEdit::MoveFaces {
+                faces: vec![facedex_index::FaceId(9)],
+                to: Some(PersonId(1)),
+            },
+            PeopleEdit::MoveFaces {
+                faces: vec![facedex_index::FaceId(9)],
+                to: None,
+            },
+        ];
+        let anchors = PersonAnchors::from([
+            (PersonId(1), facedex_index::FaceId(40)),
+            (PersonId(7), facedex_index::FaceId(41)),
+        ]);
+        for edit in edits {
+            let record = people_edit_record(&edit, &anchors);
+            assert_eq!(logged_people_edit(record).expect("decodes"), (edit, anchors.clone()));
+        }
+        let error = PeopleEdit::try_from(PeopleEditRecord::default()).expect_err("refused");
+        assert!(error.to_string().starts_with("edit is required"), "{error}");
     }
 
     #[test]

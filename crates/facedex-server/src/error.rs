@@ -55,6 +55,14 @@ pub enum ServiceError {
         /// The limit.
         limit_ms: u64,
     },
+    /// A people edit could not go through the log every indexer applies (the broker is
+    /// away, or this indexer did not apply the edit in time).
+    #[error("people edit: {source}")]
+    EditLog {
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A blocking task died (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,6 +86,7 @@ impl ServiceError {
             ServiceError::ImageSearchUnavailable => Code::FailedPrecondition,
             ServiceError::Pipeline(error) => pipeline_code(error),
             ServiceError::TimeLimitExceeded { .. } => Code::DeadlineExceeded,
+            ServiceError::EditLog { .. } => Code::Unavailable,
             ServiceError::Internal(_) => Code::Internal,
         }
     }

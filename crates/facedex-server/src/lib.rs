@@ -22,6 +22,7 @@ pub use config::{EmbedConfig, ServerConfig, TlsConfig};
 pub use embed::client::{EmbedClientAuth, RemoteModels};
 pub use embed::service::{EmbedderService, serve_embedder};
 pub use error::ServiceError;
+pub use people::editor::{PeopleEditor, StoreEditor};
 pub use people::service::PeopleService;
 pub use search::server::{BoundServer, ServerError};
 pub use search::service::FaceSearchService;

@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use facedex_index::FaceStore;
+use facedex_index::{FaceStore, PeopleEdit, PersonId};
+use facedex_kafka::KafkaStageError;
 use facedex_kafka::client::ensure_topics;
 use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
+use facedex_kafka::people_edits::PeopleEditLog;
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, PhotoAnalyzer};
-use facedex_server::{BoundServer, EmbedClientAuth, RemoteModels, serve_embedder};
+use facedex_server::{BoundServer, EmbedClientAuth, PeopleEditor, RemoteModels, ServiceError, serve_embedder};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -246,7 +248,16 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
     runtime()?.block_on(async {
         let analyzer = image_search_analyzer(&config, image_search)?;
         ensure_topics(&config.kafka).await?;
-        let bound = BoundServer::bind(&config.server).await?;
+        // People edits go through the topic every indexer applies; a write may take as long
+        // to come back as a publish may take.
+        let edits = PeopleEditLog::new(
+            &config.kafka,
+            store.clone(),
+            Duration::from_millis(config.kafka.produce_timeout_ms),
+        )?;
+        let bound = BoundServer::bind(&config.server)
+            .await?
+            .with_people_editor(Arc::new(KafkaPeopleEditor(edits)));
         println!(
             "facedex: serving FaceSearch on {} (indexer of {} on {}, data dir {})",
             bound.local_addr(),
@@ -280,6 +291,21 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         );
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The People service's edits of an indexer, through the people-edits topic.
+struct KafkaPeopleEditor(PeopleEditLog);
+
+#[tonic::async_trait]
+impl PeopleEditor for KafkaPeopleEditor {
+    async fn apply(&self, edit: PeopleEdit) -> Result<PersonId, ServiceError> {
+        self.0.submit(&edit).await.map_err(|error| match error {
+            KafkaStageError::Index(error) => ServiceError::Index(error),
+            error => ServiceError::EditLog {
+                source: Box::new(error),
+            },
+        })
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -2,7 +2,7 @@
 //! new person). Each edit is checked in full before anything changes, and makes the persons it
 //! touches kept: they and their faces (pinned) survive a re-cluster as the user left them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +83,70 @@ impl PeopleEdit {
             _ => Ok(()),
         }
     }
+}
+
+/// For each person an edit names, one of its faces (the smallest id): written with an edit that
+/// goes through a log, so an indexer whose persons got other ids (its faces arrived in another
+/// order) finds the same persons by their faces.
+pub type PersonAnchors = BTreeMap<PersonId, FaceId>;
+
+impl PeopleEdit {
+    /// The persons the edit names.
+    pub fn named_persons(&self) -> Vec<PersonId> {
+        match self {
+            Self::Rename { person, .. } | Self::Hide { person, .. } => vec![*person],
+            Self::Merge { into, from } => std::iter::once(*into).chain(from.iter().copied()).collect(),
+            Self::MoveFaces { to, .. } => to.iter().copied().collect(),
+        }
+    }
+
+    /// The edit with every person it names replaced by `map`'s answer.
+    fn map_persons(&self, map: impl Fn(PersonId) -> PersonId) -> Self {
+        match self {
+            Self::Rename { person, name } => Self::Rename {
+                person: map(*person),
+                name: name.clone(),
+            },
+            Self::Hide { person, hidden } => Self::Hide {
+                person: map(*person),
+                hidden: *hidden,
+            },
+            Self::Merge { into, from } => Self::Merge {
+                into: map(*into),
+                from: from.iter().map(|person| map(*person)).collect(),
+            },
+            Self::MoveFaces { faces, to } => Self::MoveFaces {
+                faces: faces.clone(),
+                to: to.map(map),
+            },
+        }
+    }
+}
+
+/// The anchors of the persons `edit` names, as the state has them.
+pub(crate) fn anchors(state: &IndexState, edit: &PeopleEdit) -> PersonAnchors {
+    edit.named_persons()
+        .into_iter()
+        .filter_map(|person_id| Some((person_id, *state.people.get(&person_id)?.faces.first()?)))
+        .collect()
+}
+
+/// `edit` with each person it names found by its anchor: the named person while it still holds
+/// the anchor face, else the person that does (the same person under another id).
+pub(crate) fn resolve_anchors(state: &IndexState, edit: &PeopleEdit, anchors: &PersonAnchors) -> PeopleEdit {
+    edit.map_persons(|person_id| {
+        let Some(anchor) = anchors.get(&person_id) else {
+            return person_id;
+        };
+        let holds_anchor = state
+            .people
+            .get(&person_id)
+            .is_some_and(|person| person.faces.contains(anchor));
+        match holds_anchor {
+            true => person_id,
+            false => state.people.person_of(anchor).unwrap_or(person_id),
+        }
+    })
 }
 
 /// Checks `edit` against the state: every person and face it names exists, and it would not
@@ -240,6 +304,20 @@ fn move_faces(state: &mut IndexState, faces: &[FaceId], target: PersonId) {
 }
 
 impl crate::index::FaceIndex {
+    /// Checks `edit` against the people as they are now, changing nothing, and returns the
+    /// anchors to write with it: what an edit that goes through a log is checked with before
+    /// it is written there.
+    pub fn check_people_edit(&self, edit: &PeopleEdit) -> Result<PersonAnchors> {
+        let state = self.state.read();
+        check(&state, edit)?;
+        Ok(anchors(&state, edit))
+    }
+
+    /// `edit` with its persons found by `anchors` (see [`PersonAnchors`]).
+    pub(crate) fn resolve_people_anchors(&self, edit: &PeopleEdit, anchors: &PersonAnchors) -> PeopleEdit {
+        resolve_anchors(&self.state.read(), edit, anchors)
+    }
+
     /// Checks `edit`, calls `make_durable` (the store journals the edit there), then applies
     /// it. The caller holds the writer lock, so nothing changes between the check and the
     /// apply.

@@ -27,7 +27,7 @@ use crate::record::FaceId;
 
 pub use assign::Placements;
 pub use config::{PeopleConfig, SkipReason};
-pub use edits::{MAX_EDIT_FACES, MAX_MERGE_PEOPLE, MAX_PERSON_NAME_BYTES, PeopleEdit};
+pub use edits::{MAX_EDIT_FACES, MAX_MERGE_PEOPLE, MAX_PERSON_NAME_BYTES, PeopleEdit, PersonAnchors};
 pub use recluster::ReclusterProgress;
 pub(crate) use view::status;
 pub use view::{PeoplePage, PersonFaces, PersonRef, PersonStatus, PersonSummary};

@@ -1,5 +1,5 @@
 //! The People handlers: check and convert the request, run the index on the blocking pool,
-//! convert the answer. Edits are journaled by the store before they answer.
+//! convert the answer. Edits go to the server's [`PeopleEditor`], durable before they answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::access::{Access, AccessTokens};
 use crate::calls::{run_blocking, within_time_limit};
 use crate::error::ServiceError;
 use crate::metrics::observed;
+use crate::people::editor::PeopleEditor;
 
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "People";
@@ -25,6 +26,8 @@ const SERVICE: &str = "People";
 #[derive(Clone)]
 pub struct PeopleService {
     store: Arc<FaceStore>,
+    /// Where edits go.
+    editor: Arc<dyn PeopleEditor>,
     /// `server.request_timeout_ms` for the reads, when set.
     read_time_limit: Option<Duration>,
     /// Who may read and who may write.
@@ -32,11 +35,17 @@ pub struct PeopleService {
 }
 
 impl PeopleService {
-    /// A service over `store`, its reads ending after `read_time_limit`, its calls checked
-    /// against `tokens`.
-    pub fn new(store: Arc<FaceStore>, read_time_limit: Option<Duration>, tokens: AccessTokens) -> Self {
+    /// A service over `store` whose edits go to `editor`, its reads ending after
+    /// `read_time_limit`, its calls checked against `tokens`.
+    pub fn new(
+        store: Arc<FaceStore>,
+        editor: Arc<dyn PeopleEditor>,
+        read_time_limit: Option<Duration>,
+        tokens: AccessTokens,
+    ) -> Self {
         Self {
             store,
+            editor,
             read_time_limit,
             tokens,
         }
@@ -53,12 +62,9 @@ impl PeopleService {
         observed(SERVICE, method, async move {
             self.tokens.authorize(request.metadata(), Access::Write, method)?;
             let edit = edit(request.into_inner()).map_err(ServiceError::from)?;
+            let person_id = self.editor.apply(edit).await?;
             let store = Arc::clone(&self.store);
-            let person = run_blocking(move || {
-                let person_id = store.edit_people(&edit)?;
-                Ok(store.index().person_summary(&person_id)?)
-            })
-            .await?;
+            let person = run_blocking(move || Ok(store.index().person_summary(&person_id)?)).await?;
             tracing::info!(method, person = %person.person_id, "people edited");
             Ok(Response::new(Person::from(&person)))
         })

@@ -20,6 +20,7 @@ use facedex_pipeline::PhotoAnalyzer;
 
 use crate::access::{Access, AccessTokens};
 use crate::config::{ServerConfig, TlsConfig};
+use crate::people::editor::{PeopleEditor, StoreEditor};
 use crate::people::service::PeopleService;
 use crate::search::service::FaceSearchService;
 
@@ -72,6 +73,8 @@ pub enum ServerError {
 pub struct BoundServer {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// Where People edits go; the store itself when unset.
+    people_editor: Option<Arc<dyn PeopleEditor>>,
 }
 
 impl BoundServer {
@@ -83,7 +86,19 @@ impl BoundServer {
         };
         let listener = TcpListener::bind(config.listen_addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
-        Ok(Self { listener, local_addr })
+        Ok(Self {
+            listener,
+            local_addr,
+            people_editor: None,
+        })
+    }
+
+    /// Sends People edits to `editor` (an indexer's log of edits) instead of the store.
+    pub fn with_people_editor(self, editor: Arc<dyn PeopleEditor>) -> Self {
+        Self {
+            people_editor: Some(editor),
+            ..self
+        }
     }
 
     /// The address actually bound.
@@ -103,7 +118,11 @@ impl BoundServer {
         let tokens = AccessTokens::from_config(&config)?;
         let (guarded, gate) = (tokens.any(), tokens.clone());
         let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens.clone());
-        let people = PeopleService::new(Arc::clone(&store), service.read_time_limit, tokens);
+        let editor = self
+            .people_editor
+            .clone()
+            .unwrap_or_else(|| Arc::new(StoreEditor::new(Arc::clone(&store))));
+        let people = PeopleService::new(Arc::clone(&store), editor, service.read_time_limit, tokens);
         // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
         // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
         // naming its limit) before it is buffered whole.
