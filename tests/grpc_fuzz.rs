@@ -1,5 +1,5 @@
 //! A gRPC-level fuzzer against a live `facedex serve` over real photos: thousands of generated
-//! requests, random and boundary values in every field of every FaceSearch RPC, huge repeated
+//! requests, random and boundary values in every field of every FaceSearch and People RPC, huge repeated
 //! fields, oversize photos and garbage photo bytes, raw bytes of the wrong message type sent
 //! to each method, and hand-built truncated or malformed gRPC frames. The server must answer
 //! every one with a status (never drop the connection), keep serving, and keep its peak memory
@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut};
 use facedex_proto::face_search_client::FaceSearchClient;
+use facedex_proto::people_client::PeopleClient;
 use facedex_proto::{
-    DeleteRequest, Embedding, FaceIds, GetFaceRequest, GetIndexInfoRequest, SearchBatchRequest, SearchFilter,
-    SearchRequest, delete_request, search_request,
+    DeleteRequest, Embedding, FaceIds, GetFaceRequest, GetIndexInfoRequest, GetPersonRequest, HidePersonRequest,
+    ListPeopleRequest, MergePeopleRequest, MoveFacesRequest, ReclusterRequest, RenamePersonRequest, SearchBatchRequest,
+    SearchFilter, SearchRequest, delete_request, search_request,
 };
 use support::cluster::Role;
 use support::{facedex_command, photo};
@@ -76,8 +78,84 @@ impl Random {
         }
     }
 
+    /// A person id: well-formed but unknown, or not one at all.
+    fn person_id(&mut self) -> String {
+        match self.below(3) {
+            0 => format!("{:016x}", self.next()),
+            _ => self.text(),
+        }
+    }
+
     fn float(&mut self) -> f32 {
         self.pick(&[0.0, 1.0, -1.0, f32::NAN, f32::INFINITY, f32::MIN, 1e-30, 0.0442])
+    }
+}
+
+/// A People call with random and boundary values; edits name unknown persons and faces, so
+/// they change nothing.
+async fn people_call(random: &mut Random, client: &mut PeopleClient<Channel>) -> Result<(), Status> {
+    let offset = random.pick(&[0, 1, 10_000_000, 10_000_001, u64::MAX]);
+    let limit = random.optional_u32().unwrap_or(0);
+    match random.below(7) {
+        0 => {
+            let include_hidden = random.below(2) == 0;
+            let request = ListPeopleRequest {
+                offset,
+                limit,
+                include_hidden,
+            };
+            client.list_people(request).await.map(|_| ())
+        }
+        1 => {
+            let request = GetPersonRequest {
+                person_id: random.person_id(),
+                offset,
+                limit,
+            };
+            client.get_person(request).await.map(|_| ())
+        }
+        2 => {
+            let name = match random.below(3) {
+                0 => "x".repeat(random.pick(&[0, 200, 201, 100_000])),
+                _ => random.text(),
+            };
+            let request = RenamePersonRequest {
+                person_id: random.person_id(),
+                name,
+            };
+            client.rename_person(request).await.map(|_| ())
+        }
+        3 => {
+            let request = HidePersonRequest {
+                person_id: random.person_id(),
+                hidden: true,
+            };
+            client.hide_person(request).await.map(|_| ())
+        }
+        4 => {
+            let count = random.pick(&[0, 1, 100, 101, 10_000]);
+            let request = MergePeopleRequest {
+                into_person_id: random.person_id(),
+                from_person_ids: (0..count).map(|_| random.person_id()).collect(),
+            };
+            client.merge_people(request).await.map(|_| ())
+        }
+        5 => {
+            let count = random.pick(&[0, 1, 10_000, 10_001]);
+            let request = MoveFacesRequest {
+                face_ids: (0..count).map(|_| random.text()).collect(),
+                to_person_id: random.person_id(),
+            };
+            client.move_faces(request).await.map(|_| ())
+        }
+        _ => {
+            // The index is small: a re-cluster in range finishes at once whatever its budget.
+            let request = ReclusterRequest {
+                budget_ms: random.pick(&[0, 1, 600_000, 600_001, u32::MAX]),
+                restart: random.below(2) == 0,
+            };
+            client.recluster(request).await.map(|_| ())
+        }
     }
 }
 
@@ -259,10 +337,11 @@ fn a_live_server_answers_thousands_of_hostile_requests_with_a_status_and_keeps_s
             .await
             .expect("connect");
         let mut client = FaceSearchClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        let mut people = PeopleClient::new(channel.clone()).max_decoding_message_size(64 << 20);
         let mut random = Random(0x5eed_f00d);
         let mut codes = BTreeMap::<String, usize>::new();
         for number in 0..REQUESTS {
-            let answer = match random.below(10) {
+            let answer = match random.below(12) {
                 0..=4 => client.search(search(&mut random, &photos)).await.map(|_| ()),
                 5 => {
                     let count = random.pick(&[0, 1, 5, 64, 65]);
@@ -289,6 +368,7 @@ fn a_live_server_answers_thousands_of_hostile_requests_with_a_status_and_keeps_s
                     client.delete(DeleteRequest { selector }).await.map(|_| ())
                 }
                 8 => client.get_index_info(GetIndexInfoRequest {}).await.map(|_| ()),
+                9 | 10 => people_call(&mut random, &mut people).await,
                 _ => {
                     let method = random.pick(&[
                         "/facedex.v1.FaceSearch/Search",
@@ -296,6 +376,8 @@ fn a_live_server_answers_thousands_of_hostile_requests_with_a_status_and_keeps_s
                         "/facedex.v1.FaceSearch/GetFace",
                         "/facedex.v1.FaceSearch/Delete",
                         "/facedex.v1.FaceSearch/NoSuchMethod",
+                        "/facedex.v1.People/ListPeople",
+                        "/facedex.v1.People/MergePeople",
                     ]);
                     let body = match random.below(3) {
                         0 => {

@@ -12,9 +12,10 @@ use facedex_index::quality::cluster_quality;
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::people_client::PeopleClient;
 use facedex_proto::{
-    Face, GetIndexInfoRequest, GetPersonRequest, HidePersonRequest, ListPeopleRequest, MergePeopleRequest,
-    MoveFacesRequest, SearchRequest, face_person, search_request,
+    Face, GetFaceRequest, GetIndexInfoRequest, GetPersonRequest, HidePersonRequest, ListPeopleRequest,
+    MergePeopleRequest, MoveFacesRequest, SearchRequest, face_person, search_request,
 };
+use facedex_server::DEFAULT_MIN_SCORE;
 use image::{DynamicImage, imageops::FilterType};
 use support::serve::Server;
 use support::{facedex_command, iou, photo};
@@ -155,6 +156,14 @@ fn image_search(bytes: Vec<u8>, limit: u32, exact: bool) -> SearchRequest {
     }
 }
 
+/// Every hit, whatever its similarity.
+fn every_hit(request: SearchRequest) -> SearchRequest {
+    SearchRequest {
+        min_score: Some(-1.0),
+        ..request
+    }
+}
+
 /// Every face of the index with its person: one exact search asking for all of them.
 async fn all_faces(client: &mut FaceSearchClient<Channel>, query: &[u8]) -> Vec<Face> {
     let total = client
@@ -164,7 +173,7 @@ async fn all_faces(client: &mut FaceSearchClient<Channel>, query: &[u8]) -> Vec<
         .into_inner()
         .faces;
     let response = client
-        .search(image_search(query.to_vec(), 1000, true))
+        .search(every_hit(image_search(query.to_vec(), 1000, true)))
         .await
         .expect("search")
         .into_inner();
@@ -305,6 +314,56 @@ fn people_of_an_augmented_archive_over_grpc_and_the_cli() {
             .into_inner();
         let best = best.results[0].hits[0].face.clone().expect("face");
         assert_eq!(person_of(&best).as_deref(), Some(yao.as_str()));
+
+        // The default threshold: strangers among the photos stay below it, Yao Ming in
+        // another photo is above it, and a search that sets none sees only him.
+        let mut embeddings = Vec::with_capacity(faces.len());
+        for face in &faces {
+            let stored = search
+                .get_face(GetFaceRequest {
+                    face_id: face.face_id.clone(),
+                    with_embedding: true,
+                })
+                .await
+                .expect("get face")
+                .into_inner();
+            embeddings.push(stored.embedding.expect("embedding").values);
+        }
+        let originals: Vec<usize> = (0..faces.len())
+            .filter(|&face| !file_name(&faces[face]).starts_with("players-"))
+            .collect();
+        let closest_strangers = originals
+            .iter()
+            .flat_map(|&a| originals.iter().map(move |&b| (a, b)))
+            .filter(|(a, b)| a < b && identity_of[*a] != identity_of[*b])
+            .map(|(a, b)| support::cosine(&embeddings[a], &embeddings[b]))
+            .fold(f32::MIN, f32::max);
+        let default_search = search
+            .search(image_search(yaoming.clone(), 100, false))
+            .await
+            .expect("search")
+            .into_inner();
+        let hits = &default_search.results[0].hits;
+        let yao_ming_elsewhere = hits.first().map_or(0.0, |hit| hit.similarity);
+        println!(
+            "threshold evidence: closest strangers of the sample photos at cosine {closest_strangers:.3}; \
+             yaoming.jpg's best hit (player 13, in players.jpg or a copy) at {yao_ming_elsewhere:.3}; default min_score {DEFAULT_MIN_SCORE}"
+        );
+        assert!(closest_strangers < DEFAULT_MIN_SCORE && DEFAULT_MIN_SCORE < yao_ming_elsewhere);
+        let player_13_identity = identity_of[faces.iter().position(|face| face == player_13).expect("indexed")];
+        assert!(!hits.is_empty());
+        for hit in hits {
+            assert!(hit.similarity >= DEFAULT_MIN_SCORE);
+            let face = hit.face.as_ref().expect("face");
+            let position = faces
+                .iter()
+                .position(|other| other.face_id == face.face_id)
+                .expect("indexed");
+            assert_eq!(
+                identity_of[position], player_13_identity,
+                "only Yao Ming passes the default: {hit:?}"
+            );
+        }
 
         // Refused requests say what to fix.
         let status = people

@@ -1,19 +1,25 @@
 //! The proto → domain conversions of everything a topic or a client sends: the pipeline's
-//! records (`ImageRef`, `FaceBatch`, `DeadLetter`, `ImageRemoval`, catalog and run records) and
-//! the gRPC requests (`Search`, `Delete`, `GetFace`, `Detect`, `Embed`). The same bytes are
+//! records (`ImageRef`, `FaceBatch`, `DeadLetter`, `ImageRemoval`, catalog, run and people-edit
+//! records) and the gRPC requests (`Search`, `Delete`, `GetFace`, the People calls, `Detect`,
+//! `Embed`). The same bytes are
 //! decoded as every message type, as a record of the wrong type on a topic would be.
 
 use std::sync::LazyLock;
 
+use facedex_index::PeopleEdit;
 use facedex_index::synthetic::FaceLikeGenerator;
 use facedex_index::{FaceStore, IndexConfig};
 use facedex_pipeline::messages as domain;
 use facedex_pipeline::plan::EnqueueRun;
 use facedex_proto::conversions::{ParsedSearch, SearchTarget, parse_face_id};
 use facedex_proto::embed::{DetectRequest, EmbedRequest};
+use facedex_proto::people_conversions::{Page, logged_people_edit, parse_person_id, recluster_budget};
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
-use facedex_proto::{DeleteRequest, GetFaceRequest, SearchRequest};
+use facedex_proto::{
+    DeleteRequest, GetFaceRequest, GetPersonRequest, HidePersonRequest, ListPeopleRequest, MergePeopleRequest,
+    MoveFacesRequest, ReclusterRequest, RenamePersonRequest, SearchRequest,
+};
 use facedex_vision::LetterboxedPhoto;
 use facedex_vision::align::CROP_BYTES;
 
@@ -36,6 +42,13 @@ pub fn pipeline_records(data: &[u8]) {
     }
     if let Ok(record) = decode::<wire::EnqueueRun>("enqueue run", data) {
         let _ = EnqueueRun::from(record);
+    }
+    if let Ok(record) = decode::<wire::PeopleEditRecord>("people edit record", data)
+        && let Ok((edit, anchors)) = logged_people_edit(record)
+    {
+        // Checked against the shared index, not applied: an edit would change it between inputs.
+        let _ = INDEX.1.index().check_people_edit(&edit);
+        let _ = anchors.len();
     }
 }
 
@@ -81,6 +94,31 @@ pub fn requests(data: &[u8]) {
         && let Ok(face_id) = parse_face_id("face_id", &request.face_id)
     {
         let _ = index.get(&face_id, request.with_embedding);
+    }
+    if let Ok(request) = decode::<ListPeopleRequest>("list-people request", data)
+        && let Ok(page) = Page::checked(request.offset, request.limit)
+    {
+        let _ = index.list_people(page.offset, page.limit, request.include_hidden);
+    }
+    if let Ok(request) = decode::<GetPersonRequest>("get-person request", data)
+        && let (Ok(person_id), Ok(page)) = (
+            parse_person_id("person_id", &request.person_id),
+            Page::checked(request.offset, request.limit),
+        )
+    {
+        let _ = index.person(&person_id, page.offset, page.limit);
+    }
+    let edits = [
+        decode::<RenamePersonRequest>("rename request", data).map(PeopleEdit::try_from),
+        decode::<HidePersonRequest>("hide request", data).map(PeopleEdit::try_from),
+        decode::<MergePeopleRequest>("merge request", data).map(PeopleEdit::try_from),
+        decode::<MoveFacesRequest>("move request", data).map(PeopleEdit::try_from),
+    ];
+    for edit in edits.into_iter().flatten().flatten() {
+        let _ = index.check_people_edit(&edit);
+    }
+    if let Ok(request) = decode::<ReclusterRequest>("recluster request", data) {
+        let _ = recluster_budget(&request);
     }
     if let Ok(request) = decode::<DetectRequest>("detect request", data) {
         for photo in request.photos {

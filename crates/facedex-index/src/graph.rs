@@ -1,6 +1,6 @@
 //! The HNSW graph from `hnsw_rs`, and the one place (with `flat.rs`, which copies its links)
-//! that knows its internals: how to build it and how to walk its points. Searches do not go
-//! through `hnsw_rs`'s own search but through the flat copy.
+//! that knows its internals: how to build it and how to walk its points. Searches go through
+//! the flat copy; only the people's placement of new faces uses `hnsw_rs`'s own search.
 //!
 //! The graph owns each vector (2 KiB per face at 512 dimensions); the flat copy holds handles
 //! to the graph's points, so `IndexState::vector` reads a vector through the copy, without a
@@ -9,7 +9,7 @@
 use hnsw_rs::hnsw::Hnsw;
 
 use crate::config::IndexConfig;
-use crate::distance::UnitCosineDistance;
+use crate::distance::{UnitCosineDistance, similarity_from_distance};
 
 /// The graph type: `'static` because graphs we build own their points, and graphs loaded
 /// from a snapshot borrow a leaked, never-freed loader (see `snapshot.rs`).
@@ -81,6 +81,19 @@ pub(crate) fn insert(graph: &Graph, batch: &[(&[f32], usize)]) {
         1 => graph.insert_slice(batch[0]),
         _ => graph.parallel_insert_slice(&batch.to_vec()),
     }
+}
+
+/// The `k` nearest points of the graph to `vector` at `ef` with their cosine similarity,
+/// through `hnsw_rs`'s own search: slower per search than the flat copy's walk, but it sees
+/// every inserted point, where the copy scores the points inserted since it was made one by
+/// one (what a bulk load placing each new face among the people cannot afford). Tombstoned
+/// points are among them; the caller drops what is not live.
+pub(crate) fn search(graph: &Graph, vector: &[f32], k: usize, ef: usize) -> Vec<(usize, f32)> {
+    graph
+        .search(vector, k, ef.max(k))
+        .into_iter()
+        .map(|neighbour| (neighbour.d_id, similarity_from_distance(neighbour.distance)))
+        .collect()
 }
 
 /// Calls `visit(internal_id, vector)` for every point in the graph.

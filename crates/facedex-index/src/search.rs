@@ -237,7 +237,7 @@ impl FaceIndex {
 /// what the user's filter refuses are walked through but never returned), plus brute force
 /// over the points the copy cannot serve: those inserted since the last freeze and the ones
 /// no graph search reaches (`hnsw_rs` #37).
-pub(crate) fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
+fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
     let unfiltered = query.filter.is_empty();
     let accepts = |internal_id: usize| {
         state.ids.is_live(internal_id)

@@ -34,23 +34,39 @@ pub struct ServerConfig {
     /// Write a snapshot this often when something changed; 0 turns periodic snapshots off
     /// (one is still written on shutdown).
     pub snapshot_interval_secs: u64,
-    /// One token for every FaceSearch call (`authorization: Bearer <token>`); health and
+    /// One token for every FaceSearch and People call (`authorization: Bearer <token>`); health and
     /// reflection stay open for probes and tooling. Or split them with the two below.
     pub auth_token: Option<String>,
-    /// The token reads (Search, SearchBatch, GetFace, GetIndexInfo) need; the write token is
-    /// accepted too. Needs `write_token` as well.
+    /// The token reads (Search, SearchBatch, GetFace, GetIndexInfo, ListPeople, GetPerson)
+    /// need; the write token is accepted too. Needs `write_token` as well.
     pub read_token: Option<String>,
     /// `read_token` from a file (trailing newline dropped), for secrets mounted as files.
     pub read_token_file: Option<PathBuf>,
-    /// The token writes (Delete, CreateSnapshot) need; a read token gets PERMISSION_DENIED.
+    /// The token writes (Delete, CreateSnapshot, the people edits, Recluster) need; a read
+    /// token gets PERMISSION_DENIED.
     pub write_token: Option<String>,
     /// `write_token` from a file.
     pub write_token_file: Option<PathBuf>,
     /// Serve TLS with this certificate and key (PEM) instead of plaintext.
     pub tls: Option<TlsConfig>,
+    /// Hits below this cosine similarity are left out of a search that sets no `min_score`
+    /// of its own (a request sees every hit with `min_score` = -1). The README's "How sure is
+    /// a match" gives the evidence for the default.
+    pub default_min_score: f32,
 }
 
 impl ServerConfig {
+    /// Checks the settings that have a range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(-1.0..=1.0).contains(&self.default_min_score) {
+            return Err(format!(
+                "server.default_min_score must be a cosine similarity between -1 and 1, got {}",
+                self.default_min_score
+            ));
+        }
+        Ok(())
+    }
+
     /// [`ServerConfig::max_concurrent_searches`] with 0 resolved to the number of cores.
     pub fn concurrent_searches(&self) -> usize {
         match self.max_concurrent_searches {
@@ -86,9 +102,14 @@ impl Default for ServerConfig {
             write_token: None,
             write_token_file: None,
             tls: None,
+            default_min_score: DEFAULT_MIN_SCORE,
         }
     }
 }
+
+/// [`ServerConfig::default_min_score`]'s default: InsightFace's verification threshold for
+/// its ArcFace models (squared L2 distance 1.24 between unit vectors, cosine 0.38).
+pub const DEFAULT_MIN_SCORE: f32 = 0.38;
 
 /// The embed service and how ingest workers reach it (`[embed]` in the config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ mod undecodable;
 
 pub use access::AccessTokens;
 pub use bearer::BearerToken;
-pub use config::{EmbedConfig, ServerConfig, TlsConfig};
+pub use config::{DEFAULT_MIN_SCORE, EmbedConfig, ServerConfig, TlsConfig};
 pub use embed::client::{EmbedClientAuth, RemoteModels};
 pub use embed::service::{EmbedderService, serve_embedder};
 pub use error::ServiceError;

@@ -29,9 +29,13 @@ pub struct SearchArgs {
     /// Hits per query face (1–1000).
     #[arg(long, default_value_t = 10)]
     limit: u32,
-    /// Leave out hits below this cosine similarity.
-    #[arg(long, value_name = "SIMILARITY")]
+    /// Leave out hits below this cosine similarity (the server's `default_min_score`, 0.38
+    /// unless configured, when unset).
+    #[arg(long, value_name = "SIMILARITY", conflicts_with = "all")]
     min_score: Option<f32>,
+    /// Show every hit, also those below the server's `default_min_score`.
+    #[arg(long)]
+    all: bool,
     /// HNSW candidate list size (the server's default when unset).
     #[arg(long)]
     ef: Option<u32>,
@@ -69,7 +73,7 @@ pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode>
     let request = SearchRequest {
         query: Some(query),
         limit: Some(args.limit),
-        min_score: args.min_score,
+        min_score: if args.all { Some(-1.0) } else { args.min_score },
         ef: args.ef,
         exact: args.exact,
         filter: Some(SearchFilter {

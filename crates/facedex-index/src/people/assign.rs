@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 
 use crate::distance::dot;
+use crate::graph;
 use crate::index::{FaceIndex, IndexState};
 use crate::people::{PeopleConfig, PersonId};
 use crate::record::FaceId;
-use crate::search::{SearchQuery, graph_search};
 
 /// What placing faces did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,7 +74,8 @@ impl FaceIndex {
         if !config.enabled || internal_ids.is_empty() {
             return placements;
         }
-        let ef = self.config.default_ef_search.max(config.neighbours + 1);
+        // The nearest few are all a placement looks at: a wider search finds the same ones.
+        let ef = config.neighbours + 1;
         let neighbourhoods: Vec<(usize, Neighbourhood)> = {
             let state = self.state.read();
             internal_ids
@@ -115,8 +116,7 @@ fn neighbours_of(
     vector: &[f32],
     ef: usize,
 ) -> Vec<Neighbour> {
-    let query = SearchQuery::nearest(vector.to_vec(), config.neighbours + 1);
-    graph_search(state, &query, ef)
+    graph::search(&state.graph, vector, config.neighbours + 1, ef)
         .into_iter()
         .filter(|(other, similarity)| *other != internal_id && *similarity >= config.link_similarity)
         .filter_map(|(other, similarity)| {

@@ -50,6 +50,9 @@ pub enum ServerError {
     /// The token settings contradict each other or hold a bad token.
     #[error("server tokens: {0}")]
     Tokens(&'static str),
+    /// A setting is out of its range.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// A token file could not be read.
     #[error("cannot read {setting}_file {path}: {source}")]
     TokenFile {
@@ -115,6 +118,7 @@ impl BoundServer {
         config: ServerConfig,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
+        config.validate().map_err(ServerError::InvalidConfig)?;
         let tokens = AccessTokens::from_config(&config)?;
         let (guarded, gate) = (tokens.any(), tokens.clone());
         let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens.clone());

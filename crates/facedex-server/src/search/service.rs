@@ -42,6 +42,8 @@ pub struct FaceSearchService {
     photo_slots: Arc<Semaphore>,
     /// `server.request_timeout_ms`, when set.
     pub(crate) read_time_limit: Option<Duration>,
+    /// `server.default_min_score`: the floor of a search that sets none.
+    default_min_score: f32,
     /// Who may read and who may write.
     tokens: AccessTokens,
 }
@@ -57,6 +59,7 @@ impl FaceSearchService {
             search_slots: Arc::new(Semaphore::new(config.concurrent_searches())),
             photo_slots: Arc::new(Semaphore::new(config.max_concurrent_photo_queries.max(1))),
             read_time_limit: (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms)),
+            default_min_score: config.default_min_score,
             tokens: AccessTokens::default(),
         }
     }
@@ -68,6 +71,7 @@ impl FaceSearchService {
 
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
         let mut parsed = ParsedSearch::try_from(request)?;
+        parsed.template.min_score.get_or_insert(self.default_min_score);
         // An image query's faces come first, off the search slots: the models batch concurrent
         // queries together, and the slots bound only the index work.
         let query_faces = match &mut parsed.target {
