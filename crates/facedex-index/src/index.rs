@@ -463,6 +463,12 @@ impl FaceIndex {
         self.state.read().model_id.clone()
     }
 
+    /// The source positions applied so far (also in [`Self::info`], which sums the catalog's
+    /// size as well: this is the one to poll).
+    pub fn applied_offsets(&self) -> AppliedOffsets {
+        self.state.read().applied_offsets.clone()
+    }
+
     /// Counts, model, offsets and a memory estimate.
     pub fn info(&self) -> IndexInfo {
         let state = self.state.read();

@@ -38,7 +38,7 @@ pub async fn run_indexer(
 ) -> Result<()> {
     let topic: Arc<str> = Arc::from(config.topics.faces.as_str());
     let edits_topic: Arc<str> = Arc::from(config.topics.people_edits.as_str());
-    let applied = store.index().info().applied_offsets;
+    let applied = store.index().applied_offsets();
     let consumer: StreamConsumer<LagReporter> = consumer_config(config, &config.indexer_group)
         .create_with_context(LagReporter::new(&config.indexer_group, |_| {}))
         .map_err(KafkaStageError::kafka("creating the indexer consumer"))?;

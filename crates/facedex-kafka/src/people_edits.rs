@@ -51,7 +51,7 @@ impl PeopleEditLog {
         let anchors = self.store.index().check_people_edit(edit)?;
         let mut record = people_edit_record(edit, &anchors);
         // What this indexer has applied of the faces: every reader waits for as much.
-        let applied = self.store.index().info().applied_offsets;
+        let applied = self.store.index().applied_offsets();
         record.faces_applied = applied
             .get(&self.faces_topic)
             .into_iter()
@@ -81,7 +81,7 @@ impl PeopleEditLog {
 
     /// Whether the record at `offset` of `partition` is applied.
     fn applied(&self, partition: i32, offset: i64) -> bool {
-        let applied = self.store.index().info().applied_offsets;
+        let applied = self.store.index().applied_offsets();
         applied
             .get(&self.topic)
             .and_then(|partitions| partitions.get(&partition))

@@ -194,7 +194,7 @@ impl IndexerStage {
     /// Starts the stage over `store` on the current runtime, adding its totals to `counters`.
     pub fn spawn(store: Arc<FaceStore>, config: IndexerConfig, counters: Arc<IndexerCounters>) -> Self {
         let (inputs, queue) = mpsc::channel(config.queue_capacity.max(1));
-        let (durable_sender, durable) = watch::channel(store.index().info().applied_offsets);
+        let (durable_sender, durable) = watch::channel(store.index().applied_offsets());
         let worker = Worker {
             store,
             config,
@@ -387,7 +387,7 @@ impl Worker {
                 });
             }
             // Only the stage records positions, so these are the ones the snapshot holds.
-            let applied = worker.store.index().info().applied_offsets;
+            let applied = worker.store.index().applied_offsets();
             let snapshot = worker.store.snapshot()?;
             worker.durable.send_replace(applied);
             Ok(IndexerSummary {
