@@ -146,10 +146,27 @@ impl FaceLikeGenerator {
     }
 }
 
+/// How close a look-alike identity is to the earlier identity it resembles: a cosine drawn from
+/// 0.4-0.6, measured between the two identities' centres or between their faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookAlikes {
+    /// The centres are at that cosine; a face of one and a face of the other then sit at about
+    /// that times the two identities' own spreads (0.3-0.5), below where either rule links them.
+    Centres,
+    /// The faces are at that cosine, as close as two faces of one identity can be (siblings,
+    /// twins): the centres are pulled together until a face of one and a face of the other sit
+    /// at the drawn cosine on average. This is the set that provokes chaining.
+    Faces,
+}
+
+/// The highest cosine between a look-alike's centre and its original's (the two identities stay
+/// distinct even where the faces' target cannot be reached).
+const MAX_LOOK_ALIKE_CENTRE_COSINE: f32 = 0.95;
+
 /// A synthetic archive for people clustering, with what makes clustering hard: identity sizes
 /// drawn from a long-tailed (Pareto) law, a share of identities made look-alikes of an earlier
-/// one (centres at cosine 0.4-0.6, like siblings), and faces grouped into photos of one to four
-/// distinct identities (so cannot-link matters).
+/// one (at cosine 0.4-0.6, like siblings; see [`LookAlikes`]), and faces grouped into photos of
+/// one to four distinct identities (so cannot-link matters).
 pub struct PeopleArchive {
     /// The faces' embeddings and identities, in photo order.
     pub vectors: FaceLikeVectors,
@@ -167,30 +184,20 @@ const IDENTITY_SIZE_EXPONENT: f64 = 1.3;
 const MAX_FACES_PER_IDENTITY: usize = 500;
 
 impl PeopleArchive {
-    /// About `faces` faces (exactly that many) in `dimension` dimensions, deterministic for `seed`.
-    pub fn generate(faces: usize, dimension: usize, seed: u64) -> Self {
+    /// Exactly `faces` faces in `dimension` dimensions, deterministic for `seed`. The two kinds
+    /// of [`LookAlikes`] draw the same identities, sizes and photos for one seed.
+    pub fn generate(faces: usize, dimension: usize, seed: u64, look_alikes: LookAlikes) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
+        // Per identity: a random direction, and for a look-alike the one it resembles and how much.
         let mut centres: Vec<Vec<f32>> = Vec::new();
+        let mut resembles: Vec<Option<(usize, f32)>> = Vec::new();
         let mut identity_of_face = Vec::with_capacity(faces);
         while identity_of_face.len() < faces {
             let identity = centres.len();
-            let centre = match identity > 0 && rng.random_bool(LOOK_ALIKE_SHARE) {
-                true => {
-                    let like = rng.random_range(0..identity);
-                    let cosine = rng.random_range(0.4f32..0.6);
-                    let other = random_unit(&mut rng, dimension);
-                    let sine = (1.0 - cosine * cosine).sqrt();
-                    normalise(
-                        centres[like]
-                            .iter()
-                            .zip(&other)
-                            .map(|(a, b)| cosine * a + sine * b)
-                            .collect(),
-                    )
-                }
-                false => random_unit(&mut rng, dimension),
-            };
-            centres.push(centre);
+            let like = (identity > 0 && rng.random_bool(LOOK_ALIKE_SHARE))
+                .then(|| (rng.random_range(0..identity), rng.random_range(0.4f32..0.6)));
+            centres.push(random_unit(&mut rng, dimension));
+            resembles.push(like);
             let uniform: f64 = rng.random_range(f64::EPSILON..1.0);
             let size = (MIN_FACES_PER_IDENTITY / uniform.powf(1.0 / IDENTITY_SIZE_EXPONENT)) as usize;
             let size = size.min(MAX_FACES_PER_IDENTITY).min(faces - identity_of_face.len());
@@ -201,9 +208,28 @@ impl PeopleArchive {
             let other = rng.random_range(0..=position);
             identity_of_face.swap(position, other);
         }
-        let centre_weights = (0..centres.len())
+        let centre_weights: Vec<f32> = (0..centres.len())
             .map(|_| rng.random_range(0.5f32..0.8).sqrt())
             .collect();
+        // Identity order: a look-alike's original is final before the look-alike is made.
+        for identity in 0..centres.len() {
+            let Some((like, cosine)) = resembles[identity] else {
+                continue;
+            };
+            let centre_cosine = match look_alikes {
+                LookAlikes::Centres => cosine,
+                LookAlikes::Faces => {
+                    (cosine / (centre_weights[like] * centre_weights[identity])).min(MAX_LOOK_ALIKE_CENTRE_COSINE)
+                }
+            };
+            let sine = (1.0 - centre_cosine * centre_cosine).sqrt();
+            let mixed = centres[like]
+                .iter()
+                .zip(&centres[identity])
+                .map(|(original, own)| centre_cosine * original + sine * own)
+                .collect();
+            centres[identity] = normalise(mixed);
+        }
         let mut generator = FaceLikeGenerator {
             dimension,
             centres,

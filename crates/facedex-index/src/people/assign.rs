@@ -5,8 +5,11 @@
 //!   `link_similarity` counted), never from a scan;
 //! - it **joins** the person that the most of its neighbours belong to, provided at least
 //!   `agreeing_members` of them do (or all of a smaller person's faces) **and** the face lies
-//!   within `prototype_similarity` of that person's prototype: one look-alike neighbour cannot
-//!   pull a face into a person, and a chain of look-alikes drifts away from the prototype;
+//!   within `prototype_similarity` of that person's prototype, and not more than
+//!   `cohesion_margin` below where the person's own faces lie from it: one look-alike
+//!   neighbour cannot pull a face into a person, a chain of look-alikes drifts away from the
+//!   prototype, and a sibling who resembles a tight person is still further from it than its
+//!   members are;
 //! - otherwise it **founds** a person with unassigned neighbours that all lie within
 //!   `link_similarity` of each other (complete linkage), `seed_faces` of them at least;
 //! - otherwise it **waits**, unassigned, until a later face founds a person with it or
@@ -202,7 +205,7 @@ fn person_to_join(
             let needed = config.agreeing_members.min(person.faces.len());
             let similarity = person.prototype_similarity(vector);
             (count >= needed
-                && similarity >= config.prototype_similarity
+                && config.fits(person, similarity)
                 && !state.people.refuses(&face_id, &person_id)
                 && !person_has_face_in_photo_of(state, person_id, internal_id))
             .then_some((count, similarity, person_id))
@@ -261,7 +264,7 @@ fn may_join(state: &IndexState, config: &PeopleConfig, internal_id: usize, perso
     };
     state.people.person_of(&face.face_id).is_none()
         && !state.people.refuses(&face.face_id, &person_id)
-        && person.prototype_similarity(vector) >= config.prototype_similarity
+        && config.fits(person, person.prototype_similarity(vector))
         && !person_has_face_in_photo_of(state, person_id, internal_id)
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::people::Person;
 use crate::record::FaceMetadata;
 
 /// Settings of the people clustering (`[index.people]` in the config file). The README's
@@ -28,6 +29,10 @@ pub struct PeopleConfig {
     /// And the face's cosine similarity to the person's prototype (the mean of its faces) it
     /// needs.
     pub prototype_similarity: f32,
+    /// And, once the person has a few faces, it may lie at most this far below the similarity
+    /// the person's own faces have to its prototype: a tight person does not take in a face
+    /// that merely resembles it (a sibling), a loose one keeps its spread.
+    pub cohesion_margin: f32,
 }
 
 impl Default for PeopleConfig {
@@ -41,11 +46,20 @@ impl Default for PeopleConfig {
             seed_faces: 3,
             agreeing_members: 2,
             prototype_similarity: 0.55,
+            cohesion_margin: 0.12,
         }
     }
 }
 
 impl PeopleConfig {
+    /// Whether a face at `similarity` to `person`'s prototype is close enough to join it.
+    pub(crate) fn fits(&self, person: &Person, similarity: f32) -> bool {
+        similarity >= self.prototype_similarity
+            && person
+                .expected_similarity()
+                .is_none_or(|expected| similarity >= expected - self.cohesion_margin)
+    }
+
     /// Rejects settings the rule cannot work with.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let similarity = |name: &str, value: f32| match (-1.0..=1.0).contains(&value) {
@@ -56,6 +70,12 @@ impl PeopleConfig {
         };
         similarity("link_similarity", self.link_similarity)?;
         similarity("prototype_similarity", self.prototype_similarity)?;
+        if !(0.0..=2.0).contains(&self.cohesion_margin) {
+            return Err(format!(
+                "index.people.cohesion_margin must be a cosine difference in [0, 2], got {}",
+                self.cohesion_margin
+            ));
+        }
         if !(self.min_face_side_px.is_finite() && self.min_face_side_px >= 0.0) {
             return Err(format!(
                 "index.people.min_face_side_px must be a size in pixels, got {}",

@@ -105,7 +105,27 @@ impl Person {
         }
         (dot(&self.sum, vector) / norm).clamp(-1.0, 1.0)
     }
+
+    /// How close to the prototype a new face of this person can be expected to lie: the mean,
+    /// over the members, of a member's similarity to the prototype of the others (each member
+    /// left out of its own prototype, so a small person does not look tighter than it is).
+    /// From the sum alone: for n unit vectors with sum S, that mean is about
+    /// (|S|² − n) / (n·√(|S|²(1 − 2/n) + 1)). `None` below [`COHESION_MIN_FACES`] faces.
+    pub(crate) fn expected_similarity(&self) -> Option<f32> {
+        let count = self.faces.len();
+        if count < COHESION_MIN_FACES {
+            return None;
+        }
+        let count = count as f32;
+        let squared = dot(&self.sum, &self.sum);
+        let others = (squared * (1.0 - 2.0 / count) + 1.0).sqrt();
+        (others > f32::EPSILON).then(|| ((squared - count) / (count * others)).clamp(-1.0, 1.0))
+    }
 }
+
+/// Faces a person needs before its own cohesion sets how close a newcomer must be (fewer say
+/// too little about its spread).
+pub(crate) const COHESION_MIN_FACES: usize = 4;
 
 /// Every person, and which face belongs to which. Fields are private: faces join and leave
 /// through methods that keep the lookup, the face sets and the prototypes in step.

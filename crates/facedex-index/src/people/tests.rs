@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use crate::config::IndexConfig;
 use crate::index::{DeleteSelector, FaceIndex};
-use crate::people::{PeopleEdit, PersonId, PersonStatus, SkipReason};
+use crate::people::{PeopleConfig, PeopleEdit, PersonId, PersonStatus, SkipReason};
 use crate::quality::cluster_quality;
 use crate::record::{FaceId, FaceRecord};
 use crate::store::FaceStore;
-use crate::synthetic::{FaceLikeGenerator, PeopleArchive};
+use crate::synthetic::{FaceLikeGenerator, LookAlikes, PeopleArchive};
 
 fn config() -> IndexConfig {
     IndexConfig {
@@ -45,7 +45,7 @@ fn clusters(index: &FaceIndex, faces: usize) -> Vec<Option<u64>> {
 
 #[test]
 fn look_alike_identities_are_kept_apart_and_one_photo_never_holds_a_person_twice() {
-    let archive = PeopleArchive::generate(3_000, 512, 11);
+    let archive = PeopleArchive::generate(3_000, 512, 11, LookAlikes::Centres);
     let index = FaceIndex::new(config()).expect("index");
     upsert_all(&index, archive_records(&archive));
     let quality = cluster_quality(
@@ -58,6 +58,62 @@ fn look_alike_identities_are_kept_apart_and_one_photo_never_holds_a_person_twice
     assert!(quality.bcubed_precision >= 0.95, "{quality:?}");
     assert!(quality.bcubed_f1 >= 0.8, "{quality:?}");
     assert_eq!(index.people_count(), quality.clusters);
+}
+
+#[test]
+fn a_persons_cohesion_keeps_out_siblings_its_prototype_alone_would_take() {
+    // Look-alikes whose faces are as close to each other as an identity's own: the hard set.
+    let archive = PeopleArchive::generate(3_000, 512, 11, LookAlikes::Faces);
+    let quality_with = |cohesion_margin: f32| {
+        let mut config = config();
+        config.people.cohesion_margin = cohesion_margin;
+        let index = FaceIndex::new(config).expect("index");
+        upsert_all(&index, archive_records(&archive));
+        cluster_quality(
+            &archive.vectors.identity_of,
+            &clusters(&index, archive.vectors.len()),
+            &archive.photo_of,
+        )
+    };
+    let with = quality_with(PeopleConfig::default().cohesion_margin);
+    let without = quality_with(2.0);
+    println!("cohesion margin on: {with:?}\noff: {without:?}");
+    assert_eq!(with.same_photo_violations, 0);
+    assert!(
+        with.bcubed_precision > without.bcubed_precision,
+        "the margin keeps look-alikes apart: {with:?} vs {without:?}"
+    );
+    assert!(with.bcubed_f1 >= 0.85, "{with:?}");
+}
+
+#[test]
+fn expected_similarity_is_the_members_mean_similarity_to_the_prototype_of_the_others() {
+    let mut generator = FaceLikeGenerator::new(1, 512, 21);
+    let faces: Vec<Vec<f32>> = (0..12).map(|_| generator.sample(0)).collect();
+    let mut person = super::Person::new(512);
+    for (number, face) in faces.iter().enumerate() {
+        person.faces.insert(FaceId(number as u128));
+        person.sum.iter_mut().zip(face).for_each(|(sum, value)| *sum += value);
+        let count = number + 1;
+        let expected = person.expected_similarity();
+        if count < super::COHESION_MIN_FACES {
+            assert_eq!(expected, None, "{count} faces say too little");
+            continue;
+        }
+        let leave_one_out = faces[..count]
+            .iter()
+            .map(|member| {
+                let others: Vec<f32> = person.sum.iter().zip(member).map(|(sum, value)| sum - value).collect();
+                crate::dot(member, &others) / crate::dot(&others, &others).sqrt()
+            })
+            .sum::<f32>()
+            / count as f32;
+        let expected = expected.expect("enough faces");
+        assert!(
+            (expected - leave_one_out).abs() < 0.01,
+            "{count} faces: {expected} vs {leave_one_out}"
+        );
+    }
 }
 
 /// Five faces of one identity, faces `first..first + 5`, photo `photo-{k}` each unless given.
@@ -239,7 +295,7 @@ fn edits_are_kept_through_a_recluster_a_snapshot_and_the_journal() {
 
 #[test]
 fn a_recluster_stopped_by_its_budget_goes_on_where_it_stopped() {
-    let archive = PeopleArchive::generate(5_000, 512, 4);
+    let archive = PeopleArchive::generate(5_000, 512, 4, LookAlikes::Centres);
     let dir = tempfile::tempdir().expect("temp dir");
     let store = people_store(dir.path());
     for batch in archive_records(&archive).chunks(256) {
