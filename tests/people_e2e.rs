@@ -12,15 +12,16 @@ use facedex_index::quality::cluster_quality;
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::people_client::PeopleClient;
 use facedex_proto::{
-    Face, GetFaceRequest, GetIndexInfoRequest, GetPersonRequest, HidePersonRequest, ListPeopleRequest,
-    MergePeopleRequest, MoveFacesRequest, SearchRequest, face_person, search_request,
+    Face, GetPersonRequest, HidePersonRequest, ListPeopleRequest, MergePeopleRequest, MoveFacesRequest,
 };
 use facedex_server::DEFAULT_MIN_SCORE;
 use image::{DynamicImage, imageops::FilterType};
+use support::people::{
+    all_faces, clusters, embeddings, export_for_benchmark, image_search, index_archive, person_of, photos,
+};
 use support::serve::Server;
 use support::{facedex_command, iou, photo};
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// InsightFace's best match for yaoming.jpg among the players (player 13, see tests/parity.rs).
 const PLAYER_13_BOX: [f32; 4] = [720.8068, 142.0237, 764.8746, 192.0418];
@@ -142,50 +143,6 @@ fn identities(faces: &[Face], augments: &HashMap<String, Augment>) -> Vec<u32> {
         .collect()
 }
 
-fn person_of(face: &Face) -> Option<String> {
-    let person = face.person.clone().expect("every face says where it stands");
-    (person.state() == face_person::State::Assigned).then_some(person.person_id)
-}
-
-fn image_search(bytes: Vec<u8>, limit: u32, exact: bool) -> SearchRequest {
-    SearchRequest {
-        query: Some(search_request::Query::Image(bytes)),
-        limit: Some(limit),
-        exact,
-        ..SearchRequest::default()
-    }
-}
-
-/// Every hit, whatever its similarity.
-fn every_hit(request: SearchRequest) -> SearchRequest {
-    SearchRequest {
-        min_score: Some(-1.0),
-        ..request
-    }
-}
-
-/// Every face of the index with its person: one exact search asking for all of them.
-async fn all_faces(client: &mut FaceSearchClient<Channel>, query: &[u8]) -> Vec<Face> {
-    let total = client
-        .get_index_info(GetIndexInfoRequest {})
-        .await
-        .expect("info")
-        .into_inner()
-        .faces;
-    let response = client
-        .search(every_hit(image_search(query.to_vec(), 1000, true)))
-        .await
-        .expect("search")
-        .into_inner();
-    let faces: Vec<Face> = response.results[0]
-        .hits
-        .iter()
-        .map(|hit| hit.face.clone().expect("face"))
-        .collect();
-    assert_eq!(faces.len() as u64, total, "the exact search returns every face");
-    faces
-}
-
 fn people_cli(url: &str, args: &[&str]) -> String {
     let output = facedex_command()
         .args(["people", "--server", url])
@@ -208,25 +165,7 @@ fn people_of_an_augmented_archive_over_grpc_and_the_cli() {
     std::fs::create_dir(&archive).expect("archive dir");
     let augments = write_archive(&archive);
 
-    let index = facedex_command()
-        .arg("index")
-        .arg(&archive)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .output()
-        .expect("facedex index runs");
-    let stdout = String::from_utf8_lossy(&index.stdout);
-    assert!(
-        index.status.success(),
-        "index failed: {}",
-        String::from_utf8_lossy(&index.stderr)
-    );
-    let said_people: u64 = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("people: "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|count| count.parse().ok())
-        .unwrap_or_else(|| panic!("facedex index says how many people it found: {stdout}"));
+    let said_people = index_archive(&archive, &data_dir);
 
     let yaoming = std::fs::read(photo("yaoming.jpg")).expect("yaoming.jpg");
     let server = Server::start(&data_dir, &[], &[]);
@@ -239,15 +178,10 @@ fn people_of_an_augmented_archive_over_grpc_and_the_cli() {
         let faces = all_faces(&mut search, &yaoming).await;
         let identity_of = identities(&faces, &augments);
         let persons: Vec<Option<String>> = faces.iter().map(person_of).collect();
-        let cluster_of: Vec<Option<u64>> = persons
-            .iter()
-            .map(|person| person.as_ref().map(|id| u64::from_str_radix(id, 16).expect("hex id")))
-            .collect();
-        let photos: Vec<&str> = faces.iter().map(|face| face.image_uri.as_str()).collect();
-        let photo_of: Vec<u32> = photos
-            .iter()
-            .map(|uri| photos.iter().position(|other| other == uri).expect("itself") as u32)
-            .collect();
+        let cluster_of = clusters(&faces);
+        let photo_of = photos(&faces);
+        let embeddings = embeddings(&mut search, &faces).await;
+        export_for_benchmark("augmented", &embeddings, &identity_of, &photo_of, &cluster_of);
         let quality = cluster_quality(&identity_of, &cluster_of, &photo_of);
         println!(
             "augmented sample archive: {} faces, {} persons; pairwise precision {:.3} recall {:.3}; \
@@ -317,18 +251,6 @@ fn people_of_an_augmented_archive_over_grpc_and_the_cli() {
 
         // The default threshold: strangers among the photos stay below it, Yao Ming in
         // another photo is above it, and a search that sets none sees only him.
-        let mut embeddings = Vec::with_capacity(faces.len());
-        for face in &faces {
-            let stored = search
-                .get_face(GetFaceRequest {
-                    face_id: face.face_id.clone(),
-                    with_embedding: true,
-                })
-                .await
-                .expect("get face")
-                .into_inner();
-            embeddings.push(stored.embedding.expect("embedding").values);
-        }
         let originals: Vec<usize> = (0..faces.len())
             .filter(|&face| !file_name(&faces[face]).starts_with("players-"))
             .collect();

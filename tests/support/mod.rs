@@ -101,6 +101,7 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 pub mod cluster;
+pub mod people;
 pub mod prometheus;
 pub mod serve;
 
