@@ -151,7 +151,7 @@ impl FaceLikeGenerator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookAlikes {
     /// The centres are at that cosine; a face of one and a face of the other then sit at about
-    /// that times the two identities' own spreads (0.3-0.5), below where either rule links them.
+    /// that times the two identities' own spreads (about 0.2-0.5), below where either rule links them.
     Centres,
     /// The faces are at that cosine, as close as two faces of one identity can be (siblings,
     /// twins): the centres are pulled together until a face of one and a face of the other sit
