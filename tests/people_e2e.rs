@@ -17,7 +17,7 @@ use facedex_proto::{
 use facedex_server::DEFAULT_MIN_SCORE;
 use image::{DynamicImage, imageops::FilterType};
 use support::people::{
-    all_faces, clusters, embeddings, export_for_benchmark, image_search, index_archive, person_of, photos,
+    all_faces, clusters, embeddings, export_for_benchmark, file_name, image_search, index_archive, person_of, photos,
 };
 use support::serve::Server;
 use support::{facedex_command, iou, photo};
@@ -102,10 +102,6 @@ fn write_archive(folder: &Path) -> HashMap<String, Augment> {
 fn corners(face: &Face) -> [f32; 4] {
     let b = face.bounding_box.expect("box");
     [b.x1, b.y1, b.x2, b.y2]
-}
-
-fn file_name(face: &Face) -> &str {
-    face.image_uri.rsplit('/').next().expect("a file name")
 }
 
 /// Each face's identity: a players copy's face is the original player whose box its centre

@@ -11,7 +11,9 @@ use facedex_index::quality::cluster_quality;
 use facedex_proto::Face;
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_server::DEFAULT_MIN_SCORE;
-use support::people::{all_faces, clusters, embeddings, export_for_benchmark, index_archive, person_of, photos};
+use support::people::{
+    all_faces, clusters, embeddings, export_for_benchmark, file_name, index_archive, person_of, photos,
+};
 use support::serve::Server;
 use support::{cosine, photo};
 
@@ -27,10 +29,6 @@ const OBAMA: [(&str, &str); 6] = [
     ("obama3.jpg", "blue room"),
 ];
 const BIDEN: &str = "biden.jpg";
-
-fn file_name(face: &Face) -> &str {
-    face.image_uri.rsplit('/').next().expect("a file name")
-}
 
 fn area(face: &Face) -> f32 {
     let b = face.bounding_box.expect("box");

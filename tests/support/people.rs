@@ -90,6 +90,11 @@ pub async fn embeddings(client: &mut FaceSearchClient<Channel>, faces: &[Face]) 
     embeddings
 }
 
+/// The file name of the face's photo.
+pub fn file_name(face: &Face) -> &str {
+    face.image_uri.rsplit('/').next().expect("a file name")
+}
+
 /// The face's person id, if it is in one.
 pub fn person_of(face: &Face) -> Option<String> {
     let person = face.person.clone().expect("every face says where it stands");

@@ -151,7 +151,7 @@ fn write_faces(archive: &PeopleArchive, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `count` little-endian values of `width` bytes from `path`.
+/// Every little-endian value of `width` bytes in `path`.
 fn read_le<T>(path: &Path, width: usize, value: impl Fn(&[u8]) -> T) -> anyhow::Result<Vec<T>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.len() % width != 0 {
