@@ -330,14 +330,39 @@ fn client(brokers: &str) -> anyhow::Result<BaseConsumer> {
         .create()?)
 }
 
+/// The sum of `topic`'s high watermarks. Just after a broker restart a partition may have no
+/// leader yet (`NotLeaderForPartition`, `LeaderNotAvailable`): the test's own reader retries those
+/// for a while, as librdkafka does for the pipeline's clients, and fails on anything else.
 fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<u64> {
     let consumer = client(brokers)?;
     let mut total = 0;
     for partition in 0..PARTITIONS {
-        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
+        let (_, high) = fetch_watermarks_retrying(&consumer, topic, partition)?;
         total += high as u64;
     }
     Ok(total)
+}
+
+fn fetch_watermarks_retrying(consumer: &BaseConsumer, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+            Ok(watermarks) => return Ok(watermarks),
+            Err(KafkaError::MetadataFetch(
+                code @ (RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure),
+            )) if Instant::now() < deadline => {
+                eprintln!("watermarks of {topic}/{partition}: {code}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(error) => return Err(error).with_context(|| format!("watermarks of {topic}/{partition}")),
+        }
+    }
 }
 
 /// The payloads of `topic`; on the faces topic, of its face batches only (not its failures and
