@@ -65,6 +65,21 @@ impl PrometheusServer {
         Ok(server)
     }
 
+    /// Waits until every one of the `targets` scraping started with has been scraped and
+    /// is up (Prometheus's first scrapes come seconds after it is ready).
+    pub fn wait_until_all_up(&self, targets: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.value("count(up == 1)").ok() != Some(targets as f64) {
+            ensure!(
+                Instant::now() < deadline,
+                "prometheus never scraped all {targets} targets: {:?}",
+                self.query("up")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
     /// The samples of the instant query `expr` now.
     pub fn query(&self, expr: &str) -> anyhow::Result<Vec<Sample>> {
         let body = http_get(&self.addr, &format!("/api/v1/query?query={}", percent_encoded(expr)))?;

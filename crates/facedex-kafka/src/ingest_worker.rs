@@ -62,6 +62,7 @@ pub async fn run_ingest_worker(
     counters: Arc<IngestCounters>,
     cancel: CancellationToken,
 ) -> Result<()> {
+    pipeline_metrics::start_ingest_counters();
     let assignment_counters = counters.clone();
     let context = LagReporter::new(&config.ingest_group, move |partitions| {
         assignment_counters

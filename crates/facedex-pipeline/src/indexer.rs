@@ -193,6 +193,7 @@ pub struct IndexerStage {
 impl IndexerStage {
     /// Starts the stage over `store` on the current runtime, adding its totals to `counters`.
     pub fn spawn(store: Arc<FaceStore>, config: IndexerConfig, counters: Arc<IndexerCounters>) -> Self {
+        metrics::start_indexer_counters();
         let (inputs, queue) = mpsc::channel(config.queue_capacity.max(1));
         let (durable_sender, durable) = watch::channel(store.index().applied_offsets());
         let worker = Worker {

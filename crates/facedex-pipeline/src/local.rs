@@ -164,6 +164,7 @@ pub async fn index_planned(
         Some(ingestor) => images.into_iter().map(|image| (ingestor.clone(), image)).collect(),
         None => Vec::new(),
     };
+    crate::metrics::start_ingest_counters();
     let mut results = futures::stream::iter(work)
         .map(|(ingestor, image)| async move { ingestor.ingest(&image).await })
         .buffer_unordered(max_in_flight.max(1));

@@ -136,6 +136,21 @@ pub fn describe() {
     );
 }
 
+/// Exports the ingest counters at zero before the first photo, so that a rate or an increase
+/// over a run counts its first photos too (a series that first appears already counting has
+/// no earlier sample to compare with).
+pub fn start_ingest_counters() {
+    counter!(PHOTOS_INDEXED).increment(0);
+    counter!(FACES).increment(0);
+}
+
+/// Exports the indexer stage's counters at zero before its first batch, as
+/// [`start_ingest_counters`] does for ingest.
+pub(crate) fn start_indexer_counters() {
+    counter!(INDEXER_PHOTOS_INDEXED).increment(0);
+    counter!(INDEXER_FACES_INDEXED).increment(0);
+}
+
 /// Records the stage timings of one photo.
 pub fn record_timings(timings: &StageTimings) {
     let stages = [
