@@ -19,7 +19,7 @@ use facedex_kafka::catalog::read_catalog;
 use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
-use facedex_kafka::records::{FacesRecordKind, record_kind_header};
+use facedex_kafka::records::FacesRecordKind;
 use facedex_kafka::{KafkaConfig, TopicsConfig};
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::plan::{PlanOptions, Planner};
@@ -29,9 +29,9 @@ use facedex_pipeline::{
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::topics::{read_records, read_topic as payloads_of};
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
@@ -150,8 +150,8 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     // during the rebalance may be done twice), so count distinct photos in the output topics.
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let faces = face_batches(&kafka)?;
-        let letters = payloads(read_topic(&kafka, &kafka.topics.dead_letter)?);
+        let faces = payloads_of(&kafka.brokers, &kafka.topics.faces)?;
+        let letters = payloads_of(&kafka.brokers, &kafka.topics.dead_letter)?;
         let mut photos = std::collections::BTreeSet::new();
         for payload in &faces {
             let batch: wire::FaceBatch = decode("FaceBatch", payload)?;
@@ -189,7 +189,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     );
 
     // The dead letters, each with its reason.
-    let letters: BTreeMap<String, String> = payloads(read_topic(&kafka, &kafka.topics.dead_letter)?)
+    let letters: BTreeMap<String, String> = payloads_of(&kafka.brokers, &kafka.topics.dead_letter)?
         .iter()
         .map(|payload| {
             let letter: wire::DeadLetter = decode("DeadLetter", payload)?;
@@ -209,7 +209,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     .map(|(key, kind)| (key.to_owned(), kind.to_owned()))
     .collect();
     assert_eq!(letters, expected);
-    let batches = face_batches(&kafka)?;
+    let batches = payloads_of(&kafka.brokers, &kafka.topics.faces)?;
     let indexed_photos: std::collections::BTreeSet<String> = batches
         .iter()
         .filter_map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload).ok())
@@ -232,7 +232,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         .flatten()
         .map(|(_, next)| next)
         .sum();
-    let faces_records = read_topic(&kafka, &kafka.topics.faces)?;
+    let faces_records = read_records(&kafka.brokers, &kafka.topics.faces)?;
     assert_eq!(applied, faces_records.len() as i64);
     // The permanent failures reach the indexer too; the missing photo and the forbidden root
     // may succeed next time, so they do not.
@@ -256,7 +256,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     // archive again publishes nothing.
     let catalog = read_catalog(&kafka, &Planner::prefix_of(archive.root()))?;
     assert_eq!(catalog.len(), 8, "{catalog:?}");
-    let images_before = read_topic(&kafka, &kafka.topics.images)?.len();
+    let images_before = read_records(&kafka.brokers, &kafka.topics.images)?.len();
     let again = enqueue_archive(&kafka, &archive, &archive_config, PlanOptions::default(), |_| {}).await?;
     assert_eq!(
         (again.plan.unchanged, again.plan.to_process()),
@@ -264,7 +264,7 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         "{}",
         again.plan
     );
-    assert_eq!(read_topic(&kafka, &kafka.topics.images)?.len(), images_before);
+    assert_eq!(read_records(&kafka.brokers, &kafka.topics.images)?.len(), images_before);
     assert_eq!(store.last_snapshot().map(|s| s.faces), Some(info.faces));
 
     // yaoming.jpg's face finds player 13 of players.jpg.
@@ -284,51 +284,6 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     );
     ensure!(hits[1].similarity > 0.55, "player 13 at {}", hits[1].similarity);
     Ok(())
-}
-
-/// The face-batch payloads of the faces topic (its other records are failures and removals).
-fn face_batches(kafka: &KafkaConfig) -> anyhow::Result<Vec<Vec<u8>>> {
-    Ok(read_topic(kafka, &kafka.topics.faces)?
-        .into_iter()
-        .filter(|(kind, _)| {
-            kind.as_deref()
-                .is_none_or(|kind| kind == FacesRecordKind::FaceBatch.label())
-        })
-        .map(|(_, payload)| payload)
-        .collect())
-}
-
-fn payloads(records: Vec<(Option<String>, Vec<u8>)>) -> Vec<Vec<u8>> {
-    records.into_iter().map(|(_, payload)| payload).collect()
-}
-
-/// Every record of `topic` as (its `facedex-record` header, its payload), read from the
-/// beginning without a group.
-fn read_topic(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Vec<(Option<String>, Vec<u8>)>> {
-    // librdkafka wants a group id even for manual assignment; nothing is committed to it.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", "facedex-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    let mut end = 0;
-    for partition in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(5))?;
-        end += high;
-    }
-    consumer.assign(&assignment)?;
-    let mut payloads = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while (payloads.len() as i64) < end && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message?;
-            let kind = record_kind_header(&message).map(|value| String::from_utf8_lossy(value).into_owned());
-            payloads.push((kind, message.payload().unwrap_or_default().to_vec()));
-        }
-    }
-    Ok(payloads)
 }
 
 /// The sum over partitions of `group`'s committed offsets on `topic`.

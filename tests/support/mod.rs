@@ -104,6 +104,7 @@ pub mod cluster;
 pub mod people;
 pub mod prometheus;
 pub mod serve;
+pub mod topics;
 
 /// `GET /metrics`, parsed to series (`name{labels}`) and values.
 pub fn scrape_metrics(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {

@@ -12,7 +12,7 @@ use anyhow::Context;
 use facedex_index::IndexConfig;
 use facedex_kafka::KafkaConfig;
 use facedex_pipeline::{ArchiveConfig, BatchingConfig, IngestConfig};
-use facedex_server::{EmbedConfig, ServerConfig};
+use facedex_server::{EmbedConfig, RouterConfig, ServerConfig};
 use facedex_vision::VisionConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -50,6 +50,8 @@ pub struct FacedexConfig {
     pub kafka: KafkaConfig,
     /// The embed service's address and the embed workers ingest calls.
     pub embed: EmbedConfig,
+    /// The index shards `facedex router` fans searches out to.
+    pub router: RouterConfig,
     /// Where Prometheus metrics are served.
     pub metrics: MetricsConfig,
 }
@@ -66,6 +68,7 @@ impl Default for FacedexConfig {
             models: BatchingConfig::default(),
             kafka: KafkaConfig::default(),
             embed: EmbedConfig::default(),
+            router: RouterConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }

@@ -61,6 +61,8 @@ enum Command {
     Ingest(commands::roles::IngestArgs),
     /// Apply the faces topic to a data directory and serve FaceSearch over it.
     Indexer(commands::roles::IndexerArgs),
+    /// Serve FaceSearch over index shards: each search goes to one replica of every shard.
+    Router(commands::router::RouterArgs),
     /// Load `facedex detect --json --embeddings` output into a data directory.
     IndexImport(commands::index_import::IndexImportArgs),
     /// Watch a pipeline run: rates per stage, lag, ETA, dead letters, index size.
@@ -82,6 +84,7 @@ impl Command {
             Self::Embed(_) => "embed",
             Self::Ingest(_) => "ingest",
             Self::Indexer(_) => "indexer",
+            Self::Router(_) => "router",
             Self::IndexImport(_) => "index-import",
             Self::Status(_) => "status",
             Self::Config(_) => "config",
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
             Command::Embed(args) => commands::roles::embed(config, args),
             Command::Ingest(args) => commands::roles::ingest(config, args),
             Command::Indexer(args) => commands::roles::indexer(config, args),
+            Command::Router(args) => commands::router::run(config, args),
             Command::IndexImport(args) => commands::index_import::run(config, args),
             Command::Status(args) => commands::status::run(config, args),
             Command::Config(args) => commands::config::run(&config, args),

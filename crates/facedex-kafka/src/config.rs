@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::shard::Shard;
+
 /// Topic names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +54,9 @@ pub struct KafkaConfig {
     /// Group the indexer commits its applied offsets to (for lag monitoring; the indexer
     /// itself resumes from the offsets in its snapshot).
     pub indexer_group: String,
+    /// The faces partitions an indexer serves, `INDEX/COUNT` (partitions p with p mod COUNT =
+    /// INDEX); indexers with the same shard are its replicas.
+    pub indexer_shard: Shard,
     /// Create missing topics at start (needs the admin API).
     pub create_topics: bool,
     /// Partitions of topics created here: the most ingest workers that can share the work.
@@ -73,6 +78,7 @@ impl Default for KafkaConfig {
             topics: TopicsConfig::default(),
             ingest_group: "facedex-ingest".into(),
             indexer_group: "facedex-indexer".into(),
+            indexer_shard: Shard::WHOLE,
             create_topics: true,
             partitions: 12,
             replication_factor: 1,

@@ -34,6 +34,27 @@ pub enum KafkaStageError {
         /// How long it waited.
         waited_secs: u64,
     },
+    /// The indexer's shard owns none of the faces topic's partitions.
+    #[error("shard {shard} owns no partition of {topic}: the topic has fewer partitions than shards")]
+    EmptyShard {
+        /// The shard.
+        shard: crate::Shard,
+        /// The faces topic.
+        topic: String,
+    },
+    /// The data directory's snapshot applied a faces partition this indexer's shard does not
+    /// own: it was written by an indexer of another shard (or before the shards were split).
+    #[error(
+        "the index in this data directory holds {topic} partition {partition}, which shard {shard} does not own; give each shard its own data directory (or start this one with the shard that wrote it)"
+    )]
+    ForeignShardData {
+        /// This indexer's shard.
+        shard: crate::Shard,
+        /// The faces topic.
+        topic: String,
+        /// A partition of another shard.
+        partition: i32,
+    },
     /// A pipeline stage failed for a reason of its own (models, archive, index).
     #[error(transparent)]
     Pipeline(#[from] PipelineError),

@@ -1,12 +1,13 @@
-//! `facedex indexer`'s Kafka side: reads every partition of the faces topic and the one of the
-//! people-edits topic itself (no group rebalancing) from the offsets stored in its newest
-//! snapshot, so a restart resumes exactly where the durable index ends, and hands each record
-//! (a photo's faces, permanent failure or removal, a user's people edit: see
-//! [`crate::records`]) to the shared indexer stage
+//! `facedex indexer`'s Kafka side: reads its shard's partitions of the faces topic (every one
+//! by default; see [`crate::shard`]) and the one of the people-edits topic itself (no group
+//! rebalancing) from the offsets stored in its newest snapshot, so a restart resumes exactly
+//! where the durable index ends, and hands each record (a photo's faces, permanent failure or
+//! removal, a user's people edit: see [`crate::records`]) to the shared indexer stage
 //! (`facedex_pipeline::indexer`), which applies them in batches and snapshots. After each
 //! snapshot the offsets it made durable are committed to the indexer's consumer group, so
 //! tools see its lag; replays are idempotent upserts, and edits replay onto the snapshot that
-//! came before them.
+//! came before them. A data directory holds one shard: an indexer refuses one whose snapshot
+//! applied partitions of another.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -39,13 +40,35 @@ pub async fn run_indexer(
     let topic: Arc<str> = Arc::from(config.topics.faces.as_str());
     let edits_topic: Arc<str> = Arc::from(config.topics.people_edits.as_str());
     let applied = store.index().applied_offsets();
+    let shard = config.indexer_shard;
     let consumer: StreamConsumer<LagReporter> = consumer_config(config, &config.indexer_group)
         .create_with_context(LagReporter::new(&config.indexer_group, |_| {}))
         .map_err(KafkaStageError::kafka("creating the indexer consumer"))?;
     let mut assignment = TopicPartitionList::new();
     for read in [&topic, &edits_topic] {
         let resume_at = applied.get(&**read);
-        for partition in partitions_of(config, read)? {
+        let mut partitions = partitions_of(config, read)?;
+        if read == &topic {
+            // Faces of another shard in this data directory would be served twice, and their
+            // updates never read: a snapshot belongs to the shard that wrote it.
+            let foreign =
+                resume_at.and_then(|applied| applied.keys().copied().find(|partition| !shard.owns(*partition)));
+            if let Some(partition) = foreign {
+                return Err(KafkaStageError::ForeignShardData {
+                    shard,
+                    topic: topic.to_string(),
+                    partition,
+                });
+            }
+            partitions = shard.owned(partitions);
+            if partitions.is_empty() {
+                return Err(KafkaStageError::EmptyShard {
+                    shard,
+                    topic: topic.to_string(),
+                });
+            }
+        }
+        for partition in partitions {
             let start = resume_at
                 .and_then(|applied| applied.get(&partition))
                 .map_or(Offset::Beginning, |next| Offset::Offset(*next));
@@ -98,7 +121,10 @@ pub async fn run_indexer(
                 };
                 let mut ready = Vec::with_capacity(1);
                 if message.topic() == &*edits_topic {
-                    let (update, watermark) = people_edit(&message, &topic);
+                    let (update, mut watermark) = people_edit(&message, &topic);
+                    // Faces of other shards are not read here: an edit waits only for this
+                    // shard's.
+                    watermark.retain(|partition, _| shard.owns(*partition));
                     let input = IndexInput { position: Some(position(&edits_topic)), update };
                     let was_holding = gate.is_holding();
                     ready.extend(gate.offer(input, watermark));

@@ -2,7 +2,8 @@
 //! topic; [`ingest_worker`] consumes it in a consumer group, runs `facedex-pipeline`'s ingest
 //! step and publishes face batches or dead letters before committing; [`indexer`] applies face
 //! batches and people edits to a `FaceStore` and keeps the applied offsets in its snapshots;
-//! [`people_edits`] writes users' edits for every indexer to apply. Offsets are
+//! [`people_edits`] writes users' edits for every indexer to apply; [`shard`] says which faces
+//! partitions an indexer serves. Offsets are
 //! committed only after the work they cover is durable ([`offsets`]).
 
 pub mod catalog;
@@ -17,6 +18,8 @@ pub mod offsets;
 pub mod people_edits;
 pub mod progress;
 pub mod records;
+pub mod shard;
 
 pub use config::{KafkaConfig, TopicsConfig};
 pub use error::{KafkaStageError, Result};
+pub use shard::{InvalidShard, Shard};

@@ -300,6 +300,7 @@ pub fn index_info(info: DomainInfo, last_snapshot: Option<&SnapshotInfo>) -> Ind
         last_snapshot: last_snapshot.map(Snapshot::from),
         unreachable_points: info.unreachable_points as u64,
         people: info.people as u64,
+        shards: Vec::new(),
     }
 }
 

@@ -35,3 +35,17 @@ pub(crate) async fn within_time_limit<T>(
         .into())
     })
 }
+
+/// Refuses a SearchBatch of no searches or more than `max` (`server.max_batch_searches`).
+pub(crate) fn check_batch_size(count: usize, max: usize) -> Result<(), ServiceError> {
+    if count == 0 || count > max {
+        return Err(ServiceError::BatchSize { count, max });
+    }
+    Ok(())
+}
+
+/// The failure of a SearchBatch's search at `position`, saying which one it was.
+pub(crate) fn at_position(position: usize, error: ServiceError) -> Status {
+    let status = Status::from(error);
+    Status::new(status.code(), format!("searches[{position}]: {}", status.message()))
+}

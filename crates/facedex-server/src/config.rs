@@ -144,3 +144,54 @@ impl Default for EmbedConfig {
         }
     }
 }
+
+/// How `facedex router` reaches the index shards (`[router]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// The shards in shard order (shard i serves the faces partitions p with p mod N = i), each
+    /// the addresses of its replicas (`http://host:port`, or `https://` for indexers serving TLS).
+    pub shards: Vec<Vec<String>>,
+    /// The longest one try at one replica may take before the router tries the next replica
+    /// of that shard; 0 sets no limit (the request's own time limit still holds).
+    pub try_timeout_ms: u64,
+    /// Replicas serving `https://` are verified with this CA certificate (PEM) instead of the
+    /// system's roots.
+    pub ca_cert_path: Option<PathBuf>,
+}
+
+/// The most shards a router fans out to, and the most replicas of one shard.
+pub const MAX_ROUTER_SHARDS: usize = 1024;
+/// See [`MAX_ROUTER_SHARDS`].
+pub const MAX_SHARD_REPLICAS: usize = 64;
+
+impl RouterConfig {
+    /// Checks that there are shards, each with replicas, within the limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards.is_empty() || self.shards.len() > MAX_ROUTER_SHARDS {
+            return Err(format!(
+                "router.shards must list 1 to {MAX_ROUTER_SHARDS} shards (--shard URL[,URL...] once per shard), got {}",
+                self.shards.len()
+            ));
+        }
+        for (shard, replicas) in self.shards.iter().enumerate() {
+            if replicas.is_empty() || replicas.len() > MAX_SHARD_REPLICAS {
+                return Err(format!(
+                    "router.shards[{shard}] must list 1 to {MAX_SHARD_REPLICAS} replica addresses, got {}",
+                    replicas.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            shards: Vec::new(),
+            try_timeout_ms: 5_000,
+            ca_cert_path: None,
+        }
+    }
+}

@@ -6,6 +6,9 @@ use facedex_proto::RequestError;
 use facedex_vision::VisionError;
 use tonic::{Code, Status};
 
+use crate::replicas::ReplicaFailure;
+use crate::router::merge::ShardDisagreement;
+
 /// Everything a FaceSearch call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -63,6 +66,42 @@ pub enum ServiceError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// No replica of an index shard answered a router in time.
+    #[error("shard {shard} is unavailable: no replica answered ({})", list_failures(failures))]
+    ShardUnavailable {
+        /// The shard.
+        shard: usize,
+        /// What each replica did, in the order tried.
+        failures: Vec<ReplicaFailure>,
+    },
+    /// A replica of an index shard refused a router's request (every replica would).
+    #[error("shard {shard} ({replica}): {message}")]
+    ShardRefused {
+        /// The shard.
+        shard: usize,
+        /// The replica that answered.
+        replica: String,
+        /// Its status code, passed on.
+        code: Code,
+        /// Its message.
+        message: String,
+    },
+    /// Two shards answered a router in ways that cannot be merged.
+    #[error("shard {shard} disagrees with the others: {disagreement}")]
+    ShardsDisagree {
+        /// The shard that did not fit the ones before.
+        shard: usize,
+        /// How.
+        disagreement: ShardDisagreement,
+    },
+    /// A write sent to a router, which holds no index of its own.
+    #[error(
+        "{method} is not served by a router: send it to an indexer of the shard that holds the faces (facedex indexer --shard)"
+    )]
+    NotOnRouter {
+        /// The RPC.
+        method: &'static str,
+    },
     /// A blocking task died (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -86,10 +125,17 @@ impl ServiceError {
             ServiceError::ImageSearchUnavailable => Code::FailedPrecondition,
             ServiceError::Pipeline(error) => pipeline_code(error),
             ServiceError::TimeLimitExceeded { .. } => Code::DeadlineExceeded,
-            ServiceError::EditLog { .. } => Code::Unavailable,
+            ServiceError::EditLog { .. } | ServiceError::ShardUnavailable { .. } => Code::Unavailable,
+            ServiceError::ShardRefused { code, .. } => *code,
+            ServiceError::ShardsDisagree { .. } => Code::FailedPrecondition,
+            ServiceError::NotOnRouter { .. } => Code::Unimplemented,
             ServiceError::Internal(_) => Code::Internal,
         }
     }
+}
+
+fn list_failures(failures: &[ReplicaFailure]) -> String {
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 fn index_code(error: &IndexError) -> Code {

@@ -2,8 +2,8 @@
 //! (thin handlers, health and reflection, bearer-token auth, TLS, the snapshot schedule),
 //! [`people`] the People service beside it (persons listed, shown and edited), and
 //! [`embed`] is the internal Embedder service with its client, which ingest workers use as
-//! their models. The domain lives in `facedex-index` and `facedex-pipeline`; the conversions
-//! in `facedex-proto`.
+//! their models; [`router`] serves FaceSearch over an index split into shards. The domain
+//! lives in `facedex-index` and `facedex-pipeline`; the conversions in `facedex-proto`.
 
 mod access;
 mod bearer;
@@ -13,16 +13,24 @@ pub mod embed;
 mod error;
 pub mod metrics;
 pub mod people;
+mod replicas;
+pub mod router;
 pub mod search;
 mod undecodable;
 
 pub use access::AccessTokens;
 pub use bearer::BearerToken;
-pub use config::{DEFAULT_MIN_SCORE, EmbedConfig, ServerConfig, TlsConfig};
+pub use config::{
+    DEFAULT_MIN_SCORE, EmbedConfig, MAX_ROUTER_SHARDS, MAX_SHARD_REPLICAS, RouterConfig, ServerConfig, TlsConfig,
+};
 pub use embed::client::{EmbedClientAuth, RemoteModels};
 pub use embed::service::{EmbedderService, serve_embedder};
 pub use error::ServiceError;
 pub use people::editor::{PeopleEditor, StoreEditor};
 pub use people::service::PeopleService;
+pub use replicas::{ReplicaFailure, ReplicaFailureKind};
+pub use router::server::serve_router;
+pub use router::service::RouterService;
+pub use router::shards::ShardSet;
 pub use search::server::{BoundServer, ServerError};
 pub use search::service::FaceSearchService;

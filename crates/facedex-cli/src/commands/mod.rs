@@ -7,6 +7,7 @@ pub mod index;
 pub mod index_import;
 pub mod people;
 pub mod roles;
+pub mod router;
 pub mod search;
 pub mod serve;
 pub mod status;

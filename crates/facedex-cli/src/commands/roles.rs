@@ -12,12 +12,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use facedex_index::{FaceStore, PeopleEdit, PersonId};
-use facedex_kafka::KafkaStageError;
 use facedex_kafka::client::ensure_topics;
 use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
 use facedex_kafka::people_edits::PeopleEditLog;
+use facedex_kafka::{KafkaStageError, Shard};
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, PhotoAnalyzer};
 use facedex_server::{BoundServer, EmbedClientAuth, PeopleEditor, RemoteModels, ServiceError, serve_embedder};
@@ -234,6 +234,28 @@ pub struct IndexerArgs {
     kafka: KafkaFlags,
     #[command(flatten)]
     service: SearchServiceFlags,
+    /// Serve shard INDEX of COUNT: the faces partitions p with p mod COUNT = INDEX; indexers
+    /// with the same shard are its replicas. `ordinal/COUNT` takes INDEX from the pod's
+    /// Kubernetes StatefulSet ordinal (the number ending $HOSTNAME) modulo COUNT
+    /// [config: kafka.indexer_shard].
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<String>,
+}
+
+/// The shard a `--shard` flag names, with `ordinal/COUNT` resolved from `hostname`.
+fn parse_shard_flag(flag: &str, hostname: Option<&str>) -> anyhow::Result<Shard> {
+    let Some(count) = flag.strip_prefix("ordinal/") else {
+        return Ok(flag.parse()?);
+    };
+    let hostname = hostname.context("--shard ordinal/COUNT needs $HOSTNAME (a StatefulSet pod's name)")?;
+    let ordinal: u32 = hostname
+        .rsplit_once('-')
+        .and_then(|(_, ordinal)| ordinal.parse().ok())
+        .with_context(|| format!("--shard ordinal/COUNT: $HOSTNAME {hostname:?} does not end in -ORDINAL"))?;
+    let count: u32 = count
+        .parse()
+        .with_context(|| format!("--shard {flag}: the count is not a number"))?;
+    Ok(Shard::new(ordinal % count.max(1), count)?)
 }
 
 /// Applies the faces topic to the data directory and serves FaceSearch until SIGINT/SIGTERM;
@@ -241,6 +263,9 @@ pub struct IndexerArgs {
 pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<ExitCode> {
     args.kafka.apply(&mut config);
     let image_search = args.service.apply(&mut config);
+    if let Some(shard) = &args.shard {
+        config.kafka.indexer_shard = parse_shard_flag(shard, std::env::var("HOSTNAME").ok().as_deref())?;
+    }
     let store = Arc::new(
         FaceStore::open(&config.data_dir, config.index.clone())
             .with_context(|| format!("cannot open the index in {}", config.data_dir.display()))?,
@@ -259,9 +284,10 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
             .await?
             .with_people_editor(Arc::new(KafkaPeopleEditor(edits)));
         println!(
-            "facedex: serving FaceSearch on {} (indexer of {} on {}, data dir {})",
+            "facedex: serving FaceSearch on {} (indexer of {} shard {} on {}, data dir {})",
             bound.local_addr(),
             config.kafka.topics.faces,
+            config.kafka.indexer_shard,
             config.kafka.brokers,
             config.data_dir.display()
         );
@@ -308,6 +334,33 @@ impl PeopleEditor for KafkaPeopleEditor {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statefulset_ordinal_picks_the_shard() {
+        let shard = |flag, hostname| parse_shard_flag(flag, hostname).map(|shard| shard.to_string());
+        assert_eq!(shard("1/3", None).ok().as_deref(), Some("1/3"));
+        assert_eq!(
+            shard("ordinal/2", Some("facedex-indexer-3")).ok().as_deref(),
+            Some("1/2")
+        );
+        assert_eq!(
+            shard("ordinal/2", Some("facedex-indexer-0")).ok().as_deref(),
+            Some("0/2")
+        );
+        for (flag, hostname) in [
+            ("ordinal/2", None),
+            ("ordinal/2", Some("indexer")),
+            ("ordinal/0", Some("indexer-1")),
+            ("3/2", None),
+        ] {
+            assert!(shard(flag, hostname).is_err(), "{flag} {hostname:?}");
+        }
+    }
 }

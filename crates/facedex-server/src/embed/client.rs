@@ -4,21 +4,21 @@
 //! instead of dead-lettering photos for an outage.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use facedex_pipeline::{FaceModels, ModelInfo, PipelineError};
 use facedex_proto::embed::embedder_client::EmbedderClient;
 use facedex_proto::embed::{DetectRequest, EmbedRequest, GetModelInfoRequest, LetterboxedPhoto};
 use facedex_vision::{DetectedFace, LetterboxedPhoto as DomainPhoto};
 use futures::future::BoxFuture;
+use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
-use tonic::{Code, Status};
+use tonic::transport::Channel;
 
 use crate::access::token;
 use crate::bearer::BearerToken;
 use crate::config::EmbedConfig;
 use crate::embed::service::MAX_EMBED_MESSAGE_BYTES;
+use crate::replicas::{Replicas, ReplicasError, lazy_channel, read_ca};
 use crate::search::server::ServerError;
 
 /// A client of one embed worker, sending the token with every call.
@@ -39,22 +39,14 @@ impl EmbedClientAuth {
         let token = token(config.token.as_deref(), config.token_file.as_deref(), "embed.token")?;
         let token = BearerToken::new(token.as_deref())
             .map_err(|_| ServerError::Tokens("embed.token is not valid header text"))?;
-        let ca_pem = match &config.ca_cert_path {
-            Some(path) => Some(std::fs::read(path).map_err(|source| ServerError::TlsFile {
-                what: "CA certificate",
-                path: path.clone(),
-                source,
-            })?),
-            None => None,
-        };
+        let ca_pem = read_ca(config.ca_cert_path.as_deref())?;
         Ok(Self { token, ca_pem })
     }
 }
 
 /// Embed workers behind one [`FaceModels`].
 pub struct RemoteModels {
-    clients: Vec<(String, Client)>,
-    next: AtomicUsize,
+    replicas: Replicas<Client>,
     info: ModelInfo,
 }
 
@@ -70,21 +62,11 @@ impl RemoteModels {
         }
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            let invalid = |error: tonic::transport::Error| PipelineError::Models {
+            let channel = lazy_channel(endpoint, auth.ca_pem.as_deref()).map_err(|error| PipelineError::Models {
                 reason: format!("embed endpoint {endpoint:?}: {error}"),
                 transient: false,
-            };
-            let mut channel = Endpoint::from_shared(endpoint.clone())
-                .map_err(invalid)?
-                .tcp_nodelay(true);
-            if endpoint.starts_with("https://") {
-                let tls = match &auth.ca_pem {
-                    Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
-                    None => ClientTlsConfig::new().with_enabled_roots(),
-                };
-                channel = channel.tls_config(tls).map_err(invalid)?;
-            }
-            let client = EmbedderClient::with_interceptor(channel.connect_lazy(), auth.token.clone())
+            })?;
+            let client = EmbedderClient::with_interceptor(channel, auth.token.clone())
                 .max_decoding_message_size(MAX_EMBED_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_EMBED_MESSAGE_BYTES);
             clients.push((endpoint.clone(), client));
@@ -123,49 +105,32 @@ impl RemoteModels {
             transient: true,
         })?;
         Ok(Arc::new(Self {
-            clients,
-            next: AtomicUsize::new(0),
+            replicas: Replicas::new(clients, None),
             info,
         }))
     }
 
     /// Calls `call` on one worker after another, starting at the next in turn, until one
     /// answers or a worker refuses the input itself.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, PipelineError>
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, PipelineError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut failures = Vec::new();
-        for turn in 0..self.clients.len() {
-            let (endpoint, client) = &self.clients[(start + turn) % self.clients.len()];
-            match call(client.clone()).await {
-                Ok(answer) => return Ok(answer),
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        Code::Unavailable
-                            | Code::ResourceExhausted
-                            | Code::Unknown
-                            | Code::Cancelled
-                            | Code::DeadlineExceeded
-                    ) =>
-                {
-                    failures.push(format!("{endpoint}: {}", status.message()));
-                }
-                Err(status) => {
-                    return Err(PipelineError::Models {
-                        reason: format!("{endpoint} refused the call: {}", status.message()),
-                        transient: false,
-                    });
-                }
-            }
-        }
-        Err(PipelineError::Models {
-            reason: format!("no embed worker answered ({})", failures.join("; ")),
-            transient: true,
-        })
+        let answer = self.replicas.call(call).await.map_err(|error| match error {
+            ReplicasError::Refused { replica, status } => PipelineError::Models {
+                reason: format!("{replica} refused the call: {}", status.message()),
+                transient: false,
+            },
+            ReplicasError::NoneAnswered(failures) => PipelineError::Models {
+                reason: format!(
+                    "no embed worker answered ({})",
+                    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                ),
+                transient: true,
+            },
+        })?;
+        Ok(answer.1)
     }
 }
 

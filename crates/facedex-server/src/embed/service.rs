@@ -10,7 +10,7 @@ use facedex_proto::embed::embedder_server::{Embedder, EmbedderServer};
 use facedex_proto::embed::{
     DetectRequest, DetectResponse, EmbedRequest, EmbedResponse, GetModelInfoRequest, ModelInfo, PhotoDetections,
 };
-use facedex_proto::{DetectedFace, Embedding, FILE_DESCRIPTOR_SET};
+use facedex_proto::{DetectedFace, Embedding};
 use facedex_vision::LetterboxedPhoto;
 use facedex_vision::align::CROP_BYTES;
 use tokio::net::TcpListener;
@@ -24,7 +24,7 @@ use crate::access::{Access, AccessTokens};
 use crate::config::EmbedConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
-use crate::search::server::{ServerError, server_builder};
+use crate::search::server::{ServerError, reflection, server_builder};
 
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "Embedder";
@@ -150,10 +150,7 @@ pub async fn serve_embedder(
             tonic_health::ServingStatus::Serving,
         )
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = reflection()?;
     let address: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?address, tls = config.tls.is_some(), "serving Embedder");
     server_builder(config.tls.as_ref())?

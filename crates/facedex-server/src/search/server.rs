@@ -152,10 +152,7 @@ impl BoundServer {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<FaceSearchServer<FaceSearchService>>().await;
         health.set_serving::<PeopleServer<PeopleService>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        let reflection = reflection()?;
 
         let builder = server_builder(config.tls.as_ref())?;
         let snapshots = tokio::spawn(snapshot_periodically(
@@ -170,12 +167,7 @@ impl BoundServer {
             .add_service(people)
             .add_service(health_service)
             .add_service(reflection)
-            // TCP_NODELAY: without it, Nagle's algorithm and delayed ACKs hold every small
-            // response for ~40 ms.
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                shutdown.clone().cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(self.incoming(), shutdown.clone().cancelled_owned())
             .await;
         shutdown.cancel();
         let _ = snapshots.await;
@@ -188,6 +180,26 @@ impl BoundServer {
         }
         Ok(served?)
     }
+}
+
+impl BoundServer {
+    /// The connections to the bound address, with TCP_NODELAY: without it, Nagle's algorithm
+    /// and delayed ACKs hold every small response for ~40 ms.
+    pub(crate) fn incoming(self) -> TcpIncoming {
+        TcpIncoming::from(self.listener).with_nodelay(Some(true))
+    }
+}
+
+/// gRPC reflection over facedex's services and health, which every facedex server offers
+/// beside its own services.
+pub(crate) fn reflection() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    ServerError,
+> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?)
 }
 
 /// Writes a snapshot every `interval_secs` when something changed.

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, AccessTokens};
-use crate::calls::{run_blocking, within_time_limit};
+use crate::calls::{at_position, check_batch_size, run_blocking, within_time_limit};
 use crate::config::ServerConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
@@ -195,19 +195,13 @@ impl FaceSearch for FaceSearchService {
             within_time_limit(self.read_time_limit, "SearchBatch", async move {
                 self.tokens.authorize(request.metadata(), Access::Read, "SearchBatch")?;
                 let searches = request.into_inner().searches;
-                if searches.is_empty() || searches.len() > self.max_batch_searches {
-                    return Err(ServiceError::BatchSize {
-                        count: searches.len(),
-                        max: self.max_batch_searches,
-                    }
-                    .into());
-                }
+                check_batch_size(searches.len(), self.max_batch_searches)?;
                 let mut responses = Vec::with_capacity(searches.len());
                 for (position, search) in searches.into_iter().enumerate() {
-                    let response = self.search_one(search).await.map_err(|error| {
-                        let status = Status::from(error);
-                        Status::new(status.code(), format!("searches[{position}]: {}", status.message()))
-                    })?;
+                    let response = self
+                        .search_one(search)
+                        .await
+                        .map_err(|error| at_position(position, error))?;
                     responses.push(response);
                 }
                 Ok(Response::new(SearchBatchResponse { responses }))

@@ -1,0 +1,8 @@
+//! `facedex router`: one FaceSearch endpoint over an index split into shards. Each search goes
+//! to one replica of every shard ([`shards`]) and their answers are merged into the one an
+//! unsharded index would give ([`merge`]); [`service`] holds the handlers, [`server`] runs them.
+
+pub mod merge;
+pub mod server;
+pub mod service;
+pub mod shards;

@@ -1,0 +1,338 @@
+//! The index split into shards, end to end on a real Apache Kafka node: the sample photos go
+//! through `facedex enqueue`, `embed` and `ingest` into a 4-partition faces topic; one unsharded
+//! `facedex indexer` and two replicas of each of two shards (`--shard 0/2`, `--shard 1/2`) read
+//! it, and `facedex router` serves FaceSearch over the shards. Every face's embedding, as a
+//! query through the router, gets the same hits as from the unsharded indexer (graph and
+//! exact); face-id queries, GetFace and GetIndexInfo agree too. Then one replica of each shard
+//! is killed (-9) while searches run: none fails and none changes. With a shard's last replica
+//! gone, a search is UNAVAILABLE naming that shard.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use facedex_proto::face_search_client::FaceSearchClient;
+use facedex_proto::pipeline as wire;
+use facedex_proto::pipeline_conversions::decode;
+use facedex_proto::{
+    DeleteRequest, Embedding, FaceIds, GetFaceRequest, GetIndexInfoRequest, SearchRequest, SearchResponse,
+    delete_request, search_request,
+};
+use support::cluster::{KafkaBroker, Role, wait_for_stable_group};
+use support::topics::{PARTITIONS, end_offsets, index_info, read_topic, wait_until};
+use support::{assets_dir, facedex_command};
+use tonic::Code;
+
+/// Hits per query: more than most photos' faces, so the merge cuts across shards.
+const LIMIT: u32 = 7;
+
+#[test]
+fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_replica_of_each_dying()
+-> anyhow::Result<()> {
+    let broker = KafkaBroker::start();
+    let brokers = broker.bootstrap.as_str();
+    let env: Vec<(String, String)> = vec![("FACEDEX__KAFKA__PARTITIONS".into(), PARTITIONS.to_string())];
+
+    // The photos through the pipeline into the faces topic.
+    let archive = tempfile::tempdir()?;
+    let photos = assets_dir().join("photos");
+    for folder in [photos.clone(), photos.join("labelled")] {
+        for entry in std::fs::read_dir(folder)? {
+            let path = entry?.path();
+            if path.is_file() {
+                std::fs::copy(&path, archive.path().join(path.file_name().context("a name")?))?;
+            }
+        }
+    }
+    // One unsharded indexer and two replicas of each of two shards (the first creates the
+    // topics), then the pipeline.
+    let data = tempfile::tempdir()?;
+    let indexer = |name: &str, shard: Option<&str>| -> anyhow::Result<(Role, String)> {
+        let dir = data.path().join(name);
+        let dir = dir.to_str().context("utf-8")?;
+        let mut args = vec![
+            "indexer",
+            "--brokers",
+            brokers,
+            "--data-dir",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--no-image-search",
+        ];
+        if let Some(shard) = shard {
+            args.extend(["--shard", shard]);
+        }
+        Ok(Role::start_server(&args, &env, "facedex: serving FaceSearch on "))
+    };
+    let (whole, whole_url) = indexer("whole", None)?;
+    let (shard0a, shard0a_url) = indexer("0a", Some("0/2"))?;
+    let (shard0b, shard0b_url) = indexer("0b", Some("0/2"))?;
+    let (shard1a, shard1a_url) = indexer("1a", Some("1/2"))?;
+    let (shard1b, shard1b_url) = indexer("1b", Some("1/2"))?;
+    let (embed, embed_url) = Role::start_server(
+        &["embed", "--listen", "127.0.0.1:0"],
+        &env,
+        "facedex: serving Embedder on ",
+    );
+    let (ingest, _) = Role::start(
+        &["ingest", "--brokers", brokers, "--embed", &embed_url],
+        &env,
+        "facedex: ingest worker in group",
+    );
+    wait_for_stable_group(brokers, "facedex-ingest", 1)?;
+    let output = facedex_command()
+        .args([
+            "enqueue",
+            archive.path().to_str().context("utf-8")?,
+            "--brokers",
+            brokers,
+        ])
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .output()?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let photos = std::fs::read_dir(archive.path())?.count() as u64;
+    wait_until("every photo is indexed or dead-lettered", || {
+        Ok(end_offsets(brokers, "facedex.faces")? + end_offsets(brokers, "facedex.dead-letter")? >= photos)
+    })?;
+    let queries: Vec<Vec<f32>> = read_topic(brokers, "facedex.faces")?
+        .iter()
+        .map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flat_map(|batch| batch.faces.into_iter().map(|face| face.embedding))
+        .collect();
+    ensure!(queries.len() >= 20, "the sample photos hold faces: {}", queries.len());
+
+    let faces_records = end_offsets(brokers, "facedex.faces")?;
+    wait_until("every indexer applied its partitions", || {
+        let applied = |url: &str| -> anyhow::Result<u64> { faces_applied(&index_info(url)?) };
+        Ok(applied(&whole_url)? == faces_records
+            && applied(&shard0a_url)? + applied(&shard1a_url)? == faces_records
+            && applied(&shard0b_url)? + applied(&shard1b_url)? == faces_records)
+    })?;
+    let shard_faces = [index_info(&shard0a_url)?.faces, index_info(&shard1a_url)?.faces];
+    ensure!(
+        shard_faces.iter().all(|faces| *faces > 0),
+        "both shards hold faces: {shard_faces:?}"
+    );
+    ensure!(
+        index_info(&shard0b_url)?.faces == shard_faces[0],
+        "the replicas of shard 0 converge"
+    );
+    ensure!(
+        index_info(&shard1b_url)?.faces == shard_faces[1],
+        "the replicas of shard 1 converge"
+    );
+
+    let (router, router_url) = Role::start_server(
+        &[
+            "router",
+            "--listen",
+            "127.0.0.1:0",
+            "--shard",
+            &format!("{shard0a_url},{shard0b_url}"),
+            "--shard",
+            &format!("{shard1a_url},{shard1b_url}"),
+        ],
+        &env,
+        "facedex: serving FaceSearch on ",
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let whole_client = runtime.block_on(FaceSearchClient::connect(whole_url.clone()))?;
+    let router_client = runtime.block_on(FaceSearchClient::connect(router_url.clone()))?;
+
+    // The same hits through the router as from one index: by the graph and exact, by embedding
+    // and by face id.
+    // The hits of one index, once the router gave the same.
+    let same_hits = |what: &str, request: SearchRequest| -> anyhow::Result<Vec<(String, f32)>> {
+        let want = hits(
+            &runtime
+                .block_on(whole_client.clone().search(request.clone()))?
+                .into_inner(),
+        );
+        let got = hits(&runtime.block_on(router_client.clone().search(request))?.into_inner());
+        ensure!(got == want, "{what}: the router gave {got:?}, one index {want:?}");
+        Ok(want)
+    };
+    let mut expected = Vec::with_capacity(queries.len());
+    let mut face_ids = Vec::new();
+    for (query, vector) in queries.iter().enumerate() {
+        same_hits(&format!("exact query {query}"), embedding_search(vector, true))?;
+        let want = same_hits(&format!("query {query}"), embedding_search(vector, false))?;
+        face_ids.extend(want.iter().map(|(face_id, _)| face_id.clone()));
+        expected.push(want);
+    }
+    face_ids.sort();
+    face_ids.dedup();
+    for face_id in face_ids.iter().take(10) {
+        let request = SearchRequest {
+            query: Some(search_request::Query::FaceId(face_id.clone())),
+            limit: Some(LIMIT),
+            min_score: Some(-1.0),
+            ..SearchRequest::default()
+        };
+        let got = same_hits(&format!("face-id query {face_id}"), request)?;
+        ensure!(
+            got.iter().all(|(hit, _)| hit != face_id),
+            "the query face is left out of its hits"
+        );
+        let face = runtime
+            .block_on(router_client.clone().get_face(GetFaceRequest {
+                face_id: face_id.clone(),
+                with_embedding: true,
+            }))?
+            .into_inner();
+        ensure!(
+            face.face.map(|face| face.face_id).as_ref() == Some(face_id) && face.embedding.is_some(),
+            "GetFace through the router finds {face_id}"
+        );
+    }
+    let info = runtime
+        .block_on(router_client.clone().get_index_info(GetIndexInfoRequest {}))?
+        .into_inner();
+    ensure!(
+        info.faces == index_info(&whole_url)?.faces && info.faces == shard_faces.iter().sum::<u64>(),
+        "GetIndexInfo sums the shards: {} faces, one index {}",
+        info.faces,
+        index_info(&whole_url)?.faces
+    );
+    let listed: Vec<(u32, u64)> = info
+        .shards
+        .iter()
+        .map(|shard| (shard.shard, shard.info.as_ref().map_or(0, |info| info.faces)))
+        .collect();
+    ensure!(listed == [(0, shard_faces[0]), (1, shard_faces[1])], "{listed:?}");
+    ensure!(
+        faces_applied(&info)? == faces_records,
+        "every shard's applied offsets are listed"
+    );
+
+    // What a router refuses, before any fan-out or because it holds no index.
+    let status =
+        |result: Result<tonic::Response<SearchResponse>, tonic::Status>| result.err().map(|status| status.code());
+    let mut zero_limit = embedding_search(&queries[0], false);
+    zero_limit.limit = Some(0);
+    ensure!(
+        status(runtime.block_on(router_client.clone().search(zero_limit))) == Some(Code::InvalidArgument),
+        "a limit of 0 is INVALID_ARGUMENT"
+    );
+    let unknown = runtime.block_on(router_client.clone().get_face(GetFaceRequest {
+        face_id: "0".repeat(32),
+        with_embedding: false,
+    }));
+    ensure!(
+        unknown.err().map(|status| status.code()) == Some(Code::NotFound),
+        "a face no shard holds is NOT_FOUND"
+    );
+    let delete = runtime.block_on(router_client.clone().delete(DeleteRequest {
+        selector: Some(delete_request::Selector::FaceIds(FaceIds {
+            face_ids: vec![face_ids[0].clone()],
+        })),
+    }));
+    ensure!(
+        delete.err().map(|status| status.code()) == Some(Code::Unimplemented),
+        "a router holds no index to delete from"
+    );
+
+    // One replica of each shard killed while searches run: none fails, none changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let searching = {
+        let (stop, client, queries, expected) =
+            (stop.clone(), router_client.clone(), queries.clone(), expected.clone());
+        let handle = runtime.handle().clone();
+        std::thread::spawn(move || -> anyhow::Result<usize> {
+            let mut searches = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let query = searches % queries.len();
+                let answer = handle
+                    .block_on(client.clone().search(embedding_search(&queries[query], false)))
+                    .with_context(|| format!("search {searches} failed"))?
+                    .into_inner();
+                ensure!(hits(&answer) == expected[query], "search {searches} changed its hits");
+                searches += 1;
+            }
+            Ok(searches)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    shard0a.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    shard1b.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let searches = searching.join().expect("the search thread")?;
+    ensure!(searches >= 20, "searches kept going through the kills: {searches}");
+
+    // No replica of shard 1 left: UNAVAILABLE, naming the shard and each replica.
+    shard1a.kill();
+    let started = Instant::now();
+    let outage = runtime
+        .block_on(router_client.clone().search(embedding_search(&queries[0], false)))
+        .err()
+        .context("a search with shard 1 down fails")?;
+    ensure!(outage.code() == Code::Unavailable, "{outage:?}");
+    for named in [
+        "shard 1",
+        shard1a_url.trim_start_matches("http://"),
+        shard1b_url.trim_start_matches("http://"),
+    ] {
+        ensure!(
+            outage.message().contains(named),
+            "the outage names {named}: {}",
+            outage.message()
+        );
+    }
+    ensure!(
+        started.elapsed() < Duration::from_secs(30),
+        "the outage is reported, not waited out"
+    );
+
+    drop((whole_client, router_client));
+    for role in [router, whole, shard0b, ingest, embed] {
+        role.terminate();
+    }
+    Ok(())
+}
+
+fn embedding_search(vector: &[f32], exact: bool) -> SearchRequest {
+    SearchRequest {
+        query: Some(search_request::Query::Embedding(Embedding {
+            values: vector.to_vec(),
+        })),
+        limit: Some(LIMIT),
+        min_score: Some(-1.0),
+        exact,
+        ..SearchRequest::default()
+    }
+}
+
+/// The hits of a one-query answer: face ids and similarities.
+fn hits(response: &SearchResponse) -> Vec<(String, f32)> {
+    response
+        .results
+        .iter()
+        .flat_map(|result| &result.hits)
+        .map(|hit| {
+            let face_id = hit.face.as_ref().map(|face| face.face_id.clone()).unwrap_or_default();
+            (face_id, hit.similarity)
+        })
+        .collect()
+}
+
+/// The faces-topic records an index (or a router's shards together) applied.
+fn faces_applied(info: &facedex_proto::IndexInfo) -> anyhow::Result<u64> {
+    Ok(info
+        .applied_offsets
+        .iter()
+        .filter(|offset| offset.topic == "facedex.faces")
+        .map(|offset| u64::try_from(offset.next_offset))
+        .sum::<Result<u64, _>>()?)
+}
