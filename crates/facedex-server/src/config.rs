@@ -155,6 +155,12 @@ pub struct RouterConfig {
     /// The longest one try at one replica may take before the router tries the next replica
     /// of that shard; 0 sets no limit (the request's own time limit still holds).
     pub try_timeout_ms: u64,
+    /// Send a read that a replica has not answered within the 95th percentile of the shard's
+    /// recent answer times to a second replica as well, and take the first answer: one slow
+    /// replica (a snapshot, a long pause) then does not slow every search.
+    pub hedge: bool,
+    /// The shortest wait before a read is hedged, however fast the shard usually answers.
+    pub hedge_min_delay_ms: u64,
     /// Replicas serving `https://` are verified with this CA certificate (PEM) instead of the
     /// system's roots.
     pub ca_cert_path: Option<PathBuf>,
@@ -191,6 +197,8 @@ impl Default for RouterConfig {
         Self {
             shards: Vec::new(),
             try_timeout_ms: 5_000,
+            hedge: true,
+            hedge_min_delay_ms: 10,
             ca_cert_path: None,
         }
     }

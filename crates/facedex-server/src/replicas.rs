@@ -3,10 +3,16 @@
 //! overloaded or slower than the per-try limit is skipped for the next, and a server refusing
 //! the input itself ends the call, since every other one would refuse it too.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::time::Instant;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
@@ -98,11 +104,28 @@ pub(crate) enum ReplicasError {
     NoneAnswered(Vec<ReplicaFailure>),
 }
 
+/// When a call that has not answered yet is also sent to the next server: after the 95th
+/// percentile of this set's recent answer times (a hedged request, as in "The Tail at Scale"),
+/// never sooner than `min_delay`. Only one extra server per call; the first answer wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hedging {
+    /// The shortest wait before the extra server is asked.
+    pub min_delay: Duration,
+}
+
+/// Answers timed before hedging starts: fewer would make a noisy percentile.
+const MIN_TIMED_ANSWERS: usize = 20;
+/// Answer times kept for the percentile.
+const TIMED_ANSWERS: usize = 256;
+
 /// Clients of servers that answer the same calls, tried in turn.
 pub(crate) struct Replicas<C> {
     clients: Vec<(String, C)>,
     next: AtomicUsize,
     try_timeout: Option<Duration>,
+    hedging: Option<Hedging>,
+    /// The most recent answer times, oldest first.
+    answer_times: Mutex<VecDeque<Duration>>,
 }
 
 impl<C: Clone> Replicas<C> {
@@ -113,53 +136,123 @@ impl<C: Clone> Replicas<C> {
             clients,
             next: AtomicUsize::new(0),
             try_timeout,
+            hedging: None,
+            answer_times: Mutex::new(VecDeque::with_capacity(TIMED_ANSWERS)),
         }
     }
 
-    /// Calls `call` on one server after another, starting at the next in turn, until one
-    /// answers (its address and answer) or one refuses the request.
+    /// The set with slow calls hedged as `hedging` says.
+    pub(crate) fn with_hedging(self, hedging: Hedging) -> Self {
+        Self {
+            hedging: Some(hedging),
+            ..self
+        }
+    }
+
+    /// Calls `call` on the next server in turn until one answers (its address and answer) or
+    /// one refuses the request: a server that fails or passes the per-try limit hands over to
+    /// the next, and with hedging one that is slow gets the next one beside it.
     pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<(&str, T), ReplicasError>
     where
         F: FnMut(C) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let servers = self.clients.len();
+        let try_timeout = self.try_timeout;
+        let mut launch = |turn: usize| {
+            let (replica, client) = &self.clients[(start + turn) % servers];
+            let answer = call(client.clone());
+            async move {
+                let started = Instant::now();
+                let answer = match try_timeout {
+                    Some(limit) => tokio::time::timeout(limit, answer).await.map_err(|_| limit),
+                    None => Ok(answer.await),
+                };
+                (replica.as_str(), started.elapsed(), answer)
+            }
+        };
+        let mut tries = FuturesUnordered::new();
+        tries.push(launch(0));
+        let mut launched = 1;
         let mut failures = Vec::new();
-        for turn in 0..self.clients.len() {
-            let (replica, client) = &self.clients[(start + turn) % self.clients.len()];
-            let answer = match self.try_timeout {
-                Some(limit) => match tokio::time::timeout(limit, call(client.clone())).await {
-                    Ok(answer) => answer,
-                    Err(_) => {
-                        failures.push(ReplicaFailure {
-                            replica: replica.clone(),
-                            kind: ReplicaFailureKind::TimedOut {
-                                after_ms: limit.as_millis() as u64,
-                            },
-                        });
-                        continue;
-                    }
-                },
-                None => call(client.clone()).await,
-            };
-            match answer {
-                Ok(answer) => return Ok((replica, answer)),
-                Err(status) if is_retriable(status.code()) => failures.push(ReplicaFailure {
-                    replica: replica.clone(),
-                    kind: ReplicaFailureKind::Status {
-                        code: status.code(),
-                        message: status.message().to_owned(),
-                    },
-                }),
-                Err(status) => {
-                    return Err(ReplicasError::Refused {
-                        replica: replica.clone(),
-                        status,
+        let mut hedge = self.hedge_delay().map(|delay| Box::pin(tokio::time::sleep(delay)));
+        loop {
+            tokio::select! {
+                Some((replica, took, answer)) = tries.next() => {
+                    let failure = match answer {
+                        Ok(Ok(answer)) => {
+                            self.record_answer_time(took);
+                            return Ok((replica, answer));
+                        }
+                        Ok(Err(status)) if is_retriable(status.code()) => ReplicaFailureKind::Status {
+                            code: status.code(),
+                            message: status.message().to_owned(),
+                        },
+                        Ok(Err(status)) => {
+                            return Err(ReplicasError::Refused {
+                                replica: replica.to_owned(),
+                                status,
+                            });
+                        }
+                        Err(limit) => ReplicaFailureKind::TimedOut {
+                            after_ms: limit.as_millis() as u64,
+                        },
+                    };
+                    failures.push(ReplicaFailure {
+                        replica: replica.to_owned(),
+                        kind: failure,
                     });
+                    if launched < servers {
+                        tries.push(launch(launched));
+                        launched += 1;
+                    } else if tries.is_empty() {
+                        return Err(ReplicasError::NoneAnswered(failures));
+                    }
+                }
+                () = async { hedge.as_mut().expect("checked by the guard").await }, if hedge.is_some() && launched < servers => {
+                    hedge = None;
+                    tries.push(launch(launched));
+                    launched += 1;
                 }
             }
         }
-        Err(ReplicasError::NoneAnswered(failures))
+    }
+
+    /// How long a call waits before it is hedged: `None` without hedging or before enough
+    /// answers were timed.
+    fn hedge_delay(&self) -> Option<Duration> {
+        let hedging = self.hedging?;
+        if self.clients.len() < 2 {
+            return None;
+        }
+        let mut times: Vec<Duration> = self
+            .answer_times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if times.len() < MIN_TIMED_ANSWERS {
+            return None;
+        }
+        let rank = (times.len() * 95).div_ceil(100) - 1;
+        let (_, p95, _) = times.select_nth_unstable(rank);
+        Some((*p95).max(hedging.min_delay))
+    }
+
+    fn record_answer_time(&self, took: Duration) {
+        if self.hedging.is_none() {
+            return;
+        }
+        let mut times = self
+            .answer_times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if times.len() == TIMED_ANSWERS {
+            times.pop_front();
+        }
+        times.push_back(took);
     }
 }
 
@@ -196,6 +289,45 @@ mod tests {
         }
         // Starts at a, then b (down, so c), then c.
         assert_eq!(*tried.lock().expect("not poisoned"), ["a", "b", "c", "c"]);
+    }
+
+    /// A server that answers after `delay` (virtual time: the clock is paused).
+    async fn answer_after(server: &'static str, delay_ms: u64) -> Result<&'static str, Status> {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        Ok(server)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_slower_than_the_usual_is_hedged_to_the_next_server() {
+        let hedging = Hedging {
+            min_delay: Duration::from_millis(5),
+        };
+        let replicas = Replicas::new(vec![("a".into(), "a"), ("b".into(), "b")], None).with_hedging(hedging);
+        // Without answer times there is no usual yet: a slow server is waited for.
+        let slow_a = |server| answer_after(server, if server == "a" { 1000 } else { 10 });
+        let started = Instant::now();
+        assert_eq!(replicas.call(slow_a).await.ok(), Some(("a", "a")));
+        assert_eq!(started.elapsed(), Duration::from_millis(1000));
+        // Both usually answer in 10 ms.
+        for _ in 0..MIN_TIMED_ANSWERS {
+            replicas.call(|server| answer_after(server, 10)).await.expect("answers");
+        }
+        assert_eq!(replicas.hedge_delay(), Some(Duration::from_millis(10)));
+        // Now a call that starts at the stuck "a" gets "b" beside it after 10 ms, and b's answer
+        // comes 10 ms later; one that starts at "b" just answers.
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let (replica, _) = replicas.call(slow_a).await.expect("answers");
+            calls.push((replica, started.elapsed().as_millis()));
+        }
+        calls.sort();
+        assert_eq!(calls, [("b", 10), ("b", 20)]);
+        // Without hedging the same call waits for a.
+        let plain = Replicas::new(vec![("a".into(), "a"), ("b".into(), "b")], None);
+        let started = Instant::now();
+        assert_eq!(plain.call(slow_a).await.ok(), Some(("a", "a")));
+        assert_eq!(started.elapsed(), Duration::from_millis(1000));
     }
 
     #[tokio::test]

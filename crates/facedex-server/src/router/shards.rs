@@ -2,7 +2,8 @@
 //! serving it. A read asks one replica of every shard at once; a replica that is down, busy or
 //! slower than `router.try_timeout_ms` is passed over for the next one of its shard, and when
 //! none of a shard's replicas answers, the read fails UNAVAILABLE, naming the shard and what
-//! each replica did.
+//! each replica did. With `router.hedge`, a read slower than the shard's usual is also sent to
+//! a second replica ([`Hedging`]).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tonic::{Request, Status};
 
 use crate::config::RouterConfig;
 use crate::error::ServiceError;
-use crate::replicas::{Replicas, ReplicasError, lazy_channel, read_ca};
+use crate::replicas::{Hedging, Replicas, ReplicasError, lazy_channel, read_ca};
 use crate::search::server::ServerError;
 
 /// A client of one indexer.
@@ -66,7 +67,13 @@ impl ShardSet {
                 let client = FaceSearchClient::new(channel).max_decoding_message_size(MAX_SHARD_ANSWER_BYTES);
                 clients.push((replica.clone(), client));
             }
-            shards.push(Replicas::new(clients, try_timeout));
+            let replicas = Replicas::new(clients, try_timeout);
+            shards.push(match config.hedge {
+                true => replicas.with_hedging(Hedging {
+                    min_delay: Duration::from_millis(config.hedge_min_delay_ms),
+                }),
+                false => replicas,
+            });
         }
         Ok(Self { shards })
     }
