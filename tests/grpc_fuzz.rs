@@ -14,9 +14,9 @@ use bytes::{Buf, BufMut};
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::people_client::PeopleClient;
 use facedex_proto::{
-    DeleteRequest, Embedding, FaceIds, GetFaceRequest, GetIndexInfoRequest, GetPersonRequest, HidePersonRequest,
-    ListPeopleRequest, MergePeopleRequest, MoveFacesRequest, ReclusterRequest, RenamePersonRequest, SearchBatchRequest,
-    SearchFilter, SearchRequest, delete_request, search_request,
+    AppliedOffset, DeleteRequest, Embedding, FaceIds, GetFaceRequest, GetIndexInfoRequest, GetPersonRequest,
+    HidePersonRequest, ListPeopleRequest, MergePeopleRequest, MoveFacesRequest, ReclusterRequest, RenamePersonRequest,
+    SearchBatchRequest, SearchFilter, SearchRequest, delete_request, search_request,
 };
 use support::cluster::Role;
 use support::{facedex_command, photo};
@@ -210,6 +210,19 @@ fn search(random: &mut Random, photos: &[Vec<u8>]) -> SearchRequest {
             person_ids: ids(random),
         }),
         group_by_person: random.below(2) == 0,
+        // Only positions refused before any wait: a valid one would wait out the time limit.
+        after: match random.below(8) {
+            0 => vec![
+                AppliedOffset {
+                    topic: random.text(),
+                    partition: -1,
+                    next_offset: 0,
+                };
+                random.pick(&[1, 4097])
+            ],
+            1 => vec![AppliedOffset::default(); 4097],
+            _ => Vec::new(),
+        },
     }
 }
 

@@ -4,8 +4,10 @@
 //! it, and `facedex router` serves FaceSearch over the shards. Every face's embedding, as a
 //! query through the router, gets the same hits as from the unsharded indexer (graph and
 //! exact); face-id queries, GetFace and GetIndexInfo agree too. Then one replica of each shard
-//! is killed (-9) while searches run: none fails and none changes. With a shard's last replica
-//! gone, a search is UNAVAILABLE naming that shard.
+//! is killed (-9) while searches run: none fails and none changes. A Delete through the router
+//! reaches every replica through Kafka, the killed ones too once restarted from their
+//! snapshots; a search waiting for the faces topic's end offsets (`after`) sees a photo just
+//! indexed. With a shard's last replica gone, a search is UNAVAILABLE naming that shard.
 
 mod support;
 
@@ -18,11 +20,11 @@ use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
 use facedex_proto::{
-    DeleteRequest, Embedding, FaceIds, GetFaceRequest, GetIndexInfoRequest, SearchRequest, SearchResponse,
-    delete_request, search_request,
+    AppliedOffset, DeleteRequest, Embedding, FaceIds, GetFaceRequest, GetIndexInfoRequest, SearchRequest,
+    SearchResponse, delete_request, search_request,
 };
-use support::cluster::{KafkaBroker, Role, wait_for_stable_group};
-use support::topics::{PARTITIONS, end_offsets, index_info, read_topic, wait_until};
+use support::cluster::{KafkaBroker, Role, free_port, wait_for_stable_group};
+use support::topics::{PARTITIONS, end_offsets, index_info, partition_end_offsets, read_topic, wait_until};
 use support::{assets_dir, facedex_command};
 use tonic::Code;
 
@@ -50,9 +52,11 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
     // One unsharded indexer and two replicas of each of two shards (the first creates the
     // topics), then the pipeline.
     let data = tempfile::tempdir()?;
-    let indexer = |name: &str, shard: Option<&str>| -> anyhow::Result<(Role, String)> {
+    // Each on a port of its own, so that one restarted is where the router knows it.
+    let indexer = |name: &str, shard: Option<&str>, port: u16| -> anyhow::Result<(Role, String)> {
         let dir = data.path().join(name);
         let dir = dir.to_str().context("utf-8")?;
+        let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
             "indexer",
             "--brokers",
@@ -60,7 +64,7 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
             "--data-dir",
             dir,
             "--listen",
-            "127.0.0.1:0",
+            &listen,
             "--no-image-search",
         ];
         if let Some(shard) = shard {
@@ -68,11 +72,12 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
         }
         Ok(Role::start_server(&args, &env, "facedex: serving FaceSearch on "))
     };
-    let (whole, whole_url) = indexer("whole", None)?;
-    let (shard0a, shard0a_url) = indexer("0a", Some("0/2"))?;
-    let (shard0b, shard0b_url) = indexer("0b", Some("0/2"))?;
-    let (shard1a, shard1a_url) = indexer("1a", Some("1/2"))?;
-    let (shard1b, shard1b_url) = indexer("1b", Some("1/2"))?;
+    let ports: [u16; 4] = std::array::from_fn(|_| free_port());
+    let (whole, whole_url) = indexer("whole", None, free_port())?;
+    let (shard0a, shard0a_url) = indexer("0a", Some("0/2"), ports[0])?;
+    let (shard0b, shard0b_url) = indexer("0b", Some("0/2"), ports[1])?;
+    let (shard1a, shard1a_url) = indexer("1a", Some("1/2"), ports[2])?;
+    let (shard1b, shard1b_url) = indexer("1b", Some("1/2"), ports[3])?;
     let (embed, embed_url) = Role::start_server(
         &["embed", "--listen", "127.0.0.1:0"],
         &env,
@@ -84,24 +89,40 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
         "facedex: ingest worker in group",
     );
     wait_for_stable_group(brokers, "facedex-ingest", 1)?;
-    let output = facedex_command()
-        .args([
-            "enqueue",
-            archive.path().to_str().context("utf-8")?,
-            "--brokers",
-            brokers,
-        ])
-        .envs(env.iter().map(|(key, value)| (key, value)))
-        .output()?;
-    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let enqueue = || -> anyhow::Result<()> {
+        let output = facedex_command()
+            .args([
+                "enqueue",
+                archive.path().to_str().context("utf-8")?,
+                "--brokers",
+                brokers,
+            ])
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .output()?;
+        ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        Ok(())
+    };
+    enqueue()?;
     let photos = std::fs::read_dir(archive.path())?.count() as u64;
     wait_until("every photo is indexed or dead-lettered", || {
         Ok(end_offsets(brokers, "facedex.faces")? + end_offsets(brokers, "facedex.dead-letter")? >= photos)
     })?;
-    let queries: Vec<Vec<f32>> = read_topic(brokers, "facedex.faces")?
+    let batches = read_topic(brokers, "facedex.faces")?
         .iter()
         .map(|payload| decode::<wire::FaceBatch>("FaceBatch", payload))
-        .collect::<Result<Vec<_>, _>>()?
+        .collect::<Result<Vec<_>, _>>()?;
+    let yaoming = batches
+        .iter()
+        .find(|batch| {
+            batch
+                .image
+                .as_ref()
+                .is_some_and(|image| image.uri.ends_with("/yaoming.jpg"))
+        })
+        .and_then(|batch| batch.faces.first())
+        .map(|face| face.embedding.clone())
+        .context("yaoming.jpg has a face")?;
+    let queries: Vec<Vec<f32>> = batches
         .into_iter()
         .flat_map(|batch| batch.faces.into_iter().map(|face| face.embedding))
         .collect();
@@ -232,15 +253,6 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
         unknown.err().map(|status| status.code()) == Some(Code::NotFound),
         "a face no shard holds is NOT_FOUND"
     );
-    let delete = runtime.block_on(router_client.clone().delete(DeleteRequest {
-        selector: Some(delete_request::Selector::FaceIds(FaceIds {
-            face_ids: vec![face_ids[0].clone()],
-        })),
-    }));
-    ensure!(
-        delete.err().map(|status| status.code()) == Some(Code::Unimplemented),
-        "a router holds no index to delete from"
-    );
 
     // One replica of each shard killed while searches run: none fails, none changes.
     let stop = Arc::new(AtomicBool::new(false));
@@ -271,8 +283,90 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
     let searches = searching.join().expect("the search thread")?;
     ensure!(searches >= 20, "searches kept going through the kills: {searches}");
 
+    // A Delete through the router while a replica of each shard is down: the live replicas
+    // apply it at once; the others, restarted, catch up from their snapshots and Kafka, the
+    // deletion included.
+    let deleted_face = face_ids[0].clone();
+    let deletion = runtime
+        .block_on(router_client.clone().delete(DeleteRequest {
+            selector: Some(delete_request::Selector::FaceIds(FaceIds {
+                face_ids: vec![deleted_face.clone()],
+            })),
+        }))?
+        .into_inner();
+    ensure!(deletion.deleted_face_ids == [deleted_face.clone()], "{deletion:?}");
+    ensure!(
+        deletion.written.len() == PARTITIONS as usize,
+        "each shard wrote the deletion to each of its partitions: {:?}",
+        deletion.written
+    );
+    let (shard0a, _) = indexer("0a", Some("0/2"), ports[0])?;
+    let (shard1b, _) = indexer("1b", Some("1/2"), ports[3])?;
+    let everyone = [&whole_url, &shard0a_url, &shard0b_url, &shard1a_url, &shard1b_url];
+    wait_until("every indexer applied the faces topic and the deletion", || {
+        let applied = everyone
+            .iter()
+            .map(|url| faces_applied(&index_info(url)?))
+            .collect::<anyhow::Result<Vec<u64>>>()?;
+        let faces_records = end_offsets(brokers, "facedex.faces")?;
+        Ok(applied[0] == faces_records
+            && applied[1] + applied[3] == faces_records
+            && applied[2] + applied[4] == faces_records)
+    })?;
+    for url in everyone {
+        let mut client = runtime.block_on(FaceSearchClient::connect(url.clone()))?;
+        let gone = runtime.block_on(client.get_face(GetFaceRequest {
+            face_id: deleted_face.clone(),
+            with_embedding: false,
+        }));
+        ensure!(
+            gone.err().map(|status| status.code()) == Some(Code::NotFound),
+            "{url} deleted {deleted_face}"
+        );
+    }
+    for (query, vector) in queries.iter().enumerate() {
+        let got = same_hits(
+            &format!("query {query} after the deletion"),
+            embedding_search(vector, false),
+        )?;
+        ensure!(
+            got.iter().all(|(face_id, _)| *face_id != deleted_face),
+            "{deleted_face} is gone"
+        );
+    }
+
+    // Read your writes: a photo added to the archive is found through the router as soon as
+    // its faces are on the topic, by waiting for the topic's end offsets.
+    std::fs::copy(
+        assets_dir().join("photos/yaoming.jpg"),
+        archive.path().join("zz-yaoming-again.jpg"),
+    )?;
+    let faces_before = end_offsets(brokers, "facedex.faces")?;
+    enqueue()?;
+    wait_until("the new photo's faces are on the topic", || {
+        Ok(end_offsets(brokers, "facedex.faces")? > faces_before)
+    })?;
+    let mut request = embedding_search(&yaoming, false);
+    request.after = partition_end_offsets(brokers, "facedex.faces")?
+        .into_iter()
+        .map(|(partition, next_offset)| AppliedOffset {
+            topic: "facedex.faces".into(),
+            partition,
+            next_offset,
+        })
+        .collect();
+    let answer = runtime.block_on(router_client.clone().search(request))?.into_inner();
+    ensure!(
+        answer.results.iter().flat_map(|result| &result.hits).any(|hit| hit
+            .face
+            .as_ref()
+            .is_some_and(|face| face.image_uri.ends_with("zz-yaoming-again.jpg"))),
+        "a search after the topic's end sees the photo just indexed: {answer:?}"
+    );
+
     // No replica of shard 1 left: UNAVAILABLE, naming the shard and each replica.
     shard1a.kill();
+    shard1b.kill();
     let started = Instant::now();
     let outage = runtime
         .block_on(router_client.clone().search(embedding_search(&queries[0], false)))
@@ -296,7 +390,7 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
     );
 
     drop((whole_client, router_client));
-    for role in [router, whole, shard0b, ingest, embed] {
+    for role in [router, whole, shard0a, shard0b, ingest, embed] {
         role.terminate();
     }
     Ok(())

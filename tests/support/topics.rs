@@ -35,13 +35,18 @@ pub fn client(brokers: &str) -> anyhow::Result<BaseConsumer> {
 /// leader yet (`NotLeaderForPartition`, `LeaderNotAvailable`): the test's own reader retries those
 /// for a while, as librdkafka does for the pipeline's clients, and fails on anything else.
 pub fn end_offsets(brokers: &str, topic: &str) -> anyhow::Result<u64> {
+    Ok(partition_end_offsets(brokers, topic)?
+        .into_iter()
+        .map(|(_, high)| high as u64)
+        .sum())
+}
+
+/// Each partition of `topic` with its high watermark (the next offset to be written).
+pub fn partition_end_offsets(brokers: &str, topic: &str) -> anyhow::Result<Vec<(i32, i64)>> {
     let consumer = client(brokers)?;
-    let mut total = 0;
-    for partition in 0..PARTITIONS {
-        let (_, high) = fetch_watermarks_retrying(&consumer, topic, partition)?;
-        total += high as u64;
-    }
-    Ok(total)
+    (0..PARTITIONS)
+        .map(|partition| Ok((partition, fetch_watermarks_retrying(&consumer, topic, partition)?.1)))
+        .collect()
 }
 
 pub fn fetch_watermarks_retrying(consumer: &BaseConsumer, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {

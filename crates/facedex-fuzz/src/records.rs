@@ -230,6 +230,11 @@ pub fn request_seeds() -> Vec<Vec<u8>> {
             person_ids: vec!["00000000000000ff".into()],
         }),
         group_by_person: true,
+        after: vec![facedex_proto::AppliedOffset {
+            topic: "facedex.faces".into(),
+            partition: 3,
+            next_offset: 120,
+        }],
     };
     vec![
         search(search_request::Query::Embedding(Embedding { values: vector })).encode_to_vec(),

@@ -375,8 +375,8 @@ impl FaceIndex {
         Ok(outcome)
     }
 
-    /// The face ids `selector` matches now.
-    pub(crate) fn resolve(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
+    /// The face ids `selector` matches now: what a deletion applied now would remove.
+    pub fn resolve(&self, selector: &DeleteSelector) -> Result<Vec<FaceId>> {
         let state = self.state.read();
         let face_id_of = |internal_id: usize| state.ids.live_face(internal_id).map(|face| face.face_id);
         Ok(match selector {

@@ -1,7 +1,10 @@
 //! Kafka clients as every role needs them: the common properties, an idempotent producer
-//! keyed by image URI, topic creation, and partition discovery.
+//! keyed by image URI, topic creation, partition discovery, and the wait for a write to come
+//! back applied.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use facedex_index::FaceStore;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -74,10 +77,25 @@ pub async fn publish_record(
     payload: Option<&[u8]>,
     header: Option<(&str, &str)>,
 ) -> Result<(i32, i64)> {
+    publish_record_to(producer, topic, None, key, payload, header).await
+}
+
+/// [`publish_record`] to `partition` when given, instead of the key's partition.
+pub async fn publish_record_to(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    payload: Option<&[u8]>,
+    header: Option<(&str, &str)>,
+) -> Result<(i32, i64)> {
     let mut backoff = FIRST_PUBLISH_BACKOFF;
     let mut attempt = 1;
     loop {
         let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key);
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
         if let Some(payload) = payload {
             record = record.payload(payload);
         }
@@ -205,4 +223,41 @@ pub(crate) fn partitions_with(consumer: &BaseConsumer, config: &KafkaConfig, top
 pub(crate) async fn pause_after_consumer_error(topic: &str, error: &rdkafka::error::KafkaError) {
     tracing::warn!(topic, %error, "consumer error; librdkafka retries");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
+/// How often the applied offsets are looked at while a write is waited for.
+const APPLIED_POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `store` applied the records of `topic` at `written` (partition, offset), for up
+/// to `limit`: a write through Kafka answers once its own indexer applied it.
+pub async fn wait_until_applied(
+    store: &FaceStore,
+    write: &'static str,
+    topic: &str,
+    written: &[(i32, i64)],
+    limit: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let applied = store.index().applied_offsets();
+        let pending = written.iter().find(|(partition, offset)| {
+            applied
+                .get(topic)
+                .and_then(|partitions| partitions.get(partition))
+                .is_none_or(|next| next <= offset)
+        });
+        let Some(&(partition, offset)) = pending else {
+            return Ok(());
+        };
+        if started.elapsed() > limit {
+            return Err(KafkaStageError::WriteNotApplied {
+                write,
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                waited_ms: limit.as_millis() as u64,
+            });
+        }
+        tokio::time::sleep(APPLIED_POLL).await;
+    }
 }

@@ -61,13 +61,15 @@ pub enum KafkaStageError {
     /// The index refused a people edit before it was written to the topic.
     #[error(transparent)]
     Index(#[from] facedex_index::IndexError),
-    /// A people edit was written but this indexer did not apply it in time (it will, once it
-    /// reaches the record).
+    /// A people edit or a deletion was written but this indexer did not apply it in time (it
+    /// will, once it reaches the record).
     #[error(
-        "the people edit at {topic} partition {partition} offset {offset} was not applied within {waited_ms} ms; the indexer is behind or stopped, and applies it when it gets there"
+        "the {write} at {topic} partition {partition} offset {offset} was not applied within {waited_ms} ms; the indexer is behind or stopped, and applies it when it gets there"
     )]
-    EditNotApplied {
-        /// The people-edits topic.
+    WriteNotApplied {
+        /// What was written: "people edit" or "deletion".
+        write: &'static str,
+        /// The topic written to.
         topic: String,
         /// Where the edit was written.
         partition: i32,

@@ -26,7 +26,7 @@ use crate::client::{consumer_config, partitions_of, pause_after_consumer_error};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::metrics::LagReporter;
-use crate::records::{Watermark, index_update, people_edit};
+use crate::records::{Watermark, index_record, people_edit};
 
 /// Consumes the faces topic into `store` until `cancel`; the stage snapshots every
 /// `snapshot_interval` when something changed, and once more at the end.
@@ -133,7 +133,7 @@ pub async fn run_indexer(
                         consumer.pause(&edits_partition).map_err(KafkaStageError::kafka("pausing the people edits"))?;
                     }
                 } else {
-                    let update = index_update(&message).map(Into::into);
+                    let update = index_record(&message);
                     ready.push(IndexInput { position: Some(position(&topic)), update });
                     gate.faces_sent(message.partition(), message.offset() + 1);
                     let was_holding = gate.is_holding();

@@ -6,7 +6,7 @@
 //! edits, and a replay from a snapshot's offsets makes them again.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use facedex_index::{FaceStore, PeopleEdit, PersonId};
 use facedex_proto::AppliedOffset;
@@ -14,12 +14,9 @@ use facedex_proto::people_conversions::people_edit_record;
 use prost::Message as _;
 use rdkafka::producer::FutureProducer;
 
-use crate::client::{producer, publish_record};
+use crate::client::{producer, publish_record, wait_until_applied};
 use crate::config::KafkaConfig;
-use crate::error::{KafkaStageError, Result};
-
-/// How often the applied offsets are looked at while an edit is waited for.
-const APPLIED_POLL: Duration = Duration::from_millis(20);
+use crate::error::Result;
 
 /// The people-edits topic as a People service writes it.
 pub struct PeopleEditLog {
@@ -64,28 +61,15 @@ impl PeopleEditLog {
             .collect();
         let payload = record.encode_to_vec();
         let (partition, offset) = publish_record(&self.producer, &self.topic, "people", Some(&payload), None).await?;
-        let written = Instant::now();
-        while !self.applied(partition, offset) {
-            if written.elapsed() > self.wait_limit {
-                return Err(KafkaStageError::EditNotApplied {
-                    topic: self.topic.clone(),
-                    partition,
-                    offset,
-                    waited_ms: self.wait_limit.as_millis() as u64,
-                });
-            }
-            tokio::time::sleep(APPLIED_POLL).await;
-        }
+        wait_until_applied(
+            &self.store,
+            "people edit",
+            &self.topic,
+            &[(partition, offset)],
+            self.wait_limit,
+        )
+        .await?;
         Ok(self.person_left_in_place(edit)?)
-    }
-
-    /// Whether the record at `offset` of `partition` is applied.
-    fn applied(&self, partition: i32, offset: i64) -> bool {
-        let applied = self.store.index().applied_offsets();
-        applied
-            .get(&self.topic)
-            .and_then(|partitions| partitions.get(&partition))
-            .is_some_and(|next| *next > offset)
     }
 
     /// The person an applied edit left in place: the one it names, or for a split the new

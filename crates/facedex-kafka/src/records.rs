@@ -1,14 +1,16 @@
 //! The kinds of record on the faces topic, and how a photo's change is published. Besides face
 //! batches it carries a photo's permanent failure (a `DeadLetter`) and its removal (an
 //! `ImageRemoval`), so every indexer of a partition applies a photo's changes in the order they
-//! happened. The kind travels in the `facedex-record` header; a record without one is a face
+//! happened, and users' deletions of faces. The kind travels in the `facedex-record` header; a record without one is a face
 //! batch (what every writer before the header wrote). Records of the people-edits topic are
 //! `PeopleEditRecord`s.
 
 use std::collections::BTreeMap;
 
+use facedex_index::DeleteSelector;
 use facedex_pipeline::indexer::{IndexRecord, IndexUpdate, Refusal, RefusalKind};
 use facedex_pipeline::{DeadLetter, FaceBatch, ImageRemoval, describe};
+use facedex_proto::DeleteRequest;
 use facedex_proto::people_conversions::logged_people_edit;
 use facedex_proto::pipeline as wire;
 use facedex_proto::pipeline_conversions::decode;
@@ -33,6 +35,9 @@ pub enum FacesRecordKind {
     PhotoFailed,
     /// An `ImageRemoval`: the photo left the archive.
     ImageRemoval,
+    /// A `facedex.v1.DeleteRequest`: a user deleted faces; written to every partition of the
+    /// shard that deleted them.
+    Deletion,
 }
 
 impl FacesRecordKind {
@@ -42,6 +47,7 @@ impl FacesRecordKind {
             Self::FaceBatch => "face-batch",
             Self::PhotoFailed => "photo-failed",
             Self::ImageRemoval => "image-removal",
+            Self::Deletion => "deletion",
         }
     }
 
@@ -50,7 +56,7 @@ impl FacesRecordKind {
         let Some(value) = value else {
             return Ok(Self::FaceBatch);
         };
-        [Self::FaceBatch, Self::PhotoFailed, Self::ImageRemoval]
+        [Self::FaceBatch, Self::PhotoFailed, Self::ImageRemoval, Self::Deletion]
             .into_iter()
             .find(|kind| kind.label().as_bytes() == value)
             .ok_or_else(|| {
@@ -143,8 +149,13 @@ pub fn record_kind_header(message: &impl Message) -> Option<&[u8]> {
     })
 }
 
-/// The index update a faces-topic message holds, or why it holds none.
-pub fn index_update(message: &impl Message) -> std::result::Result<IndexUpdate, Refusal> {
+/// The payload of a deletion record.
+pub fn encode_deletion(selector: &DeleteSelector) -> Vec<u8> {
+    DeleteRequest::from(selector).encode_to_vec()
+}
+
+/// The index record a faces-topic message holds, or why it holds none.
+pub fn index_record(message: &impl Message) -> std::result::Result<IndexRecord, Refusal> {
     let header = record_kind_header(message);
     let undecodable = |reason: String| Refusal {
         kind: RefusalKind::Undecodable,
@@ -160,7 +171,14 @@ pub fn index_update(message: &impl Message) -> std::result::Result<IndexUpdate, 
             let record =
                 decode::<wire::FaceBatch>("FaceBatch", payload).map_err(|error| undecodable(describe(&error)))?;
             FaceBatch::try_from(record)
-                .map(IndexUpdate::Faces)
+                .map(|batch| IndexUpdate::Faces(batch).into())
+                .map_err(|error| invalid(&error))
+        }
+        FacesRecordKind::Deletion => {
+            let record =
+                decode::<DeleteRequest>("DeleteRequest", payload).map_err(|error| undecodable(describe(&error)))?;
+            DeleteSelector::try_from(record)
+                .map(IndexRecord::Deletion)
                 .map_err(|error| invalid(&error))
         }
         FacesRecordKind::PhotoFailed => {
@@ -173,13 +191,13 @@ pub fn index_update(message: &impl Message) -> std::result::Result<IndexUpdate, 
                     reason: "a photo-failed record names no photo".into(),
                 });
             }
-            Ok(IndexUpdate::Failed(letter))
+            Ok(IndexUpdate::Failed(letter).into())
         }
         FacesRecordKind::ImageRemoval => {
             let record =
                 decode::<wire::ImageRemoval>("ImageRemoval", payload).map_err(|error| undecodable(describe(&error)))?;
             ImageRemoval::try_from(record)
-                .map(IndexUpdate::Removed)
+                .map(|removal| IndexUpdate::Removed(removal).into())
                 .map_err(|error| invalid(&error))
         }
     }
@@ -231,14 +249,20 @@ mod tests {
         ];
         for update in updates {
             let (kind, payload) = encode_update(&update);
-            let decoded = index_update(&message(Some(kind.label()), payload)).expect("decodes");
-            assert_eq!(format!("{decoded:?}"), format!("{update:?}"));
+            let decoded = index_record(&message(Some(kind.label()), payload)).expect("decodes");
+            assert_eq!(format!("{decoded:?}"), format!("{:?}", IndexRecord::from(update)));
         }
-        let refusal = index_update(&message(Some("people-edit"), Vec::new())).expect_err("unknown kind");
+        let deletion = DeleteSelector::ImageUriPrefix("s3://b/".into());
+        let decoded = index_record(&message(Some("deletion"), encode_deletion(&deletion))).expect("decodes");
+        assert_eq!(format!("{decoded:?}"), format!("{:?}", IndexRecord::Deletion(deletion)));
+        let refusal = index_record(&message(Some("deletion"), DeleteRequest::default().encode_to_vec()))
+            .expect_err("a deletion of nothing");
+        assert_eq!(refusal.kind, RefusalKind::Invalid);
+        let refusal = index_record(&message(Some("people-edit"), Vec::new())).expect_err("unknown kind");
         assert_eq!(refusal.kind, RefusalKind::Undecodable);
         assert!(refusal.reason.contains("people-edit"), "{}", refusal.reason);
         // No header: a face batch, as before the header existed.
-        let refusal = index_update(&message(None, vec![0xff, 0xff])).expect_err("not protobuf");
+        let refusal = index_record(&message(None, vec![0xff, 0xff])).expect_err("not protobuf");
         assert!(refusal.reason.contains("FaceBatch"), "{}", refusal.reason);
     }
 }

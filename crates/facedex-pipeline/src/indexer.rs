@@ -1,6 +1,6 @@
 //! The indexer stage, shared by local mode and the Kafka indexer: photos' outcomes in (a face
-//! batch, a permanent failure, a removal) and users' people edits, the face store kept up to
-//! date. Each replaces what
+//! batch, a permanent failure, a removal) and users' people edits and deletions, the face store
+//! kept up to date. Each replaces what
 //! the index held of its photo (`FaceStore::apply_changes`). It takes whatever is queued (up
 //! to `max_batch_faces`) and applies it in one blocking call, so the graph inserts on every core;
 //! records the source position of each as applied; snapshots on its cadence and once more at
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use facedex_index::{AppliedOffsets, FaceStore, ImageChange, PeopleEdit, PersonAnchors, SnapshotInfo};
+use facedex_index::{AppliedOffsets, DeleteSelector, FaceStore, ImageChange, PeopleEdit, PersonAnchors, SnapshotInfo};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -111,6 +111,8 @@ pub enum IndexRecord {
     /// A user's edit of the people, applied in order with the photos around it, its persons
     /// found by their anchors.
     People(PeopleEdit, PersonAnchors),
+    /// A user's deletion of faces, for good (journaled: a replay never brings them back).
+    Deletion(DeleteSelector),
 }
 
 impl From<IndexUpdate> for IndexRecord {
@@ -305,6 +307,13 @@ impl Worker {
                         Err(error) => refused.push((input.position, index_refusal(&error))),
                     }
                 }
+                Ok(IndexRecord::Deletion(selector)) => {
+                    self.apply_photos(std::mem::take(&mut run), &mut refused)?;
+                    match self.store.delete(&selector) {
+                        Ok(deleted) => tracing::info!(faces = deleted.len(), ?selector, "deletion applied"),
+                        Err(error) => refused.push((input.position, index_refusal(&error))),
+                    }
+                }
                 Err(refusal) => refused.push((input.position, refusal)),
             }
         }
@@ -419,7 +428,7 @@ fn gather(first: IndexInput, queue: &mut mpsc::Receiver<IndexInput>, max_faces: 
 fn faces_of(input: &IndexInput) -> usize {
     match &input.update {
         Ok(IndexRecord::Photo(update)) => update.faces(),
-        Ok(IndexRecord::People(..)) | Err(_) => 0,
+        Ok(IndexRecord::People(..) | IndexRecord::Deletion(_)) | Err(_) => 0,
     }
 }
 

@@ -38,6 +38,52 @@ pub struct ParsedSearch {
     pub target: SearchTarget,
     /// Limit, threshold, ef, exact and filter, with an empty vector.
     pub template: SearchQuery,
+    /// The Kafka positions the index must have applied before it is searched.
+    pub after: Vec<LogPosition>,
+}
+
+/// A position in a Kafka partition: everything before `next_offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// One past the last record meant.
+    pub next_offset: i64,
+}
+
+/// The most positions a search may wait for: more than any topic has partitions.
+pub const MAX_AFTER_POSITIONS: usize = 4096;
+
+/// The positions of a request's `after`, checked.
+pub fn parse_after(after: &[AppliedOffset]) -> Result<Vec<LogPosition>, RequestError> {
+    if after.len() > MAX_AFTER_POSITIONS {
+        return Err(RequestError::TooManyEntries {
+            field: "after",
+            count: after.len(),
+            max: MAX_AFTER_POSITIONS,
+        });
+    }
+    after
+        .iter()
+        .map(|position| {
+            if position.partition < 0 || position.next_offset < 0 {
+                return Err(RequestError::Malformed {
+                    record: "after",
+                    reason: format!(
+                        "{} partition {} next_offset {}: neither may be negative",
+                        position.topic, position.partition, position.next_offset
+                    ),
+                });
+            }
+            Ok(LogPosition {
+                topic: position.topic.clone(),
+                partition: position.partition,
+                next_offset: position.next_offset,
+            })
+        })
+        .collect()
 }
 
 impl ParsedSearch {
@@ -106,7 +152,12 @@ impl TryFrom<SearchRequest> for ParsedSearch {
             filter,
             group_by_person: request.group_by_person,
         };
-        Ok(Self { target, template })
+        let after = parse_after(&request.after)?;
+        Ok(Self {
+            target,
+            template,
+            after,
+        })
     }
 }
 
@@ -181,6 +232,21 @@ impl TryFrom<DeleteRequest> for DeleteSelector {
                 field: "selector",
                 hint: "set one of face_ids, image_uri or image_uri_prefix",
             }),
+        }
+    }
+}
+
+impl From<&DeleteSelector> for DeleteRequest {
+    fn from(selector: &DeleteSelector) -> Self {
+        let selector = match selector {
+            DeleteSelector::FaceIds(ids) => delete_request::Selector::FaceIds(crate::FaceIds {
+                face_ids: ids.iter().map(ToString::to_string).collect(),
+            }),
+            DeleteSelector::ImageUri(uri) => delete_request::Selector::ImageUri(uri.clone()),
+            DeleteSelector::ImageUriPrefix(prefix) => delete_request::Selector::ImageUriPrefix(prefix.clone()),
+        };
+        Self {
+            selector: Some(selector),
         }
     }
 }

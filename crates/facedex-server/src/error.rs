@@ -94,10 +94,8 @@ pub enum ServiceError {
         /// How.
         disagreement: ShardDisagreement,
     },
-    /// A write sent to a router, which holds no index of its own.
-    #[error(
-        "{method} is not served by a router: send it to an indexer of the shard that holds the faces (facedex indexer --shard)"
-    )]
+    /// A call a router cannot answer for the indexers (a snapshot is each indexer's own).
+    #[error("{method} is not served by a router: send it to each indexer (facedex indexer) itself")]
     NotOnRouter {
         /// The RPC.
         method: &'static str,

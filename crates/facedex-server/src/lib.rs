@@ -32,5 +32,6 @@ pub use replicas::{ReplicaFailure, ReplicaFailureKind};
 pub use router::server::serve_router;
 pub use router::service::RouterService;
 pub use router::shards::ShardSet;
+pub use search::deleter::{Deleted, FaceDeleter, StoreDeleter};
 pub use search::server::{BoundServer, ServerError};
 pub use search::service::FaceSearchService;

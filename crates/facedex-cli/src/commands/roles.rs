@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use facedex_index::{FaceStore, PeopleEdit, PersonId};
+use facedex_index::{DeleteSelector, FaceStore, PeopleEdit, PersonId};
 use facedex_kafka::client::ensure_topics;
+use facedex_kafka::deletions::FaceDeletionLog;
 use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
 use facedex_kafka::ingest_worker::{IngestCounters, run_ingest_worker};
@@ -20,7 +21,10 @@ use facedex_kafka::people_edits::PeopleEditLog;
 use facedex_kafka::{KafkaStageError, Shard};
 use facedex_pipeline::archive::Archive;
 use facedex_pipeline::{ArchiveRegistry, FaceModels, IngestConfig, Ingestor, PhotoAnalyzer};
-use facedex_server::{BoundServer, EmbedClientAuth, PeopleEditor, RemoteModels, ServiceError, serve_embedder};
+use facedex_proto::AppliedOffset;
+use facedex_server::{
+    BoundServer, Deleted, EmbedClientAuth, FaceDeleter, PeopleEditor, RemoteModels, ServiceError, serve_embedder,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -280,9 +284,15 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
             store.clone(),
             Duration::from_millis(config.kafka.produce_timeout_ms),
         )?;
+        let deletions = FaceDeletionLog::new(
+            &config.kafka,
+            store.clone(),
+            Duration::from_millis(config.kafka.produce_timeout_ms),
+        )?;
         let bound = BoundServer::bind(&config.server)
             .await?
-            .with_people_editor(Arc::new(KafkaPeopleEditor(edits)));
+            .with_people_editor(Arc::new(KafkaPeopleEditor(edits)))
+            .with_face_deleter(Arc::new(KafkaFaceDeleter(deletions)));
         println!(
             "facedex: serving FaceSearch on {} (indexer of {} shard {} on {}, data dir {})",
             bound.local_addr(),
@@ -325,12 +335,41 @@ struct KafkaPeopleEditor(PeopleEditLog);
 #[tonic::async_trait]
 impl PeopleEditor for KafkaPeopleEditor {
     async fn apply(&self, edit: PeopleEdit) -> Result<PersonId, ServiceError> {
-        self.0.submit(&edit).await.map_err(|error| match error {
-            KafkaStageError::Index(error) => ServiceError::Index(error),
-            error => ServiceError::EditLog {
-                source: Box::new(error),
-            },
+        self.0.submit(&edit).await.map_err(kafka_write_error)
+    }
+}
+
+/// FaceSearch's deletions on an indexer, through the faces topic its replicas read too.
+struct KafkaFaceDeleter(FaceDeletionLog);
+
+#[tonic::async_trait]
+impl FaceDeleter for KafkaFaceDeleter {
+    async fn delete(&self, selector: DeleteSelector) -> Result<Deleted, ServiceError> {
+        let deletion = self.0.submit(&selector).await.map_err(kafka_write_error)?;
+        let topic = &self.0.topic;
+        Ok(Deleted {
+            face_ids: deletion.face_ids,
+            written: deletion
+                .written
+                .into_iter()
+                .map(|(partition, offset)| AppliedOffset {
+                    topic: topic.clone(),
+                    partition,
+                    next_offset: offset + 1,
+                })
+                .collect(),
         })
+    }
+}
+
+/// A write through Kafka that failed: the index's refusal as such, anything else as the log
+/// being away.
+fn kafka_write_error(error: KafkaStageError) -> ServiceError {
+    match error {
+        KafkaStageError::Index(error) => ServiceError::Index(error),
+        error => ServiceError::EditLog {
+            source: Box::new(error),
+        },
     }
 }
 

@@ -82,6 +82,7 @@ pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode>
             ..SearchFilter::default()
         }),
         group_by_person: args.group_by_person,
+        after: Vec::new(),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let response = runtime.block_on(send(&args, request))?;

@@ -1,12 +1,13 @@
 //! FaceSearch answered by fanning out to the shards: a request is checked here first (a bad one
 //! costs no fan-out), then sent to one replica of every shard, and the answers merged
 //! ([`super::merge`]). A face-id query first fetches the face's embedding from the shard that
-//! holds it. Writes are refused: a router holds no index.
+//! holds it. A Delete goes to every shard, whose indexers write it to Kafka for their
+//! replicas; a snapshot is an indexer's own business and is refused here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use facedex_index::{IndexError, MAX_SEARCH_LIMIT};
+use facedex_index::{DeleteSelector, IndexError, MAX_SEARCH_LIMIT};
 use facedex_proto::conversions::{MAX_REQUEST_FACE_IDS, ParsedSearch, SearchTarget, parse_face_id};
 use facedex_proto::face_search_server::FaceSearch;
 use facedex_proto::{
@@ -82,8 +83,13 @@ impl RouterService {
         };
         let answers = self
             .shards
-            .ask_every(|mut client| {
-                let request = credentials.request(request.clone());
+            .ask_every(|shard, mut client| {
+                let mut request = request.clone();
+                // Each shard waits only for the positions of its own partitions.
+                request
+                    .after
+                    .retain(|position| self.shards.reads(shard, position.partition));
+                let request = credentials.request(request);
                 async move { client.search(request).await.map(Response::into_inner) }
             })
             .await?;
@@ -161,7 +167,7 @@ impl RouterService {
         };
         let answers = self
             .shards
-            .ask_every(|mut client| {
+            .ask_every(|_, mut client| {
                 let request = credentials.request(request.clone());
                 async move {
                     match client.get_face(request).await {
@@ -179,7 +185,7 @@ impl RouterService {
     async fn index_info(&self, credentials: &Credentials) -> Result<IndexInfo, ServiceError> {
         let answers = self
             .shards
-            .ask_every(|mut client| {
+            .ask_every(|_, mut client| {
                 let request = credentials.request(GetIndexInfoRequest {});
                 async move { client.get_index_info(request).await.map(Response::into_inner) }
             })
@@ -301,7 +307,25 @@ impl FaceSearch for RouterService {
     async fn delete(&self, request: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
         observed(SERVICE, "Delete", async move {
             self.tokens.authorize(request.metadata(), Access::Write, "Delete")?;
-            Err(ServiceError::NotOnRouter { method: "Delete" }.into())
+            let credentials = Credentials::of(request.metadata());
+            let request = request.into_inner();
+            // Checked here: a bad selector costs no fan-out.
+            DeleteSelector::try_from(request.clone()).map_err(ServiceError::from)?;
+            // Each shard's indexer writes the deletion to its partitions and answers once it
+            // applied them; the shard's other replicas apply it from Kafka.
+            let answers = self
+                .shards
+                .ask_every(|_, mut client| {
+                    let request = credentials.request(request.clone());
+                    async move { client.delete(request).await.map(Response::into_inner) }
+                })
+                .await?;
+            let mut deleted = DeleteResponse::default();
+            for (_, answer) in answers {
+                deleted.deleted_face_ids.extend(answer.deleted_face_ids);
+                deleted.written.extend(answer.written);
+            }
+            Ok(Response::new(deleted))
         })
         .await
     }

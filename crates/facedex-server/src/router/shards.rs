@@ -106,13 +106,22 @@ impl ShardSet {
         }
     }
 
-    /// `call` answered by one replica of every shard, in shard order; the first shard to fail
-    /// fails the whole (the other calls are dropped).
+    /// `call` (given the shard's number) answered by one replica of every shard, in shard
+    /// order; the first shard to fail fails the whole (the other calls are dropped).
     pub(crate) async fn ask_every<T, F, Fut>(&self, call: F) -> Result<Vec<(String, T)>, ServiceError>
     where
-        F: Fn(ShardClient) -> Fut,
+        F: Fn(usize, ShardClient) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        futures::future::try_join_all((0..self.shards.len()).map(|shard| self.ask(shard, &call))).await
+        let call = &call;
+        futures::future::try_join_all(
+            (0..self.shards.len()).map(|shard| self.ask(shard, move |client| call(shard, client))),
+        )
+        .await
+    }
+
+    /// Whether `partition` of the faces topic is read by `shard` (p mod N = i).
+    pub(crate) fn reads(&self, shard: usize, partition: i32) -> bool {
+        usize::try_from(partition).is_ok_and(|partition| partition % self.shards.len() == shard)
     }
 }

@@ -22,6 +22,7 @@ use crate::access::{Access, AccessTokens};
 use crate::config::{ServerConfig, TlsConfig};
 use crate::people::editor::{PeopleEditor, StoreEditor};
 use crate::people::service::PeopleService;
+use crate::search::deleter::FaceDeleter;
 use crate::search::service::FaceSearchService;
 
 /// Why the server could not start or stopped with an error.
@@ -78,6 +79,8 @@ pub struct BoundServer {
     local_addr: SocketAddr,
     /// Where People edits go; the store itself when unset.
     people_editor: Option<Arc<dyn PeopleEditor>>,
+    /// Where deletions go; the store itself when unset.
+    face_deleter: Option<Arc<dyn FaceDeleter>>,
 }
 
 impl BoundServer {
@@ -93,6 +96,7 @@ impl BoundServer {
             listener,
             local_addr,
             people_editor: None,
+            face_deleter: None,
         })
     }
 
@@ -100,6 +104,14 @@ impl BoundServer {
     pub fn with_people_editor(self, editor: Arc<dyn PeopleEditor>) -> Self {
         Self {
             people_editor: Some(editor),
+            ..self
+        }
+    }
+
+    /// Sends deletions to `deleter` (an indexer's faces topic) instead of the store.
+    pub fn with_face_deleter(self, deleter: Arc<dyn FaceDeleter>) -> Self {
+        Self {
+            face_deleter: Some(deleter),
             ..self
         }
     }
@@ -121,7 +133,10 @@ impl BoundServer {
         config.validate().map_err(ServerError::InvalidConfig)?;
         let tokens = AccessTokens::from_config(&config)?;
         let (guarded, gate) = (tokens.any(), tokens.clone());
-        let service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens.clone());
+        let mut service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens.clone());
+        if let Some(deleter) = self.face_deleter.clone() {
+            service = service.with_deleter(deleter);
+        }
         let editor = self
             .people_editor
             .clone()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use facedex_index::{DeleteSelector, FaceStore, IndexError};
 use facedex_pipeline::{PhotoAnalyzer, StageTimings};
-use facedex_proto::conversions::{ParsedSearch, SearchTarget, index_info, parse_face_id};
+use facedex_proto::conversions::{LogPosition, ParsedSearch, SearchTarget, index_info, parse_face_id};
 use facedex_proto::face_search_server::FaceSearch;
 use facedex_proto::{
     CreateSnapshotRequest, DeleteRequest, DeleteResponse, DetectedFace, GetFaceRequest, GetFaceResponse,
@@ -23,6 +23,7 @@ use crate::calls::{at_position, check_batch_size, run_blocking, within_time_limi
 use crate::config::ServerConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
+use crate::search::deleter::{FaceDeleter, StoreDeleter};
 
 /// The `service` label of this service's request metrics.
 const SERVICE: &str = "FaceSearch";
@@ -46,13 +47,17 @@ pub struct FaceSearchService {
     default_min_score: f32,
     /// Who may read and who may write.
     tokens: AccessTokens,
+    /// Where deletions go.
+    deleter: Arc<dyn FaceDeleter>,
 }
+
+/// How often the applied offsets are looked at while a search waits for its `after`.
+const AFTER_POLL: Duration = Duration::from_millis(10);
 
 impl FaceSearchService {
     /// A service over `store`; image queries need `analyzer`.
     pub fn new(store: Arc<FaceStore>, analyzer: Option<Arc<PhotoAnalyzer>>, config: &ServerConfig) -> Self {
         Self {
-            store,
             analyzer,
             max_image_bytes: config.max_image_bytes,
             max_batch_searches: config.max_batch_searches,
@@ -61,7 +66,14 @@ impl FaceSearchService {
             read_time_limit: (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms)),
             default_min_score: config.default_min_score,
             tokens: AccessTokens::default(),
+            deleter: Arc::new(StoreDeleter::new(Arc::clone(&store))),
+            store,
         }
+    }
+
+    /// The service with deletions sent to `deleter` instead of the store.
+    pub fn with_deleter(self, deleter: Arc<dyn FaceDeleter>) -> Self {
+        Self { deleter, ..self }
     }
 
     /// The service with calls checked against `tokens` (none by default).
@@ -72,6 +84,7 @@ impl FaceSearchService {
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
         let mut parsed = ParsedSearch::try_from(request)?;
         parsed.template.min_score.get_or_insert(self.default_min_score);
+        self.wait_for_positions(&parsed.after).await;
         // An image query's faces come first, off the search slots: the models batch concurrent
         // queries together, and the slots bound only the index work.
         let query_faces = match &mut parsed.target {
@@ -90,6 +103,24 @@ impl FaceSearchService {
             service.search_blocking(parsed, query_faces)
         })
         .await
+    }
+
+    /// Waits until the index applied every one of `after` (read your writes); the request's
+    /// time limit ends the wait.
+    async fn wait_for_positions(&self, after: &[LogPosition]) {
+        while !after.is_empty() {
+            let applied = self.store.index().applied_offsets();
+            let reached = after.iter().all(|position| {
+                applied
+                    .get(&position.topic)
+                    .and_then(|partitions| partitions.get(&position.partition))
+                    .is_some_and(|next| *next >= position.next_offset)
+            });
+            if reached {
+                return;
+            }
+            tokio::time::sleep(AFTER_POLL).await;
+        }
     }
 
     /// The faces of a query photo, with embeddings, and the model that embedded them.
@@ -230,9 +261,8 @@ impl FaceSearch for FaceSearchService {
         observed(SERVICE, "Delete", async move {
             self.tokens.authorize(request.metadata(), Access::Write, "Delete")?;
             let selector = DeleteSelector::try_from(request.into_inner()).map_err(ServiceError::from)?;
-            let store = Arc::clone(&self.store);
-            let deleted = run_blocking(move || Ok(store.delete(&selector)?)).await?;
-            tracing::info!(faces = deleted.len(), "deleted faces");
+            let deleted = self.deleter.delete(selector).await?;
+            tracing::info!(faces = deleted.face_ids.len(), "deleted faces");
             let store = Arc::clone(&self.store);
             // Vacuum in the background: the deletion is already durable and invisible to searches.
             tokio::task::spawn_blocking(move || {
@@ -241,7 +271,8 @@ impl FaceSearch for FaceSearchService {
                 }
             });
             Ok(Response::new(DeleteResponse {
-                deleted_face_ids: deleted.iter().map(ToString::to_string).collect(),
+                deleted_face_ids: deleted.face_ids.iter().map(ToString::to_string).collect(),
+                written: deleted.written,
             }))
         })
         .await
