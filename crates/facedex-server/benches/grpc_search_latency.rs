@@ -12,10 +12,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use facedex_index::synthetic::FaceLikeGenerator;
 use facedex_index::{FaceStore, IndexConfig};
-use facedex_proto::face_search_client::FaceSearchClient;
-use facedex_proto::{Embedding, SearchRequest, search_request};
 use facedex_server::{BoundServer, ServerConfig};
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/load.rs"]
+mod load;
 
 const DIMENSION: usize = 512;
 
@@ -68,43 +69,15 @@ fn main() -> Result<()> {
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(bound.serve(Arc::new(store), None, config, shutdown.clone()));
 
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for client_index in 0..clients {
-            let url = url.clone();
-            let queries = Arc::clone(&queries);
-            tasks.push(tokio::spawn(async move {
-                let mut client = FaceSearchClient::connect(url).await?;
-                let mut latencies = Vec::with_capacity(requests);
-                for request_index in 0..requests {
-                    let query = queries.vector((client_index * requests + request_index) % queries.len()).to_vec();
-                    let request = SearchRequest {
-                        query: Some(search_request::Query::Embedding(Embedding { values: query })),
-                        limit: Some(10),
-                        ..SearchRequest::default()
-                    };
-                    let sent = Instant::now();
-                    client.search(request).await?;
-                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                }
-                anyhow::Ok(latencies)
-            }));
-        }
-        let mut latencies = Vec::new();
-        for task in tasks {
-            latencies.extend(task.await??);
-        }
-        let seconds = started.elapsed().as_secs_f64();
+        let load = load::run(&url, &queries, clients, requests).await?;
         shutdown.cancel();
         server.await??;
-        latencies.sort_by(f64::total_cmp);
-        let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         println!(
             "{}",
             serde_json::json!({
-                "kind": "grpc_search", "vectors": vectors, "built_here": to_build > 0, "clients": clients, "requests": latencies.len(),
-                "build_seconds": build_seconds, "qps": latencies.len() as f64 / seconds,
-                "p50_ms": percentile(0.50), "p99_ms": percentile(0.99), "max_ms": latencies[latencies.len() - 1],
+                "kind": "grpc_search", "vectors": vectors, "built_here": to_build > 0, "clients": clients,
+                "requests": load.latencies_ms.len(), "build_seconds": build_seconds, "qps": load.qps,
+                "p50_ms": load.percentile(0.50), "p99_ms": load.percentile(0.99), "max_ms": load.percentile(1.0),
             })
         );
         anyhow::Ok(())
