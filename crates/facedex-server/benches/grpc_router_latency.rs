@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use facedex_index::synthetic::FaceLikeGenerator;
 use facedex_index::{FaceStore, IndexConfig};
 use facedex_proto::face_search_client::FaceSearchClient;
-use facedex_server::{BoundServer, RouterConfig, ServerConfig, ShardSet, serve_router};
+use facedex_server::{BoundServer, RouterConfig, ShardSet, serve_router};
 use tokio_util::sync::CancellationToken;
 
 #[path = "support/load.rs"]
@@ -72,11 +72,7 @@ fn main() -> Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let config = ServerConfig {
-            listen_addr: "127.0.0.1:0".parse()?,
-            snapshot_interval_secs: 0,
-            ..ServerConfig::default()
-        };
+        let config = load::loopback_server();
         let shutdown = CancellationToken::new();
         let mut servers = Vec::new();
         let mut serve = async |store: FaceStore| -> Result<String> {

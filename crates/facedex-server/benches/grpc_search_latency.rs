@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use facedex_index::synthetic::FaceLikeGenerator;
 use facedex_index::{FaceStore, IndexConfig};
-use facedex_server::{BoundServer, ServerConfig};
+use facedex_server::BoundServer;
 use tokio_util::sync::CancellationToken;
 
 #[path = "support/load.rs"]
@@ -59,11 +59,7 @@ fn main() -> Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let config = ServerConfig {
-            listen_addr: "127.0.0.1:0".parse()?,
-            snapshot_interval_secs: 0,
-            ..ServerConfig::default()
-        };
+        let config = load::loopback_server();
         let bound = BoundServer::bind(&config).await?;
         let url = format!("http://{}", bound.local_addr());
         let shutdown = CancellationToken::new();

@@ -1,4 +1,4 @@
-//! The client side of the search benches: CLIENTS tasks, each with its own connection to
+//! What the search benches share: the server's settings, and the client side: CLIENTS tasks, each with its own connection to
 //! `url`, sending REQUESTS embedding searches one after the other, and the latencies seen.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Instant;
 use facedex_index::synthetic::FaceLikeVectors;
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::{Embedding, SearchRequest, search_request};
+use facedex_server::ServerConfig;
 
 /// What one load run saw.
 pub struct Load {
@@ -21,6 +22,15 @@ impl Load {
     pub fn percentile(&self, q: f64) -> f64 {
         let at = ((self.latencies_ms.len() as f64 * q) as usize).min(self.latencies_ms.len() - 1);
         self.latencies_ms[at]
+    }
+}
+
+/// A server on a free loopback port that never snapshots (the benches measure searches).
+pub fn loopback_server() -> ServerConfig {
+    ServerConfig {
+        listen_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        snapshot_interval_secs: 0,
+        ..ServerConfig::default()
     }
 }
 
