@@ -1,5 +1,6 @@
-//! What the search benches share: the server's settings, and the client side: CLIENTS tasks, each with its own connection to
-//! `url`, sending REQUESTS embedding searches one after the other, and the latencies seen.
+//! What the search benches share: the server's settings, and the client side: CLIENTS tasks,
+//! each with its own connection to `url`, sending REQUESTS embedding searches one after the
+//! other, and the latencies seen.
 
 use std::sync::Arc;
 use std::time::Instant;
