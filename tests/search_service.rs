@@ -555,7 +555,7 @@ fn concurrent_photo_searches_share_model_runs() {
 }
 
 #[test]
-fn reads_past_the_time_limit_or_the_clients_deadline_are_cut_short_and_the_server_goes_on() {
+fn reads_past_the_time_limit_or_the_clients_deadline_or_waiting_for_kafka_are_cut_short_and_the_server_goes_on() {
     let data_dir = tempfile::tempdir().expect("tempdir");
     // A photo query waits up to 1.5 s for other queries to batch with, far past the 300 ms limit.
     let server = Server::start(
@@ -591,9 +591,29 @@ fn reads_past_the_time_limit_or_the_clients_deadline_are_cut_short_and_the_serve
         );
         assert!(!status.message().contains("server.request_timeout_ms"), "{status:?}");
 
-        // The server keeps answering: a quick read goes through.
+        // A search waiting for a Kafka position this index never applies (`after`) waits up
+        // to the limit rather than answering without it; a negative position is refused.
         let mut unit = vec![0.0f32; 512];
         unit[0] = 1.0;
+        let position = |partition, next_offset| facedex_proto::AppliedOffset {
+            topic: "facedex.faces".into(),
+            partition,
+            next_offset,
+        };
+        let mut waiting = vector_search(unit.clone(), 3);
+        waiting.after = vec![position(0, 1)];
+        expect_status(
+            &mut client,
+            waiting,
+            Code::DeadlineExceeded,
+            "within the server's limit of 300 ms",
+        )
+        .await;
+        let mut negative = vector_search(unit.clone(), 3);
+        negative.after = vec![position(-1, 1)];
+        expect_status(&mut client, negative, Code::InvalidArgument, "after").await;
+
+        // The server keeps answering: a quick read goes through.
         let answer = client
             .search(vector_search(unit, 3))
             .await
