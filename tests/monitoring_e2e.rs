@@ -289,6 +289,15 @@ fn prometheus_saw_the_run(prometheus: &PrometheusServer, enqueued: f64, faces: f
         let peak = prometheus.value(&format!("max_over_time(sum(rate({counter}[30s]))[10m:1s])"))?;
         ensure!(peak > 0.0, "prometheus saw no {what} during the run");
     }
+    // The dashboard's per-shard panels join an indexer's series with its shard.
+    let per_shard = prometheus
+        .query("max by (shard) (facedex_index_faces * on (instance) group_left (shard) facedex_indexer_shard_info)")?;
+    ensure!(
+        per_shard.len() == 1
+            && per_shard[0].labels.get("shard").and_then(|shard| shard.as_str()) == Some("0")
+            && per_shard[0].value > 0.0,
+        "the one indexer's faces, as shard 0: {per_shard:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let rules = loop {
         let rules = prometheus.alerting_rules()?;

@@ -41,6 +41,7 @@ pub async fn run_indexer(
     let edits_topic: Arc<str> = Arc::from(config.topics.people_edits.as_str());
     let applied = store.index().applied_offsets();
     let shard = config.indexer_shard;
+    crate::metrics::record_shard(shard);
     let consumer: StreamConsumer<LagReporter> = consumer_config(config, &config.indexer_group)
         .create_with_context(LagReporter::new(&config.indexer_group, |_| {}))
         .map_err(KafkaStageError::kafka("creating the indexer consumer"))?;

@@ -1,12 +1,14 @@
-//! The Kafka roles' Prometheus metrics: photos enqueued and consumer lag per partition (the
-//! indexer stage's own counters are `facedex-pipeline`'s). Lag comes from librdkafka's own statistics
-//! (`statistics.interval.ms`), delivered to [`LagReporter`], the consumer context both
-//! consumers use: no extra broker round trips.
+//! The Kafka roles' Prometheus metrics: photos enqueued, consumer lag per partition and an
+//! indexer's shard (the indexer stage's own counters are `facedex-pipeline`'s). Lag comes from
+//! librdkafka's own statistics (`statistics.interval.ms`), delivered to [`LagReporter`], the
+//! consumer context both consumers use: no extra broker round trips.
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
+
+use crate::shard::Shard;
 
 /// Photos published to the images topic and acknowledged.
 pub const PHOTOS_ENQUEUED: &str = "facedex_enqueue_photos_enqueued_total";
@@ -16,6 +18,8 @@ pub const ENQUEUED_BYTES: &str = "facedex_enqueue_photo_bytes_total";
 pub const CONSUMER_LAG: &str = "facedex_kafka_consumer_lag_messages";
 /// Partitions this consumer owns now.
 pub const ASSIGNED_PARTITIONS: &str = "facedex_kafka_assigned_partitions";
+/// The shard an indexer serves (always 1), to group its other series by shard.
+pub const INDEXER_SHARD: &str = "facedex_indexer_shard_info";
 
 /// Registers the help text and unit of every metric above.
 pub fn describe() {
@@ -39,6 +43,16 @@ pub fn describe() {
         Unit::Count,
         "Partitions this consumer owns now, by group."
     );
+    describe_gauge!(
+        INDEXER_SHARD,
+        Unit::Count,
+        "Always 1 on an indexer: shard is the shard it serves, shards how many there are."
+    );
+}
+
+/// Exports which shard this indexer serves.
+pub(crate) fn record_shard(shard: Shard) {
+    gauge!(INDEXER_SHARD, "shard" => shard.index().to_string(), "shards" => shard.count().to_string()).set(1.0);
 }
 
 /// A consumer context that turns librdkafka's statistics into lag gauges and keeps the
