@@ -5,11 +5,26 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args};
-use facedex_proto::{Embedding, QueryResult, SearchFilter, SearchRequest, search_request};
+use facedex_proto::{AppliedOffset, Embedding, QueryResult, SearchFilter, SearchRequest, search_request};
 use serde_json::json;
 
 use crate::commands::client::ServerFlags;
 use crate::config::FacedexConfig;
+
+/// A Kafka position written TOPIC:PARTITION:NEXT_OFFSET (the topic may hold colons).
+fn parse_position(text: &str) -> Result<AppliedOffset, String> {
+    let malformed = || format!("{text:?} is not TOPIC:PARTITION:NEXT_OFFSET, e.g. facedex.faces:3:1200");
+    let (rest, next_offset) = text.rsplit_once(':').ok_or_else(malformed)?;
+    let (topic, partition) = rest.rsplit_once(':').ok_or_else(malformed)?;
+    if topic.is_empty() {
+        return Err(malformed());
+    }
+    Ok(AppliedOffset {
+        topic: topic.to_owned(),
+        partition: partition.parse().map_err(|_| malformed())?,
+        next_offset: next_offset.parse().map_err(|_| malformed())?,
+    })
+}
 
 /// Arguments of `facedex search`.
 #[derive(Debug, Args)]
@@ -51,6 +66,10 @@ pub struct SearchArgs {
     /// At most one hit per person: its most similar face.
     #[arg(long)]
     group_by_person: bool,
+    /// Search only once the index has applied this Kafka position, TOPIC:PARTITION:NEXT_OFFSET
+    /// (a Delete's `written`, or a topic's end offset); repeat for several.
+    #[arg(long, value_name = "TOPIC:PARTITION:NEXT_OFFSET", value_parser = parse_position)]
+    after: Vec<AppliedOffset>,
     /// Print one JSON object per query face instead of a table.
     #[arg(long)]
     json: bool,
@@ -82,7 +101,7 @@ pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode>
             ..SearchFilter::default()
         }),
         group_by_person: args.group_by_person,
-        after: Vec::new(),
+        after: args.after.clone(),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let response = runtime.block_on(send(&args, request))?;
@@ -173,6 +192,23 @@ fn print_table(results: &[QueryResult]) {
                 b.x2,
                 b.y2
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_is_topic_partition_and_next_offset() {
+        let position = parse_position("facedex.faces:3:1200").expect("a position");
+        assert_eq!(
+            (position.topic.as_str(), position.partition, position.next_offset),
+            ("facedex.faces", 3, 1200)
+        );
+        for bad in ["facedex.faces:3", ":3:1", "facedex.faces:x:1", "facedex.faces:1:y"] {
+            assert!(parse_position(bad).is_err(), "{bad}");
         }
     }
 }
