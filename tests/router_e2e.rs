@@ -193,6 +193,37 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
     }
     face_ids.sort();
     face_ids.dedup();
+
+    // The same through a router that finds each shard's replicas by DNS (`dns:HOST:PORT`, as
+    // a headless Service names a shard's pods).
+    let dns = |port: u16| format!("dns:localhost:{port}");
+    let (dns_router, dns_router_url) = Role::start_server(
+        &[
+            "router",
+            "--listen",
+            "127.0.0.1:0",
+            "--shard",
+            &format!("{},{}", dns(ports[0]), dns(ports[1])),
+            "--shard",
+            &format!("{},{}", dns(ports[2]), dns(ports[3])),
+        ],
+        &env,
+        "facedex: serving FaceSearch on ",
+    );
+    let dns_client = runtime.block_on(FaceSearchClient::connect(dns_router_url))?;
+    for (query, vector) in queries.iter().enumerate().take(5) {
+        let got = hits(
+            &runtime
+                .block_on(dns_client.clone().search(embedding_search(vector, false)))?
+                .into_inner(),
+        );
+        ensure!(
+            got == expected[query],
+            "query {query} through DNS-found replicas: {got:?}"
+        );
+    }
+    drop(dns_client);
+    dns_router.terminate();
     for face_id in face_ids.iter().take(10) {
         let request = SearchRequest {
             query: Some(search_request::Query::FaceId(face_id.clone())),

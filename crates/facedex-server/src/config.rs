@@ -150,7 +150,8 @@ impl Default for EmbedConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
     /// The shards in shard order (shard i serves the faces partitions p with p mod N = i), each
-    /// the addresses of its replicas (`http://host:port`, or `https://` for indexers serving TLS).
+    /// the addresses of its replicas (`http://host:port`, or `https://` for indexers serving
+    /// TLS), or `dns:HOST:PORT` for every address HOST resolves to (a headless Service).
     pub shards: Vec<Vec<String>>,
     /// The longest one try at one replica may take before the router tries the next replica
     /// of that shard; 0 sets no limit (the request's own time limit still holds).
@@ -161,6 +162,8 @@ pub struct RouterConfig {
     pub hedge: bool,
     /// The shortest wait before a read is hedged, however fast the shard usually answers.
     pub hedge_min_delay_ms: u64,
+    /// How often shards' replicas named by DNS (`dns:HOST:PORT`) are resolved again.
+    pub dns_refresh_secs: u64,
     /// Replicas serving `https://` are verified with this CA certificate (PEM) instead of the
     /// system's roots.
     pub ca_cert_path: Option<PathBuf>,
@@ -199,6 +202,7 @@ impl Default for RouterConfig {
             try_timeout_ms: 5_000,
             hedge: true,
             hedge_min_delay_ms: 10,
+            dns_refresh_secs: 15,
             ca_cert_path: None,
         }
     }

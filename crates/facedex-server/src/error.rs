@@ -67,7 +67,7 @@ pub enum ServiceError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// No replica of an index shard answered a router in time.
-    #[error("shard {shard} is unavailable: no replica answered ({})", list_failures(failures))]
+    #[error("shard {shard} is unavailable: {}", list_failures(failures))]
     ShardUnavailable {
         /// The shard.
         shard: usize,
@@ -133,7 +133,11 @@ impl ServiceError {
 }
 
 fn list_failures(failures: &[ReplicaFailure]) -> String {
-    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    if failures.is_empty() {
+        return "it has no replica now (its DNS name resolves to no address)".into();
+    }
+    let each: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    format!("no replica answered ({})", each.join("; "))
 }
 
 fn index_code(error: &IndexError) -> Code {

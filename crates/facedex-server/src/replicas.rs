@@ -6,8 +6,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -118,9 +118,13 @@ const MIN_TIMED_ANSWERS: usize = 20;
 /// Answer times kept for the percentile.
 const TIMED_ANSWERS: usize = 256;
 
-/// Clients of servers that answer the same calls, tried in turn.
+/// The servers of a set now, each with its address.
+pub(crate) type Servers<C> = Arc<Vec<(String, C)>>;
+
+/// Clients of servers that answer the same calls, tried in turn. The servers can be replaced
+/// while calls run (a discovery refresh): a call keeps the list it started with.
 pub(crate) struct Replicas<C> {
-    clients: Vec<(String, C)>,
+    clients: RwLock<Servers<C>>,
     next: AtomicUsize,
     try_timeout: Option<Duration>,
     hedging: Option<Hedging>,
@@ -131,9 +135,8 @@ pub(crate) struct Replicas<C> {
 impl<C: Clone> Replicas<C> {
     /// `clients` by address, each try limited to `try_timeout` when given.
     pub(crate) fn new(clients: Vec<(String, C)>, try_timeout: Option<Duration>) -> Self {
-        debug_assert!(!clients.is_empty(), "a replica set needs at least one server");
         Self {
-            clients,
+            clients: RwLock::new(Arc::new(clients)),
             next: AtomicUsize::new(0),
             try_timeout,
             hedging: None,
@@ -149,19 +152,34 @@ impl<C: Clone> Replicas<C> {
         }
     }
 
+    /// The servers now.
+    pub(crate) fn servers(&self) -> Servers<C> {
+        Arc::clone(&self.clients.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Replaces the servers (calls already running keep theirs).
+    pub(crate) fn replace(&self, clients: Vec<(String, C)>) {
+        *self.clients.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(clients);
+    }
+
     /// Calls `call` on the next server in turn until one answers (its address and answer) or
     /// one refuses the request: a server that fails or passes the per-try limit hands over to
-    /// the next, and with hedging one that is slow gets the next one beside it.
-    pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<(&str, T), ReplicasError>
+    /// the next, and with hedging one that is slow gets the next one beside it. With no server
+    /// at all, nobody answered.
+    pub(crate) async fn call<T, F, Fut>(&self, mut call: F) -> Result<(String, T), ReplicasError>
     where
         F: FnMut(C) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        let clients = self.servers();
+        let servers = clients.len();
+        if servers == 0 {
+            return Err(ReplicasError::NoneAnswered(Vec::new()));
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let servers = self.clients.len();
         let try_timeout = self.try_timeout;
         let mut launch = |turn: usize| {
-            let (replica, client) = &self.clients[(start + turn) % servers];
+            let (replica, client) = &clients[(start + turn) % servers];
             let answer = call(client.clone());
             async move {
                 let started = Instant::now();
@@ -183,7 +201,7 @@ impl<C: Clone> Replicas<C> {
                     let failure = match answer {
                         Ok(Ok(answer)) => {
                             self.record_answer_time(took);
-                            return Ok((replica, answer));
+                            return Ok((replica.to_owned(), answer));
                         }
                         Ok(Err(status)) if is_retriable(status.code()) => ReplicaFailureKind::Status {
                             code: status.code(),
@@ -223,7 +241,7 @@ impl<C: Clone> Replicas<C> {
     /// answers were timed.
     fn hedge_delay(&self) -> Option<Duration> {
         let hedging = self.hedging?;
-        if self.clients.len() < 2 {
+        if self.servers().len() < 2 {
             return None;
         }
         let mut times: Vec<Duration> = self
@@ -258,8 +276,6 @@ impl<C: Clone> Replicas<C> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
 
     fn replicas(try_timeout: Option<Duration>) -> Replicas<&'static str> {
@@ -285,7 +301,10 @@ mod tests {
                     }
                 })
                 .await;
-            assert!(matches!(answer, Ok(("a", "a") | ("c", "c"))), "{answer:?}");
+            assert!(
+                matches!(&answer, Ok((replica, server)) if replica == server && (*server == "a" || *server == "c")),
+                "{answer:?}"
+            );
         }
         // Starts at a, then b (down, so c), then c.
         assert_eq!(*tried.lock().expect("not poisoned"), ["a", "b", "c", "c"]);
@@ -306,7 +325,7 @@ mod tests {
         // Without answer times there is no usual yet: a slow server is waited for.
         let slow_a = |server| answer_after(server, if server == "a" { 1000 } else { 10 });
         let started = Instant::now();
-        assert_eq!(replicas.call(slow_a).await.ok(), Some(("a", "a")));
+        assert_eq!(replicas.call(slow_a).await.ok(), Some(("a".to_owned(), "a")));
         assert_eq!(started.elapsed(), Duration::from_millis(1000));
         // Both usually answer in 10 ms.
         for _ in 0..MIN_TIMED_ANSWERS {
@@ -322,11 +341,11 @@ mod tests {
             calls.push((replica, started.elapsed().as_millis()));
         }
         calls.sort();
-        assert_eq!(calls, [("b", 10), ("b", 20)]);
+        assert_eq!(calls, [("b".to_owned(), 10), ("b".to_owned(), 20)]);
         // Without hedging the same call waits for a.
         let plain = Replicas::new(vec![("a".into(), "a"), ("b".into(), "b")], None);
         let started = Instant::now();
-        assert_eq!(plain.call(slow_a).await.ok(), Some(("a", "a")));
+        assert_eq!(plain.call(slow_a).await.ok(), Some(("a".to_owned(), "a")));
         assert_eq!(started.elapsed(), Duration::from_millis(1000));
     }
 

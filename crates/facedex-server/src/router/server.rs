@@ -24,7 +24,15 @@ pub async fn serve_router(
     config.validate().map_err(ServerError::InvalidConfig)?;
     let tokens = AccessTokens::from_config(&config)?;
     let gate = tokens.clone();
-    let service = RouterService::new(Arc::new(shards), &config).with_tokens(tokens);
+    let shards = Arc::new(shards);
+    if shards.discovers() {
+        // The first answers need replicas: resolve before serving, then keep up.
+        shards.refresh().await;
+        let refreshing = Arc::clone(&shards);
+        let until = shutdown.clone();
+        tokio::spawn(async move { refreshing.refresh_until(until).await });
+    }
+    let service = RouterService::new(shards, &config).with_tokens(tokens);
     // As on an indexer: a query photo somewhat over the limit reaches the handler, which says
     // which setting refused it.
     let max_message_bytes = config.max_image_bytes.saturating_mul(2).saturating_add(1024 * 1024);
