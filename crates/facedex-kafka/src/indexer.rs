@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facedex_index::{AppliedOffsets, FaceStore};
-use facedex_pipeline::indexer::{IndexInput, IndexerConfig, IndexerStage, SourcePosition};
+use facedex_pipeline::indexer::{IndexInput, IndexRecord, IndexerConfig, IndexerStage, SourcePosition};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -27,6 +27,7 @@ use crate::config::KafkaConfig;
 use crate::error::{KafkaStageError, Result};
 use crate::metrics::LagReporter;
 use crate::records::{Watermark, index_record, people_edit};
+use crate::shard::Shard;
 
 /// Consumes the faces topic into `store` until `cancel`; the stage snapshots every
 /// `snapshot_interval` when something changed, and once more at the end.
@@ -122,10 +123,15 @@ pub async fn run_indexer(
                 };
                 let mut ready = Vec::with_capacity(1);
                 if message.topic() == &*edits_topic {
-                    let (update, mut watermark) = people_edit(&message, &topic);
+                    let (mut update, mut watermark) = people_edit(&message, &topic);
                     // Faces of other shards are not read here: an edit waits only for this
-                    // shard's.
+                    // shard's. An edit whose writer read none of them is another shard's,
+                    // about persons this index does not hold: passed over, not refused.
+                    let for_this_shard = edit_is_for(shard, &watermark);
                     watermark.retain(|partition, _| shard.owns(*partition));
+                    if !for_this_shard && update.is_ok() {
+                        update = Ok(IndexRecord::Skipped("a people edit of another shard"));
+                    }
                     let input = IndexInput { position: Some(position(&edits_topic)), update };
                     let was_holding = gate.is_holding();
                     ready.extend(gate.offer(input, watermark));
@@ -239,6 +245,12 @@ impl EditGate {
     }
 }
 
+/// Whether a people edit whose writer had applied `watermark` of the faces topic names persons
+/// of `shard`: its writer read some of the shard's partitions (or none at all yet).
+fn edit_is_for(shard: Shard, watermark: &Watermark) -> bool {
+    watermark.is_empty() || watermark.keys().any(|partition| shard.owns(*partition))
+}
+
 #[cfg(test)]
 mod tests {
     use facedex_pipeline::indexer::{Refusal, RefusalKind};
@@ -279,5 +291,19 @@ mod tests {
         let released: Vec<i64> = gate.release().iter().map(offset_of).collect();
         assert_eq!(released, [1, 2]);
         assert!(!gate.is_holding());
+    }
+
+    #[test]
+    fn a_people_edit_of_another_shard_is_not_this_shards() {
+        let (first, second) = (Shard::new(0, 2).expect("a shard"), Shard::new(1, 2).expect("a shard"));
+        let written_by_first: Watermark = [(0, 10), (2, 4)].into();
+        assert!(edit_is_for(first, &written_by_first));
+        assert!(!edit_is_for(second, &written_by_first));
+        let written_by_whole: Watermark = [(0, 10), (1, 3), (2, 4), (3, 1)].into();
+        assert!(edit_is_for(first, &written_by_whole) && edit_is_for(second, &written_by_whole));
+        assert!(
+            edit_is_for(second, &Watermark::new()),
+            "a writer that applied nothing yet"
+        );
     }
 }

@@ -113,6 +113,9 @@ pub enum IndexRecord {
     People(PeopleEdit, PersonAnchors),
     /// A user's deletion of faces, for good (journaled: a replay never brings them back).
     Deletion(DeleteSelector),
+    /// A record meant for another index (another shard's people edit): its position is
+    /// recorded as applied, nothing else changes.
+    Skipped(&'static str),
 }
 
 impl From<IndexUpdate> for IndexRecord {
@@ -307,6 +310,7 @@ impl Worker {
                         Err(error) => refused.push((input.position, index_refusal(&error))),
                     }
                 }
+                Ok(IndexRecord::Skipped(what)) => tracing::debug!(what, "record passed over"),
                 Ok(IndexRecord::Deletion(selector)) => {
                     self.apply_photos(std::mem::take(&mut run), &mut refused)?;
                     match self.store.delete(&selector) {
@@ -428,7 +432,7 @@ fn gather(first: IndexInput, queue: &mut mpsc::Receiver<IndexInput>, max_faces: 
 fn faces_of(input: &IndexInput) -> usize {
     match &input.update {
         Ok(IndexRecord::Photo(update)) => update.faces(),
-        Ok(IndexRecord::People(..) | IndexRecord::Deletion(_)) | Err(_) => 0,
+        Ok(IndexRecord::People(..) | IndexRecord::Deletion(_) | IndexRecord::Skipped(_)) | Err(_) => 0,
     }
 }
 
