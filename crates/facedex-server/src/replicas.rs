@@ -233,6 +233,8 @@ impl<C: Clone> Replicas<C> {
                     tries.push(launch(launched));
                     launched += 1;
                 }
+                // Unreachable while a try is running, which the loop keeps true.
+                else => return Err(ReplicasError::NoneAnswered(failures)),
             }
         }
     }
