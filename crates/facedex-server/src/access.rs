@@ -60,14 +60,10 @@ impl AccessTokens {
                 write: Some(token.clone()),
             },
             (Some(_), _, _) => {
-                return Err(ServerError::Tokens(
-                    "server.auth_token is one token for every call: set it or server.read_token/server.write_token, not both",
-                ));
+                return Err(ServerError::Tokens(TokenProblem::AuthTokenBesideSplitTokens));
             }
             (None, Some(_), None) => {
-                return Err(ServerError::Tokens(
-                    "server.read_token is set but server.write_token is not: writes would need no token while reads need one; set server.write_token too",
-                ));
+                return Err(ServerError::Tokens(TokenProblem::ReadTokenWithoutWriteToken));
             }
             (None, read, write) => Self { read, write },
         };
@@ -121,6 +117,31 @@ impl AccessTokens {
     }
 }
 
+/// What is wrong with the configured tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenProblem {
+    /// `auth_token` beside `read_token` or `write_token`.
+    #[error("server.auth_token is one token for every call: set it or server.read_token/server.write_token, not both")]
+    AuthTokenBesideSplitTokens,
+    /// A read token alone, which would leave writes open.
+    #[error(
+        "server.read_token is set but server.write_token is not: writes would need no token while reads need one; set server.write_token too"
+    )]
+    ReadTokenWithoutWriteToken,
+    /// A token set both inline and in a file.
+    #[error("{setting} is set inline and in a file ({setting}_file): set one, not both")]
+    InlineAndFile {
+        /// The setting.
+        setting: &'static str,
+    },
+    /// A token that cannot travel in an `authorization` header.
+    #[error("{setting} must be non-empty printable ASCII without spaces")]
+    NotPrintable {
+        /// The setting.
+        setting: &'static str,
+    },
+}
+
 /// A token given inline or in a file (trailing whitespace dropped), not both.
 pub(crate) fn token(
     inline: Option<&str>,
@@ -128,7 +149,7 @@ pub(crate) fn token(
     setting: &'static str,
 ) -> Result<Option<String>, ServerError> {
     let token = match (inline, file) {
-        (Some(_), Some(_)) => return Err(ServerError::Tokens("set a token inline or in a file, not both")),
+        (Some(_), Some(_)) => return Err(ServerError::Tokens(TokenProblem::InlineAndFile { setting })),
         (Some(token), None) => token.to_owned(),
         (None, Some(path)) => std::fs::read_to_string(path)
             .map_err(|source| ServerError::TokenFile {
@@ -141,9 +162,7 @@ pub(crate) fn token(
         (None, None) => return Ok(None),
     };
     if token.is_empty() || !token.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return Err(ServerError::Tokens(
-            "a token must be non-empty printable ASCII without spaces",
-        ));
+        return Err(ServerError::Tokens(TokenProblem::NotPrintable { setting }));
     }
     Ok(Some(token))
 }
@@ -219,13 +238,30 @@ mod tests {
             read_token: Some("reader".into()),
             ..ServerConfig::default()
         };
-        assert!(AccessTokens::from_config(&read_only).is_err());
+        assert!(matches!(
+            AccessTokens::from_config(&read_only),
+            Err(ServerError::Tokens(TokenProblem::ReadTokenWithoutWriteToken))
+        ));
         let both = ServerConfig {
             auth_token: Some("one".into()),
             write_token: Some("two".into()),
             ..ServerConfig::default()
         };
-        assert!(AccessTokens::from_config(&both).is_err());
+        assert!(matches!(
+            AccessTokens::from_config(&both),
+            Err(ServerError::Tokens(TokenProblem::AuthTokenBesideSplitTokens))
+        ));
+        let twice = ServerConfig {
+            write_token: Some("two".into()),
+            write_token_file: Some(dir.path().join("write-token")),
+            ..ServerConfig::default()
+        };
+        let refused = AccessTokens::from_config(&twice).expect_err("inline and in a file");
+        assert!(matches!(
+            refused,
+            ServerError::Tokens(TokenProblem::InlineAndFile { setting: "write_token" })
+        ));
+        assert!(refused.to_string().contains("write_token_file"), "{refused}");
         let legacy = AccessTokens::from_config(&ServerConfig {
             auth_token: Some("one".into()),
             ..ServerConfig::default()

@@ -18,7 +18,7 @@ pub mod router;
 pub mod search;
 mod undecodable;
 
-pub use access::AccessTokens;
+pub use access::{AccessTokens, TokenProblem};
 pub use bearer::BearerToken;
 pub use config::{
     DEFAULT_MIN_SCORE, EmbedConfig, MAX_ROUTER_SHARDS, MAX_SHARD_REPLICAS, RouterConfig, ServerConfig, TlsConfig,

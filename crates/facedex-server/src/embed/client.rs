@@ -14,7 +14,7 @@ use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::access::token;
+use crate::access::{TokenProblem, token};
 use crate::bearer::BearerToken;
 use crate::config::EmbedConfig;
 use crate::embed::service::MAX_EMBED_MESSAGE_BYTES;
@@ -38,7 +38,7 @@ impl EmbedClientAuth {
     pub fn from_config(config: &EmbedConfig) -> Result<Self, ServerError> {
         let token = token(config.token.as_deref(), config.token_file.as_deref(), "embed.token")?;
         let token = BearerToken::new(token.as_deref())
-            .map_err(|_| ServerError::Tokens("embed.token is not valid header text"))?;
+            .map_err(|_| ServerError::Tokens(TokenProblem::NotPrintable { setting: "embed.token" }))?;
         let ca_pem = read_ca(config.ca_cert_path.as_deref())?;
         Ok(Self { token, ca_pem })
     }

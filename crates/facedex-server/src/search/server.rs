@@ -50,7 +50,7 @@ pub enum ServerError {
     },
     /// The token settings contradict each other or hold a bad token.
     #[error("server tokens: {0}")]
-    Tokens(&'static str),
+    Tokens(#[from] crate::access::TokenProblem),
     /// A setting is out of its range.
     #[error("{0}")]
     InvalidConfig(String),
