@@ -171,8 +171,7 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
     let router_client = runtime.block_on(FaceSearchClient::connect(router_url.clone()))?;
 
     // The same hits through the router as from one index: by the graph and exact, by embedding
-    // and by face id.
-    // The hits of one index, once the router gave the same.
+    // and by face id. `same_hits` returns one index's hits once the router gave the same.
     let same_hits = |what: &str, request: SearchRequest| -> anyhow::Result<Vec<(String, f32)>> {
         let want = hits(
             &runtime
