@@ -469,6 +469,17 @@ impl FaceIndex {
         self.state.read().applied_offsets.clone()
     }
 
+    /// Whether every record of `topic`/`partition` before `next_offset` is applied (a write's
+    /// position, waited for before a read), without copying the applied offsets.
+    pub fn has_applied(&self, topic: &str, partition: i32, next_offset: i64) -> bool {
+        self.state
+            .read()
+            .applied_offsets
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
+            .is_some_and(|applied| *applied >= next_offset)
+    }
+
     /// Counts, model, offsets and a memory estimate.
     pub fn info(&self) -> IndexInfo {
         let state = self.state.read();

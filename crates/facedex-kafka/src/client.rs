@@ -239,13 +239,10 @@ pub async fn wait_until_applied(
 ) -> Result<()> {
     let started = Instant::now();
     loop {
-        let applied = store.index().applied_offsets();
-        let pending = written.iter().find(|(partition, offset)| {
-            applied
-                .get(topic)
-                .and_then(|partitions| partitions.get(partition))
-                .is_none_or(|next| next <= offset)
-        });
+        let index = store.index();
+        let pending = written
+            .iter()
+            .find(|(partition, offset)| !index.has_applied(topic, *partition, offset + 1));
         let Some(&(partition, offset)) = pending else {
             return Ok(());
         };

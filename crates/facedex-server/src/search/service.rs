@@ -109,13 +109,10 @@ impl FaceSearchService {
     /// time limit ends the wait.
     async fn wait_for_positions(&self, after: &[LogPosition]) {
         while !after.is_empty() {
-            let applied = self.store.index().applied_offsets();
-            let reached = after.iter().all(|position| {
-                applied
-                    .get(&position.topic)
-                    .and_then(|partitions| partitions.get(&position.partition))
-                    .is_some_and(|next| *next >= position.next_offset)
-            });
+            let index = self.store.index();
+            let reached = after
+                .iter()
+                .all(|position| index.has_applied(&position.topic, position.partition, position.next_offset));
             if reached {
                 return;
             }
