@@ -1,7 +1,11 @@
-"""Recall@10 and single-thread QPS of faiss IndexHNSWFlat and hnswlib on the vectors that
+"""Recall@10 and single-thread QPS of faiss IndexHNSWFlat, hnswlib, and the 8-bit peers of
+facedex's codes (faiss IndexHNSWSQ with QT_8bit, usearch with i8 vectors) on the vectors that
 `cargo bench -p facedex-index --bench ann_recall_qps` wrote (same data, same exact top-10).
 
-usage: bench_ann.py DATA_DIR M EF_CONSTRUCTION EF,EF,...   (prints one JSON object per line)
+usage: bench_ann.py DATA_DIR M EF_CONSTRUCTION EF,EF,... [LIBRARY,...]   (one JSON object per line)
+LIBRARY: faiss, hnswlib, faiss-hnswsq, usearch (default all). Resident memory per face is the
+growth of this process over a build, so a fair figure needs one library per process (freed
+memory of an earlier build is reused by the next): scripts/bench-index runs them one by one.
 Builds use every core, as the Rust side does; searches run on one thread, a batch per call.
 Each built index is saved in DATA_DIR with its build line; a later run with the same data and
 parameters loads it and prints that line again with "reused_build": true (the 1M builds take
@@ -16,6 +20,7 @@ import time
 import faiss
 import hnswlib
 import numpy as np
+from usearch.index import Index as UsearchIndex
 
 K = 10
 
@@ -56,20 +61,29 @@ def cached_build(data_dir, library, vectors, m, ef_construction, build, save, lo
     return index, line
 
 
-def bench_faiss(data_dir, base, queries, truth, m, ef_construction, efs, threads):
+def bench_faiss(data_dir, base, queries, truth, m, ef_construction, efs, threads, library="faiss"):
+    """faiss IndexHNSWFlat (f32 vectors) or, as library "faiss-hnswsq", IndexHNSWSQ: the same
+    graph over 8-bit scalar-quantised vectors (trained per dimension on the base set)."""
+    quantized = library == "faiss-hnswsq"
+
     def build():
         faiss.omp_set_num_threads(threads)
         before = resident_bytes()
-        index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        if quantized:
+            index = faiss.IndexHNSWSQ(base.shape[1], faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
         started = time.perf_counter()
+        if quantized:
+            index.train(base)
         index.add(base)
         build_seconds = time.perf_counter() - started
-        return index, dict(library="faiss", version=faiss.__version__, kind="build", vectors=len(base), m=m,
+        return index, dict(library=library, version=faiss.__version__, kind="build", vectors=len(base), m=m,
                            ef_construction=ef_construction, build_seconds=build_seconds, build_threads=threads,
                            rss_bytes_per_face=(resident_bytes() - before) / len(base))
 
-    index, line = cached_build(data_dir, "faiss", len(base), m, ef_construction, build,
+    index, line = cached_build(data_dir, library, len(base), m, ef_construction, build,
                                faiss.write_index, faiss.read_index)
     emit(**line)
     faiss.omp_set_num_threads(1)
@@ -78,7 +92,7 @@ def bench_faiss(data_dir, base, queries, truth, m, ef_construction, efs, threads
         started = time.perf_counter()
         _, found = index.search(queries, K, params=parameters)
         seconds = time.perf_counter() - started
-        emit(library="faiss", kind="search", vectors=len(base), ef=ef, threads=1,
+        emit(library=library, kind="search", vectors=len(base), ef=ef, threads=1,
              recall_at_10=recall(found, truth), qps=len(queries) / seconds)
 
 
@@ -111,6 +125,46 @@ def bench_hnswlib(data_dir, base, queries, truth, m, ef_construction, efs, threa
              recall_at_10=recall(found, truth), qps=len(queries) / seconds)
 
 
+def bench_usearch(data_dir, base, queries, truth, m, ef_construction, efs, threads):
+    """usearch with i8 vectors (each component × 127, as usearch quantises unit vectors) and the
+    inner product: the same connectivity and expansion as the others' M and ef."""
+    def new_index():
+        return UsearchIndex(ndim=base.shape[1], metric="ip", dtype="i8", connectivity=m,
+                            expansion_add=ef_construction)
+
+    def build():
+        before = resident_bytes()
+        index = new_index()
+        started = time.perf_counter()
+        index.add(np.arange(len(base)), base, threads=threads)
+        build_seconds = time.perf_counter() - started
+        return index, dict(library="usearch", version=usearch_version(), kind="build", vectors=len(base), m=m,
+                           ef_construction=ef_construction, build_seconds=build_seconds, build_threads=threads,
+                           rss_bytes_per_face=(resident_bytes() - before) / len(base))
+
+    def load(path):
+        index = new_index()
+        index.load(path)
+        return index
+
+    index, line = cached_build(data_dir, "usearch", len(base), m, ef_construction, build,
+                               lambda index, path: index.save(path), load)
+    emit(**line)
+    for ef in efs:
+        index.expansion_search = max(ef, K)
+        started = time.perf_counter()
+        found = index.search(queries, K, threads=1).keys
+        seconds = time.perf_counter() - started
+        emit(library="usearch", kind="search", vectors=len(base), ef=ef, threads=1,
+             recall_at_10=recall(found, truth), qps=len(queries) / seconds)
+
+
+def usearch_version():
+    from importlib.metadata import version
+
+    return version("usearch")
+
+
 def main():
     data_dir, m, ef_construction, efs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     efs = [int(ef) for ef in efs.split(",")]
@@ -118,8 +172,18 @@ def main():
     queries = read_vecs(os.path.join(data_dir, "queries.fvecs"), np.float32)
     truth = read_vecs(os.path.join(data_dir, "groundtruth.ivecs"), np.int32)
     threads = os.cpu_count() or 1
-    bench_faiss(data_dir, base, queries, truth, m, ef_construction, efs, threads)
-    bench_hnswlib(data_dir, base, queries, truth, m, ef_construction, efs, threads)
+    benches = {
+        "faiss": bench_faiss,
+        "hnswlib": bench_hnswlib,
+        "faiss-hnswsq": lambda *arguments: bench_faiss(*arguments, library="faiss-hnswsq"),
+        "usearch": bench_usearch,
+    }
+    libraries = sys.argv[5].split(",") if len(sys.argv) > 5 else list(benches)
+    unknown = [library for library in libraries if library not in benches]
+    if unknown:
+        sys.exit(f"unknown libraries {unknown}: choose from {list(benches)}")
+    for library in libraries:
+        benches[library](data_dir, base, queries, truth, m, ef_construction, efs, threads)
 
 
 if __name__ == "__main__":
