@@ -210,6 +210,7 @@ fn search(random: &mut Random, photos: &[Vec<u8>]) -> SearchRequest {
             person_ids: ids(random),
         }),
         group_by_person: random.below(2) == 0,
+        with_query_embeddings: random.below(2) == 0,
         // Only positions refused before any wait: a valid one would wait out the time limit.
         after: match random.below(8) {
             0 => vec![

@@ -8,6 +8,10 @@
 //! reaches every replica through Kafka, the killed ones too once restarted from their
 //! snapshots; a search waiting for the faces topic's end offsets (`after`) sees a photo just
 //! indexed. With a shard's last replica gone, a search is UNAVAILABLE naming that shard.
+//!
+//! Photo queries (no Kafka needed): a router over two `facedex serve` shards answers a query
+//! photo as one index holding both shards' faces does, with the photo's faces found by one
+//! shard only (the shards' model metrics count one detection per query photo in all).
 
 mod support;
 
@@ -24,12 +28,17 @@ use facedex_proto::{
     SearchResponse, delete_request, search_request,
 };
 use support::cluster::{KafkaBroker, Role, free_port, wait_for_stable_group};
+use support::serve::Server;
 use support::topics::{PARTITIONS, end_offsets, index_info, partition_end_offsets, read_topic, wait_until};
-use support::{assets_dir, facedex_command};
+use support::{assets_dir, facedex_command, photo, scrape_metrics};
 use tonic::Code;
 
 /// Hits per query: more than most photos' faces, so the merge cuts across shards.
 const LIMIT: u32 = 7;
+
+/// How far two processes' embeddings of one face may lie apart, component by component, and
+/// so the similarities they find.
+const EMBEDDING_TOLERANCE: f32 = 1e-5;
 
 #[test]
 fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_replica_of_each_dying()
@@ -423,6 +432,171 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
     for role in [router, whole, shard0a, shard0b, ingest, embed] {
         role.terminate();
     }
+    Ok(())
+}
+
+#[test]
+fn a_photo_query_through_the_router_is_analysed_by_one_shard_and_answers_as_one_index() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    // The sample photos' faces, split into two shards by photo, and all of them in one index.
+    let shards: [&[&str]; 2] = [
+        &["players.jpg", "gdp.jpg"],
+        &["t1.jpg", "Tom_Hanks_54745.png", "yaoming.jpg"],
+    ];
+    let mut dirs = Vec::new();
+    for (name, photos) in [
+        ("shard0", shards[0]),
+        ("shard1", shards[1]),
+        ("whole", &[shards[0], shards[1]].concat()[..]),
+    ] {
+        let dir = data.path().join(name);
+        import_photos(&dir, photos)?;
+        dirs.push(dir);
+    }
+    // No close-up pass: it would add detector runs of its own for photos whose face fills them.
+    let env = [("FACEDEX__VISION__DETECTION__CLOSE_UP_PASS", "false")];
+    let metrics: [String; 2] = std::array::from_fn(|_| format!("127.0.0.1:{}", free_port()));
+    let shard0 = Server::start(&dirs[0], &["--metrics-addr", &metrics[0]], &env);
+    let shard1 = Server::start(&dirs[1], &["--metrics-addr", &metrics[1]], &env);
+    let whole = Server::start(&dirs[2], &[], &env);
+    // Small batches to the shards: a photo of many faces takes several.
+    let router_env = vec![("FACEDEX__SERVER__MAX_BATCH_SEARCHES".to_owned(), "4".to_owned())];
+    let (_router, router_url) = Role::start_server(
+        &[
+            "router",
+            "--listen",
+            "127.0.0.1:0",
+            "--shard",
+            &shard0.url,
+            "--shard",
+            &shard1.url,
+        ],
+        &router_env,
+        "facedex: serving FaceSearch on ",
+    );
+    let runtime = tokio::runtime::Runtime::new()?;
+    let whole_client = runtime.block_on(FaceSearchClient::connect(whole.url.clone()))?;
+    let router_client = runtime.block_on(FaceSearchClient::connect(router_url))?;
+    let queries = ["yaoming.jpg", "t1.jpg", "players.jpg", "gdp.jpg"];
+    let mut query_faces = 0;
+    for (turn, name) in queries.iter().enumerate() {
+        // Every other query asks for the query faces' embeddings too.
+        let with_query_embeddings = turn % 2 == 1;
+        let request = SearchRequest {
+            query: Some(search_request::Query::Image(std::fs::read(photo(name))?)),
+            limit: Some(LIMIT),
+            min_score: Some(-1.0),
+            exact: true,
+            with_query_embeddings,
+            ..SearchRequest::default()
+        };
+        let want = runtime
+            .block_on(whole_client.clone().search(request.clone()))?
+            .into_inner();
+        let got = runtime.block_on(router_client.clone().search(request))?.into_inner();
+        ensure!(!want.results.is_empty(), "{name} has faces");
+        ensure!(
+            got.results.len() == want.results.len(),
+            "{name}: the router found {} faces, one index {}",
+            got.results.len(),
+            want.results.len()
+        );
+        for (face, (got, want)) in got.results.iter().zip(&want.results).enumerate() {
+            ensure!(
+                got.query_face == want.query_face,
+                "{name}, face {face}: the query faces differ"
+            );
+            let values = |result: &facedex_proto::QueryResult| {
+                result
+                    .query_embedding
+                    .as_ref()
+                    .map(|embedding| embedding.values.clone())
+                    .unwrap_or_default()
+            };
+            let largest_difference = values(got)
+                .iter()
+                .zip(values(want))
+                .map(|(got, want)| (got - want).abs())
+                .fold(0.0_f32, f32::max);
+            ensure!(
+                values(got).len() == values(want).len() && largest_difference <= EMBEDDING_TOLERANCE,
+                "{name}, face {face}: the query embeddings differ (by up to {largest_difference})"
+            );
+            ensure!(
+                got.query_embedding.is_some() == with_query_embeddings,
+                "{name}, face {face}: query embedding returned: {}, asked for: {with_query_embeddings}",
+                got.query_embedding.is_some()
+            );
+        }
+        let (got_hits, want_hits) = (hits(&got), hits(&want));
+        ensure!(
+            got_hits.len() == want_hits.len()
+                && got_hits
+                    .iter()
+                    .zip(&want_hits)
+                    .all(|((got_face, got_similarity), (want_face, want_similarity))| {
+                        got_face == want_face && (got_similarity - want_similarity).abs() <= EMBEDDING_TOLERANCE
+                    }),
+            "{name}: the router gave {got_hits:?}, one index {want_hits:?}"
+        );
+        query_faces += want.results.len();
+    }
+    // Each query photo was decoded, detected and embedded by one shard, the shards taking turns.
+    let model_runs = |model: &str, what: &str| -> anyhow::Result<[f64; 2]> {
+        let mut per_shard = [0.0; 2];
+        for (shard, addr) in metrics.iter().enumerate() {
+            let label = format!("model=\"{model}\"");
+            per_shard[shard] = scrape_metrics(addr)?
+                .iter()
+                .filter(|(series, _)| {
+                    series.starts_with(&format!("facedex_models_batch_size_{what}{{")) && series.contains(&label)
+                })
+                .map(|(_, value)| *value)
+                .sum();
+        }
+        Ok(per_shard)
+    };
+    let photos_detected = model_runs("detector", "sum")?;
+    ensure!(
+        photos_detected.iter().sum::<f64>() == queries.len() as f64
+            && photos_detected.iter().all(|photos| *photos > 0.0),
+        "{} query photos, detected by the shards {photos_detected:?}",
+        queries.len()
+    );
+    let faces_embedded = model_runs("embedder", "sum")?;
+    ensure!(
+        faces_embedded.iter().sum::<f64>() == query_faces as f64,
+        "{query_faces} query faces, embedded by the shards {faces_embedded:?}"
+    );
+    Ok(())
+}
+
+/// Indexes the faces of the sample photos `names` into a new data directory `dir` (detect, then
+/// index-import: no Kafka).
+fn import_photos(dir: &std::path::Path, names: &[&str]) -> anyhow::Result<()> {
+    let detect = facedex_command()
+        .args(["detect", "--json", "--embeddings"])
+        .args(names.iter().map(|name| photo(name)))
+        .env("FACEDEX__VISION__DETECTION__CLOSE_UP_PASS", "false")
+        .output()?;
+    ensure!(
+        detect.status.success(),
+        "detect: {}",
+        String::from_utf8_lossy(&detect.stderr)
+    );
+    let detections = dir.with_extension("jsonl");
+    std::fs::write(&detections, &detect.stdout)?;
+    let import = facedex_command()
+        .arg("index-import")
+        .arg(&detections)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()?;
+    ensure!(
+        import.status.success(),
+        "index-import: {}",
+        String::from_utf8_lossy(&import.stderr)
+    );
     Ok(())
 }
 

@@ -235,6 +235,7 @@ pub fn request_seeds() -> Vec<Vec<u8>> {
             partition: 3,
             next_offset: 120,
         }],
+        with_query_embeddings: false,
     };
     vec![
         search(search_request::Query::Embedding(Embedding { values: vector })).encode_to_vec(),

@@ -102,6 +102,7 @@ pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode>
         }),
         group_by_person: args.group_by_person,
         after: args.after.clone(),
+        with_query_embeddings: false,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let response = runtime.block_on(send(&args, request))?;

@@ -162,7 +162,11 @@ mod tests {
             model_id: model_id.into(),
             results: results
                 .into_iter()
-                .map(|hits| QueryResult { query_face: None, hits })
+                .map(|hits| QueryResult {
+                    query_face: None,
+                    hits,
+                    query_embedding: None,
+                })
                 .collect(),
         }
     }

@@ -1,7 +1,8 @@
 //! FaceSearch answered by fanning out to the shards: a request is checked here first (a bad one
 //! costs no fan-out), then sent to one replica of every shard, and the answers merged
 //! ([`super::merge`]). A face-id query first fetches the face's embedding from the shard that
-//! holds it. A Delete goes to every shard, whose indexers write it to Kafka for their
+//! holds it, and a photo query's faces are found by one shard, whose embeddings of them the
+//! other shards are searched by ([`super::photo`]). A Delete goes to every shard, whose indexers write it to Kafka for their
 //! replicas; a snapshot is an indexer's own business and is refused here.
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::config::ServerConfig;
 use crate::error::ServiceError;
 use crate::metrics::observed;
 use crate::router::merge::{MergeSpec, merge};
+use crate::router::photo::{DetectingShard, answers_to_photo, for_shard};
 use crate::router::shards::{Credentials, ShardSet};
 
 /// The `service` label of this service's request metrics: the same API as an indexer's.
@@ -37,6 +39,7 @@ pub struct RouterService {
     read_time_limit: Option<Duration>,
     default_min_score: f32,
     tokens: AccessTokens,
+    detecting: Arc<DetectingShard>,
 }
 
 impl RouterService {
@@ -49,6 +52,7 @@ impl RouterService {
             read_time_limit: (config.request_timeout_ms > 0).then(|| Duration::from_millis(config.request_timeout_ms)),
             default_min_score: config.default_min_score,
             tokens: AccessTokens::default(),
+            detecting: Arc::default(),
         }
     }
 
@@ -81,23 +85,28 @@ impl RouterService {
             group_by_person: parsed.template.group_by_person,
             leave_out,
         };
-        let answers = self
-            .shards
-            .ask_every(|shard, mut client| {
-                let mut request = request.clone();
-                // Each shard waits only for the positions of its own partitions.
-                request
-                    .after
-                    .retain(|position| self.shards.reads(shard, position.partition));
-                let request = credentials.request(request);
-                async move { client.search(request).await.map(Response::into_inner) }
-            })
-            .await?;
-        let answers = answers
-            .into_iter()
-            .enumerate()
-            .map(|(shard, (_, answer))| (shard, answer))
-            .collect();
+        let answers = if matches!(parsed.target, SearchTarget::Image(_)) && self.shards.len() > 1 {
+            answers_to_photo(
+                &self.shards,
+                &self.detecting,
+                credentials,
+                request,
+                self.max_batch_searches,
+            )
+            .await?
+        } else {
+            self.shards
+                .ask_every(|shard, mut client| {
+                    // Each shard waits only for the positions of its own partitions.
+                    let request = credentials.request(for_shard(&self.shards, shard, &request));
+                    async move { client.search(request).await.map(Response::into_inner) }
+                })
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(shard, (_, answer))| (shard, answer))
+                .collect()
+        };
         merge(answers, &spec).map_err(|(shard, disagreement)| ServiceError::ShardsDisagree { shard, disagreement })
     }
 

@@ -10,7 +10,7 @@ use facedex_pipeline::{PhotoAnalyzer, StageTimings};
 use facedex_proto::conversions::{LogPosition, ParsedSearch, SearchTarget, index_info, parse_face_id};
 use facedex_proto::face_search_server::FaceSearch;
 use facedex_proto::{
-    CreateSnapshotRequest, DeleteRequest, DeleteResponse, DetectedFace, GetFaceRequest, GetFaceResponse,
+    CreateSnapshotRequest, DeleteRequest, DeleteResponse, DetectedFace, Embedding, GetFaceRequest, GetFaceResponse,
     GetIndexInfoRequest, Hit, IndexInfo, QueryResult, SearchBatchRequest, SearchBatchResponse, SearchRequest,
     SearchResponse, Snapshot,
 };
@@ -82,6 +82,7 @@ impl FaceSearchService {
     }
 
     async fn search_one(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
+        let with_query_embeddings = request.with_query_embeddings;
         let mut parsed = ParsedSearch::try_from(request)?;
         parsed.template.min_score.get_or_insert(self.default_min_score);
         self.wait_for_positions(&parsed.after).await;
@@ -100,7 +101,7 @@ impl FaceSearchService {
         // still runs on the blocking pool.
         run_blocking(move || {
             let _slot = slot;
-            service.search_blocking(parsed, query_faces)
+            service.search_blocking(parsed, query_faces, with_query_embeddings)
         })
         .await
     }
@@ -140,10 +141,13 @@ impl FaceSearchService {
         Ok((photo.faces, analyzer.info().model_id.clone()))
     }
 
+    /// The search, with an image query's `query_faces`; `with_query_embeddings` returns each
+    /// query face's embedding beside its hits.
     fn search_blocking(
         &self,
         parsed: ParsedSearch,
         query_faces: Option<(Vec<Face>, String)>,
+        with_query_embeddings: bool,
     ) -> Result<SearchResponse, ServiceError> {
         let index = self.store.index();
         let results = match &parsed.target {
@@ -152,6 +156,7 @@ impl FaceSearchService {
                 vec![QueryResult {
                     query_face: None,
                     hits: hits.iter().map(Hit::from).collect(),
+                    query_embedding: None,
                 }]
             }
             SearchTarget::FaceId(face_id) => {
@@ -165,13 +170,14 @@ impl FaceSearchService {
                 vec![QueryResult {
                     query_face: None,
                     hits: hits.iter().map(Hit::from).collect(),
+                    query_embedding: None,
                 }]
             }
             SearchTarget::Image(_) => {
                 let (faces, model_id) = query_faces.ok_or_else(|| {
                     ServiceError::Internal("an image query reached the index without its faces".into())
                 })?;
-                self.search_faces(faces, &model_id, &parsed)?
+                self.search_faces(faces, &model_id, &parsed, with_query_embeddings)?
             }
         };
         let model_id = index.model_id().unwrap_or_default();
@@ -183,9 +189,13 @@ impl FaceSearchService {
         faces: Vec<Face>,
         model_id: &str,
         parsed: &ParsedSearch,
+        with_query_embeddings: bool,
     ) -> Result<Vec<QueryResult>, ServiceError> {
         let mut results = Vec::with_capacity(faces.len());
         for face in faces {
+            let query_embedding = with_query_embeddings.then(|| Embedding {
+                values: face.embedding.clone(),
+            });
             let mut query = parsed.query_for(face.embedding);
             // The query's model is known for sure here: let the index refuse a mismatch.
             query.filter.model_id = Some(model_id.to_owned());
@@ -193,6 +203,7 @@ impl FaceSearchService {
             results.push(QueryResult {
                 query_face: Some(DetectedFace::from(&face.detection)),
                 hits: hits.iter().map(Hit::from).collect(),
+                query_embedding,
             });
         }
         Ok(results)
