@@ -218,20 +218,70 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
         &env,
         "facedex: serving FaceSearch on ",
     );
-    let dns_client = runtime.block_on(FaceSearchClient::connect(dns_router_url))?;
-    for (query, vector) in queries.iter().enumerate().take(5) {
-        let got = hits(
-            &runtime
-                .block_on(dns_client.clone().search(embedding_search(vector, false)))?
-                .into_inner(),
-        );
-        ensure!(
-            got == expected[query],
-            "query {query} through DNS-found replicas: {got:?}"
-        );
-    }
-    drop(dns_client);
+    // The first queries through the router at `url` get the hits one index gave them.
+    let answers_as_one_index = |url: String, what: &str| -> anyhow::Result<()> {
+        let client = runtime.block_on(FaceSearchClient::connect(url))?;
+        for (query, vector) in queries.iter().enumerate().take(6) {
+            let got = hits(
+                &runtime
+                    .block_on(client.clone().search(embedding_search(vector, false)))?
+                    .into_inner(),
+            );
+            ensure!(got == expected[query], "query {query} {what}: {got:?}");
+        }
+        Ok(())
+    };
+    answers_as_one_index(dns_router_url, "through DNS-found replicas")?;
     dns_router.terminate();
+
+    // Indexers name their shard on every answer: a router that lists one under the wrong shard
+    // passes it over. Here shard 0 also lists a replica of shard 1 (and an unsharded indexer):
+    // the answers stay one index's. With the two shards' lists swapped, no replica serves
+    // either: UNAVAILABLE, saying which shard each serves.
+    let misplaced = |shard0: String, shard1: String| {
+        Role::start_server(
+            &[
+                "router",
+                "--listen",
+                "127.0.0.1:0",
+                "--shard",
+                &shard0,
+                "--shard",
+                &shard1,
+            ],
+            &env,
+            "facedex: serving FaceSearch on ",
+        )
+    };
+    let (mixed_router, mixed_url) = misplaced(
+        format!("{shard1a_url},{whole_url},{shard0a_url}"),
+        format!("{shard1b_url},{shard0b_url}"),
+    );
+    answers_as_one_index(mixed_url, "through a router listing replicas under the wrong shard")?;
+    mixed_router.terminate();
+    let (swapped_router, swapped_url) = misplaced(
+        format!("{shard1a_url},{shard1b_url}"),
+        format!("{shard0a_url},{shard0b_url}"),
+    );
+    let swapped = runtime.block_on(async {
+        let mut client = FaceSearchClient::connect(swapped_url).await?;
+        anyhow::Ok(client.search(embedding_search(&queries[0], false)).await)
+    })?;
+    let Err(swapped) = swapped else {
+        anyhow::bail!("a router with swapped shard lists answered a search");
+    };
+    ensure!(
+        // Whichever shard fails first names its replicas' real shard.
+        swapped.code() == Code::Unavailable
+            && (swapped
+                .message()
+                .contains("it serves shard 1/2, and the router lists it under shard 0/2")
+                || swapped
+                    .message()
+                    .contains("it serves shard 0/2, and the router lists it under shard 1/2")),
+        "swapped shard lists: {swapped:?}"
+    );
+    swapped_router.terminate();
     for face_id in face_ids.iter().take(10) {
         let request = SearchRequest {
             query: Some(search_request::Query::FaceId(face_id.clone())),

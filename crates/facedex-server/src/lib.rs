@@ -2,7 +2,8 @@
 //! (thin handlers, health and reflection, bearer-token auth, TLS, the snapshot schedule),
 //! [`people`] the People service beside it (persons listed, shown and edited), and
 //! [`embed`] is the internal Embedder service with its client, which ingest workers use as
-//! their models; [`router`] serves FaceSearch over an index split into shards. The domain
+//! their models; [`router`] serves FaceSearch over an index split into shards, taking answers
+//! only from the shard it asked (`shard_header`). The domain
 //! lives in `facedex-index` and `facedex-pipeline`; the conversions in `facedex-proto`.
 
 mod access;
@@ -16,6 +17,7 @@ pub mod people;
 mod replicas;
 pub mod router;
 pub mod search;
+mod shard_header;
 mod undecodable;
 
 pub use access::{AccessTokens, TokenProblem};
@@ -35,3 +37,4 @@ pub use router::shards::ShardSet;
 pub use search::deleter::{Deleted, FaceDeleter, StoreDeleter};
 pub use search::server::{BoundServer, ServerError};
 pub use search::service::FaceSearchService;
+pub use shard_header::SHARD_HEADER;

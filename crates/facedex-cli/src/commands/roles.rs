@@ -292,7 +292,8 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         let bound = BoundServer::bind(&config.server)
             .await?
             .with_people_editor(Arc::new(KafkaPeopleEditor(edits)))
-            .with_face_deleter(Arc::new(KafkaFaceDeleter(deletions)));
+            .with_face_deleter(Arc::new(KafkaFaceDeleter(deletions)))
+            .with_served_shard(config.kafka.indexer_shard.index(), config.kafka.indexer_shard.count());
         println!(
             "facedex: serving FaceSearch on {} (indexer of {} shard {} on {}, data dir {})",
             bound.local_addr(),

@@ -9,7 +9,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use facedex_proto::{Embedding, QueryResult, SearchBatchRequest, SearchRequest, SearchResponse, search_request};
-use tonic::Response;
 
 use crate::error::ServiceError;
 use crate::router::merge::ShardDisagreement;
@@ -57,7 +56,7 @@ pub(crate) async fn answers_to_photo(
     let (_, mut detected) = shards
         .ask(first, |mut client| {
             let request = credentials.request(analysing.clone());
-            async move { client.search(request).await.map(Response::into_inner) }
+            async move { client.search(request).await }
         })
         .await?;
     let embeddings: Option<Vec<Vec<f32>>> = detected
@@ -90,7 +89,7 @@ pub(crate) async fn answers_to_photo(
                     let (_, answer) = shards
                         .ask(shard, |mut client| {
                             let request = credentials.request(request.clone());
-                            async move { client.search(request).await.map(Response::into_inner) }
+                            async move { client.search(request).await }
                         })
                         .await?;
                     Ok::<_, ServiceError>((shard, answer))
@@ -144,7 +143,7 @@ async fn search_by_embeddings(
         let (_, answer) = shards
             .ask(shard, |mut client| {
                 let request = credentials.request(batch.clone());
-                async move { client.search_batch(request).await.map(Response::into_inner) }
+                async move { client.search_batch(request).await }
             })
             .await?;
         responses.extend(answer.responses);

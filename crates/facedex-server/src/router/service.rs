@@ -99,7 +99,7 @@ impl RouterService {
                 .ask_every(|shard, mut client| {
                     // Each shard waits only for the positions of its own partitions.
                     let request = credentials.request(for_shard(&self.shards, shard, &request));
-                    async move { client.search(request).await.map(Response::into_inner) }
+                    async move { client.search(request).await }
                 })
                 .await?
                 .into_iter()
@@ -180,9 +180,14 @@ impl RouterService {
                 let request = credentials.request(request.clone());
                 async move {
                     match client.get_face(request).await {
-                        Ok(answer) => Ok(Some(answer.into_inner())),
-                        // Not this shard's face: another shard may hold it.
-                        Err(status) if status.code() == Code::NotFound => Ok(None),
+                        Ok(answer) => Ok(answer.map(Some)),
+                        // Not this shard's face: another shard may hold it. The answer keeps
+                        // its headers, which say which shard answered.
+                        Err(status) if status.code() == Code::NotFound => Ok(Response::from_parts(
+                            status.metadata().clone(),
+                            None,
+                            tonic::Extensions::default(),
+                        )),
                         Err(status) => Err(status),
                     }
                 }
@@ -196,7 +201,7 @@ impl RouterService {
             .shards
             .ask_every(|_, mut client| {
                 let request = credentials.request(GetIndexInfoRequest {});
-                async move { client.get_index_info(request).await.map(Response::into_inner) }
+                async move { client.get_index_info(request).await }
             })
             .await?;
         let shards = answers
@@ -326,7 +331,7 @@ impl FaceSearch for RouterService {
                 .shards
                 .ask_every(|_, mut client| {
                     let request = credentials.request(request.clone());
-                    async move { client.delete(request).await.map(Response::into_inner) }
+                    async move { client.delete(request).await }
                 })
                 .await?;
             let mut deleted = DeleteResponse::default();

@@ -12,12 +12,13 @@ use facedex_proto::face_search_client::FaceSearchClient;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::Channel;
-use tonic::{Request, Status};
+use tonic::{Request, Response, Status};
 
 use crate::config::RouterConfig;
 use crate::error::ServiceError;
 use crate::replicas::{Hedging, Replicas, ReplicasError, lazy_channel, read_ca};
 use crate::search::server::ServerError;
+use crate::shard_header;
 
 /// A client of one indexer.
 pub(crate) type ShardClient = FaceSearchClient<Channel>;
@@ -204,13 +205,24 @@ impl ShardSet {
         self.shards.is_empty()
     }
 
-    /// `call` answered by one replica of `shard`: the replica's address and its answer.
-    pub(crate) async fn ask<T, F, Fut>(&self, shard: usize, call: F) -> Result<(String, T), ServiceError>
+    /// `call` answered by one replica of `shard`: the replica's address and its answer. An
+    /// answer from a server that says it serves another shard counts as that replica being
+    /// unavailable (see `shard_header`).
+    pub(crate) async fn ask<T, F, Fut>(&self, shard: usize, mut call: F) -> Result<(String, T), ServiceError>
     where
         F: FnMut(ShardClient) -> Fut,
-        Fut: Future<Output = Result<T, Status>>,
+        Fut: Future<Output = Result<Response<T>, Status>>,
     {
-        match self.shards[shard].replicas.call(call).await {
+        let shards = self.shards.len();
+        let checked = |client| {
+            let answer = call(client);
+            async move {
+                let answer = answer.await?;
+                shard_header::check(shard, shards, answer.metadata())?;
+                Ok(answer.into_inner())
+            }
+        };
+        match self.shards[shard].replicas.call(checked).await {
             Ok(answered) => Ok(answered),
             Err(ReplicasError::Refused { replica, status }) => Err(ServiceError::ShardRefused {
                 shard,
@@ -227,7 +239,7 @@ impl ShardSet {
     pub(crate) async fn ask_every<T, F, Fut>(&self, call: F) -> Result<Vec<(String, T)>, ServiceError>
     where
         F: Fn(usize, ShardClient) -> Fut,
-        Fut: Future<Output = Result<T, Status>>,
+        Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let call = &call;
         futures::future::try_join_all(

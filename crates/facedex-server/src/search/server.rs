@@ -81,6 +81,8 @@ pub struct BoundServer {
     people_editor: Option<Arc<dyn PeopleEditor>>,
     /// Where deletions go; the store itself when unset.
     face_deleter: Option<Arc<dyn FaceDeleter>>,
+    /// The shard this server's index serves, named on every answer (`INDEX/COUNT`).
+    served_shard: Option<http::HeaderValue>,
 }
 
 impl BoundServer {
@@ -97,6 +99,7 @@ impl BoundServer {
             local_addr,
             people_editor: None,
             face_deleter: None,
+            served_shard: None,
         })
     }
 
@@ -104,6 +107,15 @@ impl BoundServer {
     pub fn with_people_editor(self, editor: Arc<dyn PeopleEditor>) -> Self {
         Self {
             people_editor: Some(editor),
+            ..self
+        }
+    }
+
+    /// Names shard `index` of `count` on every answer (an indexer's `--shard`), so that a router
+    /// listing this server under another shard passes it over.
+    pub fn with_served_shard(self, index: u32, count: u32) -> Self {
+        Self {
+            served_shard: Some(crate::shard_header::value(index, count)),
             ..self
         }
     }
@@ -178,6 +190,7 @@ impl BoundServer {
         tracing::info!(addr = %self.local_addr, tls = config.tls.is_some(), auth = guarded, "serving FaceSearch");
         let served = builder
             .layer(crate::undecodable::layer())
+            .layer(crate::shard_header::layer(self.served_shard.clone()))
             .add_service(face_search)
             .add_service(people)
             .add_service(health_service)
