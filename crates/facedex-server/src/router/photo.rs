@@ -8,7 +8,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use facedex_proto::{Embedding, QueryResult, SearchBatchRequest, SearchRequest, SearchResponse, search_request};
+use facedex_proto::{
+    Embedding, QueryResult, SearchBatchRequest, SearchFilter, SearchRequest, SearchResponse, search_request,
+};
 
 use crate::error::ServiceError;
 use crate::router::merge::ShardDisagreement;
@@ -100,6 +102,7 @@ pub(crate) async fn answers_to_photo(
         answers.sort_by_key(|(shard, _)| *shard);
         return Ok(answers);
     };
+    let template = pinned_to_model(template, &detected.model_id);
     let searched = futures::future::try_join_all(others.map(|shard| {
         let request = for_shard(shards, shard, &template);
         let embeddings = &embeddings;
@@ -117,6 +120,18 @@ pub(crate) async fn answers_to_photo(
     answers.push((first, detected));
     answers.sort_by_key(|(shard, _)| *shard);
     Ok(answers)
+}
+
+/// `template` with its filter's model set to `model_id` where the caller set none. The query
+/// embeddings come from the detecting shard's models, which its index checked against its own
+/// model (`model_id`, empty while it holds no face): the other shards must hold that model too,
+/// or refuse (FAILED_PRECONDITION), rather than rank faces of another embedding space.
+fn pinned_to_model(mut template: SearchRequest, model_id: &str) -> SearchRequest {
+    let filter = template.filter.get_or_insert_with(SearchFilter::default);
+    if filter.model_id.is_empty() {
+        model_id.clone_into(&mut filter.model_id);
+    }
+    template
 }
 
 /// `shard`'s answers to `template` with each of `embeddings` as the query, in their order, in
@@ -281,6 +296,26 @@ mod tests {
                 disagreement: ShardDisagreement::QueryFaces { first: 2, other: 1 }
             })
         ));
+    }
+
+    #[test]
+    fn the_other_shards_must_hold_the_detecting_shards_model_unless_the_caller_named_one() {
+        let pinned = pinned_to_model(SearchRequest::default(), "w600k_mbf");
+        assert_eq!(
+            pinned.filter.map(|filter| filter.model_id).as_deref(),
+            Some("w600k_mbf")
+        );
+        let named = SearchRequest {
+            filter: Some(SearchFilter {
+                model_id: "mine".into(),
+                ..SearchFilter::default()
+            }),
+            ..SearchRequest::default()
+        };
+        let kept = pinned_to_model(named, "w600k_mbf");
+        assert_eq!(kept.filter.map(|filter| filter.model_id).as_deref(), Some("mine"));
+        let empty_shard = pinned_to_model(SearchRequest::default(), "");
+        assert_eq!(empty_shard.filter.map(|filter| filter.model_id).as_deref(), Some(""));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! costs no fan-out), then sent to one replica of every shard, and the answers merged
 //! ([`super::merge`]). A face-id query first fetches the face's embedding from the shard that
 //! holds it, and a photo query's faces are found by one shard, whose embeddings of them the
-//! other shards are searched by ([`super::photo`]). A Delete goes to every shard, whose indexers write it to Kafka for their
-//! replicas; a snapshot is an indexer's own business and is refused here.
+//! other shards are searched by ([`super::photo`]). A Delete goes to every shard, whose
+//! indexers write it to Kafka for their replicas; a snapshot is an indexer's own business and
+//! is refused here.
 
 use std::sync::Arc;
 use std::time::Duration;
