@@ -282,6 +282,32 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
         "swapped shard lists: {swapped:?}"
     );
     swapped_router.terminate();
+
+    // Discovered instead of listed: a router given a pool of indexers sorts them into its 2
+    // shards by the shard each serves, leaving out the unsharded one (0/1).
+    let pool = format!("{whole_url},{shard1b_url},{shard0a_url},{shard1a_url},{shard0b_url}");
+    let (found_router, found_url) = Role::start_server(
+        &[
+            "router",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+            "--discover",
+            &pool,
+        ],
+        &env,
+        "facedex: serving FaceSearch on ",
+    );
+    answers_as_one_index(found_url.clone(), "through discovered shards")?;
+    let found = index_info(&found_url)?;
+    ensure!(
+        found.shards.len() == 2 && found.faces == shard_faces.iter().sum::<u64>(),
+        "the discovered shards hold every face once: {} shards, {} faces",
+        found.shards.len(),
+        found.faces
+    );
+    found_router.terminate();
     for face_id in face_ids.iter().take(10) {
         let request = SearchRequest {
             query: Some(search_request::Query::FaceId(face_id.clone())),

@@ -153,6 +153,12 @@ pub struct RouterConfig {
     /// the addresses of its replicas (`http://host:port`, or `https://` for indexers serving
     /// TLS), or `dns:HOST:PORT` for every address HOST resolves to (a headless Service).
     pub shards: Vec<Vec<String>>,
+    /// Instead of `shards`: indexers to sort into `shard_count` shards by the shard each one
+    /// names (`http://host:port`, `https://`, or `dns:HOST:PORT`, e.g. one headless Service over
+    /// every indexer pod), looked up again every `dns_refresh_secs`.
+    pub discover: Vec<String>,
+    /// How many shards the indexers of `discover` form.
+    pub shard_count: usize,
     /// The longest one try at one replica may take before the router tries the next replica
     /// of that shard; 0 sets no limit (the request's own time limit still holds).
     pub try_timeout_ms: u64,
@@ -175,8 +181,27 @@ pub const MAX_ROUTER_SHARDS: usize = 1024;
 pub const MAX_SHARD_REPLICAS: usize = 64;
 
 impl RouterConfig {
-    /// Checks that there are shards, each with replicas, within the limits.
+    /// Checks that there are shards, each with replicas, within the limits (or indexers to
+    /// discover them from).
     pub fn validate(&self) -> Result<(), String> {
+        if !self.discover.is_empty() {
+            if !self.shards.is_empty() {
+                return Err("set router.shards (--shard) or router.discover (--discover), not both".into());
+            }
+            if self.shard_count == 0 || self.shard_count > MAX_ROUTER_SHARDS {
+                return Err(format!(
+                    "router.shard_count (--shards) must be 1 to {MAX_ROUTER_SHARDS} with router.discover, got {}",
+                    self.shard_count
+                ));
+            }
+            if self.discover.len() > MAX_SHARD_REPLICAS {
+                return Err(format!(
+                    "router.discover must list at most {MAX_SHARD_REPLICAS} addresses or names, got {}",
+                    self.discover.len()
+                ));
+            }
+            return Ok(());
+        }
         if self.shards.is_empty() || self.shards.len() > MAX_ROUTER_SHARDS {
             return Err(format!(
                 "router.shards must list 1 to {MAX_ROUTER_SHARDS} shards (--shard URL[,URL...] once per shard), got {}",
@@ -199,6 +224,8 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             shards: Vec::new(),
+            discover: Vec::new(),
+            shard_count: 0,
             try_timeout_ms: 5_000,
             hedge: true,
             hedge_min_delay_ms: 10,

@@ -33,20 +33,27 @@ pub(crate) fn value(index: u32, count: u32) -> HeaderValue {
     HeaderValue::try_from(format!("{index}/{count}")).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
+/// The shard (index, count) a server's answer (its `metadata`) names, if it names one.
+pub(crate) fn served(metadata: &MetadataMap) -> Option<Result<(usize, usize), &'static str>> {
+    let value = metadata.get(SHARD_HEADER)?;
+    let parsed = value.to_str().ok().and_then(|text| {
+        let (index, count) = text.split_once('/')?;
+        Some((index.parse().ok()?, count.parse().ok()?))
+    });
+    Some(parsed.ok_or("its facedex-shard header is not INDEX/COUNT"))
+}
+
 /// Refuses an answer (its `metadata`) from a server that says it serves another shard than
 /// `shard` of `shards`, as UNAVAILABLE: another replica of the shard may serve it.
 pub(crate) fn check(shard: usize, shards: usize, metadata: &MetadataMap) -> Result<(), Status> {
-    let Some(served) = metadata.get(SHARD_HEADER) else {
-        return Ok(());
-    };
-    let expected = format!("{shard}/{shards}");
-    match served.to_str() {
-        Ok(served) if served == expected => Ok(()),
-        Ok(served) => Err(Status::unavailable(format!(
-            "it serves shard {served}, and the router lists it under shard {expected}: fix the router's shard lists"
+    match served(metadata) {
+        None => Ok(()),
+        Some(Ok(served)) if served == (shard, shards) => Ok(()),
+        Some(Ok((index, count))) => Err(Status::unavailable(format!(
+            "it serves shard {index}/{count}, and the router lists it under shard {shard}/{shards}: fix the router's shard lists"
         ))),
-        Err(_) => Err(Status::unavailable(format!(
-            "its {SHARD_HEADER} header is not text; the router lists it under shard {expected}"
+        Some(Err(reason)) => Err(Status::unavailable(format!(
+            "{reason}; the router lists it under shard {shard}/{shards}"
         ))),
     }
 }
@@ -55,7 +62,7 @@ pub(crate) fn check(shard: usize, shards: usize, metadata: &MetadataMap) -> Resu
 mod tests {
     use super::*;
 
-    fn served(value: Option<&'static str>) -> MetadataMap {
+    fn served_by(value: Option<&'static str>) -> MetadataMap {
         let mut metadata = MetadataMap::new();
         if let Some(value) = value {
             metadata.insert(SHARD_HEADER, value.parse().expect("ascii"));
@@ -64,16 +71,29 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_header_is_refused_saying_so() {
+        assert_eq!(served(&served_by(Some("1/2"))), Some(Ok((1, 2))));
+        for header in ["1", "a/2", "1/b", "-1/2"] {
+            assert!(
+                served(&served_by(Some(header))).is_some_and(|parsed| parsed.is_err()),
+                "{header}"
+            );
+            let refused = check(1, 2, &served_by(Some(header))).expect_err(header);
+            assert!(refused.message().contains("not INDEX/COUNT"), "{}", refused.message());
+        }
+    }
+
+    #[test]
     fn an_answer_is_taken_from_its_shard_or_a_server_naming_none() {
-        assert!(check(1, 2, &served(Some("1/2"))).is_ok());
-        assert!(check(1, 2, &served(None)).is_ok());
+        assert!(check(1, 2, &served_by(Some("1/2"))).is_ok());
+        assert!(check(1, 2, &served_by(None)).is_ok());
         assert_eq!(value(1, 2), "1/2");
     }
 
     #[test]
     fn an_answer_from_another_shard_or_shard_count_is_unavailable_saying_which() {
         for (shard, shards, header) in [(0, 2, "1/2"), (0, 2, "0/1"), (1, 3, "1/2")] {
-            let refused = check(shard, shards, &served(Some(header))).expect_err(header);
+            let refused = check(shard, shards, &served_by(Some(header))).expect_err(header);
             assert_eq!(refused.code(), tonic::Code::Unavailable);
             assert!(
                 refused.message().contains(header) && refused.message().contains(&format!("{shard}/{shards}")),

@@ -1,5 +1,6 @@
 //! `facedex router`: serves FaceSearch over an index split into shards, fanning each read out
-//! to one replica of every shard (`facedex indexer --shard i/N`) and merging the answers.
+//! to one replica of every shard (`facedex indexer --shard i/N`) and merging the answers. The
+//! shards are listed (`--shard`, once per shard) or discovered (`--discover` and `--shards`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,6 +24,14 @@ pub struct RouterArgs {
     /// once per shard, in shard order: the first is shard 0 [config: router.shards].
     #[arg(long = "shard", value_name = "URL[,URL...]")]
     shards: Vec<String>,
+    /// Instead of --shard: indexers to sort into --shards shards by the shard each one serves,
+    /// comma-separated (`http://host:port`, or `dns:HOST:PORT` for every address HOST
+    /// resolves to, e.g. a headless Service over every indexer pod) [config: router.discover].
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', conflicts_with = "shards")]
+    discover: Vec<String>,
+    /// How many shards the --discover indexers form [config: router.shard_count].
+    #[arg(long = "shards", value_name = "COUNT", requires = "discover")]
+    shard_count: Option<usize>,
 }
 
 /// Serves FaceSearch over the shards until SIGINT/SIGTERM.
@@ -37,21 +46,30 @@ pub fn run(mut config: FacedexConfig, args: RouterArgs) -> anyhow::Result<ExitCo
             .map(|replicas| replicas.split(',').map(|url| url.trim().to_owned()).collect())
             .collect();
     }
+    if !args.discover.is_empty() {
+        config.router.discover = args.discover.iter().map(|source| source.trim().to_owned()).collect();
+    }
+    if let Some(count) = args.shard_count {
+        config.router.shard_count = count;
+    }
     runtime()?.block_on(async {
         // The channels' connections run on this runtime.
         let shards = ShardSet::connect(&config.router).context("cannot set up the shards")?;
         let bound = BoundServer::bind(&config.server).await?;
-        println!(
-            "facedex: serving FaceSearch on {} (router over {} shards: {})",
-            bound.local_addr(),
-            shards.len(),
-            config
+        let listed = match config.router.discover.is_empty() {
+            true => config
                 .router
                 .shards
                 .iter()
                 .map(|replicas| replicas.join(","))
                 .collect::<Vec<_>>()
-                .join(" | ")
+                .join(" | "),
+            false => format!("discovered from {}", config.router.discover.join(",")),
+        };
+        println!(
+            "facedex: serving FaceSearch on {} (router over {} shards: {listed})",
+            bound.local_addr(),
+            shards.len(),
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -20,6 +20,8 @@ use crate::replicas::{Hedging, Replicas, ReplicasError, lazy_channel, read_ca};
 use crate::search::server::ServerError;
 use crate::shard_header;
 
+mod discovery;
+
 /// A client of one indexer.
 pub(crate) type ShardClient = FaceSearchClient<Channel>;
 
@@ -30,6 +32,9 @@ const MAX_SHARD_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// The shards, in shard order.
 pub struct ShardSet {
     shards: Vec<Shard>,
+    /// Indexers to sort into the shards by the shard each names (`router.discover`, see
+    /// [`discovery`]); empty when the shards are listed one by one.
+    pool: Vec<ReplicaSource>,
     /// The CA replicas serving `https://` are verified with.
     ca_pem: Option<Vec<u8>>,
     /// How often DNS-named replicas are resolved again.
@@ -74,6 +79,18 @@ impl ReplicaSource {
             None => Self::Address(text.to_owned()),
         }
     }
+
+    /// The replica addresses this names now: the address itself, or every address the name
+    /// resolves to; the error names the name that did not resolve.
+    async fn addresses(&self) -> Result<Vec<String>, String> {
+        match self {
+            Self::Address(replica) => Ok(vec![replica.clone()]),
+            Self::Dns(host_port) => match tokio::net::lookup_host(host_port.as_str()).await {
+                Ok(addresses) => Ok(addresses.map(|address| format!("http://{address}")).collect()),
+                Err(error) => Err(format!("{host_port}: {error}")),
+            },
+        }
+    }
 }
 
 /// One shard: where its replicas are named, and the clients of those found.
@@ -90,7 +107,16 @@ impl ShardSet {
         config.validate().map_err(ServerError::InvalidConfig)?;
         let ca_pem = read_ca(config.ca_cert_path.as_deref())?;
         let try_timeout = (config.try_timeout_ms > 0).then(|| Duration::from_millis(config.try_timeout_ms));
-        let mut shards = Vec::with_capacity(config.shards.len());
+        let replicas = |clients| {
+            let replicas = Replicas::new(clients, try_timeout);
+            match config.hedge {
+                true => replicas.with_hedging(Hedging {
+                    min_delay: Duration::from_millis(config.hedge_min_delay_ms),
+                }),
+                false => replicas,
+            }
+        };
+        let mut shards = Vec::with_capacity(config.shards.len().max(config.shard_count));
         for (shard, named) in config.shards.iter().enumerate() {
             let sources: Vec<ReplicaSource> = named.iter().map(|text| ReplicaSource::parse(text)).collect();
             let mut clients = Vec::with_capacity(sources.len());
@@ -99,30 +125,36 @@ impl ShardSet {
                     clients.push((replica.clone(), client(shard, replica, ca_pem.as_deref())?));
                 }
             }
-            let replicas = Replicas::new(clients, try_timeout);
-            let replicas = match config.hedge {
-                true => replicas.with_hedging(Hedging {
-                    min_delay: Duration::from_millis(config.hedge_min_delay_ms),
-                }),
-                false => replicas,
-            };
-            shards.push(Shard { sources, replicas });
+            shards.push(Shard {
+                sources,
+                replicas: replicas(clients),
+            });
+        }
+        let pool: Vec<ReplicaSource> = config.discover.iter().map(|text| ReplicaSource::parse(text)).collect();
+        if !pool.is_empty() {
+            // Discovered shards start empty; `refresh` fills them.
+            shards.extend((0..config.shard_count).map(|_| Shard {
+                sources: Vec::new(),
+                replicas: replicas(Vec::new()),
+            }));
         }
         Ok(Self {
             shards,
+            pool,
             ca_pem,
             dns_refresh: Duration::from_secs(config.dns_refresh_secs.max(1)),
         })
     }
 
-    /// Whether any shard names replicas by DNS.
+    /// Whether any shard names replicas by DNS, or the shards are discovered.
     pub fn discovers(&self) -> bool {
-        self.shards.iter().any(|shard| {
-            shard
-                .sources
-                .iter()
-                .any(|source| matches!(source, ReplicaSource::Dns(_)))
-        })
+        !self.pool.is_empty()
+            || self.shards.iter().any(|shard| {
+                shard
+                    .sources
+                    .iter()
+                    .any(|source| matches!(source, ReplicaSource::Dns(_)))
+            })
     }
 
     /// Resolves the DNS names of every shard again and makes the addresses found its replicas,
@@ -130,6 +162,10 @@ impl ShardSet {
     /// replicas it had (a DNS outage does not empty a shard); one that resolves to nothing
     /// leaves none.
     pub async fn refresh(&self) {
+        if !self.pool.is_empty() {
+            self.sort_pool().await;
+            return;
+        }
         for (number, shard) in self.shards.iter().enumerate() {
             if !shard
                 .sources
@@ -141,15 +177,12 @@ impl ShardSet {
             let known = shard.replicas.servers();
             let mut found: Vec<String> = Vec::new();
             for source in &shard.sources {
-                match source {
-                    ReplicaSource::Address(replica) => found.push(replica.clone()),
-                    ReplicaSource::Dns(host_port) => match tokio::net::lookup_host(host_port.as_str()).await {
-                        Ok(addresses) => found.extend(addresses.map(|address| format!("http://{address}"))),
-                        Err(error) => {
-                            tracing::warn!(shard = number, name = %host_port, %error, "cannot resolve a shard's replicas; keeping those known");
-                            found.extend(known.iter().map(|(replica, _)| replica.clone()));
-                        }
-                    },
+                match source.addresses().await {
+                    Ok(addresses) => found.extend(addresses),
+                    Err(error) => {
+                        tracing::warn!(shard = number, %error, "cannot resolve a shard's replicas; keeping those known");
+                        found.extend(known.iter().map(|(replica, _)| replica.clone()));
+                    }
                 }
             }
             found.sort();
@@ -258,7 +291,12 @@ impl ShardSet {
 fn client(shard: usize, replica: &str, ca_pem: Option<&[u8]>) -> Result<ShardClient, ServerError> {
     let channel = lazy_channel(replica, ca_pem)
         .map_err(|error| ServerError::InvalidConfig(format!("router.shards[{shard}]: replica {replica:?}: {error}")))?;
-    Ok(FaceSearchClient::new(channel).max_decoding_message_size(MAX_SHARD_ANSWER_BYTES))
+    Ok(shard_client(channel))
+}
+
+/// A FaceSearch client over `channel`, taking answers up to [`MAX_SHARD_ANSWER_BYTES`].
+fn shard_client(channel: Channel) -> ShardClient {
+    FaceSearchClient::new(channel).max_decoding_message_size(MAX_SHARD_ANSWER_BYTES)
 }
 
 #[cfg(test)]
