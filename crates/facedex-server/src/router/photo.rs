@@ -79,9 +79,11 @@ pub(crate) async fn answers_to_photo(
     let others = (0..shards.len()).filter(|shard| *shard != first);
     let Some(embeddings) = embeddings else {
         // An indexer that predates query embeddings: every other shard analyses the photo too.
+        // From the template, not `analysing`: that one holds only the first shard's positions.
         let photo_for_all = SearchRequest {
+            query: analysing.query,
             with_query_embeddings: wants_embeddings,
-            ..analysing
+            ..template
         };
         let mut answers = vec![(first, detected)];
         answers.extend(
