@@ -48,6 +48,14 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
     let kafka = KafkaConfig {
         brokers: cluster.bootstrap_servers(),
         create_topics: false, // the mock broker has no admin API
+        // The mock group coordinator waits a session timeout less one second for members
+        // that join while it is syncing (44 s at librdkafka's default), so a worker joining
+        // just as the first one was given the partitions kept the group unsettled past the
+        // deadline. A short session makes every rebalance a few seconds, as with a broker.
+        client: BTreeMap::from([
+            ("session.timeout.ms".to_owned(), "6000".to_owned()),
+            ("heartbeat.interval.ms".to_owned(), "500".to_owned()),
+        ]),
         ..KafkaConfig::default()
     };
 
