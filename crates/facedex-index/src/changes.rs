@@ -103,6 +103,7 @@ mod tests {
                 landmarks: [[x + 5.0, 5.0]; 5],
                 detection_score: 0.9,
                 model_id: "m".into(),
+                traits: Default::default(),
             },
             embedding,
         }

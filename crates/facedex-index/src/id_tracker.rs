@@ -222,6 +222,7 @@ mod tests {
                 landmarks: [[0.5, 0.5]; 5],
                 detection_score: 0.9,
                 model_id: "m".into(),
+                traits: Default::default(),
             },
         }
     }

@@ -1,5 +1,6 @@
 //! The face index: nearest-neighbour search over unit face embeddings with `hnsw_rs`, plus what
-//! a face search service needs around the graph — stable face ids, metadata, filters, deletion
+//! a face search service needs around the graph — stable face ids, metadata and traits
+//! (attributes, quality), filters, deletion
 //! that really forgets (tombstones, a permanent deleted-id set, vacuum), an image catalog that
 //! lets a re-run skip unchanged photos and replace changed ones atomically, exact search for
 //! checks, crash-safe snapshots that carry the applied Kafka offsets, and the faces grouped
@@ -29,6 +30,7 @@ mod snapshot;
 mod store;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
+mod traits;
 
 pub use catalog::{CatalogEntry, ImageChange, ImageOutcome, ImageVersion};
 pub use config::{IndexConfig, MAX_EF_SEARCH_CEILING, MAX_SEARCH_LIMIT};
@@ -44,3 +46,7 @@ pub use record::{BoundingBox, FaceId, FaceMetadata, FaceRecord};
 pub use search::{FaceFilter, SearchHit, SearchQuery};
 pub use snapshot::SnapshotInfo;
 pub use store::FaceStore;
+pub use traits::{
+    AGE, AttributeValue, FaceAttribute, FaceTraits, GENDER, MAX_ATTRIBUTE_TEXT_BYTES, MAX_ATTRIBUTE_VECTOR,
+    MAX_ATTRIBUTES, TraitFilter,
+};

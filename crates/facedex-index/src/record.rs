@@ -1,4 +1,5 @@
-//! What the index stores per face: a stable id, where the face is, and its embedding.
+//! What the index stores per face: a stable id, where the face is, what it is (its traits)
+//! and its embedding.
 //!
 //! Face ids are derived, not allocated: a hash of the image's identity, the face's box and the
 //! model id. Re-running the pipeline over the same archive, or replaying a Kafka topic after a
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{IndexError, Result};
+use crate::traits::FaceTraits;
 
 /// A face's 128-bit id, written as 32 lowercase hexadecimal characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,6 +95,10 @@ pub struct FaceMetadata {
     pub detection_score: f32,
     /// The embedding model's id (see [`crate::FaceIndex`]: one index holds one model).
     pub model_id: String,
+    /// Attributes and quality. Snapshots keep them in a file of their own, so the face
+    /// file keeps the layout older snapshots have.
+    #[serde(skip)]
+    pub traits: FaceTraits,
 }
 
 impl FaceMetadata {
@@ -122,7 +128,7 @@ impl FaceMetadata {
         if !self.detection_score.is_finite() {
             return Err(invalid("the detection score is not finite"));
         }
-        Ok(())
+        self.traits.check(&self.image_uri)
     }
 }
 
@@ -199,6 +205,7 @@ mod tests {
             landmarks: [[1.0, 2.0]; 5],
             detection_score: 0.9,
             model_id: "m".into(),
+            traits: Default::default(),
         };
         assert!(good.check().is_ok());
         let inverted = FaceMetadata {

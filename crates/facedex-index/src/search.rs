@@ -12,6 +12,7 @@ use crate::index::{FaceIndex, IndexState};
 use crate::people::{PersonId, PersonStatus, status};
 use crate::ranked::TopK;
 use crate::record::{FaceId, FaceMetadata};
+use crate::traits::TraitFilter;
 
 /// What to search for and how.
 #[derive(Debug, Clone)]
@@ -61,6 +62,8 @@ pub struct FaceFilter {
     /// The model the caller's embeddings come from: a mismatch with the index is an error,
     /// not an empty result, because the similarities would be meaningless.
     pub model_id: Option<String>,
+    /// Conditions on age, gender and quality.
+    pub traits: TraitFilter,
 }
 
 impl FaceFilter {
@@ -70,6 +73,7 @@ impl FaceFilter {
             && self.include_face_ids.is_none()
             && self.exclude_face_ids.is_empty()
             && self.person_ids.is_none()
+            && self.traits.is_empty()
     }
 
     /// Whether the face passes every condition except the model check.
@@ -82,10 +86,12 @@ impl FaceFilter {
         {
             return false;
         }
-        match &self.image_uri_prefix {
-            Some(prefix) => metadata.image_uri.starts_with(prefix.as_str()),
-            None => true,
+        if let Some(prefix) = &self.image_uri_prefix
+            && !metadata.image_uri.starts_with(prefix.as_str())
+        {
+            return false;
         }
+        self.traits.accepts(&metadata.traits)
     }
 }
 

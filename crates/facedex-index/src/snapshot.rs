@@ -30,8 +30,15 @@ use crate::graph_file;
 use crate::index::{AppliedOffsets, IndexState, StoredFace};
 use crate::people::{People, PeopleFile};
 use crate::record::FaceId;
+use crate::traits::FaceTraits;
 
-const FORMAT_VERSION: u32 = 3;
+/// The traits of an empty slot.
+static NO_TRAITS: FaceTraits = FaceTraits {
+    quality: None,
+    attributes: Vec::new(),
+};
+
+const FORMAT_VERSION: u32 = 4;
 /// The oldest format this build loads.
 const OLDEST_FORMAT_VERSION: u32 = 1;
 const MANIFEST: &str = "MANIFEST.json";
@@ -39,6 +46,9 @@ const GRAPH_BASENAME: &str = "graph";
 const METADATA_FILE: &str = "faces.postcard";
 const CATALOG_FILE: &str = "images.postcard";
 const PEOPLE_FILE: &str = "people.postcard";
+/// Each slot's attributes and quality (format 4 on), beside the face file whose layout
+/// formats 1 to 3 share.
+const TRAITS_FILE: &str = "traits.postcard";
 const GENERATION_PREFIX: &str = "gen-";
 
 /// A snapshot on disk.
@@ -129,6 +139,13 @@ pub(crate) fn write(
     file_names.push(CATALOG_FILE.to_owned());
     write_postcard(&dir.join(PEOPLE_FILE), &state.people.to_file())?;
     file_names.push(PEOPLE_FILE.to_owned());
+    let traits: Vec<&FaceTraits> = metadata
+        .faces
+        .iter()
+        .map(|face| face.as_ref().map_or(&NO_TRAITS, |face| &face.metadata.traits))
+        .collect();
+    write_postcard(&dir.join(TRAITS_FILE), &traits)?;
+    file_names.push(TRAITS_FILE.to_owned());
 
     let mut files = Vec::with_capacity(file_names.len());
     for name in file_names {
@@ -245,7 +262,25 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
             ));
         }
     }
-    let metadata: SnapshotMetadata = read_postcard(dir, METADATA_FILE)?;
+    let mut metadata: SnapshotMetadata = read_postcard(dir, METADATA_FILE)?;
+    if manifest.format_version >= 4 {
+        let traits: Vec<FaceTraits> = read_postcard(dir, TRAITS_FILE)?;
+        if traits.len() != metadata.faces.len() {
+            return Err(IndexError::corrupt(
+                dir,
+                format!(
+                    "{TRAITS_FILE} has {} slots, {METADATA_FILE} {}",
+                    traits.len(),
+                    metadata.faces.len()
+                ),
+            ));
+        }
+        for (face, traits) in metadata.faces.iter_mut().zip(traits) {
+            if let Some(face) = face {
+                face.metadata.traits = traits;
+            }
+        }
+    }
     let catalog: ImageCatalog = if manifest.format_version >= 2 {
         read_postcard(dir, CATALOG_FILE)?
     } else {

@@ -62,6 +62,7 @@ impl FaceLikeVectors {
                 landmarks: [[0.0; 2]; 5],
                 detection_score: 1.0,
                 model_id: SYNTHETIC_MODEL_ID.into(),
+                traits: Default::default(),
             },
             embedding: self.vector(position).to_vec(),
         }

@@ -1,13 +1,15 @@
 //! Upsert, delete, vacuum, snapshot and restart: faces that were deleted never come back, a
 //! replay changes nothing, a damaged newest snapshot falls back to the previous one, and a photo
-//! replaced but not snapshotted before a crash comes back whole as it was.
+//! replaced but not snapshotted before a crash comes back whole as it was; a face's traits
+//! survive a restart and filter searches.
 
 mod support;
 
 use std::collections::HashSet;
 
 use facedex_index::{
-    DeleteSelector, FaceFilter, FaceId, FaceIndex, FaceStore, IndexConfig, IndexError, SearchQuery, UpsertOutcome,
+    AGE, AttributeValue, DeleteSelector, FaceAttribute, FaceFilter, FaceId, FaceIndex, FaceStore, FaceTraits, GENDER,
+    IndexConfig, IndexError, SearchQuery, TraitFilter, UpsertOutcome,
 };
 
 fn config() -> IndexConfig {
@@ -467,4 +469,85 @@ fn a_photo_replaced_and_not_snapshotted_before_a_crash_comes_back_whole_as_it_wa
         store.index().catalog_entry(photo).map(|entry| entry.version),
         Some(version("v2"))
     );
+}
+
+/// Face `position`'s traits in the trait test: ages 0 to 79 by position, genders alternating,
+/// quality rising with the position.
+fn traits_of(position: usize) -> FaceTraits {
+    FaceTraits {
+        quality: Some((position % 100) as f32 / 100.0),
+        attributes: vec![
+            FaceAttribute {
+                name: AGE.into(),
+                model_id: "age-test".into(),
+                value: AttributeValue::Number((position % 80) as f32),
+            },
+            FaceAttribute {
+                name: GENDER.into(),
+                model_id: "gender-test".into(),
+                value: AttributeValue::Label {
+                    label: if position.is_multiple_of(2) { "female" } else { "male" }.into(),
+                    confidence: 0.6 + 0.4 * ((position % 10) as f32 / 10.0),
+                },
+            },
+        ],
+    }
+}
+
+#[test]
+fn traits_survive_a_restart_and_filter_graph_and_exact_searches() {
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let vectors = support::vectors(40, 10, 9);
+    let records: Vec<_> = support::records(&vectors)
+        .into_iter()
+        .enumerate()
+        .map(|(position, mut record)| {
+            record.metadata.traits = traits_of(position);
+            record
+        })
+        .collect();
+    {
+        let store = FaceStore::open(data_dir.path(), config()).expect("open");
+        store.upsert(records.clone()).expect("upsert");
+        store.snapshot().expect("snapshot");
+    }
+    let store = FaceStore::open(data_dir.path(), config()).expect("reopen");
+    for (position, record) in records.iter().enumerate().step_by(37) {
+        let view = store.index().get(&record.face_id, false).expect("stored");
+        assert_eq!(
+            view.metadata.traits,
+            traits_of(position),
+            "face {position} after the restart"
+        );
+    }
+    let filter = TraitFilter {
+        min_age: Some(20.0),
+        max_age: Some(40.0),
+        gender: Some("female".into()),
+        min_gender_confidence: 0.8,
+        min_quality: Some(0.3),
+    };
+    for exact in [false, true] {
+        let query = SearchQuery {
+            exact,
+            filter: FaceFilter {
+                traits: filter.clone(),
+                ..FaceFilter::default()
+            },
+            ..SearchQuery::nearest(vectors.vector(0).to_vec(), 50)
+        };
+        let hits = store.index().search(&query).expect("search");
+        assert!(hits.len() >= 10, "exact={exact}: {} hits", hits.len());
+        for hit in &hits {
+            assert!(
+                filter.accepts(&hit.metadata.traits),
+                "exact={exact}: {:?}",
+                hit.metadata.traits
+            );
+            assert_eq!(hit.metadata.traits, traits_of(hit.face_id.0 as usize));
+        }
+    }
+    let mut bad = records[0].clone();
+    bad.metadata.traits.quality = Some(f32::NAN);
+    assert!(matches!(store.upsert(vec![bad]), Err(IndexError::InvalidRecord { .. })));
 }

@@ -132,6 +132,7 @@ fn recorded_input(photos: usize, per_photo: usize) -> anyhow::Result<Vec<Vec<u8>
                     landmarks: [[20.0 + face as f32 * 60.0, 30.0]; 5],
                     detection_score: 0.9,
                     embedding: generator.sample((photo * per_photo + face) % identities),
+                    traits: Default::default(),
                 })
                 .collect();
             let batch = FaceBatch {

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use facedex_pipeline::StageTimings;
+use facedex_pipeline::{StageTimings, Wanted};
 use facedex_vision::VisionConfig;
 use facedex_vision::close_up::needs_close_up_pass;
 use futures::StreamExt;
@@ -44,7 +44,7 @@ fn main() {
                         let analyzer = analyzer.clone();
                         async move {
                             analyzer
-                                .analyze(&name, bytes, true, &mut StageTimings::default())
+                                .analyze(&name, bytes, Wanted::EMBEDDINGS, &mut StageTimings::default())
                                 .await
                                 .expect("sample photos analyse")
                         }

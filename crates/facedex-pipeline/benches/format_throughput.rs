@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use facedex_pipeline::StageTimings;
+use facedex_pipeline::{StageTimings, Wanted};
 use facedex_vision::decode_photo;
 use futures::StreamExt;
 
@@ -55,7 +55,7 @@ fn main() {
                         let (analyzer, bytes, name) = (analyzer.clone(), bytes.clone(), name.clone());
                         async move {
                             analyzer
-                                .analyze(&name, bytes, false, &mut StageTimings::default())
+                                .analyze(&name, bytes, Wanted::DETECTIONS, &mut StageTimings::default())
                                 .await
                                 .expect("analyses")
                         }

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use facedex_pipeline::StageTimings;
+use facedex_pipeline::{StageTimings, Wanted};
 use futures::StreamExt;
 
 mod support;
@@ -36,7 +36,7 @@ fn main() {
                         let bytes = tokio::fs::read(&path).await.expect("sample photo reads");
                         let name = path.display().to_string();
                         analyzer
-                            .analyze(&name, bytes, true, &mut StageTimings::default())
+                            .analyze(&name, bytes, Wanted::ALL, &mut StageTimings::default())
                             .await
                             .expect("sample photos decode")
                     }

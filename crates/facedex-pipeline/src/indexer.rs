@@ -490,6 +490,7 @@ mod tests {
                 landmarks: [[30.0, 30.0]; 5],
                 detection_score: 0.9,
                 embedding,
+                traits: Default::default(),
             }],
             timings: StageTimings::default(),
         }

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use facedex_index::BoundingBox;
+use facedex_index::{BoundingBox, FaceTraits};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::ArchiveRegistry;
 use crate::config::IngestConfig;
-use crate::embed::PhotoAnalyzer;
+use crate::embed::{PhotoAnalyzer, Wanted};
 use crate::error::{PipelineError, Result, describe};
 use crate::messages::{DeadLetter, FaceBatch, ImageRef, PipelineFace, StageTimings, now_unix_ms};
 use crate::metrics;
@@ -100,7 +100,10 @@ impl Ingestor {
         ::metrics::counter!(metrics::PHOTOS_FETCHED).increment(1);
         ::metrics::counter!(metrics::FETCHED_BYTES).increment(bytes.len() as u64);
 
-        let photo = self.analyzer.analyze(&image.uri, bytes, true, &mut timings).await?;
+        let photo = self
+            .analyzer
+            .analyze(&image.uri, bytes, Wanted::ALL, &mut timings)
+            .await?;
         ::metrics::counter!(metrics::PHOTOS_DECODED).increment(1);
         Ok(FaceBatch {
             image: image.clone(),
@@ -119,6 +122,10 @@ impl Ingestor {
                     },
                     landmarks: face.detection.landmarks,
                     detection_score: face.detection.score,
+                    traits: FaceTraits {
+                        quality: face.quality.map(|quality| quality.score),
+                        attributes: face.attributes,
+                    },
                     embedding: face.embedding,
                 })
                 .collect(),

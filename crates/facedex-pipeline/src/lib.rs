@@ -21,7 +21,9 @@ pub mod plan;
 
 pub use archive::{Archive, ArchiveRegistry};
 pub use config::{ArchiveConfig, IngestConfig};
-pub use embed::{AnalyzedPhoto, BatchingConfig, FaceModels, LocalModels, ModelInfo, PhotoAnalyzer};
+pub use embed::{
+    AnalyzedPhoto, AttributeModelInfo, BatchingConfig, FaceModels, LocalModels, ModelInfo, PhotoAnalyzer, Wanted,
+};
 pub use error::{PipelineError, Result, describe};
 pub use failure::PhotoFailureKind;
 pub use indexer::{

@@ -3,7 +3,7 @@
 //! [`ImageRemoval`] (a photo that left the archive). `facedex-proto` converts them to and from
 //! the Kafka wire format.
 
-use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, ImageChange, ImageVersion};
+use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceTraits, ImageChange, ImageVersion};
 
 use crate::failure::PhotoFailureKind;
 
@@ -54,6 +54,8 @@ pub struct PipelineFace {
     pub detection_score: f32,
     /// Unit-length embedding.
     pub embedding: Vec<f32>,
+    /// Attributes and quality.
+    pub traits: FaceTraits,
 }
 
 /// Microseconds spent per stage on one photo.
@@ -102,6 +104,7 @@ impl FaceBatch {
                     landmarks: face.landmarks,
                     detection_score: face.detection_score,
                     model_id: self.model_id.clone(),
+                    traits: face.traits.clone(),
                 },
                 embedding: face.embedding.clone(),
             })

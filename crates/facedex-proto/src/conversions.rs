@@ -10,6 +10,7 @@ use facedex_index::{
 use facedex_vision::DetectedFace as VisionFace;
 
 use crate::error::RequestError;
+use crate::trait_conversions::{attributes, trait_filter};
 use crate::{
     AppliedOffset, BoundingBox, DeleteRequest, DetectedFace, Embedding, Face, FacePerson, GetFaceResponse, Hit,
     IndexInfo, IndexParameters, Point, SearchFilter, SearchRequest, Snapshot, delete_request, face_person,
@@ -165,6 +166,7 @@ impl TryFrom<SearchFilter> for FaceFilter {
     type Error = RequestError;
 
     fn try_from(filter: SearchFilter) -> Result<Self, RequestError> {
+        let traits = trait_filter(&filter)?;
         let parse_all = |field, ids: &[String]| -> Result<HashSet<FaceId>, RequestError> {
             check_id_count(field, ids)?;
             ids.iter().map(|id| parse_face_id(field, id)).collect()
@@ -195,6 +197,7 @@ impl TryFrom<SearchFilter> for FaceFilter {
                     )
                 }
             },
+            traits,
         })
     }
 }
@@ -272,6 +275,8 @@ pub fn face(face_id: &FaceId, metadata: &FaceMetadata, person: &PersonStatus) ->
         detection_score: metadata.detection_score,
         model_id: metadata.model_id.clone(),
         person: Some(face_person(person)),
+        attributes: attributes(&metadata.traits),
+        quality: metadata.traits.quality,
     }
 }
 

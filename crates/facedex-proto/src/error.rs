@@ -43,6 +43,18 @@ pub enum RequestError {
         /// The most accepted.
         max: u64,
     },
+    /// A decimal number outside the range a request may ask for (or not a number).
+    #[error("{field} is {value}, outside the accepted range {min} to {max}")]
+    OutOfRangeDecimal {
+        /// The field's name in the request.
+        field: &'static str,
+        /// The value given.
+        value: f32,
+        /// The least accepted.
+        min: f32,
+        /// The most accepted.
+        max: f32,
+    },
     /// A field whose value is invalid (an id that is not one, a value out of range).
     #[error("{field}: {source}")]
     InvalidField {

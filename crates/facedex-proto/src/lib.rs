@@ -24,6 +24,7 @@ pub mod conversions;
 mod error;
 pub mod people_conversions;
 pub mod pipeline_conversions;
+pub mod trait_conversions;
 
 pub use error::RequestError;
 pub use generated::v1::*;

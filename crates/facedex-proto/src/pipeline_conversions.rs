@@ -14,6 +14,7 @@ use crate::error::RequestError;
 use crate::pipeline::{
     CatalogRecord, DeadLetter, EnqueueRun, FaceBatch, ImageRef, ImageRemoval, PipelineFace, StageTimings,
 };
+use crate::trait_conversions::{attributes, traits};
 use crate::{BoundingBox, DetectedFace, Point};
 
 impl From<&domain::ImageRef> for ImageRef {
@@ -58,6 +59,8 @@ impl From<&domain::FaceBatch> for FaceBatch {
                     landmarks: landmarks(&face.landmarks),
                     detection_score: face.detection_score,
                     embedding: face.embedding.clone(),
+                    attributes: attributes(&face.traits),
+                    quality: face.traits.quality,
                 })
                 .collect(),
             timings: Some(StageTimings {
@@ -91,6 +94,7 @@ impl TryFrom<FaceBatch> for domain::FaceBatch {
                     landmarks: five_points(&face.landmarks, "faces.landmarks")?,
                     detection_score: face.detection_score,
                     embedding: face.embedding,
+                    traits: traits(face.attributes, face.quality)?,
                 })
             })
             .collect::<Result<_, RequestError>>()?;
@@ -369,6 +373,14 @@ mod tests {
                 landmarks: [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0], [5.0, 5.0]],
                 detection_score: 0.9,
                 embedding: vec![0.6, 0.8],
+                traits: facedex_index::FaceTraits {
+                    quality: Some(0.75),
+                    attributes: vec![facedex_index::FaceAttribute {
+                        name: "age".into(),
+                        model_id: "age-v1-4f9f0075200b".into(),
+                        value: facedex_index::AttributeValue::Number(41.5),
+                    }],
+                },
             }],
             timings: domain::StageTimings {
                 fetch_us: 5,

@@ -115,7 +115,8 @@ impl ServiceError {
                 | RequestError::InvalidField { .. }
                 | RequestError::Malformed { .. }
                 | RequestError::TooManyEntries { .. }
-                | RequestError::OutOfRange { .. },
+                | RequestError::OutOfRange { .. }
+                | RequestError::OutOfRangeDecimal { .. },
             ) => Code::InvalidArgument,
             ServiceError::Index(error) => index_code(error),
             ServiceError::Vision(error) => vision_code(error),

@@ -70,7 +70,24 @@ pub fn warp_aligned(photo: &RgbImage, transform: &Affine, crop: &mut [u8]) {
     // Inverse of the 2x2 part and the translation it implies.
     let (ia, ib, ic, id) = (d / determinant, -b / determinant, -c / determinant, a / determinant);
     let (itx, ity) = (-(ia * tx + ib * ty), -(ic * tx + id * ty));
-    let (width, height) = (photo.width() as i64, photo.height() as i64);
+    for v in 0..ALIGNED_SIZE {
+        for u in 0..ALIGNED_SIZE {
+            let (uf, vf) = (u as f64, v as f64);
+            let sx = ia * uf + ib * vf + itx;
+            let sy = ic * uf + id * vf + ity;
+            let rgb = sample_bilinear(photo, sx, sy);
+            let out = &mut crop[(v * ALIGNED_SIZE + u) * 3..][..3];
+            for (value, sampled) in out.iter_mut().zip(rgb) {
+                *value = sampled.round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+/// The photo's colour at `(sx, sy)` by bilinear interpolation between the four pixels around
+/// it (pixel centres at integer coordinates); pixels outside the photo read as black.
+pub(crate) fn sample_bilinear(photo: &RgbImage, sx: f64, sy: f64) -> [f32; 3] {
+    let (width, height) = (i64::from(photo.width()), i64::from(photo.height()));
     let pixels = photo.as_raw();
     let sample = |x: i64, y: i64, channel: usize| -> f32 {
         if x < 0 || y < 0 || x >= width || y >= height {
@@ -79,22 +96,16 @@ pub fn warp_aligned(photo: &RgbImage, transform: &Affine, crop: &mut [u8]) {
             f32::from(pixels[((y * width + x) * 3) as usize + channel])
         }
     };
-    for v in 0..ALIGNED_SIZE {
-        for u in 0..ALIGNED_SIZE {
-            let (uf, vf) = (u as f64, v as f64);
-            let sx = ia * uf + ib * vf + itx;
-            let sy = ic * uf + id * vf + ity;
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
-            let (x0, y0) = (x0 as i64, y0 as i64);
-            let out = &mut crop[(v * ALIGNED_SIZE + u) * 3..][..3];
-            for (channel, value) in out.iter_mut().enumerate() {
-                let top = sample(x0, y0, channel) * (1.0 - fx) + sample(x0 + 1, y0, channel) * fx;
-                let bottom = sample(x0, y0 + 1, channel) * (1.0 - fx) + sample(x0 + 1, y0 + 1, channel) * fx;
-                *value = (top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8;
-            }
-        }
-    }
+    let (x0, y0) = (sx.floor(), sy.floor());
+    let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
+    // Saturating casts: a point far outside the photo reads black like any other outside point.
+    let (x0, y0) = (x0 as i64, y0 as i64);
+    std::array::from_fn(|channel| {
+        let top = sample(x0, y0, channel) * (1.0 - fx) + sample(x0.saturating_add(1), y0, channel) * fx;
+        let bottom = sample(x0, y0.saturating_add(1), channel) * (1.0 - fx)
+            + sample(x0.saturating_add(1), y0.saturating_add(1), channel) * fx;
+        top * (1.0 - fy) + bottom * fy
+    })
 }
 
 /// Appends one aligned `112×112×3` crop per detection to `crops`, warped from the

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::attributes::config::{AttributeModelConfig, default_attribute_models, validate_attribute_models};
 use crate::error::{Result, VisionError};
 
 /// Where ONNX Runtime runs the models.
@@ -95,6 +96,9 @@ pub struct VisionConfig {
     pub max_image_pixels: u64,
     /// Threads decoding photos while the models run; 0 means one per core.
     pub decode_threads: usize,
+    /// Per-face models run on every face beside the embedder (`[[vision.attributes]]`);
+    /// age and gender by default, `attributes = []` turns them off.
+    pub attributes: Vec<AttributeModelConfig>,
 }
 
 /// Where `scripts/setup` puts the assets, relative to the repository root.
@@ -119,6 +123,7 @@ impl VisionConfig {
             // 100 MP: every camera photo, not a decompression bomb.
             max_image_pixels: 100_000_000,
             decode_threads: 0,
+            attributes: default_attribute_models(assets),
         }
     }
 
@@ -149,6 +154,7 @@ impl VisionConfig {
                 reason: "batch sizes must be at least 1".to_owned(),
             });
         }
+        validate_attribute_models(&self.attributes)?;
         if self.max_image_pixels == 0 {
             return Err(VisionError::InvalidConfig {
                 setting: "max_image_pixels",

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::align::{ALIGNED_SIZE, CROP_BYTES};
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
-use crate::runtime::{build_session, require_file};
+use crate::runtime::load_one_input_model;
 
 const ROLE: &str = "an ArcFace embedder (1 input of N×3×112×112)";
 
@@ -45,19 +45,14 @@ impl Embedder {
     /// Loads the embedder named in `config`.
     pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
         let path = &config.embedder_model_path;
-        require_file(path, "ArcFace embedder model", "vision.embedder_model_path")?;
-        let session = build_session(environment, path, ROLE, &config.execution_provider)?;
-        if session.inputs().len() != 1 || session.outputs().is_empty() {
-            return Err(VisionError::IncompatibleModel {
-                path: path.clone(),
-                role: ROLE,
-                reason: format!(
-                    "it has {} inputs and {} outputs",
-                    session.inputs().len(),
-                    session.outputs().len()
-                ),
-            });
-        }
+        let session = load_one_input_model(
+            environment,
+            path,
+            "ArcFace embedder model",
+            "vision.embedder_model_path",
+            ROLE,
+            &config.execution_provider,
+        )?;
         Ok(Self {
             session,
             input: Vec::new(),

@@ -1,6 +1,8 @@
-//! [`Face`], what the vision core makes of one face, and [`load_models`], which loads the two
-//! models it takes: the detector finds faces, the embedder describes each aligned crop.
+//! [`Face`], what the vision core makes of one face, [`load_models`], which loads the two
+//! models it takes (the detector finds faces, the embedder describes each aligned crop), and
+//! [`load_attribute_models`], the per-face models configured beside them.
 
+use crate::attributes::{AttributeModel, FaceAttribute, FaceQuality};
 use crate::config::VisionConfig;
 use crate::detector::Detector;
 use crate::embedder::Embedder;
@@ -15,6 +17,10 @@ pub struct Face {
     pub detection: DetectedFace,
     /// The L2-normalised embedding; empty when embeddings were not requested.
     pub embedding: Vec<f32>,
+    /// The per-face models' results, in configuration order.
+    pub attributes: Vec<FaceAttribute>,
+    /// The face's quality; `None` when it could not be aligned.
+    pub quality: Option<FaceQuality>,
 }
 
 /// Loads ONNX Runtime and both models as `config` says, as two values that can run on two
@@ -25,4 +31,16 @@ pub fn load_models(config: &VisionConfig) -> Result<(Detector, Embedder)> {
     let detector = Detector::load(&environment, config)?;
     let embedder = Embedder::load(&environment, config)?;
     Ok((detector, embedder))
+}
+
+/// Loads the per-face models `config.attributes` lists, each its own session (each is
+/// batched on its own).
+pub fn load_attribute_models(config: &VisionConfig) -> Result<Vec<AttributeModel>> {
+    config.validate()?;
+    let environment = environment(&config.onnxruntime_library_path)?;
+    config
+        .attributes
+        .iter()
+        .map(|model| AttributeModel::load(&environment, model, &config.execution_provider))
+        .collect()
 }

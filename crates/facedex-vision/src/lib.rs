@@ -1,10 +1,11 @@
 //! facedex's vision core: photo bytes to face records that match InsightFace's
 //! `FaceAnalysis` on the same models: decode with EXIF orientation, SCRFD detection, 5-point
-//! alignment and ArcFace embedding, each a building block that runs on one batch at a time.
+//! alignment, ArcFace embedding and per-face attribute models with a quality score, each a building block that runs on one batch at a time.
 //! `facedex-pipeline` puts them behind the one model front end (batching across callers);
 //! this crate knows nothing of Kafka, gRPC or async.
 
 pub mod align;
+pub mod attributes;
 pub mod close_up;
 pub mod config;
 pub mod decode;
@@ -21,6 +22,6 @@ pub use decode::decode_photo;
 pub use detector::Detector;
 pub use embedder::Embedder;
 pub use error::{Result, VisionError};
-pub use face::{Face, load_models};
+pub use face::{Face, load_attribute_models, load_models};
 pub use letterbox::{LetterboxGeometry, LetterboxedPhoto, letterbox_geometry};
 pub use scrfd::DetectedFace;

@@ -121,3 +121,29 @@ fn with_cuda(
         reason: "this facedex binary was built without CUDA support; rebuild with `--features cuda`".to_owned(),
     })
 }
+
+/// Loads the model at `path` (`what` and `setting` name it in errors) as a session with one
+/// input and at least one output, the shape of every per-crop model.
+pub(crate) fn load_one_input_model(
+    environment: &Environment,
+    path: &Path,
+    what: &'static str,
+    setting: &'static str,
+    role: &'static str,
+    provider: &ExecutionProvider,
+) -> Result<Session> {
+    require_file(path, what, setting)?;
+    let session = build_session(environment, path, role, provider)?;
+    if session.inputs().len() != 1 || session.outputs().is_empty() {
+        return Err(VisionError::IncompatibleModel {
+            path: path.to_owned(),
+            role,
+            reason: format!(
+                "it has {} inputs and {} outputs",
+                session.inputs().len(),
+                session.outputs().len()
+            ),
+        });
+    }
+    Ok(session)
+}

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use facedex_pipeline::{AnalyzedPhoto, PipelineError, StageTimings, describe};
+use facedex_pipeline::{AnalyzedPhoto, PipelineError, StageTimings, Wanted, describe};
+use facedex_vision::attributes::{AttributeValue, FaceAttribute};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -43,7 +44,10 @@ pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode>
         let model_id = args.embeddings.then(|| analyzer.info().model_id.clone());
         // Enough photos in flight for the detector to fill its batches while others decode.
         let in_flight = config.vision.detection.batch_size.max(1) * 2;
-        let with_embeddings = args.embeddings;
+        let wanted = Wanted {
+            embeddings: args.embeddings,
+            attributes: true,
+        };
         let max_bytes = config.archive.max_image_bytes;
         let mut results = futures::stream::iter(args.photos)
             .map(|path| {
@@ -53,7 +57,7 @@ pub fn run(config: &FacedexConfig, args: DetectArgs) -> anyhow::Result<ExitCode>
                     let outcome = match read_photo(&path, max_bytes).await {
                         Ok(bytes) => {
                             analyzer
-                                .analyze(&name, bytes, with_embeddings, &mut StageTimings::default())
+                                .analyze(&name, bytes, wanted, &mut StageTimings::default())
                                 .await
                         }
                         Err(error) => Err(error),
@@ -127,6 +131,12 @@ fn photo_json(result: &PhotoResult, model_id: Option<&str>) -> Value {
                         "score": detection.score,
                         "landmarks": detection.landmarks,
                     });
+                    if let Some(quality) = &face.quality {
+                        object["quality"] = json!(quality);
+                    }
+                    if !face.attributes.is_empty() {
+                        object["attributes"] = attributes_json(&face.attributes);
+                    }
                     if !face.embedding.is_empty() {
                         object["embedding"] = json!(face.embedding);
                     }
@@ -144,6 +154,34 @@ fn photo_json(result: &PhotoResult, model_id: Option<&str>) -> Value {
             "error": {"kind": failure_label(error), "message": describe(error)},
         }),
     }
+}
+
+/// A face's attributes as `{name: {label, confidence | value | vector, model_id}}`.
+fn attributes_json(attributes: &[FaceAttribute]) -> Value {
+    let mut object = serde_json::Map::new();
+    for attribute in attributes {
+        let mut value = match &attribute.value {
+            AttributeValue::Label { label, confidence } => json!({"label": label, "confidence": confidence}),
+            AttributeValue::Number(number) => json!({"value": number}),
+            AttributeValue::Vector(values) => json!({"vector": values}),
+        };
+        value["model_id"] = json!(attribute.model_id);
+        object.insert(attribute.name.clone(), value);
+    }
+    Value::Object(object)
+}
+
+/// A face's attributes in a table cell: `age 31.2, gender male 0.97`.
+fn attributes_cell(attributes: &[FaceAttribute]) -> String {
+    let cells: Vec<String> = attributes
+        .iter()
+        .map(|attribute| match &attribute.value {
+            AttributeValue::Label { label, confidence } => format!("{} {label} {confidence:.2}", attribute.name),
+            AttributeValue::Number(number) => format!("{} {number:.1}", attribute.name),
+            AttributeValue::Vector(values) => format!("{} [{} values]", attribute.name, values.len()),
+        })
+        .collect();
+    cells.join(", ")
 }
 
 /// The human-readable form of one photo.
@@ -168,22 +206,25 @@ fn write_table(out: &mut impl Write, result: &PhotoResult) -> io::Result<()> {
             if !photo.faces.is_empty() {
                 writeln!(
                     out,
-                    "  {:>3}  {:>5}  {:>28}  {:>14}",
-                    "#", "score", "box x1,y1 - x2,y2", "eyes (l / r)"
+                    "  {:>3}  {:>5}  {:>28}  {:>14}  {:>7}  attributes",
+                    "#", "score", "box x1,y1 - x2,y2", "eyes (l / r)", "quality"
                 )?;
             }
             for (number, face) in photo.faces.iter().enumerate() {
                 let d = &face.detection;
                 writeln!(
                     out,
-                    "  {:>3}  {:>5.3}  {:>28}  {:>6.0},{:<3.0} / {:.0},{:.0}",
+                    "  {:>3}  {:>5.3}  {:>28}  {:>14}  {:>7}  {}",
                     number + 1,
                     d.score,
                     format!("{:.0},{:.0} - {:.0},{:.0}", d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]),
-                    d.landmarks[0][0],
-                    d.landmarks[0][1],
-                    d.landmarks[1][0],
-                    d.landmarks[1][1],
+                    format!(
+                        "{:.0},{:.0} / {:.0},{:.0}",
+                        d.landmarks[0][0], d.landmarks[0][1], d.landmarks[1][0], d.landmarks[1][1]
+                    ),
+                    face.quality
+                        .map_or("-".to_owned(), |quality| format!("{:.2}", quality.score)),
+                    attributes_cell(&face.attributes),
                 )?;
             }
             writeln!(out)

@@ -133,6 +133,7 @@ fn import_file(store: &FaceStore, file: &Path, totals: &mut Totals) -> anyhow::R
                     landmarks: face.landmarks,
                     detection_score: face.score,
                     model_id: model_id.to_owned(),
+                    traits: Default::default(),
                 },
                 embedding: face.embedding,
             });

@@ -27,6 +27,7 @@ pub fn record(vectors: &FaceLikeVectors, position: usize) -> FaceRecord {
             landmarks: [[10.0, 20.0]; 5],
             detection_score: 0.9,
             model_id: MODEL.into(),
+            traits: Default::default(),
         },
         embedding: vectors.vector(position).to_vec(),
     }

@@ -1,17 +1,21 @@
 //! [`PhotoAnalyzer`]: the one photo-level front end to the models. Photo bytes in, faces with
-//! embeddings out: decode and letterbox on the CPU pool, detect through the models (and again
-//! over a close-up canvas when the first pass suggests a face filling the frame, see
-//! `facedex_vision::close_up`), align each face from the full-resolution photo on the CPU
-//! pool, embed through the models. Any number
-//! of callers use one analyzer at once; the models batch their requests together.
+//! embeddings, attributes and quality out: decode and letterbox on the CPU pool, detect
+//! through the models (and again over a close-up canvas when the first pass suggests a face
+//! filling the frame, see `facedex_vision::close_up`), align each face and cut each attribute
+//! model's chip from the full-resolution photo on the CPU pool, score its quality, then embed
+//! and run the attribute models side by side. Any number of callers use one analyzer at once;
+//! the models batch their requests together.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use facedex_vision::align::aligned_crops;
+use facedex_vision::align::{CROP_BYTES, arcface_transform, warp_aligned};
+use facedex_vision::attributes::chip::cut_chip;
+use facedex_vision::attributes::{ChipCrop, FaceAttribute, FaceQuality, face_quality};
 use facedex_vision::close_up::{close_up_canvas, map_back, merge_close_up, needs_close_up_pass};
 use facedex_vision::letterbox::Letterboxer;
 use facedex_vision::{DetectedFace, Face, LetterboxGeometry, VisionConfig, decode_photo, letterbox_geometry};
+use futures::future::try_join_all;
 use tokio::sync::Semaphore;
 
 use crate::embed::{FaceModels, ModelInfo};
@@ -27,6 +31,42 @@ pub struct AnalyzedPhoto {
     pub height: u32,
     /// Faces, best detection score first.
     pub faces: Vec<Face>,
+}
+
+/// What a caller wants of each face beyond its detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// The ArcFace embedding; faces that cannot be aligned are dropped when it is wanted.
+    pub embeddings: bool,
+    /// The attribute models' results. Quality comes with either.
+    pub attributes: bool,
+}
+
+impl Wanted {
+    /// Everything: what indexing stores.
+    pub const ALL: Self = Self {
+        embeddings: true,
+        attributes: true,
+    };
+    /// Embeddings only: what a photo query searches with.
+    pub const EMBEDDINGS: Self = Self {
+        embeddings: true,
+        attributes: false,
+    };
+    /// Detections only.
+    pub const DETECTIONS: Self = Self {
+        embeddings: false,
+        attributes: false,
+    };
+}
+
+/// What the CPU pool makes of a photo's detections: the faces in order, whether each was
+/// aligned, the aligned crops, their quality and each attribute model's chips.
+struct Cut {
+    faces: Vec<(DetectedFace, bool)>,
+    crops: Vec<u8>,
+    qualities: Vec<FaceQuality>,
+    chips: Vec<Vec<u8>>,
 }
 
 /// Photos to faces through a [`FaceModels`], shared by every caller.
@@ -70,15 +110,13 @@ impl PhotoAnalyzer {
         self.models.info()
     }
 
-    /// The faces of the photo `bytes` hold; `name` is the photo's path or URI in errors. With
-    /// `with_embeddings`, faces whose landmarks admit no alignment are dropped (no embedding
-    /// could describe them); without, every detection is kept. Time spent per stage is added
-    /// to `timings`.
+    /// The faces of the photo `bytes` hold, with what `wanted` asks for; `name` is the
+    /// photo's path or URI in errors. Time spent per stage is added to `timings`.
     pub async fn analyze(
         &self,
         name: &str,
         bytes: impl AsRef<[u8]> + Send + 'static,
-        with_embeddings: bool,
+        wanted: Wanted,
         timings: &mut StageTimings,
     ) -> Result<AnalyzedPhoto> {
         let started = Instant::now();
@@ -106,43 +144,54 @@ impl PhotoAnalyzer {
             height,
             faces: Vec::new(),
         };
-        if !with_embeddings || detections.is_empty() {
-            analyzed.faces = detections
-                .into_iter()
-                .map(|detection| Face {
-                    detection,
-                    embedding: Vec::new(),
-                })
-                .collect();
+        if !(wanted.embeddings || wanted.attributes) || detections.is_empty() {
+            analyzed.faces = detections.into_iter().map(bare_face).collect();
             return Ok(analyzed);
         }
         let started = Instant::now();
-        let (detections, crops) = self
-            .on_cpu_pool(move || {
-                let mut crops = Vec::new();
-                let kept = aligned_crops(&photo, detections, &mut crops);
-                Ok((kept, crops))
-            })
+        let chip_crops: Vec<ChipCrop> = match wanted.attributes {
+            true => self
+                .info()
+                .attribute_models
+                .iter()
+                .map(|model| model.crop.clone())
+                .collect(),
+            false => Vec::new(),
+        };
+        let cut = self
+            .on_cpu_pool(move || Ok(cut_faces(&photo, detections, &chip_crops)))
             .await?;
         timings.align_us += elapsed_us(started);
-        if detections.is_empty() {
-            return Ok(analyzed);
-        }
 
         let started = Instant::now();
-        let embeddings = self.models.embed(crops).await?;
+        let aligned = cut.qualities.len();
+        let embed = async {
+            match wanted.embeddings && aligned > 0 {
+                true => self.models.embed(cut.crops).await,
+                false => Ok(Vec::new()),
+            }
+        };
+        let attributes = try_join_all(
+            cut.chips
+                .into_iter()
+                .enumerate()
+                .map(|(model, chips)| self.models.attributes(model, chips)),
+        );
+        let (embeddings, attributes) = futures::try_join!(embed, attributes)?;
         timings.embed_us += elapsed_us(started);
-        if embeddings.len() != detections.len() {
+        let counts_match = (!wanted.embeddings || embeddings.len() == aligned)
+            && attributes.iter().all(|results| results.len() == aligned);
+        if !counts_match {
             return Err(PipelineError::Models {
-                reason: format!("{} embeddings for {} faces", embeddings.len(), detections.len()),
+                reason: format!(
+                    "{} embeddings and {:?} attribute results for {aligned} faces",
+                    embeddings.len(),
+                    attributes.iter().map(Vec::len).collect::<Vec<_>>()
+                ),
                 transient: false,
             });
         }
-        analyzed.faces = detections
-            .into_iter()
-            .zip(embeddings)
-            .map(|(detection, embedding)| Face { detection, embedding })
-            .collect();
+        analyzed.faces = assemble(cut.faces, cut.qualities, embeddings, attributes, wanted.embeddings);
         Ok(analyzed)
     }
 
@@ -202,6 +251,73 @@ impl PhotoAnalyzer {
             source,
         })?
     }
+}
+
+/// A face with its detection only.
+fn bare_face(detection: DetectedFace) -> Face {
+    Face {
+        detection,
+        embedding: Vec::new(),
+        attributes: Vec::new(),
+        quality: None,
+    }
+}
+
+/// Aligns each detection, scores it and cuts each attribute model's chip from `photo`.
+fn cut_faces(photo: &image::RgbImage, detections: Vec<DetectedFace>, chip_crops: &[ChipCrop]) -> Cut {
+    let mut cut = Cut {
+        faces: Vec::with_capacity(detections.len()),
+        crops: Vec::with_capacity(detections.len() * CROP_BYTES),
+        qualities: Vec::with_capacity(detections.len()),
+        chips: vec![Vec::new(); chip_crops.len()],
+    };
+    let mut chip = Vec::new();
+    for detection in detections {
+        let Some(transform) = arcface_transform(&detection.landmarks) else {
+            tracing::warn!(?detection, "a face whose landmarks coincide cannot be aligned");
+            cut.faces.push((detection, false));
+            continue;
+        };
+        let start = cut.crops.len();
+        cut.crops.resize(start + CROP_BYTES, 0);
+        warp_aligned(photo, &transform, &mut cut.crops[start..]);
+        cut.qualities.push(face_quality(&detection, &cut.crops[start..]));
+        for (crop, chips) in chip_crops.iter().zip(&mut cut.chips) {
+            // A face that aligns to ArcFace's template aligns to any other; a box chip always
+            // cuts. A failed cut leaves a black chip rather than shifting the faces after it.
+            cut_chip(photo, &detection, crop, &mut chip);
+            chips.extend_from_slice(&chip);
+        }
+        cut.faces.push((detection, true));
+    }
+    cut
+}
+
+/// The faces in detection order, each aligned one with its quality, embedding and attribute
+/// results; unaligned ones are dropped when embeddings are wanted (none could describe them).
+fn assemble(
+    faces: Vec<(DetectedFace, bool)>,
+    qualities: Vec<FaceQuality>,
+    embeddings: Vec<Vec<f32>>,
+    attributes: Vec<Vec<FaceAttribute>>,
+    embeddings_wanted: bool,
+) -> Vec<Face> {
+    let mut qualities = qualities.into_iter();
+    let mut embeddings = embeddings.into_iter();
+    let mut per_model: Vec<_> = attributes.into_iter().map(Vec::into_iter).collect();
+    faces
+        .into_iter()
+        .filter(|(_, aligned)| *aligned || !embeddings_wanted)
+        .map(|(detection, aligned)| match aligned {
+            false => bare_face(detection),
+            true => Face {
+                detection,
+                embedding: embeddings.next().unwrap_or_default(),
+                attributes: per_model.iter_mut().filter_map(Iterator::next).collect(),
+                quality: qualities.next(),
+            },
+        })
+        .collect()
 }
 
 fn elapsed_us(started: Instant) -> u64 {

@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facedex_vision::align::CROP_BYTES;
-use facedex_vision::{DetectedFace, ExecutionProvider, LetterboxedPhoto, VisionConfig, VisionError, load_models};
+use facedex_vision::attributes::{ChipCrop, FaceAttribute};
+use facedex_vision::{
+    DetectedFace, ExecutionProvider, LetterboxedPhoto, VisionConfig, VisionError, load_attribute_models, load_models,
+};
 use futures::future::BoxFuture;
 
 use crate::embed::batcher::{BatchError, BatchLimits, Batcher, RunLock};
-use crate::embed::{BatchingConfig, FaceModels, ModelInfo};
+use crate::embed::{AttributeModelInfo, BatchingConfig, FaceModels, ModelInfo};
 use crate::error::{PipelineError, Result};
 
 /// The models in this process, each behind its own batching thread.
@@ -17,6 +20,13 @@ pub struct LocalModels {
     info: ModelInfo,
     detector: Batcher<Vec<LetterboxedPhoto>, Vec<DetectedFace>, VisionError>,
     embedder: Batcher<Vec<u8>, Vec<f32>, VisionError>,
+    attributes: Vec<Batcher<Vec<u8>, FaceAttribute, VisionError>>,
+}
+
+/// Bytes of one chip cut as `crop` says.
+pub(crate) fn chip_bytes(crop: &ChipCrop) -> usize {
+    let size = crop.size_px() as usize;
+    size * size * 3
 }
 
 impl LocalModels {
@@ -24,6 +34,7 @@ impl LocalModels {
     /// take turns (each already runs on every core); on a GPU they run side by side.
     pub fn load(vision: &VisionConfig, batching: &BatchingConfig) -> Result<Arc<Self>> {
         let (mut detector, mut embedder) = load_models(vision)?;
+        let attribute_models = load_attribute_models(vision)?;
         let info = ModelInfo {
             model_id: embedder.model_id().to_owned(),
             detector_input_px: vision.detection.input_size_px,
@@ -31,6 +42,13 @@ impl LocalModels {
             execution_provider: vision.execution_provider.to_string(),
             max_detect_batch: vision.detection.batch_size,
             max_embed_batch: vision.embed_batch_size,
+            attribute_models: attribute_models
+                .iter()
+                .map(|model| AttributeModelInfo {
+                    name: model.config().name.clone(),
+                    crop: model.config().crop.clone(),
+                })
+                .collect(),
         };
         let limits = |max_items| BatchLimits {
             max_items,
@@ -56,18 +74,53 @@ impl LocalModels {
         let embedder = Batcher::spawn(
             "embedder",
             limits(info.max_embed_batch),
-            run_lock,
+            run_lock.clone(),
             move |requests: Vec<Vec<u8>>| {
                 let blocks: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
                 embedder.embed_blocks(&blocks)
             },
         )
         .map_err(thread_failed)?;
+        let attributes = attribute_models
+            .into_iter()
+            .map(|mut model| {
+                // The batcher's name labels its metrics for the process's life; a handful of
+                // models are loaded once, so the names are leaked rather than reference-counted.
+                let name: &'static str = Box::leak(model.config().name.clone().into_boxed_str());
+                Batcher::spawn(
+                    name,
+                    limits(model.config().batch_size),
+                    run_lock.clone(),
+                    move |requests: Vec<Vec<u8>>| {
+                        let blocks: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
+                        model.run_blocks(&blocks)
+                    },
+                )
+                .map_err(thread_failed)
+            })
+            .collect::<Result<_>>()?;
         Ok(Arc::new(Self {
             info,
             detector,
             embedder,
+            attributes,
         }))
+    }
+
+    async fn run_attributes(&self, model: usize, chips: Vec<u8>) -> Result<Vec<FaceAttribute>> {
+        let (Some(batcher), Some(spec)) = (self.attributes.get(model), self.info.attribute_models.get(model)) else {
+            return Err(PipelineError::Models {
+                reason: format!("no attribute model {model}: {} are loaded", self.attributes.len()),
+                transient: false,
+            });
+        };
+        let per_chip = chip_bytes(&spec.crop);
+        debug_assert!(chips.len().is_multiple_of(per_chip), "whole chips only");
+        let count = chips.len() / per_chip;
+        batcher
+            .submit(chips, count)
+            .await
+            .map_err(|error| model_failure("attribute", error))
     }
 }
 
@@ -95,6 +148,10 @@ impl FaceModels for LocalModels {
                 .await
                 .map_err(|error| model_failure("embedder", error))
         })
+    }
+
+    fn attributes(&self, model: usize, chips: Vec<u8>) -> BoxFuture<'_, Result<Vec<FaceAttribute>>> {
+        Box::pin(self.run_attributes(model, chips))
     }
 }
 

@@ -10,18 +10,20 @@ mod analyzer;
 pub mod batcher;
 mod local;
 
+use facedex_vision::attributes::{ChipCrop, FaceAttribute};
 use facedex_vision::{DetectedFace, LetterboxedPhoto};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-pub use analyzer::{AnalyzedPhoto, PhotoAnalyzer};
+pub use analyzer::{AnalyzedPhoto, PhotoAnalyzer, Wanted};
+
 pub use local::LocalModels;
 
 use crate::error::Result;
 
 /// What callers must know about the models: how to letterbox for the detector, and which
 /// embedding space the vectors live in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     /// The embedding model's id.
     pub model_id: String,
@@ -35,6 +37,17 @@ pub struct ModelInfo {
     pub max_detect_batch: usize,
     /// Faces per embedder run.
     pub max_embed_batch: usize,
+    /// The per-face attribute models, in the order [`FaceModels::attributes`] numbers them.
+    pub attribute_models: Vec<AttributeModelInfo>,
+}
+
+/// What a caller must know of one per-face model: its name and how to cut its chips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttributeModelInfo {
+    /// The attribute's name.
+    pub name: String,
+    /// How its chips are cut.
+    pub crop: ChipCrop,
 }
 
 /// Detection and embedding, wherever they run.
@@ -46,6 +59,9 @@ pub trait FaceModels: Send + Sync {
     /// One unit embedding per aligned crop (`crops` holds
     /// [`CROP_BYTES`](facedex_vision::align::CROP_BYTES) per face, back to back).
     fn embed(&self, crops: Vec<u8>) -> BoxFuture<'_, Result<Vec<Vec<f32>>>>;
+    /// One result per chip of attribute model `model` (an index into
+    /// [`ModelInfo::attribute_models`]; `chips` holds whole chips of its size, back to back).
+    fn attributes(&self, model: usize, chips: Vec<u8>) -> BoxFuture<'_, Result<Vec<FaceAttribute>>>;
 }
 
 /// How requests are batched in front of the models (`[models]` in the config).

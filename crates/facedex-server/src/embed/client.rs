@@ -8,6 +8,7 @@ use std::sync::Arc;
 use facedex_pipeline::{FaceModels, ModelInfo, PipelineError};
 use facedex_proto::embed::embedder_client::EmbedderClient;
 use facedex_proto::embed::{DetectRequest, EmbedRequest, GetModelInfoRequest, LetterboxedPhoto};
+use facedex_vision::attributes::FaceAttribute;
 use facedex_vision::{DetectedFace, LetterboxedPhoto as DomainPhoto};
 use futures::future::BoxFuture;
 use tonic::Status;
@@ -95,6 +96,7 @@ impl RemoteModels {
                         execution_provider: answer.execution_provider,
                         max_detect_batch: answer.max_detect_batch as usize,
                         max_embed_batch: answer.max_embed_batch as usize,
+                        attribute_models: Vec::new(),
                     });
                 }
                 Err(status) => last_error = format!("{endpoint}: {}", status.message()),
@@ -193,6 +195,17 @@ impl FaceModels for RemoteModels {
                 .into_iter()
                 .map(|embedding| embedding.values)
                 .collect())
+        })
+    }
+
+    fn attributes(&self, model: usize, _chips: Vec<u8>) -> BoxFuture<'_, Result<Vec<FaceAttribute>, PipelineError>> {
+        // The model info of remote workers lists no attribute models, so the analyzer asks
+        // for none; a call is a caller's mistake.
+        Box::pin(async move {
+            Err(PipelineError::Models {
+                reason: format!("attribute model {model}: embed workers do not serve attribute models"),
+                transient: false,
+            })
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facedex_index::{DeleteSelector, FaceStore, IndexError};
-use facedex_pipeline::{PhotoAnalyzer, StageTimings};
+use facedex_pipeline::{PhotoAnalyzer, StageTimings, Wanted};
 use facedex_proto::conversions::{LogPosition, ParsedSearch, SearchTarget, index_info, parse_face_id};
 use facedex_proto::face_search_server::FaceSearch;
 use facedex_proto::{
@@ -136,7 +136,12 @@ impl FaceSearchService {
             .await
             .map_err(|_| ServiceError::Internal("the photo query slots were closed".into()))?;
         let photo = analyzer
-            .analyze("the query image", bytes, true, &mut StageTimings::default())
+            .analyze(
+                "the query image",
+                bytes,
+                Wanted::EMBEDDINGS,
+                &mut StageTimings::default(),
+            )
             .await?;
         Ok((photo.faces, analyzer.info().model_id.clone()))
     }
