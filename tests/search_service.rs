@@ -1,6 +1,7 @@
 //! The search service end to end: the sample photos go through `facedex detect --embeddings`
 //! and `facedex index-import`, `facedex serve` runs as its own process, and a real gRPC client
-//! talks to it over TCP.
+//! talks to it over TCP. Faces keep their age, gender and quality through the import, and
+//! searches filter on them.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::{
     DeleteRequest, Embedding, GetFaceRequest, GetIndexInfoRequest, SearchBatchRequest, SearchFilter, SearchRequest,
-    delete_request, search_request,
+    delete_request, face_attribute, search_request,
 };
 use support::serve::Server;
 use support::{facedex_command, iou, photo};
@@ -204,6 +205,90 @@ fn face_search_over_grpc_end_to_end() {
                 .len(),
             2
         );
+
+        // Traits: every hit carries its age, gender and quality, and filters on them return
+        // only faces that meet them (t1.jpg has three women, three men).
+        assert!(best.quality.is_some_and(|quality| (0.0..=1.0).contains(&quality)));
+        let named: Vec<&str> = best
+            .attributes
+            .iter()
+            .map(|attribute| attribute.name.as_str())
+            .collect();
+        assert_eq!(named, ["age", "gender"], "attributes of {}", best.image_uri);
+        let gender_of = |face: &facedex_proto::Face| {
+            face.attributes.iter().find_map(|attribute| match &attribute.value {
+                Some(face_attribute::Value::Label(label)) if attribute.name == "gender" => {
+                    Some((label.label.clone(), label.confidence))
+                }
+                _ => None,
+            })
+        };
+        let age_of = |face: &facedex_proto::Face| {
+            face.attributes.iter().find_map(|attribute| match attribute.value {
+                Some(face_attribute::Value::Number(age)) if attribute.name == "age" => Some(age),
+                _ => None,
+            })
+        };
+        for exact in [false, true] {
+            let women = SearchRequest {
+                exact,
+                // Every face, however unlike the query (the default floor would keep only
+                // the players).
+                min_score: Some(-1.0),
+                filter: Some(SearchFilter {
+                    gender: "female".into(),
+                    min_gender_confidence: 0.9,
+                    min_age: Some(10.0),
+                    max_age: Some(60.0),
+                    min_quality: Some(0.3),
+                    ..SearchFilter::default()
+                }),
+                ..vector_search(vector.clone(), 50)
+            };
+            let hits = client
+                .search(women)
+                .await
+                .expect("filtered search")
+                .into_inner()
+                .results[0]
+                .hits
+                .clone();
+            assert!(hits.len() >= 3, "exact={exact}: {} women", hits.len());
+            assert!(hits.len() < faces, "the filter left nothing out");
+            for hit in &hits {
+                let face = hit.face.as_ref().expect("face");
+                let (gender, confidence) = gender_of(face).expect("a gender");
+                assert!(
+                    gender == "female" && confidence >= 0.9,
+                    "exact={exact}: {gender} {confidence}"
+                );
+                assert!(age_of(face).is_some_and(|age| (10.0..=60.0).contains(&age)));
+                assert!(face.quality.is_some_and(|quality| quality >= 0.3));
+            }
+        }
+        let inverted_ages = SearchRequest {
+            filter: Some(SearchFilter {
+                min_age: Some(50.0),
+                max_age: Some(20.0),
+                ..SearchFilter::default()
+            }),
+            ..vector_search(vector.clone(), 5)
+        };
+        expect_status(&mut client, inverted_ages, Code::InvalidArgument, "filter.max_age").await;
+        let bad_quality = SearchRequest {
+            filter: Some(SearchFilter {
+                min_quality: Some(1.5),
+                ..SearchFilter::default()
+            }),
+            ..vector_search(vector.clone(), 5)
+        };
+        expect_status(
+            &mut client,
+            bad_quality,
+            Code::InvalidArgument,
+            "filter.min_quality is 1.5",
+        )
+        .await;
 
         // Bad requests: the right code and a message that says what to fix.
         expect_status(

@@ -2,6 +2,7 @@
 //! `--json` (one object per photo, in input order). A photo that fails gets an error object and
 //! the command exits with status 1 after finishing the others.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use clap::Args;
 use facedex_pipeline::{AnalyzedPhoto, PipelineError, StageTimings, Wanted, describe};
 use facedex_vision::attributes::{AttributeValue, FaceAttribute};
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::FacedexConfig;
@@ -156,19 +158,60 @@ fn photo_json(result: &PhotoResult, model_id: Option<&str>) -> Value {
     }
 }
 
-/// A face's attributes as `{name: {label, confidence | value | vector, model_id}}`.
-fn attributes_json(attributes: &[FaceAttribute]) -> Value {
-    let mut object = serde_json::Map::new();
-    for attribute in attributes {
-        let mut value = match &attribute.value {
-            AttributeValue::Label { label, confidence } => json!({"label": label, "confidence": confidence}),
-            AttributeValue::Number(number) => json!({"value": number}),
-            AttributeValue::Vector(values) => json!({"vector": values}),
+/// One attribute in `detect --json` (`{"label", "confidence"}`, `{"value"}` or `{"vector"}`,
+/// with `"model_id"`), under its name; `index-import` reads it back.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct AttributeJson {
+    model_id: String,
+    #[serde(flatten)]
+    value: AttributeValueJson,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum AttributeValueJson {
+    Label { label: String, confidence: f32 },
+    Number { value: f32 },
+    Vector { vector: Vec<f32> },
+}
+
+impl AttributeJson {
+    fn of(attribute: &FaceAttribute) -> Self {
+        let value = match &attribute.value {
+            AttributeValue::Label { label, confidence } => AttributeValueJson::Label {
+                label: label.clone(),
+                confidence: *confidence,
+            },
+            AttributeValue::Number(value) => AttributeValueJson::Number { value: *value },
+            AttributeValue::Vector(vector) => AttributeValueJson::Vector { vector: vector.clone() },
         };
-        value["model_id"] = json!(attribute.model_id);
-        object.insert(attribute.name.clone(), value);
+        Self {
+            model_id: attribute.model_id.clone(),
+            value,
+        }
     }
-    Value::Object(object)
+
+    /// The attribute named `name`.
+    pub(crate) fn into_attribute(self, name: String) -> FaceAttribute {
+        FaceAttribute {
+            name,
+            model_id: self.model_id,
+            value: match self.value {
+                AttributeValueJson::Label { label, confidence } => AttributeValue::Label { label, confidence },
+                AttributeValueJson::Number { value } => AttributeValue::Number(value),
+                AttributeValueJson::Vector { vector } => AttributeValue::Vector(vector),
+            },
+        }
+    }
+}
+
+/// A face's attributes as `{name: attribute}`.
+fn attributes_json(attributes: &[FaceAttribute]) -> Value {
+    let by_name: BTreeMap<&str, AttributeJson> = attributes
+        .iter()
+        .map(|attribute| (attribute.name.as_str(), AttributeJson::of(attribute)))
+        .collect();
+    json!(by_name)
 }
 
 /// A face's attributes in a table cell: `age 31.2, gender male 0.97`.

@@ -1,6 +1,7 @@
 //! `facedex index-import`: loads the JSON Lines of `facedex detect --json --embeddings` into a
 //! data directory and snapshots it, so the search service is usable without the pipeline.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,9 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceStore};
+use facedex_index::{BoundingBox, FaceId, FaceMetadata, FaceRecord, FaceStore, FaceTraits};
 use serde::Deserialize;
 
+use crate::commands::detect::AttributeJson;
 use crate::config::FacedexConfig;
 
 /// Faces per upsert call.
@@ -46,6 +48,16 @@ struct FaceLine {
     landmarks: [[f32; 2]; 5],
     #[serde(default)]
     embedding: Vec<f32>,
+    #[serde(default)]
+    quality: Option<QualityLine>,
+    #[serde(default)]
+    attributes: BTreeMap<String, AttributeJson>,
+}
+
+/// The part of a face's `quality` object the index keeps.
+#[derive(Debug, Deserialize)]
+struct QualityLine {
+    score: f32,
 }
 
 /// Imports every file, then writes one snapshot.
@@ -133,7 +145,14 @@ fn import_file(store: &FaceStore, file: &Path, totals: &mut Totals) -> anyhow::R
                     landmarks: face.landmarks,
                     detection_score: face.score,
                     model_id: model_id.to_owned(),
-                    traits: Default::default(),
+                    traits: FaceTraits {
+                        quality: face.quality.map(|quality| quality.score),
+                        attributes: face
+                            .attributes
+                            .into_iter()
+                            .map(|(name, attribute)| attribute.into_attribute(name))
+                            .collect(),
+                    },
                 },
                 embedding: face.embedding,
             });
