@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use facedex_index::AttributeValue;
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::{
     DeleteRequest, Embedding, GetFaceRequest, GetIndexInfoRequest, SearchBatchRequest, SearchFilter, SearchRequest,
@@ -951,6 +952,52 @@ fn the_embedder_serves_tls_and_refuses_calls_without_its_token() {
                 .model_id
                 .starts_with("w600k_mbf-")
         );
+        // The worker runs the attribute models too: a photo analysed through it gets the
+        // attributes and quality an in-process analysis gives.
+        let names: Vec<&str> = facedex_pipeline::FaceModels::info(&*models)
+            .attribute_models
+            .iter()
+            .map(|model| model.name.as_str())
+            .collect();
+        assert_eq!(names, ["age", "gender"]);
+        let config = support::vision_config();
+        let remote = facedex_pipeline::PhotoAnalyzer::new(models.clone(), 2, &config)
+            .analyze(
+                "t1.jpg",
+                std::fs::read(photo("t1.jpg")).expect("t1.jpg"),
+                facedex_pipeline::Wanted::ALL,
+                &mut facedex_pipeline::StageTimings::default(),
+            )
+            .await
+            .expect("analysed through the worker")
+            .faces;
+        let local = tokio::task::spawn_blocking(move || {
+            support::analyze_photos(&["t1.jpg"], &config, facedex_pipeline::Wanted::ALL).remove(0)
+        })
+        .await
+        .expect("local analysis");
+        assert_eq!(remote.len(), local.len());
+        for (remote, local) in remote.iter().zip(&local) {
+            assert_eq!(remote.attributes.len(), 2);
+            assert_eq!(remote.quality, local.quality);
+            for (r, l) in remote.attributes.iter().zip(&local.attributes) {
+                assert_eq!((&r.name, &r.model_id), (&l.name, &l.model_id));
+                match (&r.value, &l.value) {
+                    (AttributeValue::Number(r), AttributeValue::Number(l)) => assert!((r - l).abs() < 1e-3),
+                    (
+                        AttributeValue::Label {
+                            label: r,
+                            confidence: rc,
+                        },
+                        AttributeValue::Label {
+                            label: l,
+                            confidence: lc,
+                        },
+                    ) => assert!(r == l && (rc - lc).abs() < 1e-4),
+                    other => panic!("different kinds: {other:?}"),
+                }
+            }
+        }
         let refused = facedex_server::RemoteModels::connect(std::slice::from_ref(&https), &auth(None))
             .await
             .err()

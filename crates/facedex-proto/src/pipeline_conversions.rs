@@ -5,11 +5,12 @@ use facedex_index::{BoundingBox as DomainBox, CatalogEntry, ImageOutcome, ImageV
 use facedex_pipeline::PhotoFailureKind;
 use facedex_pipeline::messages as domain;
 use facedex_pipeline::plan::{self as domain_plan, RunPlan};
+use facedex_vision::attributes::{ChipCrop, ChipTemplate};
 use facedex_vision::{DetectedFace as VisionFace, LetterboxGeometry, LetterboxedPhoto as DomainPhoto};
 use prost::Message;
 
 use crate::conversions::{bounding_box, domain_box, landmarks};
-use crate::embed::LetterboxedPhoto;
+use crate::embed::{self, LetterboxedPhoto};
 use crate::error::RequestError;
 use crate::pipeline::{
     CatalogRecord, DeadLetter, EnqueueRun, FaceBatch, ImageRef, ImageRemoval, PipelineFace, StageTimings,
@@ -305,6 +306,56 @@ fn five_points(points: &[Point], field: &'static str) -> Result<[[f32; 2]; 5], R
             reason: format!("{} landmarks; a face has 5", points.len()),
         })?;
     Ok(points.map(|point| [point.x, point.y]))
+}
+
+/// The proto form of how an attribute model's chips are cut.
+pub fn chip_crop_to_proto(crop: &ChipCrop) -> embed::ChipCrop {
+    let kind = match crop {
+        ChipCrop::Aligned {
+            template,
+            size_px,
+            padding,
+        } => embed::chip_crop::Kind::Aligned(embed::AlignedCrop {
+            template: match template {
+                ChipTemplate::Dlib => "dlib",
+                ChipTemplate::Arcface => "arcface",
+            }
+            .to_owned(),
+            size_px: *size_px,
+            padding: *padding,
+        }),
+        ChipCrop::Box { size_px, scale } => embed::chip_crop::Kind::Box(embed::BoxCrop {
+            size_px: *size_px,
+            scale: *scale,
+        }),
+    };
+    embed::ChipCrop { kind: Some(kind) }
+}
+
+/// How an attribute model's chips are cut, from its proto form, checked as a configuration is.
+pub fn chip_crop_from_proto(crop: Option<embed::ChipCrop>) -> Result<ChipCrop, RequestError> {
+    let malformed = |reason: String| RequestError::Malformed {
+        record: "ChipCrop",
+        reason,
+    };
+    let crop = match crop.and_then(|crop| crop.kind) {
+        Some(embed::chip_crop::Kind::Aligned(aligned)) => ChipCrop::Aligned {
+            template: match aligned.template.as_str() {
+                "dlib" => ChipTemplate::Dlib,
+                "arcface" => ChipTemplate::Arcface,
+                other => return Err(malformed(format!("unknown template {other:?} (dlib or arcface)"))),
+            },
+            size_px: aligned.size_px,
+            padding: aligned.padding,
+        },
+        Some(embed::chip_crop::Kind::Box(crop)) => ChipCrop::Box {
+            size_px: crop.size_px,
+            scale: crop.scale,
+        },
+        None => return Err(malformed("no crop kind".to_owned())),
+    };
+    crop.validate().map_err(malformed)?;
+    Ok(crop)
 }
 
 #[cfg(test)]

@@ -13,8 +13,12 @@ pub const MAX_FILTER_AGE: f32 = 150.0;
 
 /// The proto form of a face's attributes.
 pub fn attributes(traits: &FaceTraits) -> Vec<FaceAttribute> {
-    traits
-        .attributes
+    attributes_to_proto(&traits.attributes)
+}
+
+/// The proto form of attributes.
+pub fn attributes_to_proto(attributes: &[DomainAttribute]) -> Vec<FaceAttribute> {
+    attributes
         .iter()
         .map(|attribute| FaceAttribute {
             name: attribute.name.clone(),
@@ -33,7 +37,15 @@ pub fn attributes(traits: &FaceTraits) -> Vec<FaceAttribute> {
 
 /// A face's traits from their proto form; the index checks their ranges when it stores them.
 pub fn traits(attributes: Vec<FaceAttribute>, quality: Option<f32>) -> Result<FaceTraits, RequestError> {
-    let attributes = attributes
+    Ok(FaceTraits {
+        quality,
+        attributes: attributes_from_proto(attributes)?,
+    })
+}
+
+/// Attributes from their proto form; one without a value is malformed.
+pub fn attributes_from_proto(attributes: Vec<FaceAttribute>) -> Result<Vec<DomainAttribute>, RequestError> {
+    attributes
         .into_iter()
         .map(|attribute| {
             let value = match attribute.value {
@@ -56,8 +68,7 @@ pub fn traits(attributes: Vec<FaceAttribute>, quality: Option<f32>) -> Result<Fa
                 value,
             })
         })
-        .collect::<Result<_, _>>()?;
-    Ok(FaceTraits { quality, attributes })
+        .collect()
 }
 
 /// The trait conditions of a search filter, each checked against its range.

@@ -5,9 +5,13 @@
 
 use std::sync::Arc;
 
-use facedex_pipeline::{FaceModels, ModelInfo, PipelineError};
+use facedex_pipeline::{AttributeModelInfo, FaceModels, ModelInfo, PipelineError};
 use facedex_proto::embed::embedder_client::EmbedderClient;
-use facedex_proto::embed::{DetectRequest, EmbedRequest, GetModelInfoRequest, LetterboxedPhoto};
+use facedex_proto::embed::{
+    AttributeModel, AttributesRequest, DetectRequest, EmbedRequest, GetModelInfoRequest, LetterboxedPhoto,
+};
+use facedex_proto::pipeline_conversions::chip_crop_from_proto;
+use facedex_proto::trait_conversions::attributes_from_proto;
 use facedex_vision::attributes::FaceAttribute;
 use facedex_vision::{DetectedFace, LetterboxedPhoto as DomainPhoto};
 use futures::future::BoxFuture;
@@ -89,6 +93,17 @@ impl RemoteModels {
                             transient: false,
                         });
                     }
+                    let attribute_models = attribute_models(answer.attribute_models, endpoint)?;
+                    if let Some(known) = &info
+                        && known.attribute_models != attribute_models
+                    {
+                        return Err(PipelineError::Models {
+                            reason: format!(
+                                "embed workers run different attribute models ({endpoint} differs from the first); every worker needs the same vision.attributes"
+                            ),
+                            transient: false,
+                        });
+                    }
                     info = Some(ModelInfo {
                         model_id: answer.model_id,
                         detector_input_px: answer.detector_input_px,
@@ -96,7 +111,7 @@ impl RemoteModels {
                         execution_provider: answer.execution_provider,
                         max_detect_batch: answer.max_detect_batch as usize,
                         max_embed_batch: answer.max_embed_batch as usize,
-                        attribute_models: Vec::new(),
+                        attribute_models,
                     });
                 }
                 Err(status) => last_error = format!("{endpoint}: {}", status.message()),
@@ -198,14 +213,37 @@ impl FaceModels for RemoteModels {
         })
     }
 
-    fn attributes(&self, model: usize, _chips: Vec<u8>) -> BoxFuture<'_, Result<Vec<FaceAttribute>, PipelineError>> {
-        // The model info of remote workers lists no attribute models, so the analyzer asks
-        // for none; a call is a caller's mistake.
+    fn attributes(&self, model: usize, chips: Vec<u8>) -> BoxFuture<'_, Result<Vec<FaceAttribute>, PipelineError>> {
         Box::pin(async move {
-            Err(PipelineError::Models {
-                reason: format!("attribute model {model}: embed workers do not serve attribute models"),
+            let request = AttributesRequest {
+                model: model as u32,
+                chips,
+            };
+            let response = self
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.run_attributes(request).await }
+                })
+                .await?
+                .into_inner();
+            attributes_from_proto(response.attributes).map_err(|error| PipelineError::Models {
+                reason: format!("an embed worker answered with a malformed attribute: {error}"),
                 transient: false,
             })
         })
     }
+}
+
+/// The attribute models a worker lists, with their crops checked.
+fn attribute_models(models: Vec<AttributeModel>, endpoint: &str) -> Result<Vec<AttributeModelInfo>, PipelineError> {
+    models
+        .into_iter()
+        .map(|model| {
+            let crop = chip_crop_from_proto(model.crop).map_err(|error| PipelineError::Models {
+                reason: format!("{endpoint} lists attribute model {:?} with {error}", model.name),
+                transient: false,
+            })?;
+            Ok(AttributeModelInfo { name: model.name, crop })
+        })
+        .collect()
 }

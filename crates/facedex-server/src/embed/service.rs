@@ -1,4 +1,5 @@
-//! `facedex embed`'s gRPC service: detection and embedding for ingest workers, every caller's
+//! `facedex embed`'s gRPC service: detection, embedding and the attribute models for ingest
+//! workers, every caller's
 //! requests batched together by the in-process [`LocalModels`]. Inputs are checked before they
 //! reach a model; health and reflection share the port.
 
@@ -8,8 +9,11 @@ use std::sync::Arc;
 use facedex_pipeline::{FaceModels, LocalModels};
 use facedex_proto::embed::embedder_server::{Embedder, EmbedderServer};
 use facedex_proto::embed::{
-    DetectRequest, DetectResponse, EmbedRequest, EmbedResponse, GetModelInfoRequest, ModelInfo, PhotoDetections,
+    AttributeModel, AttributesRequest, AttributesResponse, DetectRequest, DetectResponse, EmbedRequest, EmbedResponse,
+    GetModelInfoRequest, ModelInfo, PhotoDetections,
 };
+use facedex_proto::pipeline_conversions::chip_crop_to_proto;
+use facedex_proto::trait_conversions::attributes_to_proto;
 use facedex_proto::{DetectedFace, Embedding};
 use facedex_vision::LetterboxedPhoto;
 use facedex_vision::align::CROP_BYTES;
@@ -116,6 +120,51 @@ impl Embedder for EmbedderService {
                 execution_provider: info.execution_provider.clone(),
                 max_detect_batch: info.max_detect_batch as u32,
                 max_embed_batch: info.max_embed_batch as u32,
+                attribute_models: info
+                    .attribute_models
+                    .iter()
+                    .map(|model| AttributeModel {
+                        name: model.name.clone(),
+                        crop: Some(chip_crop_to_proto(&model.crop)),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn run_attributes(
+        &self,
+        request: Request<AttributesRequest>,
+    ) -> Result<Response<AttributesResponse>, Status> {
+        observed(SERVICE, "RunAttributes", async move {
+            self.tokens
+                .authorize(request.metadata(), Access::Read, "RunAttributes")?;
+            let AttributesRequest { model, chips } = request.into_inner();
+            let models = &self.models.info().attribute_models;
+            let Some(spec) = models.get(model as usize) else {
+                return Err(Status::invalid_argument(format!(
+                    "model {model}: this worker runs {} attribute models",
+                    models.len()
+                )));
+            };
+            let size = spec.crop.size_px() as usize;
+            let chip_bytes = size * size * 3;
+            let count = chips.len() / chip_bytes;
+            if chips.is_empty() || !chips.len().is_multiple_of(chip_bytes) || count > MAX_EMBED_CROPS {
+                return Err(Status::invalid_argument(format!(
+                    "chips must hold 1 to {MAX_EMBED_CROPS} chips of {chip_bytes} bytes ({size}×{size} RGB) for {}, got {} bytes",
+                    spec.name,
+                    chips.len()
+                )));
+            }
+            let attributes = self
+                .models
+                .attributes(model as usize, chips)
+                .await
+                .map_err(ServiceError::from)?;
+            Ok(Response::new(AttributesResponse {
+                attributes: attributes_to_proto(&attributes),
             }))
         })
         .await

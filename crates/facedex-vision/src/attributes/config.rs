@@ -57,6 +57,23 @@ impl ChipCrop {
             Self::Aligned { size_px, .. } | Self::Box { size_px, .. } => *size_px,
         }
     }
+
+    /// Checks the chip is bounded and its geometry sane; the error says what to fix.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let size = self.size_px();
+        if size == 0 || size > MAX_CHIP_SIZE_PX {
+            return Err(format!("crop.size_px {size} is outside 1..={MAX_CHIP_SIZE_PX}"));
+        }
+        match self {
+            Self::Aligned { padding, .. } if !(0.0..=4.0).contains(padding) => {
+                Err(format!("crop.padding {padding} is outside 0..=4"))
+            }
+            Self::Box { scale, .. } if !(0.1..=10.0).contains(scale) => {
+                Err(format!("crop.scale {scale} is outside 0.1..=10"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Channel order of the model's input.
@@ -225,21 +242,8 @@ impl AttributeModelConfig {
                 self.name
             ));
         }
-        let size = self.crop.size_px();
-        if size == 0 || size > MAX_CHIP_SIZE_PX {
-            return invalid(format!(
-                "{}: crop.size_px {size} is outside 1..={MAX_CHIP_SIZE_PX}",
-                self.name
-            ));
-        }
-        match &self.crop {
-            ChipCrop::Aligned { padding, .. } if !(0.0..=4.0).contains(padding) => {
-                return invalid(format!("{}: crop.padding {padding} is outside 0..=4", self.name));
-            }
-            ChipCrop::Box { scale, .. } if !(0.1..=10.0).contains(scale) => {
-                return invalid(format!("{}: crop.scale {scale} is outside 0.1..=10", self.name));
-            }
-            _ => {}
+        if let Err(reason) = self.crop.validate() {
+            return invalid(format!("{}: {reason}", self.name));
         }
         if self.input.std.iter().any(|std| !std.is_finite() || *std == 0.0) {
             return invalid(format!("{}: input.std must be finite and non-zero", self.name));
