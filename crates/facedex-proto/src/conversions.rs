@@ -287,6 +287,7 @@ pub fn face_person(status: &PersonStatus) -> FacePerson {
         PersonStatus::Waiting => (face_person::State::Waiting, None),
         PersonStatus::Skipped(SkipReason::TooSmall { .. }) => (face_person::State::SkippedTooSmall, None),
         PersonStatus::Skipped(SkipReason::LowScore { .. }) => (face_person::State::SkippedLowScore, None),
+        PersonStatus::Skipped(SkipReason::LowQuality { .. }) => (face_person::State::SkippedLowQuality, None),
         PersonStatus::Disabled => (face_person::State::Disabled, None),
     };
     FacePerson {

@@ -16,6 +16,9 @@ pub struct PeopleConfig {
     pub min_face_side_px: f32,
     /// Faces the detector is less sure of than this are not judged (Immich: 0.7).
     pub min_detection_score: f32,
+    /// Faces of lower quality than this (blurred, turned away, tiny) are not judged; faces
+    /// indexed without a quality score are judged by the two rules above alone.
+    pub min_quality: f32,
     /// Nearest faces looked at for each face (an HNSW search).
     pub neighbours: usize,
     /// Two faces closer than this cosine similarity count as neighbours.
@@ -41,6 +44,7 @@ impl Default for PeopleConfig {
             enabled: true,
             min_face_side_px: 24.0,
             min_detection_score: 0.7,
+            min_quality: 0.3,
             neighbours: 24,
             link_similarity: 0.45,
             seed_faces: 3,
@@ -85,6 +89,12 @@ impl PeopleConfig {
         if !self.min_detection_score.is_finite() {
             return Err("index.people.min_detection_score must be a number".into());
         }
+        if !(0.0..=1.0).contains(&self.min_quality) {
+            return Err(format!(
+                "index.people.min_quality must be a quality in [0, 1], got {}",
+                self.min_quality
+            ));
+        }
         if !(1..=256).contains(&self.neighbours) {
             return Err(format!(
                 "index.people.neighbours must be between 1 and 256, got {}",
@@ -123,6 +133,14 @@ impl PeopleConfig {
                 min_score: self.min_detection_score,
             });
         }
+        if let Some(quality) = metadata.traits.quality
+            && quality < self.min_quality
+        {
+            return Some(SkipReason::LowQuality {
+                quality,
+                min_quality: self.min_quality,
+            });
+        }
         None
     }
 }
@@ -144,6 +162,13 @@ pub enum SkipReason {
         /// `index.people.min_detection_score`.
         min_score: f32,
     },
+    /// The face is blurred, turned away or tiny: its quality is too low to judge.
+    LowQuality {
+        /// The face's quality.
+        quality: f32,
+        /// `index.people.min_quality`.
+        min_quality: f32,
+    },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -159,6 +184,12 @@ impl std::fmt::Display for SkipReason {
                 write!(
                     formatter,
                     "too unsure to judge (detection score {score:.2}, people need {min_score:.2})"
+                )
+            }
+            Self::LowQuality { quality, min_quality } => {
+                write!(
+                    formatter,
+                    "too poor to judge (quality {quality:.2}, people need {min_quality:.2})"
                 )
             }
         }

@@ -158,12 +158,14 @@ fn two_faces_of_one_identity_in_one_photo_go_to_different_persons_or_none() {
 }
 
 #[test]
-fn faces_too_small_or_too_unsure_are_skipped_and_say_why() {
+fn faces_too_small_too_unsure_or_too_poor_are_skipped_and_say_why() {
     let mut generator = FaceLikeGenerator::new(1, 512, 5);
     let index = FaceIndex::new(config()).expect("index");
-    let mut records = identity_records(&mut generator, 0, 0, &["a", "b", "c", "d", "e"]);
+    let mut records = identity_records(&mut generator, 0, 0, &["a", "b", "c", "d", "e", "f", "g"]);
     records[3].metadata.bounding_box.x2 = 10.0;
     records[4].metadata.detection_score = 0.3;
+    records[5].metadata.traits.quality = Some(0.1);
+    records[6].metadata.traits.quality = Some(0.9);
     upsert_all(&index, records);
     assert!(person_of(&index, 0).is_some());
     let status = |face: u128| index.get(&FaceId(face), false).expect("face").person;
@@ -177,10 +179,20 @@ fn faces_too_small_or_too_unsure_are_skipped_and_say_why() {
         "{:?}",
         status(4)
     );
+    assert!(
+        matches!(status(5), PersonStatus::Skipped(SkipReason::LowQuality { .. })),
+        "{:?}",
+        status(5)
+    );
+    assert!(!matches!(status(6), PersonStatus::Skipped(_)), "a good face is judged");
     let PersonStatus::Skipped(reason) = status(3) else {
         unreachable!()
     };
     assert!(reason.to_string().contains("too small"), "{reason}");
+    let PersonStatus::Skipped(reason) = status(5) else {
+        unreachable!()
+    };
+    assert!(reason.to_string().contains("quality 0.10"), "{reason}");
 }
 
 #[test]
