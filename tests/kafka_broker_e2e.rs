@@ -189,6 +189,13 @@ fn broker_pipeline_indexes_a_folder_and_s3_gcs_and_azure_prefixes() -> anyhow::R
     // Player 13's box, as InsightFace finds it (README, Parity).
     let bbox: [f32; 4] = serde_json::from_value(second["bbox"].clone())?;
     ensure!(support::iou(&bbox, &[721.0, 142.0, 765.0, 192.0]) > 0.9, "{result}");
+    // Its age, gender and quality came through the faces topic with it.
+    ensure!(
+        second["attributes"]["gender"]["label"].is_string()
+            && second["attributes"]["age"]["value"].is_number()
+            && second["quality"].as_f64().is_some_and(|quality| quality > 0.0),
+        "{result}"
+    );
 
     // The archive changes. Once every outcome of the folder is in the catalog (its 8 photos
     // but the vanished one), enqueueing the unchanged folder publishes nothing.

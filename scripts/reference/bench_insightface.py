@@ -16,7 +16,7 @@ from insightface_faces import build_app
 
 def main() -> None:
     assets, rounds = Path(sys.argv[1]), int(sys.argv[2])
-    photos = sorted((assets / "photos").iterdir())
+    photos = sorted(path for path in (assets / "photos").iterdir() if path.is_file())
     app = build_app(assets / "models" / "scrfd_500m_bnkps.onnx", assets / "models" / "w600k_mbf.onnx")
 
     def run(count: int):

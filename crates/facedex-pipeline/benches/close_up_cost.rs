@@ -5,12 +5,10 @@
 //! Usage: `cargo bench -p facedex-pipeline --bench close_up_cost -- ASSETS_DIR ROUNDS`
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use facedex_pipeline::{StageTimings, Wanted};
+use facedex_pipeline::Wanted;
 use facedex_vision::VisionConfig;
 use facedex_vision::close_up::needs_close_up_pass;
-use futures::StreamExt;
 
 mod support;
 
@@ -18,14 +16,7 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
     let assets = PathBuf::from(args.next().expect("usage: close_up_cost ASSETS_DIR ROUNDS"));
     let rounds: usize = args.next().map_or(10, |r| r.parse().expect("ROUNDS is a number"));
-    let mut photos: Vec<(String, Vec<u8>)> = std::fs::read_dir(assets.join("photos"))
-        .expect("ASSETS_DIR/photos")
-        .map(|entry| {
-            let path = entry.expect("dir entry").path();
-            (path.display().to_string(), std::fs::read(&path).expect("photo reads"))
-        })
-        .collect();
-    photos.sort();
+    let photos = support::sample_photos(&assets);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!("| close-up pass | photos | photos with a second pass | faces | photos/s | vs off |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -36,25 +27,7 @@ fn main() {
         config.detection.close_up_pass = close_up_pass;
         let analyzer = support::analyzer_for(&config);
         let in_flight = config.detection.batch_size * 2;
-        let run = |rounds: usize| {
-            let started = Instant::now();
-            let analysed = runtime.block_on(async {
-                futures::stream::iter((0..rounds).flat_map(|_| photos.iter().cloned()))
-                    .map(|(name, bytes)| {
-                        let analyzer = analyzer.clone();
-                        async move {
-                            analyzer
-                                .analyze(&name, bytes, Wanted::EMBEDDINGS, &mut StageTimings::default())
-                                .await
-                                .expect("sample photos analyse")
-                        }
-                    })
-                    .buffer_unordered(in_flight)
-                    .collect::<Vec<_>>()
-                    .await
-            });
-            (analysed, started.elapsed().as_secs_f64())
-        };
+        let run = |rounds| support::analyse_rounds(&runtime, &analyzer, &photos, rounds, Wanted::EMBEDDINGS, in_flight);
         run(1); // warm-up
         let (analysed, seconds) = run(rounds);
         let faces: usize = analysed.iter().map(|photo| photo.faces.len()).sum();

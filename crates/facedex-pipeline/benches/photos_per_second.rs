@@ -1,7 +1,8 @@
 //! Throughput of the whole vision path (read + decode + detect + align + embed) over a set of
 //! photos through the one photo front end (`PhotoAnalyzer` over `LocalModels`, as `facedex
 //! detect` runs it), as photos/s and faces/s, printed as one JSON object. Run through
-//! `scripts/bench-vision`, which runs InsightFace on the same photos in the same session.
+//! `scripts/bench-vision`, which runs InsightFace on the same photos in the same session. Like
+//! InsightFace's detection + recognition, it runs no attribute model (`attributes_cost` does).
 //!
 //! Usage: `cargo bench -p facedex-pipeline --bench photos_per_second -- ASSETS_DIR ROUNDS`
 
@@ -20,6 +21,7 @@ fn main() {
     let mut photos: Vec<PathBuf> = std::fs::read_dir(assets.join("photos"))
         .expect("ASSETS_DIR/photos")
         .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.is_file())
         .collect();
     photos.sort();
     let (config, analyzer) = support::local_analyzer(&assets);
@@ -36,7 +38,7 @@ fn main() {
                         let bytes = tokio::fs::read(&path).await.expect("sample photo reads");
                         let name = path.display().to_string();
                         analyzer
-                            .analyze(&name, bytes, Wanted::ALL, &mut StageTimings::default())
+                            .analyze(&name, bytes, Wanted::EMBEDDINGS, &mut StageTimings::default())
                             .await
                             .expect("sample photos decode")
                     }

@@ -206,7 +206,7 @@ impl AttributeJson {
 }
 
 /// A face's attributes as `{name: attribute}`.
-fn attributes_json(attributes: &[FaceAttribute]) -> Value {
+pub(crate) fn attributes_json(attributes: &[FaceAttribute]) -> Value {
     let by_name: BTreeMap<&str, AttributeJson> = attributes
         .iter()
         .map(|attribute| (attribute.name.as_str(), AttributeJson::of(attribute)))
@@ -214,17 +214,16 @@ fn attributes_json(attributes: &[FaceAttribute]) -> Value {
     json!(by_name)
 }
 
-/// A face's attributes in a table cell: `age 31.2, gender male 0.97`.
-fn attributes_cell(attributes: &[FaceAttribute]) -> String {
-    let cells: Vec<String> = attributes
+/// A face's attributes in table cells: `age 31.2`, `gender male 0.97`.
+pub(crate) fn attributes_cell(attributes: &[FaceAttribute]) -> Vec<String> {
+    attributes
         .iter()
         .map(|attribute| match &attribute.value {
             AttributeValue::Label { label, confidence } => format!("{} {label} {confidence:.2}", attribute.name),
             AttributeValue::Number(number) => format!("{} {number:.1}", attribute.name),
             AttributeValue::Vector(values) => format!("{} [{} values]", attribute.name, values.len()),
         })
-        .collect();
-    cells.join(", ")
+        .collect()
 }
 
 /// The human-readable form of one photo.
@@ -267,7 +266,7 @@ fn write_table(out: &mut impl Write, result: &PhotoResult) -> io::Result<()> {
                     ),
                     face.quality
                         .map_or("-".to_owned(), |quality| format!("{:.2}", quality.score)),
-                    attributes_cell(&face.attributes),
+                    attributes_cell(&face.attributes).join(", "),
                 )?;
             }
             writeln!(out)

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args};
+use facedex_proto::trait_conversions::attributes_from_proto;
 use facedex_proto::{AppliedOffset, Embedding, QueryResult, SearchFilter, SearchRequest, search_request};
 use serde_json::json;
 
@@ -63,6 +64,21 @@ pub struct SearchArgs {
     /// Only faces of this person (16 hexadecimal characters; repeat for several).
     #[arg(long = "person", value_name = "PERSON_ID")]
     person_ids: Vec<String>,
+    /// Only faces at least this old (years, the `age` attribute).
+    #[arg(long, value_name = "YEARS")]
+    min_age: Option<f32>,
+    /// Only faces at most this old.
+    #[arg(long, value_name = "YEARS")]
+    max_age: Option<f32>,
+    /// Only faces given this gender label (`female`, `male`)…
+    #[arg(long, value_name = "LABEL")]
+    gender: Option<String>,
+    /// …with at least this confidence (0–1).
+    #[arg(long, value_name = "CONFIDENCE", default_value_t = 0.0, requires = "gender")]
+    min_gender_confidence: f32,
+    /// Only faces of at least this quality (0–1).
+    #[arg(long, value_name = "QUALITY")]
+    min_quality: Option<f32>,
     /// At most one hit per person: its most similar face.
     #[arg(long)]
     group_by_person: bool,
@@ -98,6 +114,11 @@ pub fn run(_config: FacedexConfig, args: SearchArgs) -> anyhow::Result<ExitCode>
         filter: Some(SearchFilter {
             image_uri_prefix: args.image_uri_prefix.clone().unwrap_or_default(),
             person_ids: args.person_ids.clone(),
+            min_age: args.min_age,
+            max_age: args.max_age,
+            gender: args.gender.clone().unwrap_or_default(),
+            min_gender_confidence: args.min_gender_confidence,
+            min_quality: args.min_quality,
             ..SearchFilter::default()
         }),
         group_by_person: args.group_by_person,
@@ -143,6 +164,8 @@ fn result_json(position: usize, result: &QueryResult, model_id: &str) -> serde_j
                 "model_id": face.model_id,
                 "person_id": person.person_id,
                 "person_name": person.person_name,
+                "quality": face.quality,
+                "attributes": attributes_json(&face.attributes),
             })
         })
         .collect();
@@ -182,8 +205,9 @@ fn print_table(results: &[QueryResult]) {
                 (true, false) => format!("  person {}", person.person_id),
                 (true, true) => String::new(),
             };
+            let traits = traits_cell(&face);
             println!(
-                "  {:>3}. {:.4}  {}  {}  ({:.0},{:.0})-({:.0},{:.0}){person}",
+                "  {:>3}. {:.4}  {}  {}  ({:.0},{:.0})-({:.0},{:.0}){traits}{person}",
                 rank + 1,
                 hit.similarity,
                 face.face_id,
@@ -194,6 +218,27 @@ fn print_table(results: &[QueryResult]) {
                 b.y2
             );
         }
+    }
+}
+
+/// A hit's attributes as `{name: attribute}`, as `detect --json` writes them.
+fn attributes_json(attributes: &[facedex_proto::FaceAttribute]) -> serde_json::Value {
+    let attributes = attributes_from_proto(attributes.to_vec()).unwrap_or_default();
+    crate::commands::detect::attributes_json(&attributes)
+}
+
+/// A hit's quality and attributes in a table row: `  quality 0.87, age 26.2, gender male 1.00`.
+fn traits_cell(face: &facedex_proto::Face) -> String {
+    let attributes = attributes_from_proto(face.attributes.clone()).unwrap_or_default();
+    let cells: Vec<String> = face
+        .quality
+        .map(|quality| format!("quality {quality:.2}"))
+        .into_iter()
+        .chain(crate::commands::detect::attributes_cell(&attributes))
+        .collect();
+    match cells.is_empty() {
+        true => String::new(),
+        false => format!("  {}", cells.join(", ")),
     }
 }
 
