@@ -171,8 +171,11 @@ impl PhotoAnalyzer {
                 false => Ok(Vec::new()),
             }
         };
+        // No aligned face, no chips: the models are not asked (a remote worker refuses an
+        // empty call).
+        let chips = if aligned > 0 { cut.chips } else { Vec::new() };
         let attributes = try_join_all(
-            cut.chips
+            chips
                 .into_iter()
                 .enumerate()
                 .map(|(model, chips)| self.models.attributes(model, chips)),

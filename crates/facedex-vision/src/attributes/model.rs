@@ -40,8 +40,19 @@ impl AttributeModel {
             ROLE,
             provider,
         )?;
+        let model_id = model_id(path)?;
+        if model_id.len() > facedex_index::MAX_ATTRIBUTE_TEXT_BYTES {
+            return Err(VisionError::InvalidConfig {
+                setting: "attributes",
+                reason: format!(
+                    "{}: the model's id {model_id:?} (file stem and hash) is over {} bytes: give the file a shorter name",
+                    config.name,
+                    facedex_index::MAX_ATTRIBUTE_TEXT_BYTES
+                ),
+            });
+        }
         Ok(Self {
-            model_id: model_id(path)?,
+            model_id,
             config: config.clone(),
             session,
             input: Vec::new(),
@@ -136,6 +147,11 @@ pub fn decode(decoding: &OutputDecoding, row: &[f32]) -> std::result::Result<Att
                         (0, f32::MIN),
                         |best, (index, p)| if p > best.1 { (index, p) } else { best },
                     );
+            if !(0.0..=1.0).contains(&confidence) {
+                return Err(format!(
+                    "label probability {confidence} is outside 0..=1: the model gives logits, set output.softmax = true"
+                ));
+            }
             Ok(AttributeValue::Label {
                 label: labels[best].clone(),
                 confidence,
@@ -231,5 +247,11 @@ mod tests {
         );
         assert!(decode(&OutputDecoding::Score { sigmoid: false }, &[f32::NAN]).is_err());
         assert!(decode(&OutputDecoding::Vector { max_len: 2 }, &[1.0; 3]).is_err());
+        let logits_as_probabilities = OutputDecoding::Labels {
+            labels: vec!["a".into(), "b".into()],
+            softmax: false,
+        };
+        let error = decode(&logits_as_probabilities, &[-3.0, 4.5]).expect_err("logits");
+        assert!(error.contains("set output.softmax = true"), "{error}");
     }
 }
