@@ -2,13 +2,14 @@
 //! classes, 128×128 BGR input cut from the box scaled 2.7×, logits through a softmax), made
 //! here as ONNX from scratch, runs beside the default age and gender models and gives every
 //! face the label and confidence its chip implies. The model averages each input channel and
-//! calls that the class's logit, so the expected answer is computed from the same chip.
+//! calls that the class's logit, so the expected answer is computed from the same chip; a
+//! channels-last variant (`layout = "nhwc"`) gives the same answers.
 
 mod support;
 
 use facedex_pipeline::Wanted;
 use facedex_vision::attributes::chip::cut_chip;
-use facedex_vision::attributes::config::{ChannelOrder, ChipInput, OutputDecoding};
+use facedex_vision::attributes::config::{ChannelOrder, ChipInput, OutputDecoding, TensorLayout};
 use facedex_vision::attributes::{AttributeModelConfig, AttributeValue, ChipCrop};
 use prost::Message;
 use support::{analyze_photos, photo, vision_config};
@@ -53,6 +54,19 @@ mod onnx {
         pub output: Vec<String>,
         #[prost(string, tag = "4")]
         pub op_type: String,
+        #[prost(message, repeated, tag = "5")]
+        pub attribute: Vec<AttributeProto>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AttributeProto {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(int64, repeated, tag = "8")]
+        pub ints: Vec<i64>,
+        /// 7 = INTS.
+        #[prost(int32, tag = "20")]
+        pub r#type: i32,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -114,12 +128,34 @@ fn tensor(name: &str, dims: &[Option<i64>]) -> onnx::ValueInfoProto {
     }
 }
 
-/// `[N,3,128,128] → GlobalAveragePool → Flatten → [N,3]`: each channel's mean as a logit.
-fn channel_mean_model() -> Vec<u8> {
+/// `[N,3,128,128] → GlobalAveragePool → Flatten → [N,3]`: each channel's mean as a logit;
+/// with `nhwc`, the input is `[N,128,128,3]` and a Transpose comes first.
+fn channel_mean_model(nhwc: bool) -> Vec<u8> {
     let node = |op: &str, input: &str, output: &str| onnx::NodeProto {
         input: vec![input.into()],
         output: vec![output.into()],
         op_type: op.into(),
+        attribute: Vec::new(),
+    };
+    let mut nodes = vec![
+        node("GlobalAveragePool", "nchw", "pooled"),
+        node("Flatten", "pooled", "logits"),
+    ];
+    let input = if nhwc {
+        nodes.insert(
+            0,
+            onnx::NodeProto {
+                attribute: vec![onnx::AttributeProto {
+                    name: "perm".into(),
+                    ints: vec![0, 3, 1, 2],
+                    r#type: 7,
+                }],
+                ..node("Transpose", "chip", "nchw")
+            },
+        );
+        tensor("chip", &[None, Some(128), Some(128), Some(3)])
+    } else {
+        tensor("nchw", &[None, Some(3), Some(128), Some(128)])
     };
     onnx::ModelProto {
         ir_version: 8,
@@ -129,11 +165,8 @@ fn channel_mean_model() -> Vec<u8> {
         }],
         graph: Some(onnx::GraphProto {
             name: "channel-means".into(),
-            node: vec![
-                node("GlobalAveragePool", "chip", "pooled"),
-                node("Flatten", "pooled", "logits"),
-            ],
-            input: vec![tensor("chip", &[None, Some(3), Some(128), Some(128)])],
+            node: nodes,
+            input: vec![input],
             output: vec![tensor("logits", &[None, Some(3)])],
         }),
     }
@@ -142,9 +175,18 @@ fn channel_mean_model() -> Vec<u8> {
 
 #[test]
 fn a_liveness_shaped_model_runs_from_configuration_alone() {
+    liveness_over_t1(TensorLayout::Nchw);
+}
+
+#[test]
+fn a_channels_last_model_gets_its_input_channels_last() {
+    liveness_over_t1(TensorLayout::Nhwc);
+}
+
+fn liveness_over_t1(layout: TensorLayout) {
     let dir = tempfile::tempdir().expect("tempdir");
     let model_path = dir.path().join("liveness.onnx");
-    std::fs::write(&model_path, channel_mean_model()).expect("write the model");
+    std::fs::write(&model_path, channel_mean_model(layout == TensorLayout::Nhwc)).expect("write the model");
     let liveness = AttributeModelConfig {
         name: "liveness".into(),
         model_path,
@@ -153,6 +195,7 @@ fn a_liveness_shaped_model_runs_from_configuration_alone() {
             scale: 2.7,
         },
         input: ChipInput {
+            layout,
             channels: ChannelOrder::Bgr,
             mean: [0.0; 3],
             std: [255.0; 3],
@@ -206,5 +249,5 @@ fn a_liveness_shaped_model_runs_from_configuration_alone() {
             face.attributes[2].model_id
         );
     }
-    println!("liveness labels over t1.jpg's faces: {labels:?}");
+    println!("{layout:?}: liveness labels over t1.jpg's faces: {labels:?}");
 }

@@ -770,6 +770,30 @@ async fn people_of(url: &str) -> anyhow::Result<Vec<PersonView>> {
     Ok(views)
 }
 
+/// Every face of the indexer at `url` with its quality and attributes, by face id (an exact
+/// search that keeps every hit).
+async fn traits_of(url: &str) -> anyhow::Result<BTreeMap<String, (Option<f32>, Vec<facedex_proto::FaceAttribute>)>> {
+    let mut client = facedex_proto::face_search_client::FaceSearchClient::connect(url.to_owned()).await?;
+    let everything = facedex_proto::SearchRequest {
+        query: Some(facedex_proto::search_request::Query::Embedding(
+            facedex_proto::Embedding {
+                values: vec![(512f32).sqrt().recip(); 512],
+            },
+        )),
+        limit: Some(1000),
+        min_score: Some(-1.0),
+        exact: true,
+        ..Default::default()
+    };
+    let response = client.search(everything).await?.into_inner();
+    Ok(response.results[0]
+        .hits
+        .iter()
+        .filter_map(|hit| hit.face.clone())
+        .map(|face| (face.face_id, (face.quality, face.attributes)))
+        .collect())
+}
+
 /// Applied offsets of `topic` on the indexer at `url`, summed.
 fn applied_on(url: &str, topic: &str) -> anyhow::Result<u64> {
     Ok(index_info(url)?
@@ -932,6 +956,19 @@ fn people_edits_reach_every_indexer_through_kafka_and_survive_a_restart_and_a_re
     ensure!(
         runtime.block_on(people_of(&replica_url))? == edited,
         "the replica's people differ"
+    );
+    // And its faces have the attributes and quality the first indexer's have.
+    let first_traits = runtime.block_on(traits_of(&first_url))?;
+    ensure!(
+        !first_traits.is_empty()
+            && first_traits
+                .values()
+                .all(|(quality, attributes)| quality.is_some() && attributes.len() == 2),
+        "faces without traits: {first_traits:?}"
+    );
+    ensure!(
+        runtime.block_on(traits_of(&replica_url))? == first_traits,
+        "the replica's faces have other traits"
     );
 
     // The first indexer restarted (final snapshot, then load) still has them.

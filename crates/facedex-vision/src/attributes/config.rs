@@ -87,11 +87,24 @@ pub enum ChannelOrder {
     Bgr,
 }
 
-/// How chip pixels become the model's `N×3×S×S` float input: `(pixel − mean) / std` per
-/// channel, in the model's channel order.
+/// Where the channel axis of the model's input is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TensorLayout {
+    /// `N×3×S×S` (PyTorch-trained models).
+    #[default]
+    Nchw,
+    /// `N×S×S×3` (TensorFlow- and Keras-trained models).
+    Nhwc,
+}
+
+/// How chip pixels become the model's float input: `(pixel − mean) / std` per channel, in the
+/// model's channel order and layout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChipInput {
+    /// Where the channel axis is.
+    pub layout: TensorLayout,
     /// Channel order of the model.
     pub channels: ChannelOrder,
     /// Subtracted per channel, in the model's channel order.
@@ -103,6 +116,7 @@ pub struct ChipInput {
 impl Default for ChipInput {
     fn default() -> Self {
         Self {
+            layout: TensorLayout::Nchw,
             channels: ChannelOrder::Rgb,
             mean: [0.0; 3],
             std: [1.0; 3],
@@ -153,7 +167,8 @@ pub struct AttributeModelConfig {
     /// The attribute's name (`age`, `gender`, `liveness`): what results are stored and
     /// filtered under. Lowercase letters, digits and `_`.
     pub name: String,
-    /// The ONNX model: one input `N×3×S×S`, one row per face in its first output.
+    /// The ONNX model: one input `N×3×S×S` (or `N×S×S×3`), one row per face in its first
+    /// output.
     pub model_path: PathBuf,
     /// How the input chip is cut.
     pub crop: ChipCrop,
@@ -180,6 +195,7 @@ const CYDRAL_MEAN_RGB: [f32; 3] = [122.782, 117.001, 104.298];
 /// expected value over bins 0.25, 1, 2, …, 80 years, gender as female/male probabilities.
 pub fn default_attribute_models(assets: &Path) -> Vec<AttributeModelConfig> {
     let input = ChipInput {
+        layout: TensorLayout::Nchw,
         channels: ChannelOrder::Rgb,
         mean: CYDRAL_MEAN_RGB,
         std: [256.0; 3],

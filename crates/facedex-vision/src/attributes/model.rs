@@ -5,14 +5,14 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::attributes::config::{AttributeModelConfig, ChannelOrder, OutputDecoding};
+use crate::attributes::config::{AttributeModelConfig, ChannelOrder, OutputDecoding, TensorLayout};
 use crate::attributes::{AttributeValue, FaceAttribute};
 use crate::config::ExecutionProvider;
 use crate::embedder::model_id;
 use crate::error::{Result, VisionError};
 use crate::runtime::load_one_input_model;
 
-const ROLE: &str = "a per-face attribute model (1 input of N×3×S×S, one row per face out)";
+const ROLE: &str = "a per-face attribute model (1 input of N×3×S×S or N×S×S×3, one row per face out)";
 
 /// A loaded per-face model.
 pub struct AttributeModel {
@@ -85,15 +85,26 @@ impl AttributeModel {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
+        let nhwc = self.config.input.layout == TensorLayout::Nhwc;
         let chips = blocks.iter().flat_map(|block| block.chunks_exact(chip_bytes));
-        for (chip, planes) in chips.zip(self.input.chunks_exact_mut(chip_bytes)) {
+        for (chip, values) in chips.zip(self.input.chunks_exact_mut(chip_bytes)) {
             for (pixel_index, pixel) in chip.chunks_exact(3).enumerate() {
                 for (channel, &source) in order.iter().enumerate() {
-                    planes[channel * plane + pixel_index] = (f32::from(pixel[source]) - mean[channel]) / std[channel];
+                    let at = if nhwc {
+                        pixel_index * 3 + channel
+                    } else {
+                        channel * plane + pixel_index
+                    };
+                    values[at] = (f32::from(pixel[source]) - mean[channel]) / std[channel];
                 }
             }
         }
-        let input = TensorRef::from_array_view(([count, 3, size, size], self.input.as_slice())).map_err(inference)?;
+        let shape = if nhwc {
+            [count, size, size, 3]
+        } else {
+            [count, 3, size, size]
+        };
+        let input = TensorRef::from_array_view((shape, self.input.as_slice())).map_err(inference)?;
         let outputs = self.session.run(ort::inputs![input]).map_err(inference)?;
         let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(inference)?;
         if data.is_empty() || data.len() % count != 0 {
