@@ -84,6 +84,12 @@ pub(crate) fn build_session(
                     .with_intra_threads(*threads)
                     .map_err(|error| incompatible(error.to_string()))?;
             }
+            // Each session has its own pool of intra-op threads, and by default they spin on
+            // the cores after a run: with several models taking turns, one model's spinning
+            // pool slows the next model's run.
+            builder = builder
+                .with_intra_op_spinning(false)
+                .map_err(|error| incompatible(error.to_string()))?;
         }
         ExecutionProvider::Cuda { device_id } => {
             builder = with_cuda(builder, *device_id)?;

@@ -69,9 +69,10 @@ pub fn chip_to_photo(crop: &ChipCrop, face: &DetectedFace) -> Option<Affine> {
     }
 }
 
-/// Most samples per axis averaged into one chip pixel: enough for a chip 16× smaller than
-/// the face, while bounding the work on huge faces.
-const MAX_SAMPLES_PER_AXIS: usize = 16;
+/// Most samples per axis averaged into one chip pixel: a chip up to 8× smaller than its
+/// footprint is fully anti-aliased; beyond, the samples thin out rather than the work growing
+/// with the face (BENCHMARKS.md has what 16 cost).
+const MAX_SAMPLES_PER_AXIS: usize = 8;
 
 /// Warps `photo` through `chip_to_photo` into a `size × size` RGB chip (packed `HWC`), each
 /// chip pixel the mean of an `n × n` grid of bilinear samples spread over its footprint,
