@@ -59,6 +59,7 @@ pub fn load_models(config: &FacedexConfig) -> anyhow::Result<Arc<LocalModels>> {
         &vision.embedder_model_path,
     ]
     .into_iter()
+    .chain(vision.attributes.iter().map(|model| &model.model_path))
     .find(|path| home.holds_asset(path) && !path.is_file());
     if let Some(path) = missing {
         anyhow::bail!(
@@ -103,7 +104,11 @@ pub fn image_search_analyzer(config: &FacedexConfig, image_search: bool) -> anyh
     if !image_search {
         return Ok(None);
     }
-    local_analyzer(config)
+    // A photo query is searched by its faces' embeddings: the attribute models would load
+    // for nothing.
+    let mut config = config.clone();
+    config.vision.attributes.clear();
+    local_analyzer(&config)
         .context("cannot load the face models for image search (use --no-image-search to serve without them)")
         .map(Some)
 }
