@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
     let photos: usize = args.first().map_or(Ok(400), |arg| arg.parse()).context("PHOTOS")?;
     let mut samples: Vec<PathBuf> = std::fs::read_dir(assets_dir().join("photos"))?
         .map(|entry| entry.map(|entry| entry.path()))
+        .filter(|path| path.as_ref().map_or(true, |path| path.is_file()))
         .collect::<Result<_, _>>()?;
     samples.sort();
     let archive = tempfile::tempdir()?;

@@ -27,7 +27,11 @@ fn main() -> anyhow::Result<()> {
     let photos_dir = assets_dir().join("photos");
     let mut photos = Vec::new();
     for entry in std::fs::read_dir(&photos_dir)? {
-        photos.push(std::fs::read(entry?.path())?);
+        // The photos only, not the labelled folders beside them.
+        let path = entry?.path();
+        if path.is_file() {
+            photos.push(std::fs::read(path)?);
+        }
     }
     ensure!(!photos.is_empty(), "no sample photos in {}", photos_dir.display());
 

@@ -28,6 +28,9 @@ fn main() -> anyhow::Result<()> {
     let mut photos = Vec::new();
     for entry in std::fs::read_dir(assets_dir().join("photos"))? {
         let path = entry?.path();
+        if !path.is_file() {
+            continue; // the labelled folders beside the photos
+        }
         for copy in 0..copies {
             let name = format!("{copy}-{}", path.file_name().and_then(|n| n.to_str()).context("name")?);
             std::fs::copy(&path, archive.path().join(&name))?;
