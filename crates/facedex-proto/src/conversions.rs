@@ -10,7 +10,7 @@ use facedex_index::{
 use facedex_vision::DetectedFace as VisionFace;
 
 use crate::error::RequestError;
-use crate::trait_conversions::{attributes, trait_filter};
+use crate::trait_conversions::{attributes_to_proto, trait_filter};
 use crate::{
     AppliedOffset, BoundingBox, DeleteRequest, DetectedFace, Embedding, Face, FacePerson, GetFaceResponse, Hit,
     IndexInfo, IndexParameters, Point, SearchFilter, SearchRequest, Snapshot, delete_request, face_person,
@@ -275,7 +275,7 @@ pub fn face(face_id: &FaceId, metadata: &FaceMetadata, person: &PersonStatus) ->
         detection_score: metadata.detection_score,
         model_id: metadata.model_id.clone(),
         person: Some(face_person(person)),
-        attributes: attributes(&metadata.traits),
+        attributes: attributes_to_proto(&metadata.traits.attributes),
         quality: metadata.traits.quality,
     }
 }

@@ -15,7 +15,7 @@ use crate::error::RequestError;
 use crate::pipeline::{
     CatalogRecord, DeadLetter, EnqueueRun, FaceBatch, ImageRef, ImageRemoval, PipelineFace, StageTimings,
 };
-use crate::trait_conversions::{attributes, traits};
+use crate::trait_conversions::{attributes_to_proto, traits};
 use crate::{BoundingBox, DetectedFace, Point};
 
 impl From<&domain::ImageRef> for ImageRef {
@@ -60,7 +60,7 @@ impl From<&domain::FaceBatch> for FaceBatch {
                     landmarks: landmarks(&face.landmarks),
                     detection_score: face.detection_score,
                     embedding: face.embedding.clone(),
-                    attributes: attributes(&face.traits),
+                    attributes: attributes_to_proto(&face.traits.attributes),
                     quality: face.traits.quality,
                 })
                 .collect(),

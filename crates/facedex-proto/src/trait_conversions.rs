@@ -11,11 +11,6 @@ use crate::{Embedding, FaceAttribute, LabelValue, SearchFilter, face_attribute};
 /// The oldest age a filter may ask for, in years.
 pub const MAX_FILTER_AGE: f32 = 150.0;
 
-/// The proto form of a face's attributes.
-pub fn attributes(traits: &FaceTraits) -> Vec<FaceAttribute> {
-    attributes_to_proto(&traits.attributes)
-}
-
 /// The proto form of attributes.
 pub fn attributes_to_proto(attributes: &[DomainAttribute]) -> Vec<FaceAttribute> {
     attributes
@@ -173,7 +168,10 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(traits(attributes(&domain), domain.quality).expect("decodes"), domain);
+        assert_eq!(
+            traits(attributes_to_proto(&domain.attributes), domain.quality).expect("decodes"),
+            domain
+        );
         let valueless = FaceAttribute {
             name: "age".into(),
             ..FaceAttribute::default()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use facedex_vision::align::CROP_BYTES;
-use facedex_vision::attributes::{ChipCrop, FaceAttribute};
+use facedex_vision::attributes::FaceAttribute;
 use facedex_vision::{
     DetectedFace, ExecutionProvider, LetterboxedPhoto, VisionConfig, VisionError, load_attribute_models, load_models,
 };
@@ -21,12 +21,6 @@ pub struct LocalModels {
     detector: Batcher<Vec<LetterboxedPhoto>, Vec<DetectedFace>, VisionError>,
     embedder: Batcher<Vec<u8>, Vec<f32>, VisionError>,
     attributes: Vec<Batcher<Vec<u8>, FaceAttribute, VisionError>>,
-}
-
-/// Bytes of one chip cut as `crop` says.
-pub(crate) fn chip_bytes(crop: &ChipCrop) -> usize {
-    let size = crop.size_px() as usize;
-    size * size * 3
 }
 
 impl LocalModels {
@@ -114,7 +108,7 @@ impl LocalModels {
                 transient: false,
             });
         };
-        let per_chip = chip_bytes(&spec.crop);
+        let per_chip = spec.crop.chip_bytes();
         debug_assert!(chips.len().is_multiple_of(per_chip), "whole chips only");
         let count = chips.len() / per_chip;
         batcher

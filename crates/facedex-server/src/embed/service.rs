@@ -148,8 +148,8 @@ impl Embedder for EmbedderService {
                     models.len()
                 )));
             };
-            let size = spec.crop.size_px() as usize;
-            let chip_bytes = size * size * 3;
+            let size = spec.crop.size_px();
+            let chip_bytes = spec.crop.chip_bytes();
             let count = chips.len() / chip_bytes;
             if chips.is_empty() || !chips.len().is_multiple_of(chip_bytes) || count > MAX_EMBED_CROPS {
                 return Err(Status::invalid_argument(format!(

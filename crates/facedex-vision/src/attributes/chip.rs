@@ -111,7 +111,7 @@ pub fn warp_chip(photo: &RgbImage, chip_to_photo: &Affine, size: usize, chip: &m
 pub fn cut_chip(photo: &RgbImage, face: &DetectedFace, crop: &ChipCrop, chip: &mut Vec<u8>) -> bool {
     let size = crop.size_px() as usize;
     chip.clear();
-    chip.resize(size * size * 3, 0);
+    chip.resize(crop.chip_bytes(), 0);
     match chip_to_photo(crop, face) {
         Some(transform) => {
             warp_chip(photo, &transform, size, chip);

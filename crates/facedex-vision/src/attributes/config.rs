@@ -58,6 +58,12 @@ impl ChipCrop {
         }
     }
 
+    /// Bytes of one chip (`size_px² × 3`, packed RGB): the unit chips are counted in.
+    pub fn chip_bytes(&self) -> usize {
+        let size = self.size_px() as usize;
+        size * size * 3
+    }
+
     /// Checks the chip is bounded and its geometry sane; the error says what to fix.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let size = self.size_px();

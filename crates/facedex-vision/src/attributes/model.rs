@@ -73,7 +73,7 @@ impl AttributeModel {
     /// back; results come back in block order, one per chip.
     pub fn run_blocks(&mut self, blocks: &[&[u8]]) -> Result<Vec<FaceAttribute>> {
         let size = self.config.crop.size_px() as usize;
-        let chip_bytes = size * size * 3;
+        let chip_bytes = self.config.crop.chip_bytes();
         let count: usize = blocks.iter().map(|block| block.len() / chip_bytes).sum();
         if count == 0 {
             return Ok(Vec::new());
