@@ -10,7 +10,7 @@ mod support;
 use facedex_pipeline::Wanted;
 use facedex_vision::attributes::chip::cut_chip;
 use facedex_vision::attributes::config::{ChannelOrder, ChipInput, OutputDecoding, TensorLayout};
-use facedex_vision::attributes::{AttributeModelConfig, AttributeValue, ChipCrop};
+use facedex_vision::attributes::{AttributeModelConfig, AttributeValue, ChipCrop, ModelPrecision};
 use prost::Message;
 use support::{analyze_photos, photo, vision_config};
 
@@ -205,6 +205,7 @@ fn liveness_over_t1(layout: TensorLayout) {
             softmax: true,
         },
         batch_size: 8,
+        precision: ModelPrecision::F32,
     };
     let mut config = vision_config();
     config.attributes.push(liveness.clone());

@@ -97,6 +97,10 @@ impl FacedexConfig {
                 "vision.embedder_model_path",
                 assets.embedder_model_path,
             ))
+            .merge(Serialized::default(
+                "vision.calibration_photos_dir",
+                assets.calibration_photos_dir,
+            ))
             // The default attribute models as one list: a list in the file replaces it whole.
             .merge(Serialized::default("vision.attributes", assets.attributes));
         if let Some(file) = file {
@@ -180,6 +184,11 @@ mod tests {
             let names: Vec<&str> = defaults.vision.attributes.iter().map(|m| m.name.as_str()).collect();
             assert_eq!(names, ["age", "gender"]);
             assert!(home.holds_asset(&defaults.vision.attributes[0].model_path));
+            assert!(home.holds_asset(&defaults.vision.calibration_photos_dir));
+            assert_eq!(
+                defaults.vision.attributes[0].precision,
+                facedex_vision::attributes::ModelPrecision::Int8
+            );
             jail.create_file(
                 "liveness.toml",
                 r#"
@@ -193,6 +202,11 @@ mod tests {
             let config = FacedexConfig::load(Some(Path::new("liveness.toml")), &home).expect("valid file");
             let names: Vec<&str> = config.vision.attributes.iter().map(|m| m.name.as_str()).collect();
             assert_eq!(names, ["liveness"], "the file's list replaces the defaults");
+            assert_eq!(
+                config.vision.attributes[0].precision,
+                facedex_vision::attributes::ModelPrecision::F32,
+                "a model added runs as its file is unless it says otherwise"
+            );
             jail.set_env("FACEDEX__VISION__ATTRIBUTES", "[]");
             let off = FacedexConfig::load(None, &home).expect("valid env");
             assert!(off.vision.attributes.is_empty(), "attributes = [] turns them off");

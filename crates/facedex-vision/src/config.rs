@@ -99,6 +99,9 @@ pub struct VisionConfig {
     /// Per-face models run on every face beside the embedder (`[[vision.attributes]]`);
     /// age and gender by default, `attributes = []` turns them off.
     pub attributes: Vec<AttributeModelConfig>,
+    /// Photos whose faces calibrate the int8 per-face models at load (`precision = "int8"`):
+    /// the folder's own photo files, in name order, at most 64 of them.
+    pub calibration_photos_dir: PathBuf,
 }
 
 /// Where `scripts/setup` puts the assets, relative to the repository root.
@@ -124,6 +127,7 @@ impl VisionConfig {
             max_image_pixels: 100_000_000,
             decode_threads: 0,
             attributes: default_attribute_models(assets),
+            calibration_photos_dir: assets.join("photos"),
         }
     }
 

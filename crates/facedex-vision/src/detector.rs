@@ -10,7 +10,7 @@ use ort::value::TensorRef;
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
 use crate::letterbox::{LetterboxGeometry, LetterboxedPhoto, write_normalized};
-use crate::runtime::{build_session, require_file};
+use crate::runtime::{ModelSource, build_session, require_file};
 use crate::scrfd::{ANCHORS_PER_CELL, DetectedFace, LevelOutputs, STRIDES, decode_detections};
 
 const ROLE: &str = "an SCRFD detector with keypoints (1 input, 9 outputs)";
@@ -29,7 +29,7 @@ impl Detector {
     pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
         let path = &config.detector_model_path;
         require_file(path, "SCRFD detector model", "vision.detector_model_path")?;
-        let session = build_session(environment, path, ROLE, &config.execution_provider)?;
+        let session = build_session(environment, ModelSource::File(path), ROLE, &config.execution_provider)?;
         if session.inputs().len() != 1 || session.outputs().len() != 9 {
             return Err(incompatible(
                 path,

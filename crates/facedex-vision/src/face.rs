@@ -41,6 +41,6 @@ pub fn load_attribute_models(config: &VisionConfig) -> Result<Vec<AttributeModel
     config
         .attributes
         .iter()
-        .map(|model| AttributeModel::load(&environment, model, &config.execution_provider))
+        .map(|model| AttributeModel::load(&environment, config, model))
         .collect()
 }

