@@ -1,7 +1,7 @@
 //! What the per-face models cost: photos/s of decode + detect + align + embed over the sample
-//! photos with the attribute models (age and gender by default) off and on, in one run, taking
-//! turns. Off is `vision.attributes = []`; the quality score is computed either way. Prints a
-//! Markdown table for BENCHMARKS.md.
+//! photos with the attribute models (age and gender by default) off, on as their files are
+//! (f32) and on in int8, in one run, taking turns. Off is `vision.attributes = []`; the quality
+//! score is computed either way. Prints a Markdown table for BENCHMARKS.md.
 //!
 //! Usage: `cargo bench -p facedex-pipeline --bench attributes_cost -- ASSETS_DIR ROUNDS`
 
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use facedex_pipeline::Wanted;
 use facedex_vision::VisionConfig;
+use facedex_vision::attributes::{AttributeModelConfig, ModelPrecision};
 
 mod support;
 
@@ -23,20 +24,32 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let defaults = VisionConfig::with_assets_dir(&assets);
     let models: Vec<&str> = defaults.attributes.iter().map(|model| model.name.as_str()).collect();
-    let configs: Vec<(String, VisionConfig)> = [false, true]
-        .into_iter()
-        .map(|on| {
-            let name = if on { models.join(" + ") } else { "off".to_owned() };
-            let attributes = if on { defaults.attributes.clone() } else { Vec::new() };
-            (
-                name,
-                VisionConfig {
-                    attributes,
-                    ..defaults.clone()
-                },
-            )
-        })
-        .collect();
+    let with_models = |precision: Option<ModelPrecision>| {
+        let attributes = defaults
+            .attributes
+            .iter()
+            .filter(|_| precision.is_some())
+            .map(|model| AttributeModelConfig {
+                precision: precision.unwrap_or_default(),
+                ..model.clone()
+            })
+            .collect();
+        VisionConfig {
+            attributes,
+            ..defaults.clone()
+        }
+    };
+    let configs: Vec<(String, VisionConfig)> = vec![
+        ("off".to_owned(), with_models(None)),
+        (
+            format!("{} (f32)", models.join(" + ")),
+            with_models(Some(ModelPrecision::F32)),
+        ),
+        (
+            format!("{} (int8)", models.join(" + ")),
+            with_models(Some(ModelPrecision::Int8)),
+        ),
+    ];
     let analyzers: Vec<_> = configs
         .iter()
         .map(|(_, config)| support::analyzer_for(config))
@@ -46,7 +59,7 @@ fn main() {
     for analyzer in &analyzers {
         run(analyzer, 1); // warm-up
     }
-    // Off and on take turns, REPEATS times each, and each keeps its best run: the machine's
+    // The configurations take turns, REPEATS times each, and each keeps its best run: the machine's
     // speed drifts between minutes, and alternating exposes both to the same drift.
     let mut best: Vec<Option<(usize, usize, f64)>> = vec![None; analyzers.len()];
     for _ in 0..REPEATS {
