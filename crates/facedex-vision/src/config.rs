@@ -99,6 +99,9 @@ pub struct VisionConfig {
     /// Per-face models run on every face beside the embedder (`[[vision.attributes]]`);
     /// age and gender by default, `attributes = []` turns them off.
     pub attributes: Vec<AttributeModelConfig>,
+    /// Feed the detector and the embedder packed 8-bit pixels and let their graphs normalise
+    /// them (the models are rewritten at load): a quarter of the bytes per run, the same values.
+    pub u8_input: bool,
     /// Photos whose faces calibrate the int8 per-face models at load (`precision = "int8"`):
     /// the folder's own photo files, in name order, at most 64 of them.
     pub calibration_photos_dir: PathBuf,
@@ -128,6 +131,7 @@ impl VisionConfig {
             decode_threads: 0,
             attributes: default_attribute_models(assets),
             calibration_photos_dir: assets.join("photos"),
+            u8_input: true,
         }
     }
 

@@ -5,11 +5,15 @@ use std::path::Path;
 
 use ort::environment::Environment;
 use ort::session::Session;
+use ort::session::SessionInputValue;
 use ort::value::TensorRef;
 
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
-use crate::letterbox::{LetterboxGeometry, LetterboxedPhoto, write_normalized};
+use crate::graph::pixel_input_graph;
+use crate::letterbox::{
+    DETECTOR_MEAN, DETECTOR_STD, LetterboxGeometry, LetterboxedPhoto, write_normalized, write_padded,
+};
 use crate::runtime::{ModelSource, build_session, require_file};
 use crate::scrfd::{ANCHORS_PER_CELL, DetectedFace, LevelOutputs, STRIDES, decode_detections};
 
@@ -19,7 +23,10 @@ const ROLE: &str = "an SCRFD detector with keypoints (1 input, 9 outputs)";
 /// strides 8, 16, 32), as `scrfd_500m_bnkps.onnx`.
 pub struct Detector {
     session: Session,
+    /// Normalised planes, or with `pixel_input` packed 8-bit pixels (`input_bytes`).
     input: Vec<f32>,
+    input_bytes: Vec<u8>,
+    pixel_input: bool,
     score_threshold: f32,
     nms_iou_threshold: f32,
 }
@@ -29,7 +36,16 @@ impl Detector {
     pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
         let path = &config.detector_model_path;
         require_file(path, "SCRFD detector model", "vision.detector_model_path")?;
-        let session = build_session(environment, ModelSource::File(path), ROLE, &config.execution_provider)?;
+        let rewritten = if config.u8_input {
+            Some(pixel_input_graph(path, DETECTOR_MEAN, DETECTOR_STD).map_err(|reason| incompatible(path, reason))?)
+        } else {
+            None
+        };
+        let source = match &rewritten {
+            Some(bytes) => ModelSource::Rewritten { path, bytes },
+            None => ModelSource::File(path),
+        };
+        let session = build_session(environment, source, ROLE, &config.execution_provider)?;
         if session.inputs().len() != 1 || session.outputs().len() != 9 {
             return Err(incompatible(
                 path,
@@ -43,6 +59,8 @@ impl Detector {
         Ok(Self {
             session,
             input: Vec::new(),
+            input_bytes: Vec::new(),
+            pixel_input: config.u8_input,
             score_threshold: config.detection.score_threshold,
             nms_iou_threshold: config.detection.nms_iou_threshold,
         })
@@ -56,34 +74,43 @@ impl Detector {
         let input_size = |i: &usize| (photos[*i].geometry.input_width, photos[*i].geometry.input_height);
         let mut order: Vec<usize> = (0..photos.len()).collect();
         order.sort_by_key(input_size);
-        let mut input = std::mem::take(&mut self.input);
         for group in order.chunk_by(|a, b| input_size(a) == input_size(b)) {
             let (width, height) = input_size(&group[0]);
             let slot = 3 * width as usize * height as usize;
-            input.resize(group.len() * slot, 0.0);
-            for (&i, tensor) in group.iter().zip(input.chunks_exact_mut(slot)) {
-                write_normalized(&photos[i].pixels, photos[i].geometry, tensor);
-            }
             let geometries: Vec<_> = group.iter().map(|&i| photos[i].geometry).collect();
-            let detected = self.detect_batch(&input, &geometries);
-            let detected = match detected {
-                Ok(detected) => detected,
-                Err(error) => {
-                    self.input = input;
-                    return Err(error);
+            let shape = [group.len(), 3, height as usize, width as usize];
+            let detected = if self.pixel_input {
+                let mut input = std::mem::take(&mut self.input_bytes);
+                input.resize(group.len() * slot, 0);
+                for (&i, pixels) in group.iter().zip(input.chunks_exact_mut(slot)) {
+                    write_padded(&photos[i].pixels, photos[i].geometry, pixels);
                 }
+                let [batch, channels, height, width] = shape;
+                let tensor =
+                    TensorRef::from_array_view(([batch, height, width, channels], input.as_slice())).map_err(inference);
+                let detected = tensor.and_then(|tensor| self.run(tensor.into(), &geometries));
+                self.input_bytes = input;
+                detected
+            } else {
+                let mut input = std::mem::take(&mut self.input);
+                input.resize(group.len() * slot, 0.0);
+                for (&i, tensor) in group.iter().zip(input.chunks_exact_mut(slot)) {
+                    write_normalized(&photos[i].pixels, photos[i].geometry, tensor);
+                }
+                let detected = self.detect_batch(&input, &geometries);
+                self.input = input;
+                detected
             };
-            for (&i, faces) in group.iter().zip(detected) {
+            for (&i, faces) in group.iter().zip(detected?) {
                 all[i] = faces;
             }
         }
-        self.input = input;
         Ok(all)
     }
 
-    /// Detects faces in `geometries.len()` letterboxed photos stored back to back in `tensor`;
-    /// all of them must share one detector input size.
-    pub fn detect_batch(&mut self, tensor: &[f32], geometries: &[LetterboxGeometry]) -> Result<Vec<Vec<DetectedFace>>> {
+    /// Detects faces in `geometries.len()` letterboxed photos stored back to back in `tensor`
+    /// as normalised planes; all of them must share one detector input size.
+    fn detect_batch(&mut self, tensor: &[f32], geometries: &[LetterboxGeometry]) -> Result<Vec<Vec<DetectedFace>>> {
         let batch = geometries.len();
         let Some(first) = geometries.first() else {
             return Ok(Vec::new());
@@ -95,6 +122,20 @@ impl Detector {
                 .all(|g| (g.input_width, g.input_height) == (first.input_width, first.input_height))
         );
         let input = TensorRef::from_array_view(([batch, 3, height, width], tensor)).map_err(inference)?;
+        self.run(input.into(), geometries)
+    }
+
+    /// Runs one batch whose input is `input` (planes or pixels) and decodes each photo's faces.
+    fn run(
+        &mut self,
+        input: SessionInputValue<'_>,
+        geometries: &[LetterboxGeometry],
+    ) -> Result<Vec<Vec<DetectedFace>>> {
+        let batch = geometries.len();
+        let Some(first) = geometries.first() else {
+            return Ok(Vec::new());
+        };
+        let (width, height) = (first.input_width as usize, first.input_height as usize);
         let outputs = self.session.run(ort::inputs![input]).map_err(inference)?;
         let mut arrays = Vec::with_capacity(9);
         for index in 0..9 {

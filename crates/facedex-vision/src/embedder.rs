@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::align::{ALIGNED_SIZE, CROP_BYTES};
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
-use crate::runtime::load_one_input_model;
+use crate::graph::pixel_input_graph;
+use crate::runtime::{ModelSource, load_one_input_model, one_input_session, require_file};
 
 const ROLE: &str = "an ArcFace embedder (1 input of N×3×112×112)";
 
@@ -37,7 +38,10 @@ pub fn model_id(path: &Path) -> Result<String> {
 /// An ArcFace-style ONNX model.
 pub struct Embedder {
     session: Session,
+    /// Normalised planes, or with `pixel_input` the crops' bytes back to back (`input_bytes`).
     input: Vec<f32>,
+    input_bytes: Vec<u8>,
+    pixel_input: bool,
     model_id: String,
 }
 
@@ -45,17 +49,31 @@ impl Embedder {
     /// Loads the embedder named in `config`.
     pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
         let path = &config.embedder_model_path;
-        let session = load_one_input_model(
-            environment,
-            path,
-            "ArcFace embedder model",
-            "vision.embedder_model_path",
-            ROLE,
-            &config.execution_provider,
-        )?;
+        let (what, setting) = ("ArcFace embedder model", "vision.embedder_model_path");
+        let provider = &config.execution_provider;
+        let session = if config.u8_input {
+            require_file(path, what, setting)?;
+            let bytes = pixel_input_graph(path, EMBEDDER_MEAN, EMBEDDER_STD).map_err(|reason| {
+                VisionError::IncompatibleModel {
+                    path: path.clone(),
+                    role: ROLE,
+                    reason,
+                }
+            })?;
+            one_input_session(
+                environment,
+                ModelSource::Rewritten { path, bytes: &bytes },
+                ROLE,
+                provider,
+            )?
+        } else {
+            load_one_input_model(environment, path, what, setting, ROLE, provider)?
+        };
         Ok(Self {
             session,
             input: Vec::new(),
+            input_bytes: Vec::new(),
+            pixel_input: config.u8_input,
             model_id: model_id(path)?,
         })
     }
@@ -73,19 +91,27 @@ impl Embedder {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let plane = ALIGNED_SIZE * ALIGNED_SIZE;
-        self.input.resize(count * CROP_BYTES, 0.0);
         let crops = blocks.iter().flat_map(|block| block.chunks_exact(CROP_BYTES));
-        for (crop, planes) in crops.zip(self.input.chunks_exact_mut(CROP_BYTES)) {
-            for (pixel_index, pixel) in crop.chunks_exact(3).enumerate() {
-                for (channel, &value) in pixel.iter().enumerate() {
-                    planes[channel * plane + pixel_index] = (f32::from(value) - EMBEDDER_MEAN) / EMBEDDER_STD;
+        let outputs = if self.pixel_input {
+            self.input_bytes.clear();
+            crops.for_each(|crop| self.input_bytes.extend_from_slice(crop));
+            let shape = [count, ALIGNED_SIZE, ALIGNED_SIZE, 3];
+            let input = TensorRef::from_array_view((shape, self.input_bytes.as_slice())).map_err(inference)?;
+            self.session.run(ort::inputs![input]).map_err(inference)?
+        } else {
+            let plane = ALIGNED_SIZE * ALIGNED_SIZE;
+            self.input.resize(count * CROP_BYTES, 0.0);
+            for (crop, planes) in crops.zip(self.input.chunks_exact_mut(CROP_BYTES)) {
+                for (pixel_index, pixel) in crop.chunks_exact(3).enumerate() {
+                    for (channel, &value) in pixel.iter().enumerate() {
+                        planes[channel * plane + pixel_index] = (f32::from(value) - EMBEDDER_MEAN) / EMBEDDER_STD;
+                    }
                 }
             }
-        }
-        let input = TensorRef::from_array_view(([count, 3, ALIGNED_SIZE, ALIGNED_SIZE], self.input.as_slice()))
-            .map_err(inference)?;
-        let outputs = self.session.run(ort::inputs![input]).map_err(inference)?;
+            let shape = [count, 3, ALIGNED_SIZE, ALIGNED_SIZE];
+            let input = TensorRef::from_array_view((shape, self.input.as_slice())).map_err(inference)?;
+            self.session.run(ort::inputs![input]).map_err(inference)?
+        };
         let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(inference)?;
         if data.is_empty() || data.len() % count != 0 {
             return Err(VisionError::Inference {

@@ -10,8 +10,8 @@
 use image::RgbImage;
 
 /// SCRFD's input normalisation: `(x − MEAN) / STD`.
-const DETECTOR_MEAN: f32 = 127.5;
-const DETECTOR_STD: f32 = 128.0;
+pub(crate) const DETECTOR_MEAN: f32 = 127.5;
+pub(crate) const DETECTOR_STD: f32 = 128.0;
 
 /// Where the photo landed on the canvas, to map detections back to photo pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,6 +102,25 @@ impl LetterboxedPhoto {
 
 /// The largest detector input side accepted from a caller.
 pub const MAX_INPUT_PX: u32 = 4096;
+
+/// Writes resized RGB `pixels` as packed `input_height×input_width×3` bytes into `out` (one
+/// batch slot), padded with black to the right and below: the input of a model that
+/// normalises in its graph (`vision.u8_input`).
+pub fn write_padded(pixels: &[u8], geometry: LetterboxGeometry, out: &mut [u8]) {
+    let (width, height) = (geometry.input_width as usize, geometry.input_height as usize);
+    debug_assert_eq!(out.len(), 3 * width * height);
+    let row_bytes = 3 * geometry.resized_width as usize;
+    for (row_index, row) in out.chunks_exact_mut(3 * width).enumerate() {
+        match pixels.get(row_index * row_bytes..(row_index + 1) * row_bytes) {
+            Some(source) if row_index < geometry.resized_height as usize => {
+                row[..row_bytes].copy_from_slice(source);
+                row[row_bytes..].fill(0);
+            }
+            _ => row.fill(0),
+        }
+    }
+    debug_assert!(out.len() / (3 * width) == height);
+}
 
 /// Writes resized RGB `pixels` as normalised `3×input_height×input_width` planes into `tensor`
 /// (one batch slot), padded with black to the right and below.

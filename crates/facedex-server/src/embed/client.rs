@@ -121,6 +121,14 @@ impl RemoteModels {
             reason: format!("no embed worker answered: {last_error}"),
             transient: true,
         })?;
+        if info.attribute_models.is_empty() {
+            // Not an error (`vision.attributes = []` on the workers is a choice), but a worker
+            // of a facedex from before per-face models says the same: make it visible.
+            tracing::warn!(
+                endpoints = ?endpoints,
+                "the embed workers run no per-face attribute models (vision.attributes = [] there, or a facedex older than them): faces are indexed without age, gender or other attributes"
+            );
+        }
         Ok(Arc::new(Self {
             replicas: Replicas::new(clients, None),
             info,

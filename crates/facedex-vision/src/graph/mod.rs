@@ -1,7 +1,9 @@
 //! Reading and rewriting ONNX model graphs: the schema's messages ([`onnx`], compiled from
 //! `proto/onnx/onnx.proto`), ONNX Runtime's own float optimisations written back as a graph
-//! ([`optimized_graph`]), and static int8 quantisation ([`quantize`]).
+//! ([`optimized_graph`]), static int8 quantisation ([`quantize`]), and 8-bit pixel inputs with
+//! the normalisation inside the graph ([`pixels`]).
 
+pub(crate) mod pixels;
 pub(crate) mod quantize;
 
 use std::path::Path;
@@ -46,4 +48,16 @@ pub(crate) fn optimized_graph(environment: &Environment, path: &Path) -> Result<
     });
     let _ = std::fs::remove_file(&scratch);
     onnx::ModelProto::decode(bytes?.as_slice()).map_err(|error| format!("the optimised graph does not decode: {error}"))
+}
+
+/// The model file at `path` rewritten to take packed 8-bit pixels and normalise them with
+/// `(pixel − mean) / std` itself, its outputs declared with the input's batch dimension;
+/// encoded, ready for a session.
+pub(crate) fn pixel_input_graph(path: &Path, mean: f32, std: f32) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot read it: {error}"))?;
+    let mut model =
+        onnx::ModelProto::decode(bytes.as_slice()).map_err(|error| format!("it does not decode as ONNX: {error}"))?;
+    pixels::with_pixel_input(&mut model, mean, std)?;
+    pixels::with_batch_outputs(&mut model)?;
+    Ok(model.encode_to_vec())
 }
