@@ -170,7 +170,22 @@ mod tests {
             assert_eq!(config.vision.detector_model_path, Path::new("/models/det.onnx"));
             assert_eq!(
                 config.vision.execution_provider,
-                facedex_vision::ExecutionProvider::Cuda { device_id: 1 }
+                facedex_vision::ExecutionProvider::cuda(1)
+            );
+            jail.set_env(
+                "FACEDEX__VISION__EXECUTION_PROVIDER__CONV_ALGORITHM_SEARCH",
+                "exhaustive",
+            );
+            jail.set_env("FACEDEX__VISION__EXECUTION_PROVIDER__MEMORY_LIMIT_BYTES", "8000000000");
+            let tuned = FacedexConfig::load(None, &Home::locate()).expect("valid env");
+            assert_eq!(
+                tuned.vision.execution_provider,
+                facedex_vision::ExecutionProvider::Cuda {
+                    device_id: 1,
+                    memory_limit_bytes: 8_000_000_000,
+                    conv_algorithm_search: facedex_vision::ConvAlgorithmSearch::Exhaustive,
+                    tf32: false,
+                }
             );
             Ok(())
         });

@@ -145,9 +145,9 @@ fn parse_provider(text: &str) -> Result<ExecutionProvider, String> {
         "cpu" => Ok(ExecutionProvider::Cpu {
             threads: number("thread count")? as usize,
         }),
-        "cuda" => Ok(ExecutionProvider::Cuda {
-            device_id: i32::try_from(number("device id")?).map_err(|_| "device id too large".to_owned())?,
-        }),
+        "cuda" => Ok(ExecutionProvider::cuda(
+            i32::try_from(number("device id")?).map_err(|_| "device id too large".to_owned())?,
+        )),
         _ => Err(format!(
             "unknown execution provider `{name}`; use cpu, cpu:THREADS or cuda:DEVICE"
         )),
@@ -206,7 +206,7 @@ mod tests {
     fn parses_execution_providers() {
         assert_eq!(parse_provider("cpu"), Ok(ExecutionProvider::Cpu { threads: 0 }));
         assert_eq!(parse_provider("cpu:2"), Ok(ExecutionProvider::Cpu { threads: 2 }));
-        assert_eq!(parse_provider("cuda:1"), Ok(ExecutionProvider::Cuda { device_id: 1 }));
+        assert_eq!(parse_provider("cuda:1"), Ok(ExecutionProvider::cuda(1)));
         assert!(parse_provider("tpu").is_err());
         assert!(parse_provider("cuda:x").is_err());
     }

@@ -24,7 +24,43 @@ pub enum ExecutionProvider {
         /// CUDA device ordinal.
         #[serde(default)]
         device_id: i32,
+        /// Most bytes each session's CUDA memory arena may hold; 0: no limit.
+        #[serde(default)]
+        memory_limit_bytes: usize,
+        /// How cuDNN picks each convolution's algorithm.
+        #[serde(default)]
+        conv_algorithm_search: ConvAlgorithmSearch,
+        /// TensorFloat-32 tensor-core math in float convolutions and matrix products: faster on
+        /// Ampere and later, with a 10-bit mantissa in the products.
+        #[serde(default)]
+        tf32: bool,
     },
+}
+
+/// How cuDNN picks a convolution's algorithm (ONNX Runtime's `cudnn_conv_algo_search`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvAlgorithmSearch {
+    /// cuDNN's heuristics, no trial runs: the detector's input size follows each photo's
+    /// shape, and a search per new shape would stall those runs.
+    #[default]
+    Heuristic,
+    /// Time every algorithm once per input shape and keep the fastest.
+    Exhaustive,
+    /// cuDNN's default algorithm.
+    Default,
+}
+
+impl ExecutionProvider {
+    /// CUDA on `device_id` with the default options.
+    pub fn cuda(device_id: i32) -> Self {
+        Self::Cuda {
+            device_id,
+            memory_limit_bytes: 0,
+            conv_algorithm_search: ConvAlgorithmSearch::default(),
+            tf32: false,
+        }
+    }
 }
 
 impl Default for ExecutionProvider {
@@ -37,7 +73,7 @@ impl std::fmt::Display for ExecutionProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Cpu { threads } => write!(f, "cpu (threads: {threads})"),
-            Self::Cuda { device_id } => write!(f, "cuda:{device_id}"),
+            Self::Cuda { device_id, .. } => write!(f, "cuda:{device_id}"),
         }
     }
 }

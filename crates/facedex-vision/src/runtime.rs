@@ -114,8 +114,8 @@ pub(crate) fn build_session(
                 .with_intra_op_spinning(false)
                 .map_err(|error| incompatible(error.to_string()))?;
         }
-        ExecutionProvider::Cuda { device_id } => {
-            builder = with_cuda(builder, *device_id)?;
+        ExecutionProvider::Cuda { .. } => {
+            builder = with_cuda(builder, provider)?;
         }
     }
     match source {
@@ -128,16 +128,34 @@ pub(crate) fn build_session(
 #[cfg(feature = "cuda")]
 fn with_cuda(
     builder: ort::session::builder::SessionBuilder,
-    device_id: i32,
+    provider: &ExecutionProvider,
 ) -> Result<ort::session::builder::SessionBuilder> {
-    let cuda = ort::ep::CUDA::default()
+    use crate::config::ConvAlgorithmSearch;
+    use ort::ep::cuda::ConvAlgorithmSearch as Search;
+    let ExecutionProvider::Cuda {
+        device_id,
+        memory_limit_bytes,
+        conv_algorithm_search,
+        tf32,
+    } = *provider
+    else {
+        unreachable!("with_cuda is only called for CUDA");
+    };
+    let mut cuda = ort::ep::CUDA::default()
         .with_device_id(device_id)
-        .build()
-        .error_on_failure();
+        .with_conv_algorithm_search(match conv_algorithm_search {
+            ConvAlgorithmSearch::Heuristic => Search::Heuristic,
+            ConvAlgorithmSearch::Exhaustive => Search::Exhaustive,
+            ConvAlgorithmSearch::Default => Search::Default,
+        })
+        .with_tf32(tf32);
+    if memory_limit_bytes > 0 {
+        cuda = cuda.with_memory_limit(memory_limit_bytes);
+    }
     builder
-        .with_execution_providers([cuda])
+        .with_execution_providers([cuda.build().error_on_failure()])
         .map_err(|error| VisionError::ExecutionProviderUnavailable {
-            provider: format!("cuda:{device_id}"),
+            provider: provider.to_string(),
             reason: error.to_string(),
         })
 }
@@ -145,10 +163,10 @@ fn with_cuda(
 #[cfg(not(feature = "cuda"))]
 fn with_cuda(
     _builder: ort::session::builder::SessionBuilder,
-    device_id: i32,
+    provider: &ExecutionProvider,
 ) -> Result<ort::session::builder::SessionBuilder> {
     Err(VisionError::ExecutionProviderUnavailable {
-        provider: format!("cuda:{device_id}"),
+        provider: provider.to_string(),
         reason: "this facedex binary was built without CUDA support; rebuild with `--features cuda`".to_owned(),
     })
 }
