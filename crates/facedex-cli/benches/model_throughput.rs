@@ -1,6 +1,6 @@
 //! What the models and an embed node do on this machine's execution provider (CUDA on a GPU
 //! node, or the CPU): detector photos/s per batch size and embedder faces/s per batch size,
-//! each with float planes and with 8-bit pixels normalised in the graph (`vision.u8_input`),
+//! each with float planes and with 8-bit pixels normalised in the graph (`vision.model_input`),
 //! then photos/s end to end: decode, detect, align, embed and the attribute models of the
 //! sample photos through an embed service (`facedex embed`'s gRPC service, in this process)
 //! fed by an ingest worker's photo front end with one decode thread per core. Writes one JSON
@@ -17,7 +17,7 @@ use facedex_pipeline::{BatchingConfig, LocalModels, PhotoAnalyzer, StageTimings,
 use facedex_server::{EmbedClientAuth, EmbedConfig, RemoteModels, serve_embedder};
 use facedex_vision::align::aligned_crops;
 use facedex_vision::letterbox::{Letterboxer, letterbox_geometry};
-use facedex_vision::{ExecutionProvider, LetterboxedPhoto, VisionConfig, decode_photo, load_models};
+use facedex_vision::{ExecutionProvider, LetterboxedPhoto, ModelInput, VisionConfig, decode_photo, load_models};
 use futures::StreamExt;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -45,9 +45,9 @@ fn main() -> anyhow::Result<()> {
 
     let mut detect = Vec::new();
     let mut embed = Vec::new();
-    for u8_input in [false, true] {
+    for (input, model_input) in [("planes", ModelInput::Planes), ("pixels", ModelInput::Pixels)] {
         let config = VisionConfig {
-            u8_input,
+            model_input,
             ..vision.clone()
         };
         let (mut detector, mut embedder) = load_models(&config)?;
@@ -68,8 +68,8 @@ fn main() -> anyhow::Result<()> {
         for batch in DETECT_BATCHES {
             let inputs: Vec<&LetterboxedPhoto> = letterboxed.iter().cycle().take(batch).collect();
             let rate = per_second(seconds, batch, || detector.detect_letterboxed(&inputs).map(drop))?;
-            eprintln!("detect u8_input={u8_input} batch {batch}: {rate:.1} photos/s");
-            detect.push(json!({"u8_input": u8_input, "batch": batch, "photos_per_s": round(rate)}));
+            eprintln!("detect {input} batch {batch}: {rate:.1} photos/s");
+            detect.push(json!({"input": input, "batch": batch, "photos_per_s": round(rate)}));
         }
         let faces = crops.len() / facedex_vision::align::CROP_BYTES;
         for batch in EMBED_BATCHES {
@@ -81,14 +81,15 @@ fn main() -> anyhow::Result<()> {
                 .copied()
                 .collect();
             let rate = per_second(seconds, batch, || embedder.embed_blocks(&[&block]).map(drop))?;
-            eprintln!("embed u8_input={u8_input} batch {batch}: {rate:.1} faces/s ({faces} distinct faces)");
-            embed.push(json!({"u8_input": u8_input, "batch": batch, "faces_per_s": round(rate)}));
+            eprintln!("embed {input} batch {batch}: {rate:.1} faces/s ({faces} distinct faces)");
+            embed.push(json!({"input": input, "batch": batch, "faces_per_s": round(rate)}));
         }
     }
 
     let end_to_end = end_to_end(&vision, &photos, seconds)?;
     let report = json!({
         "provider": vision.execution_provider.to_string(),
+        "end_to_end_input": if vision.pixel_input() { "pixels" } else { "planes" },
         "onnxruntime_library": vision.onnxruntime_library_path.display().to_string(),
         "cores": std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         "seconds_per_measurement": seconds,

@@ -37,6 +37,21 @@ pub enum ExecutionProvider {
     },
 }
 
+/// What the detector and the embedder take (`vision.model_input`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelInput {
+    /// Pixels on CUDA, where the host-to-device copy of float planes bounds detection; planes
+    /// on CPU, where the graph's four extra passes over the input cost more than the pipeline's
+    /// one loop (BENCHMARKS.md).
+    #[default]
+    Auto,
+    /// Normalised float planes `N×3×H×W`, written by the pipeline: the model files as they are.
+    Planes,
+    /// Packed 8-bit pixels `N×H×W×3`, normalised by nodes put in front of the graph at load.
+    Pixels,
+}
+
 /// How cuDNN picks a convolution's algorithm (ONNX Runtime's `cudnn_conv_algo_search`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,9 +150,9 @@ pub struct VisionConfig {
     /// Per-face models run on every face beside the embedder (`[[vision.attributes]]`);
     /// age and gender by default, `attributes = []` turns them off.
     pub attributes: Vec<AttributeModelConfig>,
-    /// Feed the detector and the embedder packed 8-bit pixels and let their graphs normalise
-    /// them (the models are rewritten at load): a quarter of the bytes per run, the same values.
-    pub u8_input: bool,
+    /// What the detector and the embedder are fed: float planes, or packed 8-bit pixels their
+    /// rewritten graphs normalise (a quarter of the bytes, the same values).
+    pub model_input: ModelInput,
     /// Photos whose faces calibrate the int8 per-face models at load (`precision = "int8"`):
     /// the folder's own photo files, in name order, at most 64 of them.
     pub calibration_photos_dir: PathBuf,
@@ -153,6 +168,16 @@ impl Default for VisionConfig {
 }
 
 impl VisionConfig {
+    /// Whether the detector and the embedder take 8-bit pixels, as `model_input` and the
+    /// execution provider decide.
+    pub fn pixel_input(&self) -> bool {
+        match self.model_input {
+            ModelInput::Auto => matches!(self.execution_provider, ExecutionProvider::Cuda { .. }),
+            ModelInput::Planes => false,
+            ModelInput::Pixels => true,
+        }
+    }
+
     /// The defaults, with the runtime and models where `scripts/setup` puts them under `assets`.
     pub fn with_assets_dir(assets: &Path) -> Self {
         Self {
@@ -167,7 +192,7 @@ impl VisionConfig {
             decode_threads: 0,
             attributes: default_attribute_models(assets),
             calibration_photos_dir: assets.join("photos"),
-            u8_input: true,
+            model_input: ModelInput::Auto,
         }
     }
 
@@ -220,6 +245,19 @@ mod tests {
         assert_eq!(config.detection.score_threshold, 0.5);
         assert_eq!(config.detection.nms_iou_threshold, 0.4);
         config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn pixels_go_to_cuda_and_planes_to_the_cpu_unless_configured() {
+        let mut config = VisionConfig::default();
+        assert!(!config.pixel_input(), "auto on CPU: float planes");
+        config.execution_provider = ExecutionProvider::cuda(0);
+        assert!(config.pixel_input(), "auto on CUDA: 8-bit pixels");
+        config.model_input = ModelInput::Planes;
+        assert!(!config.pixel_input());
+        config.execution_provider = ExecutionProvider::default();
+        config.model_input = ModelInput::Pixels;
+        assert!(config.pixel_input());
     }
 
     #[test]

@@ -36,7 +36,7 @@ impl Detector {
     pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
         let path = &config.detector_model_path;
         require_file(path, "SCRFD detector model", "vision.detector_model_path")?;
-        let rewritten = if config.u8_input {
+        let rewritten = if config.pixel_input() {
             Some(pixel_input_graph(path, DETECTOR_MEAN, DETECTOR_STD).map_err(|reason| incompatible(path, reason))?)
         } else {
             None
@@ -60,7 +60,7 @@ impl Detector {
             session,
             input: Vec::new(),
             input_bytes: Vec::new(),
-            pixel_input: config.u8_input,
+            pixel_input: config.pixel_input(),
             score_threshold: config.detection.score_threshold,
             nms_iou_threshold: config.detection.nms_iou_threshold,
         })

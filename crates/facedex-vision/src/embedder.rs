@@ -51,7 +51,7 @@ impl Embedder {
         let path = &config.embedder_model_path;
         let (what, setting) = ("ArcFace embedder model", "vision.embedder_model_path");
         let provider = &config.execution_provider;
-        let session = if config.u8_input {
+        let session = if config.pixel_input() {
             require_file(path, what, setting)?;
             let bytes = pixel_input_graph(path, EMBEDDER_MEAN, EMBEDDER_STD).map_err(|reason| {
                 VisionError::IncompatibleModel {
@@ -73,7 +73,7 @@ impl Embedder {
             session,
             input: Vec::new(),
             input_bytes: Vec::new(),
-            pixel_input: config.u8_input,
+            pixel_input: config.pixel_input(),
             model_id: model_id(path)?,
         })
     }

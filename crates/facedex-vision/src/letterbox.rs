@@ -105,7 +105,7 @@ pub const MAX_INPUT_PX: u32 = 4096;
 
 /// Writes resized RGB `pixels` as packed `input_height×input_width×3` bytes into `out` (one
 /// batch slot), padded with black to the right and below: the input of a model that
-/// normalises in its graph (`vision.u8_input`).
+/// normalises in its graph (`vision.model_input`).
 pub fn write_padded(pixels: &[u8], geometry: LetterboxGeometry, out: &mut [u8]) {
     let (width, height) = (geometry.input_width as usize, geometry.input_height as usize);
     debug_assert_eq!(out.len(), 3 * width * height);

@@ -18,7 +18,7 @@ pub mod letterbox;
 mod runtime;
 pub mod scrfd;
 
-pub use config::{ConvAlgorithmSearch, DetectionConfig, ExecutionProvider, VisionConfig};
+pub use config::{ConvAlgorithmSearch, DetectionConfig, ExecutionProvider, ModelInput, VisionConfig};
 pub use decode::decode_photo;
 pub use detector::Detector;
 pub use embedder::Embedder;

@@ -1,11 +1,12 @@
-//! `vision.u8_input` (the default): the detector and the embedder take packed 8-bit pixels and
-//! normalise them inside their rewritten graphs. Over every sample photo they must find the
+//! `vision.model_input = "pixels"` (the default on CUDA): the detector and the embedder take
+//! packed 8-bit pixels and normalise them inside their rewritten graphs. Over every sample photo they must find the
 //! same faces and give the same embeddings as the float planes the pipeline writes itself,
 //! and the embedder's declared output is `[batch, 512]`, not the file's `[1, 512]`.
 
 mod support;
 
 use facedex_pipeline::Wanted;
+use facedex_vision::ModelInput;
 use support::{analyze_photos, cosine, vision_config};
 
 const PHOTOS: [&str; 9] = [
@@ -23,10 +24,10 @@ const PHOTOS: [&str; 9] = [
 #[test]
 fn pixels_normalised_in_the_graph_give_the_same_faces_and_embeddings() {
     let mut planes = vision_config();
-    planes.u8_input = false;
+    planes.model_input = ModelInput::Planes;
     planes.attributes.clear();
     let mut pixels = planes.clone();
-    pixels.u8_input = true;
+    pixels.model_input = ModelInput::Pixels;
     let from_planes = analyze_photos(&PHOTOS, &planes, Wanted::EMBEDDINGS);
     let from_pixels = analyze_photos(&PHOTOS, &pixels, Wanted::EMBEDDINGS);
     let mut faces = 0;
