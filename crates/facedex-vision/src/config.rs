@@ -153,6 +153,10 @@ pub struct VisionConfig {
     /// What the detector and the embedder are fed: float planes, or packed 8-bit pixels their
     /// rewritten graphs normalise (a quarter of the bytes, the same values).
     pub model_input: ModelInput,
+    /// On CPU, run `PRelu` with constant slopes ≤ 1 as `Max(x, slope·x)`, the same values:
+    /// ONNX Runtime 1.32's CPU `PRelu` kernel is much slower than two elementwise ones
+    /// (BENCHMARKS.md). Off for a runtime whose `PRelu` is fast (1.24 measured so).
+    pub cpu_prelu_as_max: bool,
     /// Photos whose faces calibrate the int8 per-face models at load (`precision = "int8"`):
     /// the folder's own photo files, in name order, at most 64 of them.
     pub calibration_photos_dir: PathBuf,
@@ -193,6 +197,7 @@ impl VisionConfig {
             attributes: default_attribute_models(assets),
             calibration_photos_dir: assets.join("photos"),
             model_input: ModelInput::Auto,
+            cpu_prelu_as_max: true,
         }
     }
 

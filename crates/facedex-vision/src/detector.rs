@@ -10,7 +10,7 @@ use ort::value::TensorRef;
 
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
-use crate::graph::pixel_input_graph;
+use crate::graph::{LoadRewrites, rewritten_graph};
 use crate::letterbox::{
     DETECTOR_MEAN, DETECTOR_STD, LetterboxGeometry, LetterboxedPhoto, write_normalized, write_padded,
 };
@@ -36,15 +36,9 @@ impl Detector {
     pub(crate) fn load(environment: &Environment, config: &VisionConfig) -> Result<Self> {
         let path = &config.detector_model_path;
         require_file(path, "SCRFD detector model", "vision.detector_model_path")?;
-        let rewritten = if config.pixel_input() {
-            Some(pixel_input_graph(path, DETECTOR_MEAN, DETECTOR_STD).map_err(|reason| incompatible(path, reason))?)
-        } else {
-            None
-        };
-        let source = match &rewritten {
-            Some(bytes) => ModelSource::Rewritten { path, bytes },
-            None => ModelSource::File(path),
-        };
+        let rewrites = LoadRewrites::for_model(config, DETECTOR_MEAN, DETECTOR_STD);
+        let rewritten = rewritten_graph(path, rewrites).map_err(|reason| incompatible(path, reason))?;
+        let source = ModelSource::new(path, rewritten.as_deref());
         let session = build_session(environment, source, ROLE, &config.execution_provider)?;
         if session.inputs().len() != 1 || session.outputs().len() != 9 {
             return Err(incompatible(

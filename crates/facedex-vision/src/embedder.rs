@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::align::{ALIGNED_SIZE, CROP_BYTES};
 use crate::config::VisionConfig;
 use crate::error::{Result, VisionError};
-use crate::graph::pixel_input_graph;
-use crate::runtime::{ModelSource, load_one_input_model, one_input_session, require_file};
+use crate::graph::{LoadRewrites, rewritten_graph};
+use crate::runtime::{ModelSource, one_input_session, require_file};
 
 const ROLE: &str = "an ArcFace embedder (1 input of N×3×112×112)";
 
@@ -51,24 +51,15 @@ impl Embedder {
         let path = &config.embedder_model_path;
         let (what, setting) = ("ArcFace embedder model", "vision.embedder_model_path");
         let provider = &config.execution_provider;
-        let session = if config.pixel_input() {
-            require_file(path, what, setting)?;
-            let bytes = pixel_input_graph(path, EMBEDDER_MEAN, EMBEDDER_STD).map_err(|reason| {
-                VisionError::IncompatibleModel {
-                    path: path.clone(),
-                    role: ROLE,
-                    reason,
-                }
-            })?;
-            one_input_session(
-                environment,
-                ModelSource::Rewritten { path, bytes: &bytes },
-                ROLE,
-                provider,
-            )?
-        } else {
-            load_one_input_model(environment, path, what, setting, ROLE, provider)?
-        };
+        require_file(path, what, setting)?;
+        let rewrites = LoadRewrites::for_model(config, EMBEDDER_MEAN, EMBEDDER_STD);
+        let rewritten = rewritten_graph(path, rewrites).map_err(|reason| VisionError::IncompatibleModel {
+            path: path.clone(),
+            role: ROLE,
+            reason,
+        })?;
+        let source = ModelSource::new(path, rewritten.as_deref());
+        let session = one_input_session(environment, source, ROLE, provider)?;
         Ok(Self {
             session,
             input: Vec::new(),

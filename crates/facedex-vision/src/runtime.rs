@@ -72,7 +72,15 @@ pub(crate) enum ModelSource<'a> {
     },
 }
 
-impl ModelSource<'_> {
+impl<'a> ModelSource<'a> {
+    /// The file at `path`, or the graph `rewritten` from it when there is one.
+    pub fn new(path: &'a Path, rewritten: Option<&'a [u8]>) -> Self {
+        match rewritten {
+            Some(bytes) => Self::Rewritten { path, bytes },
+            None => Self::File(path),
+        }
+    }
+
     fn path(&self) -> &Path {
         match self {
             Self::File(path) | Self::Rewritten { path, .. } => path,
@@ -169,20 +177,6 @@ fn with_cuda(
         provider: provider.to_string(),
         reason: "this facedex binary was built without CUDA support; rebuild with `--features cuda`".to_owned(),
     })
-}
-
-/// Loads the model at `path` (`what` and `setting` name it in errors) as a session with one
-/// input and at least one output, the shape of every per-crop model.
-pub(crate) fn load_one_input_model(
-    environment: &Environment,
-    path: &Path,
-    what: &'static str,
-    setting: &'static str,
-    role: &'static str,
-    provider: &ExecutionProvider,
-) -> Result<Session> {
-    require_file(path, what, setting)?;
-    one_input_session(environment, ModelSource::File(path), role, provider)
 }
 
 /// A session for `source` that has one input and at least one output, or why not.

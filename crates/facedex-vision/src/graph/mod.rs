@@ -1,9 +1,10 @@
 //! Reading and rewriting ONNX model graphs: the schema's messages ([`onnx`], compiled from
 //! `proto/onnx/onnx.proto`), ONNX Runtime's own float optimisations written back as a graph
-//! ([`optimized_graph`]), static int8 quantisation ([`quantize`]), and 8-bit pixel inputs with
-//! the normalisation inside the graph ([`pixels`]).
+//! ([`optimized_graph`]), static int8 quantisation ([`quantize`]), 8-bit pixel inputs with the
+//! normalisation inside the graph ([`pixels`]) and `PRelu` in a faster form ([`prelu`]).
 
 pub(crate) mod pixels;
+pub(crate) mod prelu;
 pub(crate) mod quantize;
 
 use std::path::Path;
@@ -13,6 +14,8 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use prost::Message;
+
+use crate::config::{ExecutionProvider, VisionConfig};
 
 /// The ONNX schema's messages (package `onnx`), as prost generates them.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -50,14 +53,42 @@ pub(crate) fn optimized_graph(environment: &Environment, path: &Path) -> Result<
     onnx::ModelProto::decode(bytes?.as_slice()).map_err(|error| format!("the optimised graph does not decode: {error}"))
 }
 
-/// The model file at `path` rewritten to take packed 8-bit pixels and normalise them with
-/// `(pixel − mean) / std` itself, its outputs declared with the input's batch dimension;
-/// encoded, ready for a session.
-pub(crate) fn pixel_input_graph(path: &Path, mean: f32, std: f32) -> Result<Vec<u8>, String> {
+/// What changes in a detector's or embedder's graph when it loads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LoadRewrites {
+    /// Take packed 8-bit pixels and normalise them with `(pixel − mean) / std`.
+    pub pixel_input: Option<(f32, f32)>,
+    /// `PRelu` as `Max(x, slope·x)` (see [`prelu`]).
+    pub prelu_as_max: bool,
+}
+
+impl LoadRewrites {
+    /// What `config` asks for a model whose input is normalised with `mean` and `std`.
+    pub fn for_model(config: &VisionConfig, mean: f32, std: f32) -> Self {
+        Self {
+            pixel_input: config.pixel_input().then_some((mean, std)),
+            prelu_as_max: config.cpu_prelu_as_max && matches!(config.execution_provider, ExecutionProvider::Cpu { .. }),
+        }
+    }
+}
+
+/// The model file at `path` with `rewrites` applied, encoded and ready for a session; `None`
+/// when nothing changed, so the file loads as it is.
+pub(crate) fn rewritten_graph(path: &Path, rewrites: LoadRewrites) -> Result<Option<Vec<u8>>, String> {
+    if rewrites.pixel_input.is_none() && !rewrites.prelu_as_max {
+        return Ok(None);
+    }
     let bytes = std::fs::read(path).map_err(|error| format!("cannot read it: {error}"))?;
     let mut model =
         onnx::ModelProto::decode(bytes.as_slice()).map_err(|error| format!("it does not decode as ONNX: {error}"))?;
-    pixels::with_pixel_input(&mut model, mean, std)?;
-    pixels::with_batch_outputs(&mut model)?;
-    Ok(model.encode_to_vec())
+    let mut changed = false;
+    if let Some((mean, std)) = rewrites.pixel_input {
+        pixels::with_pixel_input(&mut model, mean, std)?;
+        pixels::with_batch_outputs(&mut model)?;
+        changed = true;
+    }
+    if rewrites.prelu_as_max {
+        changed |= prelu::with_prelu_as_max(&mut model)? > 0;
+    }
+    Ok(changed.then(|| model.encode_to_vec()))
 }

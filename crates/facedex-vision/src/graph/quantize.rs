@@ -322,7 +322,7 @@ fn is_quantisable_conv(node: &NodeProto, constants: &HashMap<&str, &TensorProto>
 }
 
 /// A float constant's values, from `raw_data` (little-endian) or `float_data`.
-fn float_values(tensor: &TensorProto) -> Result<Vec<f32>, String> {
+pub(crate) fn float_values(tensor: &TensorProto) -> Result<Vec<f32>, String> {
     let name = tensor.name.as_deref().unwrap_or("?");
     if tensor.data_location == Some(tensor_proto::DataLocation::External as i32) {
         return Err(format!("the constant {name:?} is stored outside the model file"));
