@@ -40,7 +40,7 @@ pub enum BatchError<E> {
     },
     /// The batching thread is gone (shut down, or it panicked).
     #[error("the {0} thread has stopped")]
-    Stopped(&'static str),
+    Stopped(Arc<str>),
 }
 
 struct Job<T, R, E> {
@@ -56,7 +56,8 @@ pub type RunLock = Arc<Mutex<()>>;
 /// A handle to a batching thread; cheap to share behind an `Arc`.
 pub struct Batcher<T, R, E> {
     jobs: mpsc::Sender<Job<T, R, E>>,
-    name: &'static str,
+    /// The model's name: the thread's, the metrics' label, the errors'.
+    name: Arc<str>,
 }
 
 impl<T, R, E> Batcher<T, R, E>
@@ -69,7 +70,7 @@ where
     /// result per item, in the same order; an error fails every request of that batch. With
     /// `run_lock`, a run waits until no other batcher holding the same lock is running.
     pub fn spawn<F>(
-        name: &'static str,
+        name: impl Into<Arc<str>>,
         limits: BatchLimits,
         run_lock: Option<RunLock>,
         mut run: F,
@@ -77,6 +78,8 @@ where
     where
         F: FnMut(Vec<T>) -> Result<Vec<R>, E> + Send + 'static,
     {
+        let name: Arc<str> = name.into();
+        let label = name.clone();
         let (jobs, mut queue) = mpsc::channel::<Job<T, R, E>>(limits.queue_capacity.max(1));
         let clock = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         std::thread::Builder::new()
@@ -97,12 +100,12 @@ where
                             Ok(None) | Err(_) => break, // closed, or waited long enough
                         }
                     }
-                    ::metrics::gauge!(metrics::MODEL_QUEUE_DEPTH, "model" => name).set(queue.len() as f64);
-                    ::metrics::histogram!(metrics::MODEL_BATCH_SIZE, "model" => name).record(items as f64);
+                    ::metrics::gauge!(metrics::MODEL_QUEUE_DEPTH, "model" => label.clone()).set(queue.len() as f64);
+                    ::metrics::histogram!(metrics::MODEL_BATCH_SIZE, "model" => label.clone()).record(items as f64);
                     let _running = run_lock.as_ref().map(|lock| lock.lock());
                     let started = Instant::now();
                     run_batch(&mut run, batch);
-                    ::metrics::histogram!(metrics::MODEL_RUN_DURATION, "model" => name)
+                    ::metrics::histogram!(metrics::MODEL_RUN_DURATION, "model" => label.clone())
                         .record(started.elapsed().as_secs_f64());
                 }
             })?;
@@ -119,8 +122,8 @@ where
         self.jobs
             .send(Job { input, items, reply })
             .await
-            .map_err(|_| BatchError::Stopped(self.name))?;
-        result.await.map_err(|_| BatchError::Stopped(self.name))?
+            .map_err(|_| BatchError::Stopped(self.name.clone()))?;
+        result.await.map_err(|_| BatchError::Stopped(self.name.clone()))?
     }
 }
 
@@ -159,7 +162,7 @@ fn clone_failure<E>(failure: &BatchError<E>) -> BatchError<E> {
             results: *results,
             items: *items,
         },
-        BatchError::Stopped(name) => BatchError::Stopped(name),
+        BatchError::Stopped(name) => BatchError::Stopped(name.clone()),
     }
 }
 

@@ -78,9 +78,7 @@ impl LocalModels {
         let attributes = attribute_models
             .into_iter()
             .map(|mut model| {
-                // The batcher's name labels its metrics for the process's life; a handful of
-                // models are loaded once, so the names are leaked rather than reference-counted.
-                let name: &'static str = Box::leak(model.config().name.clone().into_boxed_str());
+                let name = model.config().name.clone();
                 Batcher::spawn(
                     name,
                     limits(model.config().batch_size),

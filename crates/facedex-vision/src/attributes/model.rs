@@ -39,19 +39,18 @@ impl AttributeModel {
         require_file(path, "per-face attribute model", "vision.attributes[].model_path")?;
         let file_id = model_id(path)?;
         let int8 = config.precision == ModelPrecision::Int8 && matches!(provider, ExecutionProvider::Cpu { .. });
-        let (session, model_id) = if int8 {
-            let bytes = int8_graph(environment, vision, config, &file_id)?;
-            let source = ModelSource::Rewritten { path, bytes: &bytes };
-            (
-                one_input_session(environment, source, ROLE, provider)?,
-                format!("{file_id}-int8"),
-            )
+        let quantized = if int8 {
+            Some(int8_graph(environment, vision, config, &file_id)?)
         } else {
-            (
-                one_input_session(environment, ModelSource::File(path), ROLE, provider)?,
-                file_id,
-            )
+            None
         };
+        let session = one_input_session(
+            environment,
+            ModelSource::new(path, quantized.as_deref()),
+            ROLE,
+            provider,
+        )?;
+        let model_id = if int8 { format!("{file_id}-int8") } else { file_id };
         if model_id.len() > facedex_index::MAX_ATTRIBUTE_TEXT_BYTES {
             return Err(VisionError::InvalidConfig {
                 setting: "attributes",
