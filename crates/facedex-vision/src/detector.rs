@@ -72,16 +72,14 @@ impl Detector {
             let (width, height) = input_size(&group[0]);
             let slot = 3 * width as usize * height as usize;
             let geometries: Vec<_> = group.iter().map(|&i| photos[i].geometry).collect();
-            let shape = [group.len(), 3, height as usize, width as usize];
             let detected = if self.pixel_input {
                 let mut input = std::mem::take(&mut self.input_bytes);
                 input.resize(group.len() * slot, 0);
                 for (&i, pixels) in group.iter().zip(input.chunks_exact_mut(slot)) {
                     write_padded(&photos[i].pixels, photos[i].geometry, pixels);
                 }
-                let [batch, channels, height, width] = shape;
-                let tensor =
-                    TensorRef::from_array_view(([batch, height, width, channels], input.as_slice())).map_err(inference);
+                let shape = [group.len(), height as usize, width as usize, 3];
+                let tensor = TensorRef::from_array_view((shape, input.as_slice())).map_err(inference);
                 let detected = tensor.and_then(|tensor| self.run(tensor.into(), &geometries));
                 self.input_bytes = input;
                 detected
