@@ -2,6 +2,7 @@
 //! models it takes (the detector finds faces, the embedder describes each aligned crop), and
 //! [`load_attribute_models`], the per-face models configured beside them.
 
+use crate::attributes::calibration::CalibrationChips;
 use crate::attributes::{AttributeModel, FaceAttribute, FaceQuality};
 use crate::config::VisionConfig;
 use crate::detector::Detector;
@@ -38,9 +39,10 @@ pub fn load_models(config: &VisionConfig) -> Result<(Detector, Embedder)> {
 pub fn load_attribute_models(config: &VisionConfig) -> Result<Vec<AttributeModel>> {
     config.validate()?;
     let environment = environment(&config.onnxruntime_library_path)?;
+    let mut calibration = CalibrationChips::new(config);
     config
         .attributes
         .iter()
-        .map(|model| AttributeModel::load(&environment, config, model))
+        .map(|model| AttributeModel::load(&environment, config, model, &mut calibration))
         .collect()
 }

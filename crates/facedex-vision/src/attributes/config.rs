@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ExecutionProvider;
 use crate::error::{Result, VisionError};
 
 /// Largest chip side a per-face model may ask for: bounds the memory one face's chip takes.
@@ -265,6 +266,11 @@ pub fn default_attribute_models(assets: &Path) -> Vec<AttributeModelConfig> {
 }
 
 impl AttributeModelConfig {
+    /// Whether the model runs quantised: `precision = "int8"` on a CPU provider.
+    pub fn runs_int8(&self, provider: &ExecutionProvider) -> bool {
+        self.precision == ModelPrecision::Int8 && matches!(provider, ExecutionProvider::Cpu { .. })
+    }
+
     /// Checks what serde cannot: a usable name, a bounded chip, a decodable output.
     pub fn validate(&self) -> Result<()> {
         let invalid = |reason: String| {

@@ -12,7 +12,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 use prost::Message;
 
-use crate::attributes::calibration::calibration_chips;
+use crate::attributes::calibration::CalibrationChips;
 use crate::attributes::config::AttributeModelConfig;
 use crate::attributes::model::write_chip_tensor;
 use crate::config::VisionConfig;
@@ -28,12 +28,14 @@ const CALIBRATION_BATCH: usize = 32;
 static QUANTIZED: Mutex<Vec<(String, Arc<[u8]>)>> = Mutex::new(Vec::new());
 
 /// The encoded int8 graph of `model` (whose file's id is `model_id`), calibrated on the faces
-/// of `vision.calibration_photos_dir`.
+/// of `vision.calibration_photos_dir`, whose chips `calibration` cuts when the graph is not
+/// cached yet.
 pub(crate) fn int8_graph(
     environment: &Environment,
     vision: &VisionConfig,
     model: &AttributeModelConfig,
     model_id: &str,
+    calibration: &mut CalibrationChips<'_>,
 ) -> Result<Arc<[u8]>> {
     let key = format!(
         "{model_id}|{}|{}|{:?}|{:?}|{:?}",
@@ -53,10 +55,10 @@ pub(crate) fn int8_graph(
         role: "an int8 per-face model (precision = \"int8\"; set \"f32\" to run it as it is)",
         reason,
     };
-    let chips = calibration_chips(environment, vision, &model.crop)?;
+    let chips = calibration.for_crop(environment, &model.crop)?;
     let optimized = optimized_graph(environment, &model.model_path).map_err(cannot)?;
     let plan = QuantizationPlan::for_graph(&optimized).map_err(cannot)?;
-    let ranges = measure_ranges(environment, model, &optimized, &plan, &chips).map_err(cannot)?;
+    let ranges = measure_ranges(environment, model, &optimized, &plan, chips).map_err(cannot)?;
     let quantized = quantize(optimized, &plan, &ranges).map_err(cannot)?;
     let graph: Arc<[u8]> = quantized.encode_to_vec().into();
     QUANTIZED

@@ -3,7 +3,7 @@
 //! photo ([`chip`]) and returns one decoded value per face ([`model`]); [`quality`] scores a
 //! face from what the detector and the aligned crop already tell.
 
-mod calibration;
+pub(crate) mod calibration;
 pub mod chip;
 pub mod config;
 mod int8;

@@ -5,10 +5,11 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::attributes::config::{AttributeModelConfig, ChannelOrder, ModelPrecision, OutputDecoding, TensorLayout};
+use crate::attributes::calibration::CalibrationChips;
+use crate::attributes::config::{AttributeModelConfig, ChannelOrder, OutputDecoding, TensorLayout};
 use crate::attributes::int8::int8_graph;
 use crate::attributes::{AttributeValue, FaceAttribute};
-use crate::config::{ExecutionProvider, VisionConfig};
+use crate::config::VisionConfig;
 use crate::embedder::model_id;
 use crate::error::{Result, VisionError};
 use crate::runtime::{ModelSource, one_input_session, require_file};
@@ -32,15 +33,16 @@ impl AttributeModel {
         environment: &Environment,
         vision: &VisionConfig,
         config: &AttributeModelConfig,
+        calibration: &mut CalibrationChips<'_>,
     ) -> Result<Self> {
         config.validate()?;
         let path = &config.model_path;
         let provider = &vision.execution_provider;
         require_file(path, "per-face attribute model", "vision.attributes[].model_path")?;
         let file_id = model_id(path)?;
-        let int8 = config.precision == ModelPrecision::Int8 && matches!(provider, ExecutionProvider::Cpu { .. });
+        let int8 = config.runs_int8(provider);
         let quantized = if int8 {
-            Some(int8_graph(environment, vision, config, &file_id)?)
+            Some(int8_graph(environment, vision, config, &file_id, calibration)?)
         } else {
             None
         };

@@ -92,3 +92,27 @@ pub(crate) fn rewritten_graph(path: &Path, rewrites: LoadRewrites) -> Result<Opt
     }
     Ok(changed.then(|| model.encode_to_vec()))
 }
+
+/// A float constant's values, from `raw_data` (little-endian) or `float_data`.
+pub(crate) fn float_values(tensor: &onnx::TensorProto) -> Result<Vec<f32>, String> {
+    let name = tensor.name.as_deref().unwrap_or("?");
+    if tensor.data_location == Some(onnx::tensor_proto::DataLocation::External as i32) {
+        return Err(format!("the constant {name:?} is stored outside the model file"));
+    }
+    let count: i64 = tensor.dims.iter().product();
+    let values: Vec<f32> = match &tensor.raw_data {
+        Some(raw) if !raw.is_empty() => raw
+            .chunks_exact(4)
+            .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+            .collect(),
+        _ => tensor.float_data.clone(),
+    };
+    if i64::try_from(values.len()) != Ok(count) {
+        return Err(format!(
+            "the constant {name:?} holds {} values for dimensions {:?}",
+            values.len(),
+            tensor.dims
+        ));
+    }
+    Ok(values)
+}

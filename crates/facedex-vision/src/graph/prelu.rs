@@ -3,8 +3,8 @@
 //! kernels. ONNX Runtime 1.32's CPU `PRelu` kernel takes 40 % of `w600k_mbf.onnx`'s time where
 //! 1.24's took 14 % (BENCHMARKS.md), and the two-node form gives the embedder back most of that.
 
+use super::float_values;
 use super::onnx::{ModelProto, NodeProto, TensorProto, tensor_proto};
-use super::quantize::float_values;
 
 /// Rewrites every default-domain `PRelu` whose slope is a float constant no larger than 1 as
 /// `Mul` then `Max`; returns how many were rewritten. Others are left as they are.

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::float_values;
 use super::onnx::{
     AttributeProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, attribute_proto, tensor_proto,
     type_proto,
@@ -319,30 +320,6 @@ fn is_quantisable_conv(node: &NodeProto, constants: &HashMap<&str, &TensorProto>
             .input
             .get(2)
             .is_none_or(|bias| bias.is_empty() || is_float_constant(bias))
-}
-
-/// A float constant's values, from `raw_data` (little-endian) or `float_data`.
-pub(crate) fn float_values(tensor: &TensorProto) -> Result<Vec<f32>, String> {
-    let name = tensor.name.as_deref().unwrap_or("?");
-    if tensor.data_location == Some(tensor_proto::DataLocation::External as i32) {
-        return Err(format!("the constant {name:?} is stored outside the model file"));
-    }
-    let count: i64 = tensor.dims.iter().product();
-    let values: Vec<f32> = match &tensor.raw_data {
-        Some(raw) if !raw.is_empty() => raw
-            .chunks_exact(4)
-            .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-            .collect(),
-        _ => tensor.float_data.clone(),
-    };
-    if i64::try_from(values.len()) != Ok(count) {
-        return Err(format!(
-            "the constant {name:?} holds {} values for dimensions {:?}",
-            values.len(),
-            tensor.dims
-        ));
-    }
-    Ok(values)
 }
 
 fn constant(name: String, data_type: tensor_proto::DataType, dims: Vec<i64>, raw: Vec<u8>) -> TensorProto {
