@@ -133,13 +133,13 @@ impl IdTracker {
         self.faces.get(internal_id).and_then(Option::as_ref)
     }
 
-    /// The internal id of live face `face_id`.
     /// The live face with this id, and its internal id.
     pub(crate) fn live_face_by_id(&self, face_id: &FaceId) -> Option<(usize, &StoredFace)> {
         let internal_id = self.internal_id(face_id)?;
         Some((internal_id, self.live_face(internal_id)?))
     }
 
+    /// The internal id of live face `face_id`.
     pub(crate) fn internal_id(&self, face_id: &FaceId) -> Option<usize> {
         self.by_face_id.get(face_id).copied()
     }

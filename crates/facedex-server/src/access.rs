@@ -15,7 +15,7 @@ use crate::search::server::ServerError;
 
 /// What an RPC does to the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
+pub enum Access {
     /// Reads it.
     Read,
     /// Changes it.
@@ -85,7 +85,7 @@ impl AccessTokens {
     }
 
     /// Lets the call `method` through when its metadata carries a token that allows `access`.
-    pub(crate) fn authorize(&self, metadata: &MetadataMap, access: Access, method: &str) -> Result<(), Status> {
+    pub fn authorize(&self, metadata: &MetadataMap, access: Access, method: &str) -> Result<(), Status> {
         let needed = match access {
             Access::Read => self.read.as_ref(),
             Access::Write => self.write.as_ref(),

@@ -20,7 +20,7 @@ pub mod search;
 mod shard_header;
 mod undecodable;
 
-pub use access::{AccessTokens, TokenProblem};
+pub use access::{Access, AccessTokens, TokenProblem};
 pub use bearer::BearerToken;
 pub use config::{
     DEFAULT_MIN_SCORE, EmbedConfig, MAX_ROUTER_SHARDS, MAX_SHARD_REPLICAS, RouterConfig, ServerConfig, TlsConfig,
@@ -35,6 +35,6 @@ pub use router::server::serve_router;
 pub use router::service::RouterService;
 pub use router::shards::ShardSet;
 pub use search::deleter::{Deleted, FaceDeleter, StoreDeleter};
-pub use search::server::{BoundServer, ServerError};
+pub use search::server::{ApiServices, BoundServer, ServerError};
 pub use search::service::FaceSearchService;
 pub use shard_header::SHARD_HEADER;

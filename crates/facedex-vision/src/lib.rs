@@ -19,7 +19,7 @@ mod runtime;
 pub mod scrfd;
 
 pub use config::{ConvAlgorithmSearch, DetectionConfig, ExecutionProvider, ModelInput, VisionConfig};
-pub use decode::decode_photo;
+pub use decode::{ScaledPhoto, decode_photo, decode_photo_scaled};
 pub use detector::Detector;
 pub use embedder::Embedder;
 pub use error::{Result, VisionError};

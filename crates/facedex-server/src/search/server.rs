@@ -73,6 +73,17 @@ pub enum ServerError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
+/// The handlers of one server, for its gRPC port and its web console alike.
+#[derive(Clone)]
+pub struct ApiServices {
+    /// FaceSearch.
+    pub face_search: FaceSearchService,
+    /// People.
+    pub people: PeopleService,
+    /// The tokens both check.
+    pub tokens: AccessTokens,
+}
+
 /// A bound, not yet running server: bind first to learn the port (`listen_addr` may use 0).
 pub struct BoundServer {
     listener: TcpListener,
@@ -142,18 +153,50 @@ impl BoundServer {
         config: ServerConfig,
         shutdown: CancellationToken,
     ) -> Result<(), ServerError> {
+        let services = self.services(Arc::clone(&store), analyzer, &config)?;
+        self.serve_services(services, store, config, shutdown).await
+    }
+
+    /// The FaceSearch and People handlers this server will run, with its tokens, editor and
+    /// deleter: the web console calls the same ones.
+    pub fn services(
+        &self,
+        store: Arc<FaceStore>,
+        analyzer: Option<Arc<PhotoAnalyzer>>,
+        config: &ServerConfig,
+    ) -> Result<ApiServices, ServerError> {
         config.validate().map_err(ServerError::InvalidConfig)?;
-        let tokens = AccessTokens::from_config(&config)?;
-        let (guarded, gate) = (tokens.any(), tokens.clone());
-        let mut service = FaceSearchService::new(Arc::clone(&store), analyzer, &config).with_tokens(tokens.clone());
+        let tokens = AccessTokens::from_config(config)?;
+        let mut face_search = FaceSearchService::new(Arc::clone(&store), analyzer, config).with_tokens(tokens.clone());
         if let Some(deleter) = self.face_deleter.clone() {
-            service = service.with_deleter(deleter);
+            face_search = face_search.with_deleter(deleter);
         }
         let editor = self
             .people_editor
             .clone()
             .unwrap_or_else(|| Arc::new(StoreEditor::new(Arc::clone(&store))));
-        let people = PeopleService::new(Arc::clone(&store), editor, service.read_time_limit, tokens);
+        let people = PeopleService::new(store, editor, face_search.read_time_limit, tokens.clone());
+        Ok(ApiServices {
+            face_search,
+            people,
+            tokens,
+        })
+    }
+
+    /// Serves `services` (from [`Self::services`]) as [`Self::serve`] does.
+    pub async fn serve_services(
+        self,
+        services: ApiServices,
+        store: Arc<FaceStore>,
+        config: ServerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError> {
+        let ApiServices {
+            face_search: service,
+            people,
+            tokens,
+        } = services;
+        let (guarded, gate) = (tokens.any(), tokens);
         // Twice the photo limit: a photo somewhat over it still reaches the handler, which says
         // which setting refused it; a message beyond this is refused by tonic (OUT_OF_RANGE,
         // naming its limit) before it is buffered whole.
@@ -255,7 +298,7 @@ async fn snapshot_periodically(store: Arc<FaceStore>, interval_secs: u64, shutdo
 }
 
 /// A gRPC server builder, serving TLS with `tls`'s certificate and key when given.
-pub(crate) fn server_builder(tls: Option<&TlsConfig>) -> Result<Server, ServerError> {
+pub fn server_builder(tls: Option<&TlsConfig>) -> Result<Server, ServerError> {
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         let read = |what, path: &std::path::PathBuf| {

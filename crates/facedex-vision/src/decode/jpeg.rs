@@ -4,7 +4,7 @@
 use image::RgbImage;
 
 use super::corrupt;
-use crate::error::Result;
+use crate::error::{Result, VisionError};
 
 thread_local! {
     static DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> = const { std::cell::RefCell::new(None) };
@@ -13,6 +13,17 @@ thread_local! {
 /// Decodes a JPEG to RGB with libjpeg-turbo; `None` for colour spaces it cannot turn into RGB
 /// (CMYK, YCCK), which the caller decodes another way.
 pub(super) fn decode_jpeg_rgb(input: &str, bytes: &[u8]) -> Result<Option<RgbImage>> {
+    Ok(decode_jpeg_rgb_within(input, bytes, u64::MAX)?.map(|(image, _)| image))
+}
+
+/// [`decode_jpeg_rgb`] scaled while decoding (libjpeg-turbo's DCT scaling, 1/8 to 1) to the
+/// largest size of at most `max_decoded_pixels`, with the factor it used; an error when even
+/// 1/8 is larger.
+pub(super) fn decode_jpeg_rgb_within(
+    input: &str,
+    bytes: &[u8],
+    max_decoded_pixels: u64,
+) -> Result<Option<(RgbImage, f32)>> {
     let failed = |error: turbojpeg::Error| corrupt(input, "JPEG", error.to_string());
     DECOMPRESSOR.with_borrow_mut(|slot| {
         let decompressor = match slot {
@@ -26,7 +37,25 @@ pub(super) fn decode_jpeg_rgb(input: &str, bytes: &[u8]) -> Result<Option<RgbIma
         ) {
             return Ok(None);
         }
-        let (width, height) = (header.width, header.height);
+        let fits = |factor: &turbojpeg::ScalingFactor| {
+            let scaled = header.scaled(*factor);
+            (scaled.width as u64).saturating_mul(scaled.height as u64) <= max_decoded_pixels
+        };
+        let factor = turbojpeg::Decompressor::supported_scaling_factors()
+            .into_iter()
+            .filter(|factor| factor.num() <= factor.denom() && fits(factor))
+            .max_by(|a, b| (a.num() * b.denom()).cmp(&(b.num() * a.denom())))
+            .ok_or_else(|| VisionError::TooManyPixels {
+                input: input.to_owned(),
+                width: u32::try_from(header.width).unwrap_or(u32::MAX),
+                height: u32::try_from(header.height).unwrap_or(u32::MAX),
+                pixels: (header.width as u64).saturating_mul(header.height as u64),
+                // At 1/8 a photo of up to 64 times the budget fits: that is the limit it broke.
+                max_pixels: max_decoded_pixels.saturating_mul(64),
+            })?;
+        decompressor.set_scaling_factor(factor).map_err(failed)?;
+        let scaled = header.scaled(factor);
+        let (width, height) = (scaled.width, scaled.height);
         let mut pixels = vec![0u8; width * height * 3];
         let output = turbojpeg::Image {
             pixels: pixels.as_mut_slice(),
@@ -35,10 +64,16 @@ pub(super) fn decode_jpeg_rgb(input: &str, bytes: &[u8]) -> Result<Option<RgbIma
             height,
             format: turbojpeg::PixelFormat::RGB,
         };
-        decompressor.decompress(bytes, output).map_err(failed)?;
+        let decoded = decompressor.decompress(bytes, output).map_err(failed);
+        // The decompressor is reused by the next photo of this thread, which expects full size.
+        decompressor
+            .set_scaling_factor(turbojpeg::ScalingFactor::ONE)
+            .map_err(failed)?;
+        decoded?;
+        let scale = factor.num() as f32 / factor.denom() as f32;
         let (width, height) = (u32::try_from(width), u32::try_from(height));
         match (width, height) {
-            (Ok(width), Ok(height)) => Ok(RgbImage::from_raw(width, height, pixels)),
+            (Ok(width), Ok(height)) => Ok(RgbImage::from_raw(width, height, pixels).map(|image| (image, scale))),
             _ => Err(corrupt(input, "JPEG", "dimensions overflow".to_owned())),
         }
     })

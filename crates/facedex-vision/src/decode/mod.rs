@@ -115,6 +115,53 @@ pub fn decode_photo(input: &str, bytes: &[u8], max_pixels: u64) -> Result<RgbIma
     Ok(image.into_rgb8())
 }
 
+/// A photo decoded for display: upright, at `scale` times its full size.
+#[derive(Debug, Clone)]
+pub struct ScaledPhoto {
+    /// The pixels.
+    pub image: RgbImage,
+    /// Its size over the photo's full size (1 when decoded whole).
+    pub scale: f32,
+}
+
+/// Decodes `bytes` upright for display, holding at most about `max_decoded_pixels` pixels
+/// where the format allows: a JPEG is scaled while it is decoded (libjpeg-turbo's DCT scaling,
+/// to the largest factor of 1/8 to 1 within the budget), so a 100-megapixel photo costs its
+/// scaled size. A progressive JPEG also keeps its DCT coefficients (about as many bytes as its
+/// full-size RGB) while it decodes, and every other format is decoded whole: those are bounded
+/// by `max_pixels`, as for indexing.
+pub fn decode_photo_scaled(input: &str, bytes: &[u8], max_pixels: u64, max_decoded_pixels: u64) -> Result<ScaledPhoto> {
+    // Camera RAWs are TIFF containers: their JPEG previews take the whole-photo path.
+    let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
+    if !is_jpeg {
+        let image = decode_photo(input, bytes, max_pixels)?;
+        return Ok(ScaledPhoto { image, scale: 1.0 });
+    }
+    if !jpeg::jpeg_has_end_marker(bytes) {
+        return Err(corrupt(
+            input,
+            "JPEG",
+            "the file is truncated (no end-of-image marker after the last scan)".to_owned(),
+        ));
+    }
+    let mut decoder = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes))
+        .map_err(|error| map_image_error(input, "JPEG", error))?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(input, "JPEG", width, height, max_pixels)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let Some((image, scale)) = jpeg::decode_jpeg_rgb_within(input, bytes, max_decoded_pixels)? else {
+        // CMYK: the `image` crate decodes it whole.
+        let image = decode_photo(input, bytes, max_pixels)?;
+        return Ok(ScaledPhoto { image, scale: 1.0 });
+    };
+    let mut image = DynamicImage::ImageRgb8(image);
+    image.apply_orientation(orientation);
+    Ok(ScaledPhoto {
+        image: image.into_rgb8(),
+        scale,
+    })
+}
+
 /// A RAW's JPEG preview, upright: by its own EXIF orientation when it has one, else by the
 /// RAW's.
 fn decode_raw_preview(input: &str, preview: &raw::RawPreview<'_>, max_pixels: u64) -> Result<RgbImage> {
@@ -257,6 +304,31 @@ mod tests {
         out.extend_from_slice(&app1);
         out.extend_from_slice(&plain[2..]);
         out
+    }
+
+    #[test]
+    fn scaled_decoding_stays_within_its_budget_and_keeps_the_orientation() {
+        let image = gradient(800, 400);
+        let bytes = jpeg_with_orientation(&image, 6); // rotate 90° clockwise to view
+        let whole = decode_photo("a.jpg", &bytes, LIMIT).expect("whole");
+        assert_eq!(whole.dimensions(), (400, 800));
+        // Just under 80,000 pixels (1/2): 3/8 (300×150 stored) is the largest factor within.
+        let scaled = decode_photo_scaled("a.jpg", &bytes, LIMIT, 79_999).expect("scaled");
+        assert_eq!(scaled.scale, 3.0 / 8.0);
+        assert_eq!(scaled.image.dimensions(), (150, 300));
+        // The same picture: a pixel of the scaled photo matches the full one's at scale.
+        let (full, small) = (whole.get_pixel(200, 600), scaled.image.get_pixel(75, 225));
+        for channel in 0..3 {
+            assert!(full[channel].abs_diff(small[channel]) <= 6, "{full:?} vs {small:?}");
+        }
+        let roomy = decode_photo_scaled("a.jpg", &bytes, LIMIT, 1_000_000).expect("roomy");
+        assert_eq!((roomy.scale, roomy.image.dimensions()), (1.0, (400, 800)));
+        let refused = decode_photo_scaled("a.jpg", &bytes, LIMIT, 4_000).expect_err("even 1/8 is 5,000 pixels");
+        assert!(matches!(refused, VisionError::TooManyPixels { .. }), "{refused}");
+        // Other formats are decoded whole.
+        let png = png(image.as_raw(), 800, 400, ExtendedColorType::Rgb8);
+        let decoded = decode_photo_scaled("a.png", &png, LIMIT, 1_000).expect("png");
+        assert_eq!((decoded.scale, decoded.image.dimensions()), (1.0, (800, 400)));
     }
 
     #[test]
