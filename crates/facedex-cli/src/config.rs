@@ -14,6 +14,7 @@ use facedex_kafka::KafkaConfig;
 use facedex_pipeline::{ArchiveConfig, BatchingConfig, IngestConfig};
 use facedex_server::{EmbedConfig, RouterConfig, ServerConfig};
 use facedex_vision::VisionConfig;
+use facedex_web::WebConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,8 @@ pub struct FacedexConfig {
     pub router: RouterConfig,
     /// Where Prometheus metrics are served.
     pub metrics: MetricsConfig,
+    /// The web console: address, thumbnails, photo views.
+    pub web: WebConfig,
 }
 
 impl Default for FacedexConfig {
@@ -70,6 +73,7 @@ impl Default for FacedexConfig {
             embed: EmbedConfig::default(),
             router: RouterConfig::default(),
             metrics: MetricsConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod console;
 mod home;
 mod shared;
 mod telemetry;

@@ -11,6 +11,7 @@ use facedex_pipeline::{LocalModels, PhotoAnalyzer};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FacedexConfig;
+use crate::console::ConsoleFlags;
 use crate::home::Home;
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.
@@ -84,6 +85,8 @@ pub struct SearchServiceFlags {
     /// Do not load the face models: search by embedding and face id only.
     #[arg(long)]
     no_image_search: bool,
+    #[command(flatten)]
+    console: ConsoleFlags,
 }
 
 impl SearchServiceFlags {
@@ -95,6 +98,7 @@ impl SearchServiceFlags {
         if let Some(listen) = self.listen {
             config.server.listen_addr = listen;
         }
+        self.console.apply(config);
         !self.no_image_search
     }
 }

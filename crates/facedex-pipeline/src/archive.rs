@@ -329,6 +329,9 @@ impl Archive {
     }
 }
 
+/// The most archives a registry keeps open.
+const MAX_OPEN_ARCHIVES: usize = 1024;
+
 /// Archives opened by ingest workers, one per root, shared by every photo of that root.
 #[derive(Default)]
 pub struct ArchiveRegistry {
@@ -378,7 +381,13 @@ impl ArchiveRegistry {
                 ),
             });
         }
-        self.opened.lock().insert(image.archive.clone(), archive.clone());
+        let mut opened = self.opened.lock();
+        // Readers that open one archive per folder (the web console) would otherwise keep
+        // every folder they ever read.
+        if opened.len() >= MAX_OPEN_ARCHIVES {
+            opened.clear();
+        }
+        opened.insert(image.archive.clone(), archive.clone());
         Ok(archive)
     }
 

@@ -25,6 +25,24 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
+    /// A reference to the photo at `uri` (as the index keeps it) in the archive of its own
+    /// folder, for a reader that knows only the URI (the web console); `None` when the URI
+    /// has no folder.
+    pub fn in_its_folder(uri: &str) -> Option<Self> {
+        let (archive, key) = uri.rsplit_once('/')?;
+        if key.is_empty() || archive.is_empty() || archive.ends_with(':') {
+            return None;
+        }
+        Some(Self {
+            uri: uri.to_owned(),
+            archive: archive.to_owned(),
+            key: key.to_owned(),
+            size_bytes: 0,
+            version: String::new(),
+            enqueued_at_unix_ms: 0,
+        })
+    }
+
     /// The identity a re-run compares: the listed version and size.
     pub fn listed_version(&self) -> ImageVersion {
         ImageVersion {
@@ -142,4 +160,22 @@ pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uri_splits_into_its_folder_and_name() {
+        let image = ImageRef::in_its_folder("s3://photos/2024/a b.jpg").expect("a photo");
+        assert_eq!(
+            (image.archive.as_str(), image.key.as_str()),
+            ("s3://photos/2024", "a b.jpg")
+        );
+        assert_eq!(format!("{}/{}", image.archive, image.key), image.uri);
+        assert!(ImageRef::in_its_folder("file:///photos/").is_none());
+        assert!(ImageRef::in_its_folder("no-folder.jpg").is_none());
+        assert!(ImageRef::in_its_folder("file:/a.jpg").is_none());
+    }
 }

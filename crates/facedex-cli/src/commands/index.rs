@@ -15,10 +15,13 @@ use facedex_pipeline::archive::Archive;
 use facedex_pipeline::local::{LocalEvent, index_planned, plan_archive};
 use facedex_pipeline::plan::PlanOptions;
 use facedex_pipeline::{ArchiveConfig, ArchiveRegistry, Ingestor};
+use facedex_server::ApiServices;
+use facedex_web::RunProgress;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FacedexConfig;
+use crate::console::{self, ConsoleFlags};
 use crate::shared::{cancel_on_signal, local_analyzer};
 
 /// Arguments of `facedex index`.
@@ -35,6 +38,9 @@ pub struct IndexArgs {
     max_in_flight: Option<usize>,
     #[command(flatten)]
     plan: PlanFlags,
+    /// Follow the run (and search what is indexed so far) in the web console.
+    #[command(flatten)]
+    console: ConsoleFlags,
 }
 
 /// How a re-run treats what the index already holds of the archive (`index` and `enqueue`).
@@ -69,6 +75,7 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
     if let Some(max_in_flight) = args.max_in_flight {
         config.ingest.max_in_flight = max_in_flight;
     }
+    args.console.apply(&mut config);
     let archive = Archive::open(&args.archive, &config.archive)?;
     let store = Arc::new(
         FaceStore::open(&config.data_dir, config.index.clone())
@@ -77,15 +84,21 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let options = args.plan.options();
     let summary = runtime.block_on(async {
+        let run = Arc::new(RunProgress::new(archive.root()));
         let planned = plan_archive(&archive, &config.archive, &store, options).await?;
         // An unchanged archive needs no models: they load only when there is a photo to process.
-        let ingestor = if planned.images.is_empty() {
-            None
-        } else {
-            let analyzer = local_analyzer(&config)?;
+        let analyzer = match planned.images.is_empty() {
+            true => None,
+            false => Some(local_analyzer(&config)?),
+        };
+        // The console searches with the run's models, batched with its photos.
+        let console_shutdown = CancellationToken::new();
+        let services = ApiServices::new(store.clone(), analyzer.clone(), &config.server, None, None)?;
+        let console = console::start(&config, &services, &store, Some(run.clone()), console_shutdown.clone()).await?;
+        let ingestor = analyzer.map(|analyzer| {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
-            Some(Arc::new(Ingestor::new(
+            Arc::new(Ingestor::new(
                 // Local mode reads the one archive it was given, whatever the workers allow.
                 ArchiveRegistry::new(ArchiveConfig {
                     allowed_roots: vec![archive.root().to_owned()],
@@ -94,8 +107,8 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
                 analyzer,
                 config.ingest.clone(),
                 shutdown,
-            )))
-        };
+            ))
+        });
         let progress = ProgressBar::new_spinner();
         progress.set_style(
             ProgressStyle::with_template(
@@ -107,13 +120,18 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         let (mut faces, mut errors) = (0u64, 0u64);
         let summary = index_planned(planned, ingestor, store.clone(), config.ingest.max_in_flight, |event| {
             match event {
-                LocalEvent::Listed(plan) => progress.set_length(plan.to_process()),
+                LocalEvent::Listed(plan) => {
+                    progress.set_length(plan.to_process());
+                    run.planned(plan.to_process());
+                }
                 LocalEvent::Indexed { faces: found } => {
                     faces += found as u64;
                     progress.inc(1);
+                    run.indexed(found as u64);
                 }
                 LocalEvent::DeadLettered(letter) => {
                     errors += 1;
+                    run.dead_lettered(letter.error_kind.label());
                     progress.inc(1);
                     progress.println(format!(
                         "skipped {}: {} ({})",
@@ -125,6 +143,11 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         })
         .await;
         progress.finish_and_clear();
+        run.ended(summary.as_ref().is_ok_and(|summary| summary.interrupted));
+        console_shutdown.cancel();
+        if let Some(console) = console {
+            console.finish().await?;
+        }
         anyhow::Ok(summary?)
     })?;
     let seconds = summary.elapsed.as_secs_f64().max(f64::EPSILON);

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commands::index::PlanFlags;
 use crate::config::FacedexConfig;
+use crate::console;
 use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer, load_models};
 
 /// Flags every Kafka role shares.
@@ -304,7 +305,10 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let server = tokio::spawn(bound.serve(store.clone(), analyzer, config.server.clone(), shutdown.clone()));
+        let services = bound.services(store.clone(), analyzer, &config.server)?;
+        let console = console::start(&config, &services, &store, None, shutdown.clone()).await?;
+        let server =
+            tokio::spawn(bound.serve_services(services, store.clone(), config.server.clone(), shutdown.clone()));
         let counters = Arc::new(IndexerCounters::default());
         let snapshot_interval = Duration::from_secs(config.server.snapshot_interval_secs.max(1));
         let indexed = run_indexer(
@@ -318,6 +322,9 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         // Whatever stopped the indexer stops the server too.
         shutdown.cancel();
         server.await.context("the search server task failed")??;
+        if let Some(console) = console {
+            console.finish().await?;
+        }
         indexed?;
         println!(
             "facedex: indexer stopped after {} face batches ({} faces, {} refused); the index holds {} faces",

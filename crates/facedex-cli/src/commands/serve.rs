@@ -1,4 +1,5 @@
-//! `facedex serve`: the FaceSearch gRPC service over a data directory.
+//! `facedex serve`: the FaceSearch gRPC service over a data directory, and the web console
+//! beside it with `--http-listen`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use facedex_server::BoundServer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FacedexConfig;
+use crate::console;
 use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer};
 
 /// Arguments of `facedex serve`.
@@ -29,17 +31,25 @@ pub fn run(mut config: FacedexConfig, args: ServeArgs) -> anyhow::Result<ExitCod
     runtime.block_on(async move {
         let analyzer = image_search_analyzer(&config, image_search)?;
         let bound = BoundServer::bind(&config.server).await?;
-        // The first line on stdout says where to connect (scripts and tests read it).
+        let store = Arc::new(store);
+        let services = bound.services(Arc::clone(&store), analyzer, &config.server)?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let console = console::start(&config, &services, &store, None, shutdown.clone()).await?;
+        // The FaceSearch line comes last on stdout: scripts and tests read up to it.
         println!(
             "facedex: serving FaceSearch on {} ({faces} faces, data dir {})",
             bound.local_addr(),
             config.data_dir.display()
         );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        bound
-            .serve(Arc::new(store), analyzer, config.server.clone(), shutdown)
-            .await?;
+        let served = bound
+            .serve_services(services, store, config.server.clone(), shutdown.clone())
+            .await;
+        shutdown.cancel();
+        if let Some(console) = console {
+            console.finish().await?;
+        }
+        served?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

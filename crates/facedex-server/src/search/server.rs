@@ -84,6 +84,32 @@ pub struct ApiServices {
     pub tokens: AccessTokens,
 }
 
+impl ApiServices {
+    /// The handlers over `store`, checking `config`'s tokens; edits and deletions go to
+    /// `people_editor` and `face_deleter`, or to the store itself when unset.
+    pub fn new(
+        store: Arc<FaceStore>,
+        analyzer: Option<Arc<PhotoAnalyzer>>,
+        config: &ServerConfig,
+        people_editor: Option<Arc<dyn PeopleEditor>>,
+        face_deleter: Option<Arc<dyn FaceDeleter>>,
+    ) -> Result<Self, ServerError> {
+        config.validate().map_err(ServerError::InvalidConfig)?;
+        let tokens = AccessTokens::from_config(config)?;
+        let mut face_search = FaceSearchService::new(Arc::clone(&store), analyzer, config).with_tokens(tokens.clone());
+        if let Some(deleter) = face_deleter {
+            face_search = face_search.with_deleter(deleter);
+        }
+        let editor = people_editor.unwrap_or_else(|| Arc::new(StoreEditor::new(Arc::clone(&store))));
+        let people = PeopleService::new(store, editor, face_search.read_time_limit, tokens.clone());
+        Ok(Self {
+            face_search,
+            people,
+            tokens,
+        })
+    }
+}
+
 /// A bound, not yet running server: bind first to learn the port (`listen_addr` may use 0).
 pub struct BoundServer {
     listener: TcpListener,
@@ -165,22 +191,13 @@ impl BoundServer {
         analyzer: Option<Arc<PhotoAnalyzer>>,
         config: &ServerConfig,
     ) -> Result<ApiServices, ServerError> {
-        config.validate().map_err(ServerError::InvalidConfig)?;
-        let tokens = AccessTokens::from_config(config)?;
-        let mut face_search = FaceSearchService::new(Arc::clone(&store), analyzer, config).with_tokens(tokens.clone());
-        if let Some(deleter) = self.face_deleter.clone() {
-            face_search = face_search.with_deleter(deleter);
-        }
-        let editor = self
-            .people_editor
-            .clone()
-            .unwrap_or_else(|| Arc::new(StoreEditor::new(Arc::clone(&store))));
-        let people = PeopleService::new(store, editor, face_search.read_time_limit, tokens.clone());
-        Ok(ApiServices {
-            face_search,
-            people,
-            tokens,
-        })
+        ApiServices::new(
+            store,
+            analyzer,
+            config,
+            self.people_editor.clone(),
+            self.face_deleter.clone(),
+        )
     }
 
     /// Serves `services` (from [`Self::services`]) as [`Self::serve`] does.

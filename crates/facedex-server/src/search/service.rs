@@ -71,6 +71,16 @@ impl FaceSearchService {
         }
     }
 
+    /// Whether this service searches by photo (it has the models).
+    pub fn searches_photos(&self) -> bool {
+        self.analyzer.is_some()
+    }
+
+    /// The similarity floor of a search that sets none (`server.default_min_score`).
+    pub fn default_min_score(&self) -> f32 {
+        self.default_min_score
+    }
+
     /// The service with deletions sent to `deleter` instead of the store.
     pub fn with_deleter(self, deleter: Arc<dyn FaceDeleter>) -> Self {
         Self { deleter, ..self }

@@ -1,0 +1,117 @@
+// Pipeline: the run in this process (photos done of planned, rates, ETA, dead letters by kind)
+// and the index's size, refreshed every second without reloading the page.
+
+import { api } from './api.js';
+import { h, notify } from './dom.js';
+
+const REFRESH_MS = 1000;
+
+export function pipelinePage(app) {
+  const body = h('div', { 'aria-live': 'off' });
+  app.replaceChildren(h('h1', {}, 'Pipeline'), body);
+  let timer = null;
+  let stopped = false;
+  const refresh = async () => {
+    try {
+      render(body, await api.pipeline());
+      notify('');
+    } catch (error) {
+      notify(error.message, true);
+    }
+    if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
+  };
+  refresh();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}
+
+function render(body, { run, index }) {
+  const sections = [];
+  if (run) {
+    const kinds = Object.entries(run.dead_letters_by_kind);
+    sections.push(
+      h(
+        'section',
+        { 'aria-labelledby': 'run-title' },
+        h('h2', { id: 'run-title' }, `Indexing ${run.archive}`),
+        h('p', {}, phaseText(run)),
+        h('progress', { max: Math.max(run.photos_planned, 1), value: run.photos_done, 'aria-label': 'Photos done' }),
+        counters([
+          ['photos_done', 'Photos done', `${run.photos_done} of ${run.photos_planned}`],
+          ['photos_per_sec', 'Photos per second', run.photos_per_sec.toFixed(2)],
+          ['faces', 'Faces found', run.faces],
+          ['faces_per_sec', 'Faces per second', run.faces_per_sec.toFixed(2)],
+          ['eta', 'Time left', run.eta_secs === null ? '–' : duration(run.eta_secs)],
+          ['elapsed', 'Elapsed', duration(run.elapsed_secs)],
+          ['dead_letters', 'Photos not indexed', run.dead_letters],
+        ]),
+        kinds.length
+          ? h(
+              'table',
+              {},
+              h('caption', {}, 'Photos not indexed, by reason'),
+              h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Reason'), h('th', { scope: 'col' }, 'Photos'))),
+              h('tbody', {}, kinds.map(([kind, count]) => h('tr', {}, h('td', {}, kind), h('td', {}, count)))),
+            )
+          : null,
+      ),
+    );
+  } else {
+    sections.push(
+      h(
+        'p',
+        {},
+        'No indexing run in this process. Run facedex index --http-listen ADDR to watch one here; ',
+        'over Kafka, facedex status shows every stage.',
+      ),
+    );
+  }
+  sections.push(
+    h(
+      'section',
+      { 'aria-labelledby': 'index-title' },
+      h('h2', { id: 'index-title' }, 'Index'),
+      counters([
+        ['index_faces', 'Faces', index.faces],
+        ['index_images', 'Photos with faces', index.images],
+        ['index_people', 'People', index.people],
+        ['index_memory', 'Memory', `${(index.memory_bytes / 1048576).toFixed(1)} MiB`],
+        [
+          'snapshot',
+          'Last snapshot',
+          index.snapshot_unix_ms ? `#${index.snapshot_generation}, ${new Date(index.snapshot_unix_ms).toLocaleString()}` : 'none yet',
+        ],
+      ]),
+    ),
+  );
+  body.replaceChildren(...sections);
+}
+
+function counters(rows) {
+  return h(
+    'dl',
+    { class: 'counters' },
+    rows.map(([key, label, value]) => h('div', { dataset: { counter: key } }, h('dt', {}, label), h('dd', {}, value))),
+  );
+}
+
+function phaseText(run) {
+  switch (run.phase) {
+    case 'listing':
+      return 'Listing the archive…';
+    case 'indexing':
+      return 'Indexing.';
+    case 'finished':
+      return 'Finished.';
+    default:
+      return 'Interrupted: the photos done so far are kept.';
+  }
+}
+
+function duration(seconds) {
+  const total = Math.round(seconds);
+  const minutes = Math.floor(total / 60);
+  return minutes ? `${minutes} min ${total % 60} s` : `${total} s`;
+}
