@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 
 use facedex_index::quality::cluster_quality;
 use facedex_proto::face_search_client::FaceSearchClient;
@@ -15,89 +14,13 @@ use facedex_proto::{
     Face, GetPersonRequest, HidePersonRequest, ListPeopleRequest, MergePeopleRequest, MoveFacesRequest,
 };
 use facedex_server::DEFAULT_MIN_SCORE;
-use image::{DynamicImage, imageops::FilterType};
 use support::people::{
-    all_faces, clusters, embeddings, export_for_benchmark, file_name, image_search, index_archive, person_of, photos,
+    Augment, PLAYER_13_BOX, all_faces, clusters, embeddings, export_for_benchmark, file_name, image_search,
+    index_archive, person_of, photos, write_archive,
 };
 use support::serve::Server;
 use support::{facedex_command, iou, photo};
 use tonic::Code;
-
-/// InsightFace's best match for yaoming.jpg among the players (player 13, see tests/parity.rs).
-const PLAYER_13_BOX: [f32; 4] = [720.8068, 142.0237, 764.8746, 192.0418];
-
-/// How a copy of players.jpg was made, to map its faces back onto the original's.
-#[derive(Debug, Clone, Copy)]
-enum Augment {
-    /// The original, or the same pixels brightened and re-encoded.
-    Same,
-    /// Mirrored left to right; the photo's width.
-    Flipped { width: f32 },
-    /// Resized by this factor.
-    Scaled(f32),
-    /// Cut from this top-left corner.
-    Cropped { x: f32, y: f32 },
-}
-
-impl Augment {
-    /// A point of the copy in the original's pixels.
-    fn to_original(self, [x, y]: [f32; 2]) -> [f32; 2] {
-        match self {
-            Augment::Same => [x, y],
-            Augment::Flipped { width } => [width - x, y],
-            Augment::Scaled(factor) => [x / factor, y / factor],
-            Augment::Cropped { x: left, y: top } => [x + left, y + top],
-        }
-    }
-}
-
-fn save_jpeg(image: &DynamicImage, path: &Path, quality: u8) {
-    let file = std::fs::File::create(path).expect("create");
-    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), quality);
-    image.to_rgb8().write_with_encoder(encoder).expect("encode");
-}
-
-/// Writes the archive: five copies of players.jpg (22 players) and three other sample photos
-/// whose faces are strangers to them. Returns each players copy's name and augmentation.
-fn write_archive(folder: &Path) -> HashMap<String, Augment> {
-    let players = image::open(photo("players.jpg")).expect("players.jpg");
-    let (width, height) = (players.width(), players.height());
-    let (left, top) = (width / 16, height / 20);
-    let copies = [
-        ("players.jpg", players.clone(), Augment::Same, 95),
-        (
-            "players-flipped.jpg",
-            players.fliph(),
-            Augment::Flipped { width: width as f32 },
-            90,
-        ),
-        (
-            "players-small.jpg",
-            players.resize(width * 7 / 10, height * 7 / 10, FilterType::Lanczos3),
-            Augment::Scaled(0.7),
-            90,
-        ),
-        (
-            "players-cropped.jpg",
-            players.crop_imm(left, top, width - left, height - top),
-            Augment::Cropped {
-                x: left as f32,
-                y: top as f32,
-            },
-            90,
-        ),
-        ("players-bright.jpg", players.brighten(30), Augment::Same, 45),
-    ];
-    let mut augments = HashMap::new();
-    for (name, image, augment, quality) in copies {
-        save_jpeg(&image, &folder.join(name), quality);
-        augments.insert(name.to_owned(), augment);
-    }
-    for name in ["t1.jpg", "gdp.jpg", "Tom_Hanks_54745.png"] {
-        std::fs::copy(photo(name), folder.join(name)).expect("copy");
-    }
-    augments
-}
 
 fn corners(face: &Face) -> [f32; 4] {
     let b = face.bounding_box.expect("box");

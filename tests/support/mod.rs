@@ -147,20 +147,45 @@ pub fn scrape_metrics(addr: &str) -> anyhow::Result<BTreeMap<String, f64>> {
         .collect())
 }
 
-/// The body of `GET http://ADDR/PATH_AND_QUERY`, which must answer 200. HTTP/1.0, so that no
-/// server answers in chunks.
+/// The body of `GET http://ADDR/PATH_AND_QUERY`, which must answer 200.
 pub fn http_get(addr: &str, path_and_query: &str) -> anyhow::Result<String> {
+    let (status, body) = http_request(addr, "GET", path_and_query, &[], &[])?;
+    let body = String::from_utf8(body)?;
+    ensure!(status == 200, "{path_and_query}: {status}\n{body}");
+    Ok(body)
+}
+
+/// `METHOD http://ADDR/PATH_AND_QUERY` with `headers` and `body`: the status and the body.
+/// HTTP/1.0, so that no server answers in chunks.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).with_context(|| format!("http://{addr}{path_and_query}"))?;
-    write!(
-        stream,
-        "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("HTTP response")?;
-    ensure!(
-        head.split(' ').nth(1) == Some("200"),
-        "{path_and_query}: {head}\n{body}"
+    let mut request = format!(
+        "{method} {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
     );
-    Ok(body.to_owned())
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .context("an HTTP response")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("an HTTP status line: {head}"))?;
+    Ok((status, response[split + 4..].to_vec()))
 }

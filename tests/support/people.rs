@@ -1,13 +1,17 @@
 //! Helpers of the people tests: index a folder with `facedex index`, read every face of a server
 //! with its person and embedding, and hand the faces to the people benchmark.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use image::DynamicImage;
+use image::imageops::FilterType;
 
 use facedex_proto::face_search_client::FaceSearchClient;
 use facedex_proto::{Face, GetFaceRequest, GetIndexInfoRequest, SearchRequest, face_person, search_request};
 use tonic::transport::Channel;
 
-use super::facedex_command;
+use super::{facedex_command, photo};
 
 /// Runs `facedex index ARCHIVE --data-dir DATA` and returns the people count it printed.
 pub fn index_archive(archive: &Path, data_dir: &Path) -> u64 {
@@ -163,4 +167,80 @@ pub fn export_for_benchmark(
             .collect(),
     );
     eprintln!("exported {} faces to {}", identities.len(), dir.display());
+}
+
+/// InsightFace's best match for yaoming.jpg among the players (player 13, see tests/parity.rs).
+pub const PLAYER_13_BOX: [f32; 4] = [720.8068, 142.0237, 764.8746, 192.0418];
+
+/// How a copy of players.jpg was made, to map its faces back onto the original's.
+#[derive(Debug, Clone, Copy)]
+pub enum Augment {
+    /// The original, or the same pixels brightened and re-encoded.
+    Same,
+    /// Mirrored left to right; the photo's width.
+    Flipped { width: f32 },
+    /// Resized by this factor.
+    Scaled(f32),
+    /// Cut from this top-left corner.
+    Cropped { x: f32, y: f32 },
+}
+
+impl Augment {
+    /// A point of the copy in the original's pixels.
+    pub fn to_original(self, [x, y]: [f32; 2]) -> [f32; 2] {
+        match self {
+            Augment::Same => [x, y],
+            Augment::Flipped { width } => [width - x, y],
+            Augment::Scaled(factor) => [x / factor, y / factor],
+            Augment::Cropped { x: left, y: top } => [x + left, y + top],
+        }
+    }
+}
+
+pub fn save_jpeg(image: &DynamicImage, path: &Path, quality: u8) {
+    let file = std::fs::File::create(path).expect("create");
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), quality);
+    image.to_rgb8().write_with_encoder(encoder).expect("encode");
+}
+
+/// Writes the archive: five copies of players.jpg (22 players) and three other sample photos
+/// whose faces are strangers to them. Returns each players copy's name and augmentation.
+pub fn write_archive(folder: &Path) -> HashMap<String, Augment> {
+    let players = image::open(photo("players.jpg")).expect("players.jpg");
+    let (width, height) = (players.width(), players.height());
+    let (left, top) = (width / 16, height / 20);
+    let copies = [
+        ("players.jpg", players.clone(), Augment::Same, 95),
+        (
+            "players-flipped.jpg",
+            players.fliph(),
+            Augment::Flipped { width: width as f32 },
+            90,
+        ),
+        (
+            "players-small.jpg",
+            players.resize(width * 7 / 10, height * 7 / 10, FilterType::Lanczos3),
+            Augment::Scaled(0.7),
+            90,
+        ),
+        (
+            "players-cropped.jpg",
+            players.crop_imm(left, top, width - left, height - top),
+            Augment::Cropped {
+                x: left as f32,
+                y: top as f32,
+            },
+            90,
+        ),
+        ("players-bright.jpg", players.brighten(30), Augment::Same, 45),
+    ];
+    let mut augments = HashMap::new();
+    for (name, image, augment, quality) in copies {
+        save_jpeg(&image, &folder.join(name), quality);
+        augments.insert(name.to_owned(), augment);
+    }
+    for name in ["t1.jpg", "gdp.jpg", "Tom_Hanks_54745.png"] {
+        std::fs::copy(photo(name), folder.join(name)).expect("copy");
+    }
+    augments
 }

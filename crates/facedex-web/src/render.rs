@@ -48,10 +48,9 @@ pub(crate) fn photo_view(
         let factor = max_side_px as f32 / longer as f32;
         let width = ((photo.image.width() as f32 * factor).round() as u32).max(1);
         let height = ((photo.image.height() as f32 * factor).round() as u32).max(1);
-        (
-            imageops::resize(&photo.image, width, height, FilterType::Triangle),
-            factor,
-        )
+        // Box-averaging straight into the output: a filtered resize would hold an f32 copy
+        // of the photo at full width, several times the decoded photo's own size.
+        (imageops::thumbnail(&photo.image, width, height), factor)
     } else {
         (photo.image.clone(), 1.0)
     };

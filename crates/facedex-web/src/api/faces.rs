@@ -99,7 +99,8 @@ pub(crate) async fn thumbnail(
         config.thumbnail_size_px,
         config.jpeg_quality,
     );
-    let bytes = render(&state, &face_id, &view, move |photo| {
+    let budget = state.config.max_decoded_pixels;
+    let bytes = render(&state, &face_id, &view, budget, move |photo| {
         render::jpeg(&render::thumbnail(photo, corners, margin, size), quality)
     })
     .await?;
@@ -125,7 +126,9 @@ pub(crate) async fn photo(state: State, headers: HeaderMap, Path(face_id): Path<
     let boxes: Vec<[f32; 4]> = faces.iter().map(|face| face.metadata.bounding_box.corners()).collect();
     let highlighted = faces.iter().position(|face| face.face_id == view.face_id);
     let (max_side, quality) = (state.config.photo_max_side_px, state.config.jpeg_quality);
-    let bytes = render(&state, &face_id, &view, move |photo| {
+    // Twice the view's side is all the detail it can show.
+    let budget = state.config.max_decoded_pixels.min(4 * u64::from(max_side).pow(2));
+    let bytes = render(&state, &face_id, &view, budget, move |photo| {
         render::jpeg(&render::photo_view(photo, &boxes, highlighted, max_side), quality)
     })
     .await?;
@@ -142,12 +145,13 @@ async fn face_view(state: &Arc<ConsoleState>, face_id: &str) -> Result<FaceView,
         .map_err(|error| WebError::from(tonic::Status::not_found(error.to_string())))
 }
 
-/// Reads the face's photo, decodes it within the pixel budget and `draws` a JPEG from it,
-/// holding one of the render permits throughout.
+/// Reads the face's photo, decodes it within `max_decoded_pixels` and `draws` a JPEG from
+/// it, holding one of the render permits throughout.
 async fn render(
     state: &Arc<ConsoleState>,
     face_id: &str,
     view: &FaceView,
+    max_decoded_pixels: u64,
     draw: impl FnOnce(&ScaledPhoto) -> Result<Vec<u8>, image::ImageError> + Send + 'static,
 ) -> Result<Vec<u8>, WebError> {
     let _permit = state
@@ -167,7 +171,7 @@ async fn render(
         })
     })?;
     let bytes = state.archives.fetch(&image).await.map_err(fetch_error)?;
-    let (max_pixels, max_decoded) = (state.max_image_pixels, state.config.max_decoded_pixels);
+    let (max_pixels, max_decoded) = (state.max_image_pixels, max_decoded_pixels);
     let (face_id, uri) = (face_id.to_owned(), uri.clone());
     blocking(move || {
         let photo = decode_photo_scaled(&uri, &bytes, max_pixels, max_decoded).map_err(|source| WebError::Decode {
