@@ -30,7 +30,7 @@ use facedex_proto::{
 use support::cluster::{KafkaBroker, Role, free_port, wait_for_stable_group};
 use support::serve::Server;
 use support::topics::{PARTITIONS, end_offsets, index_info, partition_end_offsets, read_topic, wait_until};
-use support::{assets_dir, facedex_command, photo, scrape_metrics};
+use support::{assets_dir, facedex_command, http_request, photo, scrape_metrics};
 use tonic::Code;
 
 /// Hits per query: more than most photos' faces, so the merge cuts across shards.
@@ -163,6 +163,8 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
             "router",
             "--listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
             "--shard",
             &format!("{shard0a_url},{shard0b_url}"),
             "--shard",
@@ -171,6 +173,12 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
         &env,
         "facedex: serving FaceSearch on ",
     );
+    let console = router
+        .lines()
+        .iter()
+        .find_map(|line| line.strip_prefix("facedex: web console on http://").map(str::to_owned))
+        .context("the router serves the web console")?;
+    let console = console.trim_end_matches('/').to_owned();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -201,6 +209,30 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
     }
     face_ids.sort();
     face_ids.dedup();
+
+    // The web console over the router: the whole index's size, a face's thumbnail cut from its
+    // photo (through the shards' GetFace), and no people, which live on the indexers.
+    let console_get = |path: &str| -> anyhow::Result<(u16, Vec<u8>)> { http_request(&console, "GET", path, &[], &[]) };
+    let (status, info) = console_get("/api/info")?;
+    let info: serde_json::Value = serde_json::from_slice(&info)?;
+    let whole_faces = index_info(&whole_url)?.faces;
+    ensure!(
+        status == 200 && info["faces"].as_u64() == Some(whole_faces),
+        "console info over the router: {info}, the whole index {whole_faces}"
+    );
+    let (status, people) = console_get("/api/people")?;
+    ensure!(
+        status == 501 && String::from_utf8_lossy(&people).contains("indexer"),
+        "people on a router: {status} {}",
+        String::from_utf8_lossy(&people)
+    );
+    let (status, thumbnail) = console_get(&format!("/api/faces/{}/thumbnail", face_ids[0]))?;
+    ensure!(
+        status == 200,
+        "thumbnail over the router: {}",
+        String::from_utf8_lossy(&thumbnail)
+    );
+    ensure!(image::load_from_memory(&thumbnail)?.width() == 250);
 
     // The same through a router that finds each shard's replicas by DNS (`dns:HOST:PORT`, as
     // a headless Service names a shard's pods).

@@ -11,10 +11,13 @@ import { searchPage } from './search.js';
 const app = document.getElementById('app');
 const signOut = document.getElementById('sign-out');
 let leave = null;
+let routes = 0;
 
 async function route() {
   if (leave) leave();
   leave = null;
+  // A newer navigation while this one waits for the server wins.
+  const current = ++routes;
   notify('');
   const [page = 'search', argument] = location.hash.replace(/^#\/?/, '').split('/');
   for (const link of document.querySelectorAll('nav a')) {
@@ -25,10 +28,12 @@ async function route() {
   try {
     info = await api.info();
   } catch (error) {
+    if (current !== routes) return;
     if (error.status === 401) return signInPage();
     app.replaceChildren(h('h1', {}, 'facedex'), h('p', { class: 'error' }, error.message));
     return;
   }
+  if (current !== routes) return;
   signOut.hidden = !info.needs_token;
   if (page === 'people' && argument) leave = await personPage(app, info, decodeURIComponent(argument));
   else if (page === 'people') leave = await peoplePage(app, info);

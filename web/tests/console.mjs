@@ -61,6 +61,8 @@ async function loadPictures(page) {
 /** Uploads the query photo and waits for the first hit's thumbnail to be shown. */
 async function searchFirstHit(page) {
   await page.goto(`${url}#/search`);
+  // The page renders once the server answered who may do what.
+  await page.waitForLoadState('networkidle');
   await page.locator('#photo').setInputFiles(env('QUERY_PHOTO'));
   const first = page.locator('.hits li').first();
   await first.waitFor();
@@ -113,6 +115,24 @@ async function searchAndPeople(page) {
   await page.getByRole('heading', { name: env('NEW_NAME') }).waitFor();
   await loadPictures(page);
   await page.screenshot({ path: join(shots, 'person.png'), fullPage: true });
+
+  // Split one face off into a new person, then merge that person back.
+  const faces = page.locator('.faces li');
+  const before = await faces.count();
+  assert.ok(before >= 2, `the person has faces to split (${before})`);
+  await faces.first().getByLabel('Select').check();
+  await page.getByRole('button', { name: 'Split selected faces into a new person' }).click();
+  await page.waitForURL((address) => !address.hash.endsWith(personId));
+  await page.getByRole('heading', { name: 'Unnamed person' }).waitFor();
+  assert.equal(await page.locator('.faces li').count(), 1);
+  const splitId = decodeURIComponent(new URL(page.url()).hash.split('/').at(-1));
+  await page.goto(`${url}#/people/${personId}`);
+  await page.getByRole('heading', { name: env('NEW_NAME') }).waitFor();
+  await page.waitForFunction((count) => document.querySelectorAll('.faces li').length === count, before - 1);
+  await page.locator('#merge-from option[value="' + splitId + '"]').waitFor({ state: 'attached' });
+  await page.getByLabel('Merge into this person').selectOption(splitId);
+  await page.getByRole('button', { name: 'Merge', exact: true }).click();
+  await page.waitForFunction((count) => document.querySelectorAll('.faces li').length === count, before);
 
   // The name shows in the search results.
   const again = await searchFirstHit(page);

@@ -1,14 +1,12 @@
 //! The web console beside a process's FaceSearch (`--http-listen`, `[web]`): built here from
-//! the configuration, so `serve`, `indexer` and `index` start it alike.
+//! the configuration, so `serve`, `indexer`, `index` and `router` start it alike.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use facedex_index::FaceStore;
-use facedex_server::ApiServices;
-use facedex_web::{BoundConsole, Console, ConsoleParts, RunProgress, WebError};
+use facedex_web::{BoundConsole, Console, ConsoleHandlers, ConsoleParts, RunProgress, WebError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -42,12 +40,11 @@ impl ConsoleTask {
     }
 }
 
-/// Starts the console over `services` when `web.listen_addr` is set, and prints its address
+/// Starts the console over `handlers` when `web.listen_addr` is set, and prints its address
 /// (`facedex: web console on URL`) on stdout; `run` is the indexing run it shows, if any.
 pub async fn start(
     config: &FacedexConfig,
-    services: &ApiServices,
-    store: &Arc<FaceStore>,
+    handlers: ConsoleHandlers,
     run: Option<Arc<RunProgress>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<ConsoleTask>> {
@@ -58,8 +55,7 @@ pub async fn start(
     let bound = BoundConsole::bind(addr, config.server.tls.as_ref()).await?;
     println!("facedex: web console on {}", bound.url());
     let console = Console::new(ConsoleParts {
-        services: services.clone(),
-        store: Arc::clone(store),
+        handlers,
         archive: config.archive.clone(),
         web: config.web.clone(),
         max_upload_bytes: config.server.max_image_bytes,

@@ -458,25 +458,6 @@ impl FaceIndex {
         })
     }
 
-    /// The live faces of the photo `image_uri` (without embeddings), at most `limit`, in the
-    /// order they were indexed.
-    pub fn faces_of_image(&self, image_uri: &str, limit: usize) -> Vec<FaceView> {
-        let state = self.state.read();
-        state
-            .ids
-            .of_image(image_uri)
-            .iter()
-            .filter_map(|&internal_id| state.ids.live_face(internal_id))
-            .take(limit)
-            .map(|face| FaceView {
-                face_id: face.face_id,
-                metadata: face.metadata.clone(),
-                embedding: None,
-                person: crate::people::status(&state, &self.config.people, face),
-            })
-            .collect()
-    }
-
     /// The model of the indexed embeddings, once the first face is in.
     pub fn model_id(&self) -> Option<String> {
         self.state.read().model_id.clone()

@@ -99,7 +99,7 @@ fn main() -> Result<()> {
         let router_url = format!("http://{}", bound.local_addr());
         let router = tokio::spawn(serve_router(
             bound,
-            ShardSet::connect(&router_config)?,
+            std::sync::Arc::new(ShardSet::connect(&router_config)?),
             config.clone(),
             shutdown.clone(),
         ));

@@ -141,7 +141,8 @@ pub(crate) fn http_status(code: tonic::Code) -> (StatusCode, &'static str) {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, code) = self.status();
-        if status.is_server_error() {
+        // A router's missing People is what it is, not a failure to look into.
+        if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
             tracing::error!(error = %self, "web console request failed");
         }
         (

@@ -2,8 +2,8 @@
 //! persons, watch an indexing run) and the small JSON API under `/api/` it runs on.
 //!
 //! The API calls the very FaceSearch and People handlers the gRPC port serves
-//! ([`facedex_server::ApiServices`]), with the request's token as their metadata, so checks,
-//! limits and errors are the same on both. What gRPC has no call for lives here: face
+//! ([`ConsoleHandlers`]: an index's, or a router's FaceSearch alone), with the request's token
+//! as their metadata, so checks, limits and errors are the same on both. What gRPC has no call for lives here: face
 //! thumbnails and photo views cut from the originals ([`render`], cached on disk by
 //! [`cache`]), and the run's live counters ([`progress`]).
 //!
@@ -23,4 +23,4 @@ mod server;
 pub use config::WebConfig;
 pub use error::WebError;
 pub use progress::{RunPhase, RunProgress, RunView};
-pub use server::{BoundConsole, Console, ConsoleParts};
+pub use server::{BoundConsole, Console, ConsoleHandlers, ConsoleParts};

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use facedex_index::FaceStore;
 use facedex_pipeline::{ArchiveConfig, ArchiveRegistry};
-use facedex_server::{ApiServices, TlsConfig};
+use facedex_proto::face_search_server::FaceSearch;
+use facedex_proto::people_server::People;
+use facedex_server::{AccessTokens, ApiServices, TlsConfig};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -25,12 +26,37 @@ use crate::progress::RunProgress;
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIME_LIMIT: Duration = Duration::from_secs(10);
 
+/// The gRPC handlers the console calls, in process.
+#[derive(Clone)]
+pub struct ConsoleHandlers {
+    /// FaceSearch: an index's (`serve`, `indexer`, `index`) or a router's.
+    pub face_search: Arc<dyn FaceSearch>,
+    /// People; a router has none.
+    pub people: Option<Arc<dyn People>>,
+    /// The tokens both check, for what the console serves itself (pictures, the run).
+    pub tokens: AccessTokens,
+    /// The server has the models: photos can be searched.
+    pub searches_photos: bool,
+    /// The similarity floor of a search that sets none (`server.default_min_score`).
+    pub default_min_score: f32,
+}
+
+impl From<&ApiServices> for ConsoleHandlers {
+    fn from(services: &ApiServices) -> Self {
+        Self {
+            face_search: Arc::new(services.face_search.clone()),
+            people: Some(Arc::new(services.people.clone())),
+            tokens: services.tokens.clone(),
+            searches_photos: services.face_search.searches_photos(),
+            default_min_score: services.face_search.default_min_score(),
+        }
+    }
+}
+
 /// What the console is made of.
 pub struct ConsoleParts {
-    /// The handlers (and tokens) of the gRPC server beside it.
-    pub services: ApiServices,
-    /// The index they serve.
-    pub store: Arc<FaceStore>,
+    /// The handlers it calls.
+    pub handlers: ConsoleHandlers,
     /// How photos are read from their archives (object-store options, allowed roots, size).
     pub archive: ArchiveConfig,
     /// `[web]`.
@@ -45,8 +71,7 @@ pub struct ConsoleParts {
 
 /// Everything a request needs.
 pub(crate) struct ConsoleState {
-    pub(crate) services: ApiServices,
-    pub(crate) store: Arc<FaceStore>,
+    pub(crate) handlers: ConsoleHandlers,
     pub(crate) archives: ArchiveRegistry,
     pub(crate) cache: ThumbnailCache,
     /// One permit per thumbnail or photo view being rendered (`web.max_concurrent_renders`).
@@ -120,8 +145,7 @@ impl BoundConsole {
             }
         })?;
         let state = Arc::new(ConsoleState {
-            services: parts.services,
-            store: parts.store,
+            handlers: parts.handlers,
             archives: ArchiveRegistry::new(parts.archive),
             cache,
             renders: Semaphore::new(parts.web.max_concurrent_renders),

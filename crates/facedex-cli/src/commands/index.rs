@@ -16,7 +16,7 @@ use facedex_pipeline::local::{LocalEvent, index_planned, plan_archive};
 use facedex_pipeline::plan::PlanOptions;
 use facedex_pipeline::{ArchiveConfig, ArchiveRegistry, Ingestor};
 use facedex_server::ApiServices;
-use facedex_web::RunProgress;
+use facedex_web::{ConsoleHandlers, RunProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -94,7 +94,13 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         // The console searches with the run's models, batched with its photos.
         let console_shutdown = CancellationToken::new();
         let services = ApiServices::new(store.clone(), analyzer.clone(), &config.server, None, None)?;
-        let console = console::start(&config, &services, &store, Some(run.clone()), console_shutdown.clone()).await?;
+        let console = console::start(
+            &config,
+            ConsoleHandlers::from(&services),
+            Some(run.clone()),
+            console_shutdown.clone(),
+        )
+        .await?;
         let ingestor = analyzer.map(|analyzer| {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));

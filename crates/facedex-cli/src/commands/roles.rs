@@ -32,6 +32,7 @@ use crate::commands::index::PlanFlags;
 use crate::config::FacedexConfig;
 use crate::console;
 use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer, load_models};
+use facedex_web::ConsoleHandlers;
 
 /// Flags every Kafka role shares.
 #[derive(Debug, Args)]
@@ -295,6 +296,11 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
             .with_people_editor(Arc::new(KafkaPeopleEditor(edits)))
             .with_face_deleter(Arc::new(KafkaFaceDeleter(deletions)))
             .with_served_shard(config.kafka.indexer_shard.index(), config.kafka.indexer_shard.count());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let services = bound.services(store.clone(), analyzer, &config.server)?;
+        let console = console::start(&config, ConsoleHandlers::from(&services), None, shutdown.clone()).await?;
+        // The FaceSearch line comes last on stdout: scripts and tests read up to it.
         println!(
             "facedex: serving FaceSearch on {} (indexer of {} shard {} on {}, data dir {})",
             bound.local_addr(),
@@ -303,10 +309,6 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
             config.kafka.brokers,
             config.data_dir.display()
         );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let services = bound.services(store.clone(), analyzer, &config.server)?;
-        let console = console::start(&config, &services, &store, None, shutdown.clone()).await?;
         let server =
             tokio::spawn(bound.serve_services(services, store.clone(), config.server.clone(), shutdown.clone()));
         let counters = Arc::new(IndexerCounters::default());

@@ -4,14 +4,17 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use facedex_server::{BoundServer, ShardSet, serve_router};
+use facedex_server::{AccessTokens, BoundServer, RouterService, ShardSet, serve_router};
+use facedex_web::ConsoleHandlers;
 use tokio_util::sync::CancellationToken;
 
 use crate::commands::roles::runtime;
 use crate::config::FacedexConfig;
+use crate::console::{self, ConsoleFlags};
 use crate::shared::cancel_on_signal;
 
 /// Arguments of `facedex router`.
@@ -32,6 +35,8 @@ pub struct RouterArgs {
     /// How many shards the --discover indexers form [config: router.shard_count].
     #[arg(long = "shards", value_name = "COUNT", requires = "discover")]
     shard_count: Option<usize>,
+    #[command(flatten)]
+    console: ConsoleFlags,
 }
 
 /// Serves FaceSearch over the shards until SIGINT/SIGTERM.
@@ -39,6 +44,7 @@ pub fn run(mut config: FacedexConfig, args: RouterArgs) -> anyhow::Result<ExitCo
     if let Some(listen) = args.listen {
         config.server.listen_addr = listen;
     }
+    args.console.apply(&mut config);
     if !args.shards.is_empty() {
         config.router.shards = args
             .shards
@@ -54,7 +60,7 @@ pub fn run(mut config: FacedexConfig, args: RouterArgs) -> anyhow::Result<ExitCo
     }
     runtime()?.block_on(async {
         // The channels' connections run on this runtime.
-        let shards = ShardSet::connect(&config.router).context("cannot set up the shards")?;
+        let shards = Arc::new(ShardSet::connect(&config.router).context("cannot set up the shards")?);
         let bound = BoundServer::bind(&config.server).await?;
         let listed = match config.router.discover.is_empty() {
             true => config
@@ -66,14 +72,31 @@ pub fn run(mut config: FacedexConfig, args: RouterArgs) -> anyhow::Result<ExitCo
                 .join(" | "),
             false => format!("discovered from {}", config.router.discover.join(",")),
         };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        // The console searches through a router handler of its own over the same shards;
+        // people live on the indexers.
+        let tokens = AccessTokens::from_config(&config.server)?;
+        let handlers = ConsoleHandlers {
+            face_search: Arc::new(RouterService::new(Arc::clone(&shards), &config.server).with_tokens(tokens.clone())),
+            people: None,
+            tokens,
+            searches_photos: true,
+            default_min_score: config.server.default_min_score,
+        };
+        let console = console::start(&config, handlers, None, shutdown.clone()).await?;
+        // The FaceSearch line comes last on stdout: scripts and tests read up to it.
         println!(
             "facedex: serving FaceSearch on {} (router over {} shards: {listed})",
             bound.local_addr(),
             shards.len(),
         );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
-        serve_router(bound, shards, config.server.clone(), shutdown).await?;
+        let served = serve_router(bound, shards, config.server.clone(), shutdown.clone()).await;
+        shutdown.cancel();
+        if let Some(console) = console {
+            console.finish().await?;
+        }
+        served?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

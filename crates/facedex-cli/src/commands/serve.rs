@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::FacedexConfig;
 use crate::console;
 use crate::shared::{SearchServiceFlags, cancel_on_signal, image_search_analyzer};
+use facedex_web::ConsoleHandlers;
 
 /// Arguments of `facedex serve`.
 #[derive(Debug, Args)]
@@ -35,7 +36,7 @@ pub fn run(mut config: FacedexConfig, args: ServeArgs) -> anyhow::Result<ExitCod
         let services = bound.services(Arc::clone(&store), analyzer, &config.server)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let console = console::start(&config, &services, &store, None, shutdown.clone()).await?;
+        let console = console::start(&config, ConsoleHandlers::from(&services), None, shutdown.clone()).await?;
         // The FaceSearch line comes last on stdout: scripts and tests read up to it.
         println!(
             "facedex: serving FaceSearch on {} ({faces} faces, data dir {})",

@@ -14,17 +14,17 @@ use crate::router::service::RouterService;
 use crate::router::shards::ShardSet;
 use crate::search::server::{BoundServer, ServerError, reflection, server_builder};
 
-/// Serves FaceSearch over `shards` on `bound` until `shutdown` is cancelled.
+/// Serves FaceSearch over `shards` on `bound` until `shutdown` is cancelled (discovered
+/// shards are kept up to date meanwhile, for every holder of `shards`).
 pub async fn serve_router(
     bound: BoundServer,
-    shards: ShardSet,
+    shards: Arc<ShardSet>,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     config.validate().map_err(ServerError::InvalidConfig)?;
     let tokens = AccessTokens::from_config(&config)?;
     let gate = tokens.clone();
-    let shards = Arc::new(shards);
     if shards.discovers() {
         // The first answers need replicas: resolve before serving, then keep up.
         shards.refresh().await;

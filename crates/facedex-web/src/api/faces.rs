@@ -1,7 +1,8 @@
 //! A face's details and its pictures: `GET /api/faces/{id}` (the face and the other faces of
 //! its photo), `…/thumbnail` (a square JPEG cut from the original, cached on disk) and
 //! `…/photo` (the photo downscaled, its faces boxed). Pictures are asked for by face id only:
-//! the photo's location comes from the index, never from the client.
+//! the photo's location comes from the index (through GetFace, which also checks the token),
+//! never from the client.
 
 use std::sync::Arc;
 
@@ -9,16 +10,13 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use facedex_index::FaceView;
 use facedex_pipeline::{ImageRef, PipelineError};
-use facedex_proto::conversions::{face, parse_face_id};
-use facedex_proto::face_search_server::FaceSearch;
-use facedex_proto::{GetFaceRequest, RequestError};
-use facedex_server::Access;
+use facedex_proto::search_request::Query;
+use facedex_proto::{Embedding, Face, GetFaceRequest, SearchFilter, SearchRequest};
 use facedex_vision::{ScaledPhoto, decode_photo_scaled};
 use serde::Serialize;
 
-use super::{State, authorize, blocking, call};
+use super::{State, blocking, call};
 use crate::cache::ThumbnailCache;
 use crate::error::WebError;
 use crate::json::FaceJson;
@@ -26,12 +24,12 @@ use crate::render;
 use crate::server::ConsoleState;
 
 /// The most faces of one photo listed beside a face.
-const MAX_PHOTO_FACES: usize = 256;
+const MAX_PHOTO_FACES: u32 = 256;
 
 /// `GET /api/faces/{id}`.
 #[derive(Debug, Serialize)]
 pub(crate) struct FaceAnswer {
-    face: Option<FaceJson>,
+    face: FaceJson,
     /// Every face of its photo, itself included.
     photo_faces: Vec<FaceJson>,
 }
@@ -42,30 +40,11 @@ pub(crate) async fn show(
     headers: HeaderMap,
     Path(face_id): Path<String>,
 ) -> Result<Json<FaceAnswer>, WebError> {
-    let request = GetFaceRequest {
-        face_id,
-        with_embedding: false,
-    };
-    let found = state
-        .services
-        .face_search
-        .get_face(call(&headers, request))
-        .await?
-        .into_inner();
-    let photo_faces = match &found.face {
-        Some(found) => {
-            let (store, uri) = (Arc::clone(&state.store), found.image_uri.clone());
-            blocking(move || store.index().faces_of_image(&uri, MAX_PHOTO_FACES))
-                .await?
-                .iter()
-                .map(|view| FaceJson::from(&face(&view.face_id, &view.metadata, &view.person)))
-                .collect()
-        }
-        None => Vec::new(),
-    };
+    let (face, embedding) = get_face(&state, &headers, face_id, true).await?;
+    let photo_faces = photo_faces(&state, &headers, &face, embedding).await?;
     Ok(Json(FaceAnswer {
-        face: found.face.as_ref().map(FaceJson::from),
-        photo_faces,
+        face: FaceJson::from(&face),
+        photo_faces: photo_faces.iter().map(FaceJson::from).collect(),
     }))
 }
 
@@ -75,13 +54,12 @@ pub(crate) async fn thumbnail(
     headers: HeaderMap,
     Path(face_id): Path<String>,
 ) -> Result<Response, WebError> {
-    authorize(&state, &headers, Access::Read, "thumbnails")?;
-    let view = face_view(&state, &face_id).await?;
+    let (face, _) = get_face(&state, &headers, face_id, false).await?;
     let config = &state.config;
-    let corners = view.metadata.bounding_box.corners();
+    let corners = corners(&face);
     let key = ThumbnailCache::key(&[
-        &face_id,
-        &view.metadata.image_uri,
+        &face.face_id,
+        &face.image_uri,
         &format!("{corners:?}"),
         &config.thumbnail_size_px.to_string(),
         &config.thumbnail_margin_ratio.to_string(),
@@ -100,7 +78,7 @@ pub(crate) async fn thumbnail(
         config.jpeg_quality,
     );
     let budget = state.config.max_decoded_pixels;
-    let bytes = render(&state, &face_id, &view, budget, move |photo| {
+    let bytes = render(&state, &face, budget, move |photo| {
         render::jpeg(&render::thumbnail(photo, corners, margin, size), quality)
     })
     .await?;
@@ -110,47 +88,102 @@ pub(crate) async fn thumbnail(
     };
     if let Err(error) = stored {
         // The picture is still good: answer it, say the cache is broken.
-        tracing::warn!(%error, face_id, "cannot cache a thumbnail");
+        tracing::warn!(%error, face_id = face.face_id, "cannot cache a thumbnail");
     }
     Ok(jpeg_response(bytes))
 }
 
 /// The face's photo, downscaled, with every face of it boxed and this one highlighted.
 pub(crate) async fn photo(state: State, headers: HeaderMap, Path(face_id): Path<String>) -> Result<Response, WebError> {
-    authorize(&state, &headers, Access::Read, "photos")?;
-    let view = face_view(&state, &face_id).await?;
-    let faces = {
-        let (store, uri) = (Arc::clone(&state.store), view.metadata.image_uri.clone());
-        blocking(move || store.index().faces_of_image(&uri, MAX_PHOTO_FACES)).await?
-    };
-    let boxes: Vec<[f32; 4]> = faces.iter().map(|face| face.metadata.bounding_box.corners()).collect();
-    let highlighted = faces.iter().position(|face| face.face_id == view.face_id);
+    let (face, embedding) = get_face(&state, &headers, face_id, true).await?;
+    let faces = photo_faces(&state, &headers, &face, embedding).await?;
+    let boxes: Vec<[f32; 4]> = faces.iter().map(corners).collect();
+    let highlighted = faces.iter().position(|other| other.face_id == face.face_id);
     let (max_side, quality) = (state.config.photo_max_side_px, state.config.jpeg_quality);
     // Twice the view's side is all the detail it can show.
     let budget = state.config.max_decoded_pixels.min(4 * u64::from(max_side).pow(2));
-    let bytes = render(&state, &face_id, &view, budget, move |photo| {
+    let bytes = render(&state, &face, budget, move |photo| {
         render::jpeg(&render::photo_view(photo, &boxes, highlighted, max_side), quality)
     })
     .await?;
     Ok(jpeg_response(bytes))
 }
 
-/// The face `face_id` names, or why there is none.
-async fn face_view(state: &Arc<ConsoleState>, face_id: &str) -> Result<FaceView, WebError> {
-    let parsed =
-        parse_face_id("face_id", face_id).map_err(|error: RequestError| WebError::BadRequest(error.to_string()))?;
-    let store = Arc::clone(&state.store);
-    blocking(move || store.index().get(&parsed, false))
+/// The face `face_id` names, with its embedding when asked, through the FaceSearch handler
+/// (which checks the token and the id).
+async fn get_face(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    face_id: String,
+    with_embedding: bool,
+) -> Result<(Face, Vec<f32>), WebError> {
+    let request = GetFaceRequest {
+        face_id,
+        with_embedding,
+    };
+    let found = state
+        .handlers
+        .face_search
+        .get_face(call(headers, request))
         .await?
-        .map_err(|error| WebError::from(tonic::Status::not_found(error.to_string())))
+        .into_inner();
+    let face = found
+        .face
+        .ok_or_else(|| WebError::Internal("GetFace answered without its face".into()))?;
+    Ok((
+        face,
+        found.embedding.map(|embedding| embedding.values).unwrap_or_default(),
+    ))
+}
+
+/// Every face of `face`'s photo, itself included: an exact search with its own embedding among
+/// the faces of that photo, which any FaceSearch answers (an index's, or a router's over its
+/// shards).
+async fn photo_faces(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    face: &Face,
+    embedding: Vec<f32>,
+) -> Result<Vec<Face>, WebError> {
+    let request = SearchRequest {
+        query: Some(Query::Embedding(Embedding { values: embedding })),
+        limit: Some(MAX_PHOTO_FACES),
+        min_score: Some(-1.0),
+        exact: true,
+        filter: Some(SearchFilter {
+            image_uri_prefix: face.image_uri.clone(),
+            ..SearchFilter::default()
+        }),
+        ..SearchRequest::default()
+    };
+    let response = state
+        .handlers
+        .face_search
+        .search(call(headers, request))
+        .await?
+        .into_inner();
+    Ok(response
+        .results
+        .into_iter()
+        .flat_map(|result| result.hits)
+        .filter_map(|hit| hit.face)
+        // The filter is a prefix: `a.jpg` also matches `a.jpg.bak`.
+        .filter(|other| other.image_uri == face.image_uri)
+        .collect())
+}
+
+/// A face's box as `[x1, y1, x2, y2]`.
+fn corners(face: &Face) -> [f32; 4] {
+    face.bounding_box
+        .as_ref()
+        .map_or([0.0; 4], |corners| [corners.x1, corners.y1, corners.x2, corners.y2])
 }
 
 /// Reads the face's photo, decodes it within `max_decoded_pixels` and `draws` a JPEG from
 /// it, holding one of the render permits throughout.
 async fn render(
     state: &Arc<ConsoleState>,
-    face_id: &str,
-    view: &FaceView,
+    face: &Face,
     max_decoded_pixels: u64,
     draw: impl FnOnce(&ScaledPhoto) -> Result<Vec<u8>, image::ImageError> + Send + 'static,
 ) -> Result<Vec<u8>, WebError> {
@@ -159,9 +192,9 @@ async fn render(
         .acquire()
         .await
         .map_err(|_| WebError::Internal("the render permits were closed".into()))?;
-    let uri = &view.metadata.image_uri;
+    let (face_id, uri) = (&face.face_id, &face.image_uri);
     let fetch_error = |source| WebError::Fetch {
-        face_id: face_id.to_owned(),
+        face_id: face_id.clone(),
         source: Box::new(source),
     };
     let image = ImageRef::in_its_folder(uri).ok_or_else(|| {
@@ -172,7 +205,7 @@ async fn render(
     })?;
     let bytes = state.archives.fetch(&image).await.map_err(fetch_error)?;
     let (max_pixels, max_decoded) = (state.max_image_pixels, max_decoded_pixels);
-    let (face_id, uri) = (face_id.to_owned(), uri.clone());
+    let (face_id, uri) = (face_id.clone(), uri.clone());
     blocking(move || {
         let photo = decode_photo_scaled(&uri, &bytes, max_pixels, max_decoded).map_err(|source| WebError::Decode {
             face_id: face_id.clone(),

@@ -15,7 +15,6 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use facedex_server::Access;
 
 use crate::auth::credentials;
 use crate::error::WebError;
@@ -56,12 +55,6 @@ fn call<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = credentials(headers);
     request
-}
-
-/// Checks that the request may `access` the index (for what no handler checks: pictures,
-/// the run's counters).
-fn authorize(state: &ConsoleState, headers: &HeaderMap, access: Access, what: &str) -> Result<(), WebError> {
-    Ok(state.services.tokens.authorize(&credentials(headers), access, what)?)
 }
 
 /// A query string that did not parse, as a 400 saying why.

@@ -14,6 +14,16 @@ use serde::{Deserialize, Serialize};
 use super::{State, bad_json, bad_query, call};
 use crate::error::WebError;
 use crate::json::{FaceJson, PersonJson};
+use crate::server::ConsoleState;
+
+/// The People handler, or why there is none.
+fn people(state: &ConsoleState) -> Result<&dyn People, WebError> {
+    state.handlers.people.as_deref().ok_or_else(|| {
+        WebError::from(tonic::Status::unimplemented(
+            "this server keeps no people (a router serves FaceSearch only): open an indexer's console to see and edit them",
+        ))
+    })
+}
 
 /// A page of a listing.
 #[derive(Debug, Default, Deserialize)]
@@ -44,12 +54,7 @@ pub(crate) async fn list(
         limit: params.limit,
         include_hidden: params.include_hidden,
     };
-    let listed = state
-        .services
-        .people
-        .list_people(call(&headers, request))
-        .await?
-        .into_inner();
+    let listed = people(&state)?.list_people(call(&headers, request)).await?.into_inner();
     Ok(Json(PeopleAnswer {
         total: listed.total,
         unassigned_faces: listed.unassigned_faces,
@@ -77,12 +82,7 @@ pub(crate) async fn show(
         offset: params.offset,
         limit: params.limit,
     };
-    let person = state
-        .services
-        .people
-        .get_person(call(&headers, request))
-        .await?
-        .into_inner();
+    let person = people(&state)?.get_person(call(&headers, request)).await?.into_inner();
     Ok(Json(PersonAnswer {
         person: person.person.as_ref().map(PersonJson::from),
         faces: person.faces.iter().map(FaceJson::from).collect(),
@@ -105,7 +105,7 @@ pub(crate) async fn rename(
 ) -> Result<Json<PersonJson>, WebError> {
     let Json(Rename { name }) = body.map_err(bad_json)?;
     let request = RenamePersonRequest { person_id, name };
-    let person = state.services.people.rename_person(call(&headers, request)).await?;
+    let person = people(&state)?.rename_person(call(&headers, request)).await?;
     Ok(Json(PersonJson::from(person.get_ref())))
 }
 
@@ -125,7 +125,7 @@ pub(crate) async fn hide(
 ) -> Result<Json<PersonJson>, WebError> {
     let Json(Hide { hidden }) = body.map_err(bad_json)?;
     let request = HidePersonRequest { person_id, hidden };
-    let person = state.services.people.hide_person(call(&headers, request)).await?;
+    let person = people(&state)?.hide_person(call(&headers, request)).await?;
     Ok(Json(PersonJson::from(person.get_ref())))
 }
 
@@ -149,7 +149,7 @@ pub(crate) async fn merge(
         into_person_id,
         from_person_ids,
     };
-    let person = state.services.people.merge_people(call(&headers, request)).await?;
+    let person = people(&state)?.merge_people(call(&headers, request)).await?;
     Ok(Json(PersonJson::from(person.get_ref())))
 }
 
@@ -171,6 +171,6 @@ pub(crate) async fn move_faces(
 ) -> Result<Json<PersonJson>, WebError> {
     let Json(Move { face_ids, to_person_id }) = body.map_err(bad_json)?;
     let request = MoveFacesRequest { face_ids, to_person_id };
-    let person = state.services.people.move_faces(call(&headers, request)).await?;
+    let person = people(&state)?.move_faces(call(&headers, request)).await?;
     Ok(Json(PersonJson::from(person.get_ref())))
 }

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::HeaderMap;
 use facedex_proto::GetIndexInfoRequest;
-use facedex_proto::face_search_server::FaceSearch;
 use serde::Serialize;
 
 use super::{State, call};
@@ -33,7 +32,7 @@ pub(crate) struct PipelineAnswer {
 /// The run's counters and the index's size.
 pub(crate) async fn pipeline(state: State, headers: HeaderMap) -> Result<Json<PipelineAnswer>, WebError> {
     let info = state
-        .services
+        .handlers
         .face_search
         .get_index_info(call(&headers, GetIndexInfoRequest {}))
         .await?

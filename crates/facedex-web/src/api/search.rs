@@ -6,7 +6,6 @@ use axum::body::Bytes;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::HeaderMap;
-use facedex_proto::face_search_server::FaceSearch;
 use facedex_proto::search_request::Query as SearchQuery;
 use facedex_proto::{SearchFilter, SearchRequest};
 use serde::{Deserialize, Serialize};
@@ -83,7 +82,7 @@ pub(crate) async fn search(
         ..SearchRequest::default()
     };
     let response = state
-        .services
+        .handlers
         .face_search
         .search(call(&headers, request))
         .await?

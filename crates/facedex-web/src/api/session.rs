@@ -6,11 +6,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use facedex_proto::GetIndexInfoRequest;
-use facedex_proto::face_search_server::FaceSearch;
 use facedex_server::Access;
 use serde::{Deserialize, Serialize};
 
-use super::{State, authorize, bad_json, call};
+use super::{State, bad_json, call};
 use crate::auth::{credentials, token_cookie};
 use crate::error::WebError;
 
@@ -28,7 +27,10 @@ pub(crate) async fn sign_in(state: State, body: Result<Json<SignIn>, JsonRejecti
     let bearer = HeaderValue::try_from(format!("Bearer {token}"))
         .map_err(|_| WebError::BadRequest("the token must be printable ASCII".into()))?;
     headers.insert(header::AUTHORIZATION, bearer);
-    authorize(&state, &headers, Access::Read, "signing in")?;
+    state
+        .handlers
+        .tokens
+        .authorize(&credentials(&headers), Access::Read, "signing in")?;
     let cookie = HeaderValue::try_from(token_cookie(Some(&token), state.secure))
         .map_err(|error| WebError::Internal(error.to_string()))?;
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
@@ -63,14 +65,14 @@ pub(crate) struct Info {
 /// What the page needs to know first; 401 without a valid token.
 pub(crate) async fn info(state: State, headers: HeaderMap) -> Result<Json<Info>, WebError> {
     let info = state
-        .services
+        .handlers
         .face_search
         .get_index_info(call(&headers, GetIndexInfoRequest {}))
         .await?
         .into_inner();
     let metadata = credentials(&headers);
     let can_write = state
-        .services
+        .handlers
         .tokens
         .authorize(&metadata, Access::Write, "editing people")
         .is_ok();
@@ -79,10 +81,10 @@ pub(crate) async fn info(state: State, headers: HeaderMap) -> Result<Json<Info>,
         images: info.images,
         people: info.people,
         model_id: info.model_id,
-        searches_photos: state.services.face_search.searches_photos(),
-        default_min_score: state.services.face_search.default_min_score(),
+        searches_photos: state.handlers.searches_photos,
+        default_min_score: state.handlers.default_min_score,
         can_write,
-        needs_token: state.services.tokens.any(),
+        needs_token: state.handlers.tokens.any(),
         has_run: state.run.is_some(),
     }))
 }
