@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
@@ -40,6 +41,8 @@ struct Console {
     child: Child,
     /// `127.0.0.1:PORT`.
     addr: String,
+    /// What it printed after the console's address.
+    later_lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Console {
@@ -63,8 +66,18 @@ impl Console {
                 break url.trim_end_matches('/').to_owned();
             }
         };
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Self { child, addr }
+        let later_lines = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&later_lines);
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                lines.lock().expect("lines").push(line);
+            }
+        });
+        Self {
+            child,
+            addr,
+            later_lines,
+        }
     }
 
     /// `GET PATH` with the read token, as JSON.
@@ -245,14 +258,16 @@ fn the_pipeline_page_follows_a_local_index_run() {
         }
     }
     std::fs::write(archive.join("broken.jpg"), b"not a photo").expect("broken photo");
+    let data_dir = work.path().join("data");
     let mut command = facedex_command();
     command
         .arg("index")
         .arg(&archive)
         .arg("--data-dir")
-        .arg(work.path().join("data"))
-        .args(["--max-in-flight", "1", "--http-listen", "127.0.0.1:0"]);
-    let console = Console::spawn(command);
+        .arg(&data_dir)
+        .args(["--max-in-flight", "1", "--http-listen", "127.0.0.1:0"])
+        .env("FACEDEX__WEB__THUMBNAILS_DURING_INDEXING", "true");
+    let mut console = Console::spawn(command);
     let report = browser("pipeline", &console, &[]);
     let seen: Vec<u64> = report["photos_done_seen"]
         .as_array()
@@ -264,6 +279,34 @@ fn the_pipeline_page_follows_a_local_index_run() {
     assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "{seen:?}");
     assert!(*seen.last().expect("a value") <= 25, "{seen:?}");
     assert!(screenshots().join("pipeline.png").is_file());
+    // Every face found got its thumbnail while the run went on (or just after it).
+    let exit = console.child.wait().expect("facedex index exits");
+    assert!(exit.success(), "{exit}");
+    let cached = std::fs::read_dir(data_dir.join("thumbnails"))
+        .expect("the thumbnail cache")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|extension| extension == "jpg"))
+        })
+        .count() as u64;
+    // The reader thread takes the last lines once the pipe closes.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let lines = console.later_lines.lock().expect("lines").clone();
+    let faces: u64 = lines
+        .iter()
+        .find_map(|line| {
+            line.strip_prefix("indexed ")?
+                .split_once(" photos (")?
+                .1
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("facedex index says how many faces it found: {lines:?}"));
+    assert!(faces > 0);
+    assert_eq!(cached, faces, "a thumbnail per face");
 }
 
 /// The thumbnail an image-rs user would cut: the square on the box with 10 % margins, clamped

@@ -145,7 +145,8 @@ async function pipeline(page) {
   await page.getByRole('link', { name: 'Pipeline' }).click();
   const done = page.locator('[data-counter="photos_done"] dd');
   await done.waitFor();
-  // Watch the counter the page refreshes by itself until the run finishes.
+  // Watch the counter the page refreshes by itself until the run ends: the page shows it
+  // finished, or says the server went away (the run's process exits when it is done).
   const seen = [];
   let screenshot = false;
   const deadline = Date.now() + 120_000;
@@ -156,7 +157,8 @@ async function pipeline(page) {
       await page.screenshot({ path: join(shots, 'pipeline.png'), fullPage: true });
       screenshot = true;
     }
-    if ((await page.getByText('Finished.').count()) > 0 || (count === planned && count > 0)) break;
+    const gone = (await page.locator('#notice.error').count()) > 0;
+    if ((count === planned && count > 0) || gone) break;
     await page.waitForTimeout(200);
   }
   assert.ok(screenshot, `a screenshot mid-run (seen ${seen})`);

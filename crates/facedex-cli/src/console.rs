@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use facedex_web::{BoundConsole, Console, ConsoleHandlers, ConsoleParts, RunProgress, WebError};
+use facedex_web::{BoundConsole, Console, ConsoleHandlers, ConsoleParts, RunProgress, ThumbnailQueue, WebError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -31,12 +31,18 @@ impl ConsoleFlags {
 }
 
 /// A running console.
-pub struct ConsoleTask(JoinHandle<Result<(), WebError>>);
+pub struct ConsoleTask {
+    task: JoinHandle<Result<(), WebError>>,
+    /// Where a run hands over the photos it indexed, for their thumbnails.
+    pub thumbnails: ThumbnailQueue,
+}
 
 impl ConsoleTask {
-    /// Waits for the console to stop (after its shutdown token is cancelled).
+    /// Waits for the console to stop (after its shutdown token is cancelled and every
+    /// thumbnail queue is dropped).
     pub async fn finish(self) -> anyhow::Result<()> {
-        Ok(self.0.await.context("the web console task failed")??)
+        drop(self.thumbnails);
+        Ok(self.task.await.context("the web console task failed")??)
     }
 }
 
@@ -62,8 +68,8 @@ pub async fn start(
         max_image_pixels: config.vision.max_image_pixels,
         run,
     });
+    let thumbnails = console.thumbnail_queue();
     let data_dir = config.data_dir.clone();
-    Ok(Some(ConsoleTask(tokio::spawn(async move {
-        bound.serve(console, &data_dir, shutdown).await
-    }))))
+    let task = tokio::spawn(async move { bound.serve(console, &data_dir, shutdown).await });
+    Ok(Some(ConsoleTask { task, thumbnails }))
 }

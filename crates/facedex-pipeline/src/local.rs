@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use facedex_index::{FaceStore, SnapshotInfo};
+use facedex_index::{FaceId, FaceStore, SnapshotInfo};
 use futures::StreamExt;
 
 use crate::archive::{Archive, ListSummary};
@@ -28,8 +28,10 @@ pub enum LocalEvent<'a> {
     Listed(&'a RunPlan),
     /// A photo's faces were handed to the index.
     Indexed {
-        /// Its faces.
-        faces: usize,
+        /// The photo.
+        image_uri: &'a str,
+        /// Its faces' ids and boxes (`[x1, y1, x2, y2]`).
+        faces: &'a [(FaceId, [f32; 4])],
     },
     /// A photo was given up.
     DeadLettered(&'a DeadLetter),
@@ -175,7 +177,8 @@ pub async fn index_planned(
     while let Some(result) = results.next().await {
         match result {
             Ok(Ingested::Faces(batch)) => {
-                let faces = batch.faces.len();
+                let (image_uri, placed) = (batch.image.uri.clone(), batch.placed_faces());
+                let faces = placed.len();
                 crate::metrics::record_timings(&batch.timings);
                 let input = IndexInput {
                     position: None,
@@ -186,7 +189,10 @@ pub async fn index_planned(
                 }
                 crate::metrics::record_indexed(faces);
                 indexed_photos += 1;
-                on_event(LocalEvent::Indexed { faces });
+                on_event(LocalEvent::Indexed {
+                    image_uri: &image_uri,
+                    faces: &placed,
+                });
             }
             Ok(Ingested::DeadLetter(letter)) => {
                 crate::metrics::record_dead_letter(letter.error_kind);

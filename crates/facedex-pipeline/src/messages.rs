@@ -115,7 +115,7 @@ impl FaceBatch {
         self.faces
             .iter()
             .map(|face| FaceRecord {
-                face_id: FaceId::derive(&self.image.uri, &face.bounding_box, &self.model_id),
+                face_id: self.face_id(face),
                 metadata: FaceMetadata {
                     image_uri: self.image.uri.clone(),
                     bounding_box: face.bounding_box,
@@ -126,6 +126,19 @@ impl FaceBatch {
                 },
                 embedding: face.embedding.clone(),
             })
+            .collect()
+    }
+
+    /// The id `face` of this batch has in the index.
+    pub fn face_id(&self, face: &PipelineFace) -> FaceId {
+        FaceId::derive(&self.image.uri, &face.bounding_box, &self.model_id)
+    }
+
+    /// Each face's id and box (`[x1, y1, x2, y2]`), without the embeddings.
+    pub fn placed_faces(&self) -> Vec<(FaceId, [f32; 4])> {
+        self.faces
+            .iter()
+            .map(|face| (self.face_id(face), face.bounding_box.corners()))
             .collect()
     }
 

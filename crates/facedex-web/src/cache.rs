@@ -49,6 +49,11 @@ impl ThumbnailCache {
         std::fs::read(self.path(key)).ok()
     }
 
+    /// Whether a thumbnail is stored under `key`.
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.path(key).is_file()
+    }
+
     /// Stores `bytes` under `key`, then evicts if the cache is over its cap.
     pub(crate) fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
         let path = self.path(key);

@@ -31,6 +31,10 @@ pub struct WebConfig {
     pub thumbnail_cache_dir: Option<PathBuf>,
     /// The most bytes the thumbnail cache keeps; the least recently written go first.
     pub thumbnail_cache_max_bytes: u64,
+    /// `facedex index` with the console on renders each indexed photo's thumbnails as it goes
+    /// (one more read and decode of each photo), so pages show them at once; otherwise they
+    /// are made on first request.
+    pub thumbnails_during_indexing: bool,
 }
 
 impl Default for WebConfig {
@@ -45,6 +49,7 @@ impl Default for WebConfig {
             max_concurrent_renders: 2,
             thumbnail_cache_dir: None,
             thumbnail_cache_max_bytes: 256 << 20,
+            thumbnails_during_indexing: false,
         }
     }
 }

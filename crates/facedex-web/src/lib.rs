@@ -16,11 +16,13 @@ mod cache;
 mod config;
 mod error;
 mod json;
+mod pictures;
 mod progress;
 mod render;
 mod server;
 
 pub use config::WebConfig;
 pub use error::WebError;
+pub use pictures::{IndexedPhoto, ThumbnailQueue};
 pub use progress::{RunPhase, RunProgress, RunView};
 pub use server::{BoundConsole, Console, ConsoleHandlers, ConsoleParts};

@@ -13,7 +13,7 @@ use facedex_server::{AccessTokens, ApiServices, TlsConfig};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::ThumbnailCache;
 use crate::config::WebConfig;
 use crate::error::WebError;
+use crate::pictures::{IndexedPhoto, QUEUED_PHOTOS, ThumbnailQueue, prerender};
 use crate::progress::RunProgress;
 
 /// How long a client may take over its TLS handshake.
@@ -87,12 +88,25 @@ pub(crate) struct ConsoleState {
 /// The console, ready to serve.
 pub struct Console {
     parts: ConsoleParts,
+    queue: ThumbnailQueue,
+    queued: mpsc::Receiver<IndexedPhoto>,
 }
 
 impl Console {
     /// The console over `parts`; the settings are checked when it is served.
     pub fn new(parts: ConsoleParts) -> Self {
-        Self { parts }
+        let (sender, queued) = mpsc::channel(QUEUED_PHOTOS);
+        Self {
+            parts,
+            queue: ThumbnailQueue(sender),
+            queued,
+        }
+    }
+
+    /// Where a run hands over the photos it indexed, for their thumbnails to be rendered
+    /// ahead of any request; the console renders what is queued until every queue is dropped.
+    pub fn thumbnail_queue(&self) -> ThumbnailQueue {
+        self.queue.clone()
     }
 }
 
@@ -131,7 +145,8 @@ impl BoundConsole {
     /// Serves `console` until `shutdown` is cancelled; `data_dir` holds the default
     /// thumbnail cache.
     pub async fn serve(self, console: Console, data_dir: &Path, shutdown: CancellationToken) -> Result<(), WebError> {
-        let parts = console.parts;
+        let Console { parts, queue, queued } = console;
+        drop(queue);
         parts.web.validate().map_err(WebError::InvalidConfig)?;
         let cache_dir = parts
             .web
@@ -155,9 +170,10 @@ impl BoundConsole {
             config: parts.web,
             secure: self.tls.is_some(),
         });
+        let prerendering = tokio::spawn(prerender(Arc::clone(&state), queued));
         let router = crate::api::router(state);
         tracing::info!(url = %self.url(), "serving the web console");
-        match self.tls {
+        let served = match self.tls {
             None => axum::serve(self.listener, router)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
@@ -169,7 +185,12 @@ impl BoundConsole {
                 serve_tls(self.listener, acceptor, router, shutdown).await;
                 Ok(())
             }
-        }
+        };
+        // What a finished run queued is rendered before the console ends.
+        prerendering
+            .await
+            .map_err(|error| WebError::Internal(format!("the thumbnail renderer failed: {error}")))?;
+        served
     }
 }
 

@@ -16,7 +16,7 @@ use facedex_pipeline::local::{LocalEvent, index_planned, plan_archive};
 use facedex_pipeline::plan::PlanOptions;
 use facedex_pipeline::{ArchiveConfig, ArchiveRegistry, Ingestor};
 use facedex_server::ApiServices;
-use facedex_web::{ConsoleHandlers, RunProgress};
+use facedex_web::{ConsoleHandlers, IndexedPhoto, RunProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
@@ -124,16 +124,30 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         );
         progress.set_message(format!("listing {}", archive.root()));
         let (mut faces, mut errors) = (0u64, 0u64);
+        let thumbnails = console
+            .as_ref()
+            .filter(|_| config.web.thumbnails_during_indexing)
+            .map(|console| console.thumbnails.clone());
         let summary = index_planned(planned, ingestor, store.clone(), config.ingest.max_in_flight, |event| {
             match event {
                 LocalEvent::Listed(plan) => {
                     progress.set_length(plan.to_process());
                     run.planned(plan.to_process());
                 }
-                LocalEvent::Indexed { faces: found } => {
-                    faces += found as u64;
+                LocalEvent::Indexed {
+                    image_uri,
+                    faces: found,
+                } => {
+                    faces += found.len() as u64;
                     progress.inc(1);
-                    run.indexed(found as u64);
+                    run.indexed(found.len() as u64);
+                    if let Some(queue) = &thumbnails {
+                        // A full queue skips the photo: its thumbnails are made when asked for.
+                        queue.offer(IndexedPhoto {
+                            image_uri: image_uri.to_owned(),
+                            faces: found.iter().map(|(id, corners)| (id.to_string(), *corners)).collect(),
+                        });
+                    }
                 }
                 LocalEvent::DeadLettered(letter) => {
                     errors += 1;
@@ -149,6 +163,8 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         })
         .await;
         progress.finish_and_clear();
+        // The last photos' thumbnails are rendered before the console ends.
+        drop(thumbnails);
         run.ended(summary.as_ref().is_ok_and(|summary| summary.interrupted));
         console_shutdown.cancel();
         if let Some(console) = console {

@@ -10,18 +10,16 @@ use axum::Json;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use facedex_pipeline::{ImageRef, PipelineError};
 use facedex_proto::search_request::Query;
 use facedex_proto::{Embedding, Face, GetFaceRequest, SearchFilter, SearchRequest};
-use facedex_vision::{ScaledPhoto, decode_photo_scaled};
 use serde::Serialize;
 
-use super::{State, blocking, call};
-use crate::cache::ThumbnailCache;
+use super::{State, call};
 use crate::error::WebError;
 use crate::json::FaceJson;
-use crate::render;
+use crate::pictures::blocking;
 use crate::server::ConsoleState;
+use crate::{pictures, render};
 
 /// The most faces of one photo listed beside a face.
 const MAX_PHOTO_FACES: u32 = 256;
@@ -55,16 +53,8 @@ pub(crate) async fn thumbnail(
     Path(face_id): Path<String>,
 ) -> Result<Response, WebError> {
     let (face, _) = get_face(&state, &headers, face_id, false).await?;
-    let config = &state.config;
     let corners = corners(&face);
-    let key = ThumbnailCache::key(&[
-        &face.face_id,
-        &face.image_uri,
-        &format!("{corners:?}"),
-        &config.thumbnail_size_px.to_string(),
-        &config.thumbnail_margin_ratio.to_string(),
-        &config.jpeg_quality.to_string(),
-    ]);
+    let key = pictures::thumbnail_key(&state.config, &face.face_id, &face.image_uri, corners);
     let cached = {
         let (state, key) = (Arc::clone(&state), key.clone());
         blocking(move || state.cache.get(&key)).await?
@@ -72,14 +62,10 @@ pub(crate) async fn thumbnail(
     if let Some(bytes) = cached {
         return Ok(jpeg_response(bytes));
     }
-    let (margin, size, quality) = (
-        config.thumbnail_margin_ratio,
-        config.thumbnail_size_px,
-        config.jpeg_quality,
-    );
-    let budget = state.config.max_decoded_pixels;
-    let bytes = render(&state, &face, budget, move |photo| {
-        render::jpeg(&render::thumbnail(photo, corners, margin, size), quality)
+    let config = state.config.clone();
+    let budget = config.max_decoded_pixels;
+    let bytes = pictures::render(&state, &face.face_id, &face.image_uri, budget, move |photo| {
+        pictures::thumbnail_jpeg(&config, photo, corners)
     })
     .await?;
     let stored = {
@@ -102,7 +88,7 @@ pub(crate) async fn photo(state: State, headers: HeaderMap, Path(face_id): Path<
     let (max_side, quality) = (state.config.photo_max_side_px, state.config.jpeg_quality);
     // Twice the view's side is all the detail it can show.
     let budget = state.config.max_decoded_pixels.min(4 * u64::from(max_side).pow(2));
-    let bytes = render(&state, &face, budget, move |photo| {
+    let bytes = pictures::render(&state, &face.face_id, &face.image_uri, budget, move |photo| {
         render::jpeg(&render::photo_view(photo, &boxes, highlighted, max_side), quality)
     })
     .await?;
@@ -177,43 +163,6 @@ fn corners(face: &Face) -> [f32; 4] {
     face.bounding_box
         .as_ref()
         .map_or([0.0; 4], |corners| [corners.x1, corners.y1, corners.x2, corners.y2])
-}
-
-/// Reads the face's photo, decodes it within `max_decoded_pixels` and `draws` a JPEG from
-/// it, holding one of the render permits throughout.
-async fn render(
-    state: &Arc<ConsoleState>,
-    face: &Face,
-    max_decoded_pixels: u64,
-    draw: impl FnOnce(&ScaledPhoto) -> Result<Vec<u8>, image::ImageError> + Send + 'static,
-) -> Result<Vec<u8>, WebError> {
-    let _permit = state
-        .renders
-        .acquire()
-        .await
-        .map_err(|_| WebError::Internal("the render permits were closed".into()))?;
-    let (face_id, uri) = (&face.face_id, &face.image_uri);
-    let fetch_error = |source| WebError::Fetch {
-        face_id: face_id.clone(),
-        source: Box::new(source),
-    };
-    let image = ImageRef::in_its_folder(uri).ok_or_else(|| {
-        fetch_error(PipelineError::InvalidReference {
-            uri: uri.clone(),
-            reason: "the URI names no folder".into(),
-        })
-    })?;
-    let bytes = state.archives.fetch(&image).await.map_err(fetch_error)?;
-    let (max_pixels, max_decoded) = (state.max_image_pixels, max_decoded_pixels);
-    let (face_id, uri) = (face_id.clone(), uri.clone());
-    blocking(move || {
-        let photo = decode_photo_scaled(&uri, &bytes, max_pixels, max_decoded).map_err(|source| WebError::Decode {
-            face_id: face_id.clone(),
-            source: Box::new(source),
-        })?;
-        draw(&photo).map_err(|source| WebError::Encode { face_id, source })
-    })
-    .await?
 }
 
 /// A JPEG answer the browser may keep for an hour (a face's picture changes only when its

@@ -67,13 +67,6 @@ fn bad_json(rejection: JsonRejection) -> WebError {
     WebError::BadRequest(rejection.body_text())
 }
 
-/// Runs CPU-bound work (decoding, rendering, cache I/O) off the async runtime.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, WebError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| WebError::Internal(format!("blocking task failed: {error}")))
-}
-
 /// What every answer carries: the page loads only its own scripts, styles and pictures, is
 /// never framed, and sends no referrer.
 async fn security_headers(mut response: Response) -> Response {
