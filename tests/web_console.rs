@@ -393,6 +393,7 @@ fn thumbnails_match_image_rs_crops_and_a_100_megapixel_photo_stays_within_budget
     let served = picture(&console, &face, "thumbnail");
     assert_eq!(served.dimensions(), (250, 250));
     let difference = mean_difference(&served, &reference_thumbnail(&players, corners(&face), 250));
+    println!("player 13's thumbnail differs from image-rs's crop by {difference:.2} grey levels on average");
     assert!(difference < 4.0, "mean difference {difference:.2} grey levels");
     drop(console);
 
@@ -415,6 +416,10 @@ fn thumbnails_match_image_rs_crops_and_a_100_megapixel_photo_stays_within_budget
         let grown = console.peak_rss_bytes().saturating_sub(before);
         // Decoded whole, the photo alone is 297 MB; within the default budget of 16 megapixels
         // (48 MB) it is decoded at 3/8, 14 megapixels (42 MB).
+        println!(
+            "the {what} of a 99-megapixel photo took {} MB over the resident set",
+            grown >> 20
+        );
         assert!(
             grown < 100 << 20,
             "the {what} took {} MB over the resident set",
@@ -425,6 +430,7 @@ fn thumbnails_match_image_rs_crops_and_a_100_megapixel_photo_stays_within_budget
     let served = within_budget("thumbnail");
     let expected = reference_thumbnail(&players, corners(&face).map(|value| value / 10.0), 250);
     let difference = mean_difference(&served, &expected);
+    println!("on the 99-megapixel photo, by {difference:.2} grey levels");
     assert!(difference < 8.0, "mean difference {difference:.2} grey levels");
     let view = within_budget("photo");
     assert_eq!(view.width().max(view.height()), 1600, "the photo is shown downscaled");

@@ -40,6 +40,7 @@ function render(body, { run, index }) {
         h('progress', { max: Math.max(run.photos_planned, 1), value: run.photos_done, 'aria-label': 'Photos done' }),
         counters([
           ['photos_done', 'Photos done', `${run.photos_done} of ${run.photos_planned}`],
+          ['photos_left', 'Photos left', Math.max(run.photos_planned - run.photos_done, 0)],
           ['photos_per_sec', 'Photos per second', run.photos_per_sec.toFixed(2)],
           ['faces', 'Faces found', run.faces],
           ['faces_per_sec', 'Faces per second', run.faces_per_sec.toFixed(2)],

@@ -20,9 +20,18 @@ pub(crate) struct SignIn {
     token: String,
 }
 
+/// The longest token accepted, in bytes.
+const MAX_TOKEN_BYTES: usize = 4096;
+
 /// Checks the token as a read would, then sets the cookie.
 pub(crate) async fn sign_in(state: State, body: Result<Json<SignIn>, JsonRejection>) -> Result<Response, WebError> {
     let Json(SignIn { token }) = body.map_err(bad_json)?;
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(WebError::BadRequest(format!(
+            "the token is {} bytes; tokens are at most {MAX_TOKEN_BYTES}",
+            token.len()
+        )));
+    }
     let mut headers = HeaderMap::new();
     let bearer = HeaderValue::try_from(format!("Bearer {token}"))
         .map_err(|_| WebError::BadRequest("the token must be printable ASCII".into()))?;
