@@ -517,13 +517,27 @@ fn tls_from_config_serves_verified_clients_only() {
     let key = key_path.to_string_lossy().into_owned();
     let server = Server::start(
         &data_dir,
-        &["--no-image-search"],
+        &["--no-image-search", "--http-listen", "127.0.0.1:0"],
         &[
             ("FACEDEX__SERVER__TLS__CERT_PATH", &cert),
             ("FACEDEX__SERVER__TLS__KEY_PATH", &key),
         ],
     );
     let https = server.url.replace("http://", "https://");
+    // The web console serves HTTPS with the same certificate, and nothing in plaintext.
+    let console = server.console.clone().expect("the console's URL");
+    assert!(console.starts_with("https://"), "{console}");
+    let console_addr = console.trim_start_matches("https://").trim_end_matches('/').to_owned();
+    let answer = https_get(&console_addr, "/api/info", &certified.cert.pem());
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("\"faces\":0"),
+        "{answer}"
+    );
+    let plaintext = support::http_request(&console_addr, "GET", "/api/info", &[], &[]);
+    assert!(
+        !matches!(plaintext, Ok((200, _))),
+        "a plaintext request to the HTTPS console gets no answer: {plaintext:?}"
+    );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let tls = tonic::transport::ClientTlsConfig::new()
@@ -1007,4 +1021,33 @@ fn the_embedder_serves_tls_and_refuses_calls_without_its_token() {
         assert!(plaintext.is_err(), "a plaintext call to a TLS embed worker fails");
     });
     embed.terminate();
+}
+
+/// `GET PATH` over TLS from `addr`, trusting only `ca_pem`: the whole response as text.
+fn https_get(addr: &str, path: &str, ca_pem: &str) -> String {
+    use std::io::{Read, Write};
+    use tokio_rustls::rustls;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::pem::PemObject::from_pem_slice(ca_pem.as_bytes()).expect("PEM certificate");
+    roots.add(der).expect("a trusted certificate");
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
+    let socket = std::net::TcpStream::connect(addr).expect("connect");
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = Vec::new();
+    // A peer closing without close_notify still leaves the answer read so far.
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
 }

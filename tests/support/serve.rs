@@ -11,6 +11,8 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The web console's URL, when it serves one (`--http-listen`).
+    pub console: Option<String>,
 }
 
 impl Server {
@@ -31,12 +33,16 @@ impl Server {
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         // hnsw_rs prints a line of its own when a graph is created; skip to ours.
         let mut line = String::new();
+        let mut console = None;
         let address = loop {
             line.clear();
             assert!(
                 stdout.read_line(&mut line).expect("read stdout") > 0,
                 "facedex serve exited before serving"
             );
+            if let Some(url) = line.trim().strip_prefix("facedex: web console on ") {
+                console = Some(url.to_owned());
+            }
             if let Some(rest) = line.strip_prefix("facedex: serving FaceSearch on ") {
                 break rest.split_whitespace().next().expect("address").to_owned();
             }
@@ -46,6 +52,7 @@ impl Server {
         Self {
             child,
             url: format!("http://{address}"),
+            console,
         }
     }
 
