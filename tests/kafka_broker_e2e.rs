@@ -18,7 +18,7 @@ use facedex_proto::pipeline_conversions::decode;
 use rdkafka::ClientConfig;
 use support::cluster::{AzuriteServer, GcsServer, KafkaBroker, Role, S3Server, wait_for_stable_group};
 use support::topics::{PARTITIONS, applied_offsets, end_offsets, index_info, read_topic, wait_until};
-use support::{facedex_command, photo};
+use support::{facedex_command, http_request, photo};
 
 const FILE_PHOTOS: [&str; 4] = ["players.jpg", "yaoming.jpg", "gdp.jpg", "t1.jpg"];
 const S3_PHOTOS: [&str; 3] = ["Tom_Hanks_54745.png", "mask_blue.jpg", "mask_white.jpg"];
@@ -73,10 +73,18 @@ fn broker_pipeline_indexes_a_folder_and_s3_gcs_and_azure_prefixes() -> anyhow::R
             data,
             "--listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
         ],
         &env,
         "facedex: serving FaceSearch on ",
     );
+    let console = indexer
+        .lines()
+        .iter()
+        .find_map(|line| line.strip_prefix("facedex: web console on http://").map(str::to_owned))
+        .context("the indexer serves the web console")?;
+    let console = console.trim_end_matches('/').to_owned();
     let (embed, embed_url) = Role::start_server(
         &["embed", "--listen", "127.0.0.1:0"],
         &env,
@@ -130,6 +138,26 @@ fn broker_pipeline_indexes_a_folder_and_s3_gcs_and_azure_prefixes() -> anyhow::R
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // The indexer's web console shows the stages as `facedex status` does: every photo
+    // ingested, every face batch applied, drained.
+    let mut stages = serde_json::Value::Null;
+    wait_until("the console's stages are drained", || {
+        let (status, body) = http_request(&console, "GET", "/api/pipeline", &[], &[])?;
+        ensure!(status == 200, "{}", String::from_utf8_lossy(&body));
+        let pipeline: serde_json::Value = serde_json::from_slice(&body)?;
+        stages = pipeline["stages"].clone();
+        Ok(stages["drained"] == true)
+    })?;
+    ensure!(
+        stages["ingest"]["done"].as_i64() == stages["enqueued"].as_i64()
+            && stages["enqueued"].as_i64() >= Some(enqueued as i64),
+        "the console's stages: {stages}"
+    );
+    ensure!(
+        stages["indexer"]["lag"] == 0 && stages["dead_letters"].as_i64() > Some(0),
+        "{stages}"
+    );
 
     let letters: BTreeMap<String, String> = read_topic(brokers, "facedex.dead-letter")?
         .iter()

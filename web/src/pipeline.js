@@ -27,9 +27,11 @@ export function pipelinePage(app) {
   };
 }
 
-function render(body, { run, index }) {
+function render(body, { run, stages, index }) {
   const sections = [];
-  if (run) {
+  if (stages) {
+    sections.push(stagesSection(stages));
+  } else if (run) {
     const kinds = Object.entries(run.dead_letters_by_kind);
     sections.push(
       h(
@@ -88,6 +90,48 @@ function render(body, { run, index }) {
     ),
   );
   body.replaceChildren(...sections);
+}
+
+/** The distributed pipeline, as `facedex status` reports it (on an indexer's console). */
+function stagesSection(stages) {
+  const row = (name, done, perSec, lag, detail) =>
+    h('tr', { dataset: { stage: name } }, h('th', { scope: 'row' }, name), h('td', {}, done), h('td', {}, perSec.toFixed(1)), h('td', {}, lag), h('td', {}, detail));
+  const kinds = Object.entries(stages.dead_letters_by_kind).map(([kind, count]) => `${kind} ${count}`);
+  const eta = stages.drained ? 'drained' : stages.eta_secs === null ? 'stalled' : duration(stages.eta_secs);
+  return h(
+    'section',
+    { 'aria-labelledby': 'stages-title' },
+    h('h2', { id: 'stages-title' }, 'Pipeline stages'),
+    counters([
+      ['eta', 'Time left', eta],
+      ['dead_letters', 'Photos not indexed', stages.dead_letters],
+    ]),
+    h(
+      'table',
+      { class: 'stages' },
+      h('caption', {}, `Rates over the last ${stages.interval_secs.toFixed(1)} s`),
+      h(
+        'thead',
+        {},
+        h('tr', {}, ['Stage', 'Done', 'Per second', 'Lag', ''].map((name) => h('th', { scope: 'col' }, name))),
+      ),
+      h(
+        'tbody',
+        {},
+        row('enqueue', stages.enqueued, stages.enqueued_per_sec, '–', ''),
+        row('ingest', stages.ingest.done, stages.ingest.per_sec, stages.ingest.lag, `${stages.ingest.topic} → ${stages.ingest.group}`),
+        row('index', stages.indexer.done, stages.indexer.per_sec, stages.indexer.lag, `${stages.indexer.topic} → ${stages.indexer.group}`),
+        row('dead letters', stages.dead_letters, stages.dead_letters_per_sec, '–', kinds.join(', ')),
+      ),
+    ),
+    stages.last_enqueues.length
+      ? h(
+          'ul',
+          { 'aria-label': 'Last enqueues' },
+          stages.last_enqueues.slice(0, 5).map((run) => h('li', {}, `${run.archive}: ${run.plan}`)),
+        )
+      : null,
+  );
 }
 
 function counters(rows) {

@@ -24,5 +24,5 @@ mod server;
 pub use config::WebConfig;
 pub use error::WebError;
 pub use pictures::{IndexedPhoto, ThumbnailQueue};
-pub use progress::{RunPhase, RunProgress, RunView};
+pub use progress::{RunPhase, RunProgress, RunView, StagesReport};
 pub use server::{BoundConsole, Console, ConsoleHandlers, ConsoleParts};

@@ -8,6 +8,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+/// The stages of a distributed pipeline as another part of facedex reports them (an indexer
+/// samples the brokers as `facedex status` does): the pipeline page shows the report as it is,
+/// so this crate needs to know nothing of Kafka.
+pub trait StagesReport: Send + Sync {
+    /// The latest report, once there is one.
+    fn latest(&self) -> Option<serde_json::Value>;
+}
+
 /// How far back the rates look.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 /// The most samples kept for the rates (one per read of the view).

@@ -22,7 +22,7 @@ use crate::cache::ThumbnailCache;
 use crate::config::WebConfig;
 use crate::error::WebError;
 use crate::pictures::{IndexedPhoto, QUEUED_PHOTOS, ThumbnailQueue, prerender};
-use crate::progress::RunProgress;
+use crate::progress::{RunProgress, StagesReport};
 
 /// How long a client may take over its TLS handshake.
 const HANDSHAKE_TIME_LIMIT: Duration = Duration::from_secs(10);
@@ -68,6 +68,8 @@ pub struct ConsoleParts {
     pub max_image_pixels: u64,
     /// The run in this process, for the pipeline page.
     pub run: Option<Arc<RunProgress>>,
+    /// The distributed pipeline's stages, for the pipeline page of an indexer.
+    pub stages: Option<Arc<dyn StagesReport>>,
 }
 
 /// Everything a request needs.
@@ -78,6 +80,7 @@ pub(crate) struct ConsoleState {
     /// One permit per thumbnail or photo view being rendered (`web.max_concurrent_renders`).
     pub(crate) renders: Semaphore,
     pub(crate) run: Option<Arc<RunProgress>>,
+    pub(crate) stages: Option<Arc<dyn StagesReport>>,
     pub(crate) config: WebConfig,
     pub(crate) max_upload_bytes: usize,
     pub(crate) max_image_pixels: u64,
@@ -165,6 +168,7 @@ impl BoundConsole {
             cache,
             renders: Semaphore::new(parts.web.max_concurrent_renders),
             run: parts.run,
+            stages: parts.stages,
             max_upload_bytes: parts.max_upload_bytes,
             max_image_pixels: parts.max_image_pixels,
             config: parts.web,

@@ -98,6 +98,7 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
             &config,
             ConsoleHandlers::from(&services),
             Some(run.clone()),
+            None,
             console_shutdown.clone(),
         )
         .await?;

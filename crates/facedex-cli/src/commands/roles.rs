@@ -299,7 +299,24 @@ pub fn indexer(mut config: FacedexConfig, args: IndexerArgs) -> anyhow::Result<E
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         let services = bound.services(store.clone(), analyzer, &config.server)?;
-        let console = console::start(&config, ConsoleHandlers::from(&services), None, shutdown.clone()).await?;
+        // The console's pipeline page shows what `facedex status` would; without it the console
+        // still serves, showing the index only.
+        let stages = match config.web.listen_addr {
+            Some(_) => console::sample_stages(&config, store.clone(), shutdown.clone())
+                .inspect_err(|error| {
+                    tracing::warn!(error = format!("{error:#}"), "the console will not show the stages")
+                })
+                .ok(),
+            None => None,
+        };
+        let console = console::start(
+            &config,
+            ConsoleHandlers::from(&services),
+            None,
+            stages,
+            shutdown.clone(),
+        )
+        .await?;
         // The FaceSearch line comes last on stdout: scripts and tests read up to it.
         println!(
             "facedex: serving FaceSearch on {} (indexer of {} shard {} on {}, data dir {})",

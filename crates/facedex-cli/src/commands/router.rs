@@ -84,7 +84,7 @@ pub fn run(mut config: FacedexConfig, args: RouterArgs) -> anyhow::Result<ExitCo
             searches_photos: true,
             default_min_score: config.server.default_min_score,
         };
-        let console = console::start(&config, handlers, None, shutdown.clone()).await?;
+        let console = console::start(&config, handlers, None, None, shutdown.clone()).await?;
         // The FaceSearch line comes last on stdout: scripts and tests read up to it.
         println!(
             "facedex: serving FaceSearch on {} (router over {} shards: {listed})",

@@ -36,7 +36,7 @@ pub fn run(mut config: FacedexConfig, args: ServeArgs) -> anyhow::Result<ExitCod
         let services = bound.services(Arc::clone(&store), analyzer, &config.server)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let console = console::start(&config, ConsoleHandlers::from(&services), None, shutdown.clone()).await?;
+        let console = console::start(&config, ConsoleHandlers::from(&services), None, None, shutdown.clone()).await?;
         // The FaceSearch line comes last on stdout: scripts and tests read up to it.
         println!(
             "facedex: serving FaceSearch on {} ({faces} faces, data dir {})",

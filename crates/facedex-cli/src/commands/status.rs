@@ -91,7 +91,7 @@ struct EnqueueReport {
 
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
-struct Report {
+pub struct Report {
     at_unix_ms: u64,
     interval_secs: f64,
     enqueued: i64,
@@ -122,15 +122,23 @@ pub fn run(mut config: FacedexConfig, args: StatusArgs) -> anyhow::Result<ExitCo
     );
     let interval = Duration::from_secs_f64(args.interval_secs);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let mut reader = ProgressReader::connect(&config.kafka)
-        .with_context(|| format!("cannot read the pipeline's topics on {}", config.kafka.brokers))?;
-    let mut previous = sample(&runtime, &reader, &config, &args.server)?;
+    let mut sampler = StatusSampler::connect(&config)?;
+    let index_info = || {
+        runtime.block_on(async {
+            let mut client = args.server.connect().await.map_err(|error| format!("{error:#}"))?;
+            client
+                .get_index_info(GetIndexInfoRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| format!("{}: {}", status.code(), status.message()))
+        })
+    };
+    sampler.next(&config, index_info())?;
     loop {
         std::thread::sleep(interval);
-        let current = sample(&runtime, &reader, &config, &args.server)?;
-        let by_kind = reader.dead_letters_by_kind(&current.dead_letters).clone();
-        let mut report = report(&config, &previous, &current, by_kind);
-        report.last_enqueues = enqueue_reports(reader.last_runs(&current.runs));
+        let Some(report) = sampler.next(&config, index_info())? else {
+            continue;
+        };
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -142,16 +150,40 @@ pub fn run(mut config: FacedexConfig, args: StatusArgs) -> anyhow::Result<ExitCo
         if args.once {
             return Ok(ExitCode::SUCCESS);
         }
-        previous = current;
     }
 }
 
-fn sample(
-    runtime: &tokio::runtime::Runtime,
-    reader: &ProgressReader,
-    config: &FacedexConfig,
-    server: &ServerFlags,
-) -> anyhow::Result<Sample> {
+/// Samples a pipeline's progress and turns each sample and the one before into a [`Report`]:
+/// `facedex status` prints them, an indexer's web console shows them.
+pub struct StatusSampler {
+    reader: ProgressReader,
+    previous: Option<Sample>,
+}
+
+impl StatusSampler {
+    /// A sampler reading `config`'s brokers.
+    pub fn connect(config: &FacedexConfig) -> anyhow::Result<Self> {
+        let reader = ProgressReader::connect(&config.kafka)
+            .with_context(|| format!("cannot read the pipeline's topics on {}", config.kafka.brokers))?;
+        Ok(Self { reader, previous: None })
+    }
+
+    /// Takes a sample, with `index` the index's info (or why it could not be read); from the
+    /// second sample on, the report over the time since the one before. Blocking.
+    pub fn next(&mut self, config: &FacedexConfig, index: Result<IndexInfo, String>) -> anyhow::Result<Option<Report>> {
+        let current = sample(&self.reader, config, index)?;
+        let Some(previous) = self.previous.replace(current) else {
+            return Ok(None);
+        };
+        let current = self.previous.as_ref().context("the sample just taken")?;
+        let by_kind = self.reader.dead_letters_by_kind(&current.dead_letters).clone();
+        let mut report = report(config, &previous, current, by_kind);
+        report.last_enqueues = enqueue_reports(self.reader.last_runs(&current.runs));
+        Ok(Some(report))
+    }
+}
+
+fn sample(reader: &ProgressReader, config: &FacedexConfig, index: Result<IndexInfo, String>) -> anyhow::Result<Sample> {
     let topics = &config.kafka.topics;
     let images = reader.topic_offsets(&topics.images)?;
     let faces = reader.topic_offsets(&topics.faces)?;
@@ -161,14 +193,6 @@ fn sample(
         false => TopicOffsets::default(),
     };
     let ingest_committed = reader.committed(Group::Ingest, &topics.images, &images)?;
-    let index = runtime.block_on(async {
-        let mut client = server.connect().await.map_err(|error| format!("{error:#}"))?;
-        client
-            .get_index_info(GetIndexInfoRequest {})
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|status| format!("{}: {}", status.code(), status.message()))
-    });
     let indexer_applied = match &index {
         Ok(info) => info
             .applied_offsets

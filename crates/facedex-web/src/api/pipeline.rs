@@ -1,5 +1,6 @@
 //! `GET /api/pipeline`: the pipeline page's numbers, read fresh on every poll: the run in
-//! this process (when there is one) and the index as the FaceSearch handler reports it.
+//! this process (when there is one), the distributed pipeline's stages (on an indexer), and
+//! the index as the FaceSearch handler reports it.
 
 use axum::Json;
 use axum::http::HeaderMap;
@@ -26,6 +27,8 @@ pub(crate) struct IndexView {
 #[derive(Debug, Serialize)]
 pub(crate) struct PipelineAnswer {
     run: Option<RunView>,
+    /// The distributed pipeline's stages (on an indexer), as `facedex status --json` has them.
+    stages: Option<serde_json::Value>,
     index: IndexView,
 }
 
@@ -39,6 +42,7 @@ pub(crate) async fn pipeline(state: State, headers: HeaderMap) -> Result<Json<Pi
         .into_inner();
     Ok(Json(PipelineAnswer {
         run: state.run.as_ref().map(|run| run.view()),
+        stages: state.stages.as_ref().and_then(|stages| stages.latest()),
         index: IndexView {
             faces: info.faces,
             images: info.images,
