@@ -79,12 +79,7 @@ fn broker_pipeline_indexes_a_folder_and_s3_gcs_and_azure_prefixes() -> anyhow::R
         &env,
         "facedex: serving FaceSearch on ",
     );
-    let console = indexer
-        .lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("facedex: web console on http://").map(str::to_owned))
-        .context("the indexer serves the web console")?;
-    let console = console.trim_end_matches('/').to_owned();
+    let console = indexer.console_addr().context("the indexer serves the web console")?;
     let (embed, embed_url) = Role::start_server(
         &["embed", "--listen", "127.0.0.1:0"],
         &env,

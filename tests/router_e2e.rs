@@ -173,12 +173,7 @@ fn a_router_over_two_shards_of_two_replicas_answers_as_one_index_and_survives_a_
         &env,
         "facedex: serving FaceSearch on ",
     );
-    let console = router
-        .lines()
-        .iter()
-        .find_map(|line| line.strip_prefix("facedex: web console on http://").map(str::to_owned))
-        .context("the router serves the web console")?;
-    let console = console.trim_end_matches('/').to_owned();
+    let console = router.console_addr().context("the router serves the web console")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -392,6 +392,15 @@ impl Role {
         self.child.id()
     }
 
+    /// The web console's `127.0.0.1:PORT`, from the line the role printed before its ready line.
+    pub fn console_addr(&self) -> anyhow::Result<String> {
+        self.lines()
+            .iter()
+            .find_map(|line| line.strip_prefix("facedex: web console on http://"))
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .ok_or_else(|| anyhow::anyhow!("the role serves no web console"))
+    }
+
     /// Every stdout line so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("lines").clone()
