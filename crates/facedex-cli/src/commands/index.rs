@@ -93,15 +93,14 @@ pub fn run(mut config: FacedexConfig, args: IndexArgs) -> anyhow::Result<ExitCod
         };
         // The console searches with the run's models, batched with its photos.
         let console_shutdown = CancellationToken::new();
-        let services = ApiServices::new(store.clone(), analyzer.clone(), &config.server, None, None)?;
-        let console = console::start(
-            &config,
-            ConsoleHandlers::from(&services),
-            Some(run.clone()),
-            None,
-            console_shutdown.clone(),
-        )
-        .await?;
+        let console = match config.web.listen_addr {
+            Some(_) => {
+                let services = ApiServices::new(store.clone(), analyzer.clone(), &config.server, None, None)?;
+                let handlers = ConsoleHandlers::from(&services);
+                console::start(&config, handlers, Some(run.clone()), None, console_shutdown.clone()).await?
+            }
+            None => None,
+        };
         let ingestor = analyzer.map(|analyzer| {
             let shutdown = CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
