@@ -315,7 +315,7 @@ async fn snapshot_periodically(store: Arc<FaceStore>, interval_secs: u64, shutdo
 }
 
 /// A gRPC server builder, serving TLS with `tls`'s certificate and key when given.
-pub fn server_builder(tls: Option<&TlsConfig>) -> Result<Server, ServerError> {
+pub(crate) fn server_builder(tls: Option<&TlsConfig>) -> Result<Server, ServerError> {
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         let read = |what, path: &std::path::PathBuf| {
