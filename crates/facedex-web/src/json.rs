@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 
 use facedex_proto::face_attribute::Value;
 use facedex_proto::face_person::State;
-use facedex_proto::{Face, Person};
+use facedex_proto::{BoundingBox, Face, Person};
 use serde::Serialize;
+
+/// A proto box as `[x1, y1, x2, y2]`; zeros when absent.
+pub(crate) fn corners(bounding_box: Option<&BoundingBox>) -> [f32; 4] {
+    bounding_box.map_or([0.0; 4], |corners| [corners.x1, corners.y1, corners.x2, corners.y2])
+}
 
 /// A face of the index.
 #[derive(Debug, Clone, Serialize)]
@@ -53,10 +58,7 @@ impl From<&Face> for FaceJson {
                 .rsplit_once('/')
                 .map_or(face.image_uri.as_str(), |(_, name)| name)
                 .to_owned(),
-            bounding_box: face
-                .bounding_box
-                .as_ref()
-                .map_or([0.0; 4], |corners| [corners.x1, corners.y1, corners.x2, corners.y2]),
+            bounding_box: corners(face.bounding_box.as_ref()),
             detection_score: face.detection_score,
             person_state: state.as_str_name().to_ascii_lowercase(),
             person_id: (!person.person_id.is_empty()).then_some(person.person_id),
@@ -91,7 +93,7 @@ impl From<&Person> for PersonJson {
 
 #[cfg(test)]
 mod tests {
-    use facedex_proto::{BoundingBox, FaceAttribute, FacePerson, LabelValue};
+    use facedex_proto::{FaceAttribute, FacePerson, LabelValue};
 
     use super::*;
 

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::{State, call};
 use crate::error::WebError;
-use crate::json::FaceJson;
+use crate::json::{self, FaceJson};
 use crate::pictures::blocking;
 use crate::server::ConsoleState;
 use crate::{pictures, render};
@@ -160,9 +160,7 @@ async fn photo_faces(
 
 /// A face's box as `[x1, y1, x2, y2]`.
 fn corners(face: &Face) -> [f32; 4] {
-    face.bounding_box
-        .as_ref()
-        .map_or([0.0; 4], |corners| [corners.x1, corners.y1, corners.x2, corners.y2])
+    json::corners(face.bounding_box.as_ref())
 }
 
 /// A JPEG answer the browser may keep for an hour (a face's picture changes only when its

@@ -15,6 +15,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use axum::routing::{get, post, put};
+use facedex_proto::{GetIndexInfoRequest, IndexInfo};
 
 use crate::auth::credentials;
 use crate::error::WebError;
@@ -55,6 +56,12 @@ fn call<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     *request.metadata_mut() = credentials(headers);
     request
+}
+
+/// The index's counts through the FaceSearch handler (which checks the read token).
+async fn index_info(state: &ConsoleState, headers: &HeaderMap) -> Result<IndexInfo, WebError> {
+    let request = call(headers, GetIndexInfoRequest {});
+    Ok(state.handlers.face_search.get_index_info(request).await?.into_inner())
 }
 
 /// A query string that did not parse, as a 400 saying why.

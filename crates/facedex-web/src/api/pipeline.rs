@@ -4,10 +4,9 @@
 
 use axum::Json;
 use axum::http::HeaderMap;
-use facedex_proto::GetIndexInfoRequest;
 use serde::Serialize;
 
-use super::{State, call};
+use super::{State, index_info};
 use crate::error::WebError;
 use crate::progress::RunView;
 
@@ -34,12 +33,7 @@ pub(crate) struct PipelineAnswer {
 
 /// The run's counters and the index's size.
 pub(crate) async fn pipeline(state: State, headers: HeaderMap) -> Result<Json<PipelineAnswer>, WebError> {
-    let info = state
-        .handlers
-        .face_search
-        .get_index_info(call(&headers, GetIndexInfoRequest {}))
-        .await?
-        .into_inner();
+    let info = index_info(&state, &headers).await?;
     Ok(Json(PipelineAnswer {
         run: state.run.as_ref().map(|run| run.view()),
         stages: state.stages.as_ref().and_then(|stages| stages.latest()),

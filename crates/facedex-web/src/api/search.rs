@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{State, bad_query, call};
 use crate::error::WebError;
-use crate::json::FaceJson;
+use crate::json::{FaceJson, corners};
 
 /// The search's settings, as query parameters (the handler checks their ranges).
 #[derive(Debug, Default, Deserialize)]
@@ -92,9 +92,8 @@ pub(crate) async fn search(
         .iter()
         .map(|result| {
             let query_face = result.query_face.clone().unwrap_or_default();
-            let corners = query_face.bounding_box.unwrap_or_default();
             QueryFace {
-                bounding_box: [corners.x1, corners.y1, corners.x2, corners.y2],
+                bounding_box: corners(query_face.bounding_box.as_ref()),
                 detection_score: query_face.detection_score,
                 hits: result
                     .hits

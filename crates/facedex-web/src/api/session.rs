@@ -5,11 +5,10 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use facedex_proto::GetIndexInfoRequest;
 use facedex_server::Access;
 use serde::{Deserialize, Serialize};
 
-use super::{State, bad_json, call};
+use super::{State, bad_json, index_info};
 use crate::auth::{credentials, token_cookie};
 use crate::error::WebError;
 
@@ -73,12 +72,7 @@ pub(crate) struct Info {
 
 /// What the page needs to know first; 401 without a valid token.
 pub(crate) async fn info(state: State, headers: HeaderMap) -> Result<Json<Info>, WebError> {
-    let info = state
-        .handlers
-        .face_search
-        .get_index_info(call(&headers, GetIndexInfoRequest {}))
-        .await?
-        .into_inner();
+    let info = index_info(&state, &headers).await?;
     let metadata = credentials(&headers);
     let can_write = state
         .handlers
