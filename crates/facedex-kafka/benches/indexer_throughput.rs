@@ -6,7 +6,9 @@
 //! (identities as clusters), written once to `.facedex/bench/` and read back by both.
 //!
 //! `cargo bench -p facedex-kafka --bench indexer_throughput -- [PHOTOS] [FACES_PER_PHOTO]`
-//! (defaults 5000 and 4). Prints one JSON object per line.
+//! (defaults 5000 and 4). Prints one JSON object per line; each path's line also gives the
+//! process's CPU time over it and the cores that kept busy on average (2.0 on 2 cores means
+//! none was left idle, so no batching can go faster there).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -39,30 +41,45 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
 
     let per_record = runtime.block_on(one_upsert_per_record(&records))?;
-    report("one upsert per record (before)", faces, per_record);
+    report("one upsert per record (before)", faces, &per_record);
     let staged = runtime.block_on(indexer_stage(&records))?;
-    report("shared indexer stage (after)", faces, staged);
+    report("shared indexer stage (after)", faces, &staged);
     println!(
         "{{\"kind\": \"ratio\", \"faces\": {faces}, \"stage_over_per_record\": {:.2}}}",
-        per_record.as_secs_f64() / staged.as_secs_f64()
+        per_record.wall.as_secs_f64() / staged.wall.as_secs_f64()
     );
     Ok(())
 }
 
-fn report(path: &str, faces: usize, took: Duration) {
+/// Wall time and the process's CPU time (user + system, every thread) over one path.
+struct Took {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn report(path: &str, faces: usize, took: &Took) {
+    let wall = took.wall.as_secs_f64();
     println!(
-        "{{\"kind\": \"indexer\", \"path\": \"{path}\", \"faces\": {faces}, \"seconds\": {:.3}, \"faces_per_s\": {:.1}}}",
-        took.as_secs_f64(),
-        faces as f64 / took.as_secs_f64()
+        "{{\"kind\": \"indexer\", \"path\": \"{path}\", \"faces\": {faces}, \"seconds\": {wall:.3}, \"faces_per_s\": {:.1}, \"cpu_seconds\": {:.2}, \"cores_busy\": {:.2}}}",
+        faces as f64 / wall,
+        took.cpu.as_secs_f64(),
+        took.cpu.as_secs_f64() / wall
     );
+}
+
+/// The CPU time every thread of this process has used so far: how many cores a path kept
+/// busy tells whether it left one idle.
+fn process_cpu_time() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(time.tv_sec.unsigned_abs(), u32::try_from(time.tv_nsec).unwrap_or(0))
 }
 
 /// What `facedex indexer` did before the shared stage: decode a record, apply it with one
 /// upsert in one blocking call, wait, take the next.
-async fn one_upsert_per_record(records: &[Vec<u8>]) -> anyhow::Result<Duration> {
+async fn one_upsert_per_record(records: &[Vec<u8>]) -> anyhow::Result<Took> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(FaceStore::open(dir.path(), IndexConfig::default())?);
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), process_cpu_time());
     for (offset, payload) in records.iter().enumerate() {
         let store = Arc::clone(&store);
         let payload = payload.clone();
@@ -74,18 +91,21 @@ async fn one_upsert_per_record(records: &[Vec<u8>]) -> anyhow::Result<Duration> 
         })
         .await??;
     }
-    Ok(started.elapsed())
+    Ok(Took {
+        wall: started.elapsed(),
+        cpu: process_cpu_time() - cpu_before,
+    })
 }
 
 /// The shared stage: records are decoded and queued as the Kafka indexer queues them; timed
 /// until the stage has applied the last one (the final snapshot is not timed).
-async fn indexer_stage(records: &[Vec<u8>]) -> anyhow::Result<Duration> {
+async fn indexer_stage(records: &[Vec<u8>]) -> anyhow::Result<Took> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(FaceStore::open(dir.path(), IndexConfig::default())?);
     let counters = Arc::new(IndexerCounters::default());
     let stage = IndexerStage::spawn(store, IndexerConfig::default(), Arc::clone(&counters));
     let topic: Arc<str> = Arc::from("facedex.faces");
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), process_cpu_time());
     for (offset, payload) in records.iter().enumerate() {
         let batch = decode::<wire::FaceBatch>("FaceBatch", payload)?;
         let input = IndexInput {
@@ -101,7 +121,10 @@ async fn indexer_stage(records: &[Vec<u8>]) -> anyhow::Result<Duration> {
     while counters.batches.load(Ordering::Relaxed) < records.len() as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let took = started.elapsed();
+    let took = Took {
+        wall: started.elapsed(),
+        cpu: process_cpu_time() - cpu_before,
+    };
     stage.finish().await?;
     anyhow::ensure!(counters.refused.load(Ordering::Relaxed) == 0, "records were refused");
     Ok(took)
