@@ -67,8 +67,30 @@ fn report(path: &str, faces: usize, took: &Took) {
     );
 }
 
-/// The CPU time every thread of this process has used so far: how many cores a path kept
-/// busy tells whether it left one idle.
+/// Wall and CPU time since it was started: how many cores a path kept busy tells whether it
+/// left one idle.
+struct Stopwatch {
+    started: Instant,
+    cpu_before: Duration,
+}
+
+impl Stopwatch {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            cpu_before: process_cpu_time(),
+        }
+    }
+
+    fn took(&self) -> Took {
+        Took {
+            wall: self.started.elapsed(),
+            cpu: process_cpu_time() - self.cpu_before,
+        }
+    }
+}
+
+/// The CPU time every thread of this process has used so far.
 fn process_cpu_time() -> Duration {
     let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     Duration::new(time.tv_sec.unsigned_abs(), u32::try_from(time.tv_nsec).unwrap_or(0))
@@ -79,7 +101,7 @@ fn process_cpu_time() -> Duration {
 async fn one_upsert_per_record(records: &[Vec<u8>]) -> anyhow::Result<Took> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(FaceStore::open(dir.path(), IndexConfig::default())?);
-    let (started, cpu_before) = (Instant::now(), process_cpu_time());
+    let stopwatch = Stopwatch::start();
     for (offset, payload) in records.iter().enumerate() {
         let store = Arc::clone(&store);
         let payload = payload.clone();
@@ -91,10 +113,7 @@ async fn one_upsert_per_record(records: &[Vec<u8>]) -> anyhow::Result<Took> {
         })
         .await??;
     }
-    Ok(Took {
-        wall: started.elapsed(),
-        cpu: process_cpu_time() - cpu_before,
-    })
+    Ok(stopwatch.took())
 }
 
 /// The shared stage: records are decoded and queued as the Kafka indexer queues them; timed
@@ -105,7 +124,7 @@ async fn indexer_stage(records: &[Vec<u8>]) -> anyhow::Result<Took> {
     let counters = Arc::new(IndexerCounters::default());
     let stage = IndexerStage::spawn(store, IndexerConfig::default(), Arc::clone(&counters));
     let topic: Arc<str> = Arc::from("facedex.faces");
-    let (started, cpu_before) = (Instant::now(), process_cpu_time());
+    let stopwatch = Stopwatch::start();
     for (offset, payload) in records.iter().enumerate() {
         let batch = decode::<wire::FaceBatch>("FaceBatch", payload)?;
         let input = IndexInput {
@@ -121,10 +140,7 @@ async fn indexer_stage(records: &[Vec<u8>]) -> anyhow::Result<Took> {
     while counters.batches.load(Ordering::Relaxed) < records.len() as u64 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let took = Took {
-        wall: started.elapsed(),
-        cpu: process_cpu_time() - cpu_before,
-    };
+    let took = stopwatch.took();
     stage.finish().await?;
     anyhow::ensure!(counters.refused.load(Ordering::Relaxed) == 0, "records were refused");
     Ok(took)
