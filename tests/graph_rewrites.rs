@@ -1,12 +1,13 @@
 //! The graphs rewritten at load give what the model files give: over every sample photo, the
 //! same faces and the same embeddings as the files fed float planes, with
 //! `vision.model_input = "pixels"` (the default on CUDA: 8-bit pixels normalised inside the
-//! graph) and with `vision.cpu_prelu_as_max` (the default on CPU: `PRelu` as `Max(x, a·x)`).
+//! graph) and with each of `vision.cpu_prelu`'s forms of `PRelu` (`depthwise_conv`, the default
+//! on CPU, and `max`).
 
 mod support;
 
 use facedex_pipeline::Wanted;
-use facedex_vision::{ModelInput, VisionConfig};
+use facedex_vision::{CpuPrelu, ModelInput, VisionConfig};
 use support::{analyze_photos, cosine, vision_config};
 
 const PHOTOS: [&str; 9] = [
@@ -25,7 +26,7 @@ const PHOTOS: [&str; 9] = [
 fn as_the_files_are() -> VisionConfig {
     let mut config = vision_config();
     config.model_input = ModelInput::Planes;
-    config.cpu_prelu_as_max = false;
+    config.cpu_prelu = CpuPrelu::Kernel;
     config.attributes.clear();
     config
 }
@@ -76,6 +77,13 @@ fn pixels_normalised_in_the_graph_give_the_same_faces_and_embeddings() {
 #[test]
 fn prelu_as_max_gives_the_same_faces_and_embeddings() {
     let mut prelu = as_the_files_are();
-    prelu.cpu_prelu_as_max = true;
+    prelu.cpu_prelu = CpuPrelu::Max;
     same_faces_as_the_files("PRelu as Max", &prelu);
+}
+
+#[test]
+fn prelu_as_depthwise_convolutions_gives_the_same_faces_and_embeddings() {
+    let mut prelu = as_the_files_are();
+    prelu.cpu_prelu = CpuPrelu::DepthwiseConv;
+    same_faces_as_the_files("PRelu as depthwise convolutions", &prelu);
 }

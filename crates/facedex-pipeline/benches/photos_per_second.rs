@@ -4,7 +4,8 @@
 //! `scripts/bench-vision`, which runs InsightFace on the same photos in the same session. Like
 //! InsightFace's detection + recognition, it runs no attribute model (`attributes_cost` does).
 //!
-//! Usage: `cargo bench -p facedex-pipeline --bench photos_per_second -- ASSETS_DIR ROUNDS`
+//! Usage: `cargo bench -p facedex-pipeline --bench photos_per_second -- ASSETS_DIR ROUNDS [CPU_PRELU]`
+//! where `CPU_PRELU` (`depthwise_conv`, `max` or `kernel`) overrides `vision.cpu_prelu`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,7 +25,16 @@ fn main() {
         .filter(|path| path.is_file())
         .collect();
     photos.sort();
-    let (config, analyzer) = support::local_analyzer(&assets);
+    let mut config = facedex_vision::VisionConfig::with_assets_dir(&assets);
+    if let Some(form) = args.next() {
+        config.cpu_prelu = match form.as_str() {
+            "depthwise_conv" => facedex_vision::CpuPrelu::DepthwiseConv,
+            "max" => facedex_vision::CpuPrelu::Max,
+            "kernel" => facedex_vision::CpuPrelu::Kernel,
+            other => panic!("CPU_PRELU is depthwise_conv, max or kernel, not {other:?}"),
+        };
+    }
+    let analyzer = support::analyzer_for(&config);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let in_flight = config.detection.batch_size * 2;
     let run = |rounds: usize| {

@@ -52,6 +52,24 @@ pub enum ModelInput {
     Pixels,
 }
 
+/// How `PRelu` with constant slopes runs on the CPU provider (`vision.cpu_prelu`). Every form
+/// computes the same function; they differ in which of ONNX Runtime's kernels run it
+/// (BENCHMARKS.md, "`PRelu`").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuPrelu {
+    /// `slope·x + Relu((1 − slope)·x)` as two depthwise 1×1 convolutions and an `Add`, for
+    /// per-channel slopes ≤ 1: ONNX Runtime's blocked-channel (NCHWc) layout fuses all three
+    /// into its convolutions, where `PRelu` and `Max` are not in that layout and cost a reorder
+    /// of the tensor before and after each. Other slopes ≤ 1 run as `Max(x, slope·x)`.
+    #[default]
+    DepthwiseConv,
+    /// `Max(x, slope·x)` for slopes ≤ 1: two elementwise kernels.
+    Max,
+    /// ONNX Runtime's own `PRelu` kernel: the model file as it is (fast on 1.24, slow on 1.32).
+    Kernel,
+}
+
 /// How cuDNN picks a convolution's algorithm (ONNX Runtime's `cudnn_conv_algo_search`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,10 +171,10 @@ pub struct VisionConfig {
     /// What the detector and the embedder are fed: float planes, or packed 8-bit pixels their
     /// rewritten graphs normalise (a quarter of the bytes, the same values).
     pub model_input: ModelInput,
-    /// On CPU, run `PRelu` with constant slopes ≤ 1 as `Max(x, slope·x)`, the same values:
-    /// ONNX Runtime 1.32's CPU `PRelu` kernel is much slower than two elementwise ones
-    /// (BENCHMARKS.md). Off for a runtime whose `PRelu` is fast (1.24 measured so).
-    pub cpu_prelu_as_max: bool,
+    /// On CPU, how `PRelu` with constant slopes runs (see [`CpuPrelu`]): ONNX Runtime 1.32's
+    /// own CPU `PRelu` kernel is much slower than the other forms (BENCHMARKS.md); `kernel`
+    /// for a runtime whose `PRelu` is fast (1.24 measured so).
+    pub cpu_prelu: CpuPrelu,
     /// Photos whose faces calibrate the int8 per-face models at load (`precision = "int8"`):
     /// the folder's own photo files, in name order, at most 64 of them.
     pub calibration_photos_dir: PathBuf,
@@ -197,7 +215,7 @@ impl VisionConfig {
             attributes: default_attribute_models(assets),
             calibration_photos_dir: assets.join("photos"),
             model_input: ModelInput::Auto,
-            cpu_prelu_as_max: true,
+            cpu_prelu: CpuPrelu::DepthwiseConv,
         }
     }
 

@@ -18,7 +18,7 @@ pub mod letterbox;
 mod runtime;
 pub mod scrfd;
 
-pub use config::{ConvAlgorithmSearch, DetectionConfig, ExecutionProvider, ModelInput, VisionConfig};
+pub use config::{ConvAlgorithmSearch, CpuPrelu, DetectionConfig, ExecutionProvider, ModelInput, VisionConfig};
 pub use decode::{ScaledPhoto, decode_photo, decode_photo_scaled};
 pub use detector::Detector;
 pub use embedder::Embedder;

@@ -1,7 +1,7 @@
 //! Reading and rewriting ONNX model graphs: the schema's messages ([`onnx`], compiled from
 //! `proto/onnx/onnx.proto`), ONNX Runtime's own float optimisations written back as a graph
 //! ([`optimized_graph`]), static int8 quantisation ([`quantize`]), 8-bit pixel inputs with the
-//! normalisation inside the graph ([`pixels`]) and `PRelu` in a faster form ([`prelu`]).
+//! normalisation inside the graph ([`pixels`]) and `PRelu` in faster forms ([`prelu`]).
 
 pub(crate) mod pixels;
 pub(crate) mod prelu;
@@ -15,7 +15,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use prost::Message;
 
-use crate::config::{ExecutionProvider, VisionConfig};
+use crate::config::{CpuPrelu, ExecutionProvider, VisionConfig};
 
 /// The ONNX schema's messages (package `onnx`), as prost generates them.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -58,8 +58,8 @@ pub(crate) fn optimized_graph(environment: &Environment, path: &Path) -> Result<
 pub(crate) struct LoadRewrites {
     /// Take packed 8-bit pixels and normalise them with `(pixel − mean) / std`.
     pub pixel_input: Option<(f32, f32)>,
-    /// `PRelu` as `Max(x, slope·x)` (see [`prelu`]).
-    pub prelu_as_max: bool,
+    /// `PRelu` in another form (see [`prelu`]); `None` keeps ONNX Runtime's kernel.
+    pub prelu: Option<prelu::PreluForm>,
 }
 
 impl LoadRewrites {
@@ -67,7 +67,14 @@ impl LoadRewrites {
     pub fn for_model(config: &VisionConfig, mean: f32, std: f32) -> Self {
         Self {
             pixel_input: config.pixel_input().then_some((mean, std)),
-            prelu_as_max: config.cpu_prelu_as_max && matches!(config.execution_provider, ExecutionProvider::Cpu { .. }),
+            prelu: match config.execution_provider {
+                ExecutionProvider::Cpu { .. } => match config.cpu_prelu {
+                    CpuPrelu::DepthwiseConv => Some(prelu::PreluForm::DepthwiseConv),
+                    CpuPrelu::Max => Some(prelu::PreluForm::Max),
+                    CpuPrelu::Kernel => None,
+                },
+                ExecutionProvider::Cuda { .. } => None,
+            },
         }
     }
 }
@@ -75,7 +82,7 @@ impl LoadRewrites {
 /// The model file at `path` with `rewrites` applied, encoded and ready for a session; `None`
 /// when nothing changed, so the file loads as it is.
 pub(crate) fn rewritten_graph(path: &Path, rewrites: LoadRewrites) -> Result<Option<Vec<u8>>, String> {
-    if rewrites.pixel_input.is_none() && !rewrites.prelu_as_max {
+    if rewrites.pixel_input.is_none() && rewrites.prelu.is_none() {
         return Ok(None);
     }
     let bytes = std::fs::read(path).map_err(|error| format!("cannot read it: {error}"))?;
@@ -87,8 +94,8 @@ pub(crate) fn rewritten_graph(path: &Path, rewrites: LoadRewrites) -> Result<Opt
         pixels::with_batch_outputs(&mut model)?;
         changed = true;
     }
-    if rewrites.prelu_as_max {
-        changed |= prelu::with_prelu_as_max(&mut model)? > 0;
+    if let Some(form) = rewrites.prelu {
+        changed |= prelu::with_prelu_rewritten(&mut model, form)? > 0;
     }
     Ok(changed.then(|| model.encode_to_vec()))
 }
