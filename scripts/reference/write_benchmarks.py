@@ -36,6 +36,8 @@ def replace_section(path: Path, section: str, table: str) -> None:
 def main() -> None:
     path, section, command = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     ours, peer = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+    # More of our runs (other settings), each compared with the same peer run.
+    variants = [json.loads(argument) for argument in sys.argv[6:]]
     ratio = ours["photos_per_s"] / peer["photos_per_s"]
     table = "\n".join([
         f"<!-- {section}:begin -->",
@@ -44,9 +46,11 @@ def main() -> None:
         "| implementation | photos | faces | seconds | photos/s | faces/s |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         *(f"| {r['implementation']} | {r['photos']} | {r['faces']} | {r['seconds']:.2f} | {r['photos_per_s']:.2f} | {r['faces_per_s']:.2f} |"
-          for r in (ours, peer)),
+          for r in (ours, *variants, peer)),
         "",
         f"**facedex / {peer['implementation']}: {ratio:.2f}× photos/s.**",
+        *(line for v in variants for line in (
+            "", f"{v['implementation']} / {peer['implementation']}: {v['photos_per_s'] / peer['photos_per_s']:.2f}× photos/s.")),
         f"<!-- {section}:end -->",
     ])
     replace_section(path, section, table)

@@ -4,8 +4,9 @@
 //! `scripts/bench-vision`, which runs InsightFace on the same photos in the same session. Like
 //! InsightFace's detection + recognition, it runs no attribute model (`attributes_cost` does).
 //!
-//! Usage: `cargo bench -p facedex-pipeline --bench photos_per_second -- ASSETS_DIR ROUNDS [CPU_PRELU]`
-//! where `CPU_PRELU` (`depthwise_conv`, `max` or `kernel`) overrides `vision.cpu_prelu`.
+//! Usage: `cargo bench -p facedex-pipeline --bench photos_per_second -- ASSETS_DIR ROUNDS [SETTING=VALUE...]`
+//! where each setting overrides the vision default of that name: `cpu_prelu` (`depthwise_conv`,
+//! `max` or `kernel`), `close_up_pass` (`true` or `false`) or `embed_batch_size`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,13 +27,26 @@ fn main() {
         .collect();
     photos.sort();
     let mut config = facedex_vision::VisionConfig::with_assets_dir(&assets);
-    if let Some(form) = args.next() {
-        config.cpu_prelu = match form.as_str() {
-            "depthwise_conv" => facedex_vision::CpuPrelu::DepthwiseConv,
-            "max" => facedex_vision::CpuPrelu::Max,
-            "kernel" => facedex_vision::CpuPrelu::Kernel,
-            other => panic!("CPU_PRELU is depthwise_conv, max or kernel, not {other:?}"),
-        };
+    let settings: Vec<String> = args.collect();
+    let implementation = match settings.is_empty() {
+        true => "facedex".to_owned(),
+        false => format!("facedex ({})", settings.join(", ")),
+    };
+    for setting in &settings {
+        let (name, value) = setting.split_once('=').expect("a setting is NAME=VALUE");
+        match name {
+            "cpu_prelu" => {
+                config.cpu_prelu = match value {
+                    "depthwise_conv" => facedex_vision::CpuPrelu::DepthwiseConv,
+                    "max" => facedex_vision::CpuPrelu::Max,
+                    "kernel" => facedex_vision::CpuPrelu::Kernel,
+                    other => panic!("cpu_prelu is depthwise_conv, max or kernel, not {other:?}"),
+                }
+            }
+            "close_up_pass" => config.detection.close_up_pass = value.parse().expect("close_up_pass is true or false"),
+            "embed_batch_size" => config.embed_batch_size = value.parse().expect("embed_batch_size is a number"),
+            other => panic!("no setting {other:?}: cpu_prelu, close_up_pass or embed_batch_size"),
+        }
     }
     let analyzer = support::analyzer_for(&config);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -66,7 +80,7 @@ fn main() {
     run(1); // warm-up: first runs allocate ONNX Runtime's arenas
     let (photo_count, face_count, seconds) = run(rounds);
     println!(
-        "{{\"implementation\": \"facedex\", \"photos\": {photo_count}, \"faces\": {face_count}, \"seconds\": {seconds:.3}, \
+        "{{\"implementation\": \"{implementation}\", \"photos\": {photo_count}, \"faces\": {face_count}, \"seconds\": {seconds:.3}, \
          \"photos_per_s\": {:.2}, \"faces_per_s\": {:.2}}}",
         photo_count as f64 / seconds,
         face_count as f64 / seconds
