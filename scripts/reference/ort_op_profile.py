@@ -16,9 +16,11 @@ import numpy as np
 import onnxruntime as ort
 
 
-def session(model: str, profile_prefix: str | None) -> ort.InferenceSession:
+def session(model: str, profile_prefix: str | None,
+            level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
+    options.graph_optimization_level = level
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile_prefix:
         options.enable_profiling = True

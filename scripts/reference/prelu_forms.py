@@ -4,9 +4,11 @@ crates/facedex-vision/src/graph/prelu.rs writes them: `kernel` (the file as it i
 (`Max(x, a*x)`) and `depthwise_conv` (`a*x + Relu((1 - a)*x)`, each product a depthwise 1x1
 convolution). Prints, as JSON lines: each form's lowest cosine to the file's embeddings, its
 faces/s per batch size on two threads (spinning off, as facedex runs it; the forms in turns,
-ROUNDS times), and its share of kernel time per operator at batch 16 from ONNX Runtime's profiler.
+ROUNDS times), its share of kernel time per operator at batch 16 from ONNX Runtime's profiler,
+and its faces/s at batch 16 under each graph optimisation level (`basic`, `extended`, `all`: only
+`all` has the blocked-channel layout), as the optional DETECTOR.onnx's photos/s at 640 x 640.
 
-Usage: prelu_forms.py MODEL.onnx [ROUNDS]
+Usage: prelu_forms.py MODEL.onnx [ROUNDS [DETECTOR.onnx]]
 """
 
 import collections
@@ -23,6 +25,22 @@ from onnx import helper, numpy_helper
 from ort_op_profile import session
 
 BATCHES = [1, 4, 16, 64]
+LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def rate(s: ort.InferenceSession, batch: np.ndarray, seconds: float = 2) -> float:
+    """Items per second of `s` on `batch` over `seconds`, after one warm-up run."""
+    name = s.get_inputs()[0].name
+    s.run(None, {name: batch})
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        s.run(None, {name: batch})
+        runs += 1
+    return round(runs * len(batch) / (time.perf_counter() - started), 1)
 
 
 def rewritten(source: str, form: str, scratch: str) -> str:
@@ -62,7 +80,7 @@ def main() -> None:
     faces = {b: np.random.default_rng(b).uniform(-1, 1, (b, 3, 112, 112)).astype(np.float32) for b in BATCHES}
     with tempfile.TemporaryDirectory() as scratch:
         paths = {"kernel": source} | {form: rewritten(source, form, scratch) for form in ["max", "depthwise_conv"]}
-        sessions = {form: session(path) for form, path in paths.items()}
+        sessions = {form: session(path, None) for form, path in paths.items()}
         name = sessions["kernel"].get_inputs()[0].name
         reference = sessions["kernel"].run(None, {name: faces[16]})[0]
         for form, s in sessions.items():
@@ -73,12 +91,7 @@ def main() -> None:
         for _ in range(rounds):
             for batch in BATCHES:
                 for form, s in sessions.items():
-                    s.run(None, {name: faces[batch]})
-                    runs, started = 0, time.perf_counter()
-                    while time.perf_counter() - started < 2:
-                        s.run(None, {name: faces[batch]})
-                        runs += 1
-                    rates[(form, batch)].append(round(runs * batch / (time.perf_counter() - started), 1))
+                    rates[(form, batch)].append(rate(s, faces[batch]))
         for form in sessions:
             print(json.dumps({"form": form, "faces_per_s": {b: rates[(form, b)] for b in BATCHES}}))
         for form, path in paths.items():
@@ -95,6 +108,16 @@ def main() -> None:
                 "kernel_ms_per_run_of_16": round(total / 10 / 1000, 1),
                 "share_of_kernel_time": {op: round(us / total, 3) for op, us in per_op.most_common(5)},
             }))
+        models = {form: (path, faces[16]) for form, path in paths.items()}
+        if len(sys.argv) > 3:
+            models["detector"] = (sys.argv[3], np.random.default_rng(0).uniform(-1, 1, (1, 3, 640, 640)).astype(np.float32))
+        for model, (path, batch) in models.items():
+            by_level = {name: session(path, None, level) for name, level in LEVELS.items()}
+            per_level = collections.defaultdict(list)
+            for _ in range(2):
+                for level, s in by_level.items():
+                    per_level[level].append(rate(s, batch))
+            print(json.dumps({"model": model, "per_s_by_optimisation_level": per_level}))
 
 
 if __name__ == "__main__":
