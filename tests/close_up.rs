@@ -1,7 +1,8 @@
 //! Faces that fill the frame: square crops of the sample photos centred on each face, the face's
 //! box spanning 30, 50, 70 and 90 % of the side, resized to 256 and 640 px, each analysed as a
 //! photo of its own. With the close-up pass (the default) at least 95 % of the faces are found
-//! at every fill and size; the table, with the pass off beside it, is what BENCHMARKS.md shows
+//! at every fill and size, and their embeddings stay those of the same face in its photo; the
+//! table, with the pass off beside it, is what BENCHMARKS.md shows
 //! (`cargo test -p facedex-cli --test close_up -- --nocapture`).
 
 mod support;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use facedex_pipeline::{BatchingConfig, LocalModels, PhotoAnalyzer, StageTimings, Wanted};
 use image::imageops::FilterType;
 use image::{ImageFormat, RgbImage};
-use support::{iou, photo, reference, vision_config};
+use support::{cosine, iou, photo, reference, vision_config};
 
 /// The face box's share of the crop's side.
 const FILLS: [f32; 4] = [0.3, 0.5, 0.7, 0.9];
@@ -23,11 +24,17 @@ const SIDES: [u32; 2] = [256, 640];
 const MIN_FACE_PX: f32 = 40.0;
 /// A face counts as found when a detection overlaps its box by this IoU.
 const FOUND_IOU: f32 = 0.5;
+/// The median cosine, at every fill and size, between a found face's embedding and
+/// InsightFace's embedding of the same face in its photo must reach this: the same person.
+/// (Photos of one person score ~0.5 and more with this model; strangers ~0.)
+const SAME_FACE_COSINE: f32 = 0.6;
 
-/// One crop: PNG bytes, the face's box in crop pixels, and its fill and side.
+/// One crop: PNG bytes, the face's box in crop pixels, InsightFace's embedding of the face in
+/// its photo, and the crop's fill and side.
 struct CloseUp {
     png: Vec<u8>,
     bbox: [f32; 4],
+    embedding: Vec<f32>,
     fill: f32,
     side: u32,
 }
@@ -76,6 +83,7 @@ fn close_ups() -> Vec<CloseUp> {
                             (x2 - dx) * scale,
                             (y2 - dy) * scale,
                         ],
+                        embedding: face.embedding.clone(),
                         fill,
                         side,
                     });
@@ -86,10 +94,31 @@ fn close_ups() -> Vec<CloseUp> {
     crops
 }
 
-/// (found, total) per (fill in percent, side), with the close-up pass on or off.
-fn recall(crops: &[CloseUp], close_up_pass: bool) -> BTreeMap<(u32, u32), (usize, usize)> {
+/// What one fill and side gave: faces found, crops, and the embedding cosines of the found
+/// faces to the same faces in their photos.
+#[derive(Default)]
+struct Found {
+    found: usize,
+    total: usize,
+    cosines: Vec<f32>,
+}
+
+impl Found {
+    fn share(&self) -> f64 {
+        self.found as f64 / self.total.max(1) as f64
+    }
+
+    fn median_cosine(&mut self) -> f32 {
+        self.cosines.sort_by(f32::total_cmp);
+        self.cosines.get(self.cosines.len() / 2).copied().unwrap_or(f32::NAN)
+    }
+}
+
+/// What each (fill in percent, side) gave, with the close-up pass on or off.
+fn recall(crops: &[CloseUp], close_up_pass: bool) -> BTreeMap<(u32, u32), Found> {
     let mut config = vision_config();
     config.detection.close_up_pass = close_up_pass;
+    config.attributes.clear();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let models = LocalModels::load(&config, &BatchingConfig::default()).expect("models load");
@@ -100,20 +129,25 @@ fn recall(crops: &[CloseUp], close_up_pass: bool) -> BTreeMap<(u32, u32), (usize
                 .analyze(
                     &format!("crop {index}"),
                     crop.png.clone(),
-                    Wanted::DETECTIONS,
+                    Wanted::EMBEDDINGS,
                     &mut StageTimings::default(),
                 )
                 .await
                 .expect("a crop decodes");
-            let found = analysed
+            let best = analysed
                 .faces
                 .iter()
-                .any(|face| iou(&face.detection.bbox, &crop.bbox) >= FOUND_IOU);
-            let entry = counts
+                .map(|face| (iou(&face.detection.bbox, &crop.bbox), face))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .filter(|(overlap, _)| *overlap >= FOUND_IOU);
+            let entry: &mut Found = counts
                 .entry(((crop.fill * 100.0).round() as u32, crop.side))
-                .or_insert((0, 0));
-            entry.0 += usize::from(found);
-            entry.1 += 1;
+                .or_default();
+            if let Some((_, face)) = best {
+                entry.found += 1;
+                entry.cosines.push(cosine(&face.embedding, &crop.embedding));
+            }
+            entry.total += 1;
         }
         counts
     })
@@ -122,32 +156,45 @@ fn recall(crops: &[CloseUp], close_up_pass: bool) -> BTreeMap<(u32, u32), (usize
 #[test]
 fn faces_that_fill_the_frame_are_found_at_every_fill() {
     let crops = close_ups();
-    let without = recall(&crops, false);
-    let with = recall(&crops, true);
-    println!("| face box / side | side px | faces | found, first pass only | found, with the close-up pass |");
-    println!("|---:|---:|---:|---:|---:|");
-    let share = |(found, total): (usize, usize)| found as f64 / total.max(1) as f64;
-    for (key, counts) in &with {
-        let before = without[key];
+    let mut without = recall(&crops, false);
+    let mut with = recall(&crops, true);
+    println!(
+        "| face box / side | side px | faces | found, first pass only | found, with the close-up pass \
+         | median cosine to the face in its photo, first pass only | with the close-up pass |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for (key, found) in &mut with {
+        let before = without.get_mut(key).expect("the same crops");
+        let (cosine_before, cosine_with) = (before.median_cosine(), found.median_cosine());
         println!(
-            "| {} % | {} | {} | {:.1} % | {:.1} % |",
+            "| {} % | {} | {} | {:.1} % | {:.1} % | {:.3} | {:.3} |",
             key.0,
             key.1,
-            counts.1,
-            100.0 * share(before),
-            100.0 * share(*counts)
+            found.total,
+            100.0 * before.share(),
+            100.0 * found.share(),
+            cosine_before,
+            cosine_with
         );
     }
     assert_eq!(with.len(), FILLS.len() * SIDES.len(), "every fill and side has crops");
-    for (key, counts) in &with {
-        assert!(counts.1 >= 10, "{key:?}: only {} crops", counts.1);
+    for (key, found) in &mut with {
+        assert!(found.total >= 10, "{key:?}: only {} crops", found.total);
         assert!(
-            share(*counts) >= 0.95,
+            found.share() >= 0.95,
             "{}% fill at {} px: {} of {} faces found",
             key.0,
             key.1,
-            counts.0,
-            counts.1
+            found.found,
+            found.total
+        );
+        let median = found.median_cosine();
+        assert!(
+            median >= SAME_FACE_COSINE,
+            "{}% fill at {} px: the found faces' embeddings are not those of the faces in their photos \
+             (median cosine {median:.3})",
+            key.0,
+            key.1
         );
     }
 }
