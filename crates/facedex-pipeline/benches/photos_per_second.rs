@@ -28,9 +28,10 @@ fn main() {
     photos.sort();
     let mut config = facedex_vision::VisionConfig::with_assets_dir(&assets);
     let settings: Vec<String> = args.collect();
-    let implementation = match settings.is_empty() {
-        true => "facedex".to_owned(),
-        false => format!("facedex ({})", settings.join(", ")),
+    let implementation = if settings.is_empty() {
+        "facedex".to_owned()
+    } else {
+        format!("facedex ({})", settings.join(", "))
     };
     for setting in &settings {
         let (name, value) = setting.split_once('=').expect("a setting is NAME=VALUE");

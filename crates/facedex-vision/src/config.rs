@@ -172,8 +172,8 @@ pub struct VisionConfig {
     /// rewritten graphs normalise (a quarter of the bytes, the same values).
     pub model_input: ModelInput,
     /// On CPU, how `PRelu` with constant slopes runs (see [`CpuPrelu`]): ONNX Runtime 1.32's
-    /// own CPU `PRelu` kernel is much slower than the other forms (BENCHMARKS.md); `kernel`
-    /// for a runtime whose `PRelu` is fast (1.24 measured so).
+    /// own CPU `PRelu` kernel is much slower than the other forms, and the depthwise form is
+    /// the fastest on 1.24 as well (BENCHMARKS.md); `kernel` runs the model file as it is.
     pub cpu_prelu: CpuPrelu,
     /// Photos whose faces calibrate the int8 per-face models at load (`precision = "int8"`):
     /// the folder's own photo files, in name order, at most 64 of them.

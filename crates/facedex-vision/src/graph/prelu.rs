@@ -13,6 +13,8 @@
 //!   or `[1, C, 1, 1]`) of a 4-D input, as after every 2-D convolution; other slopes ≤ 1 get
 //!   the `Max` form.
 
+use std::collections::HashSet;
+
 use super::float_values;
 use super::onnx::{
     AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto, tensor_proto, type_proto,
@@ -35,6 +37,7 @@ pub(crate) fn with_prelu_rewritten(model: &mut ModelProto, form: PreluForm) -> R
     let mut rewritten = 0;
     let mut nodes = Vec::with_capacity(graph.node.len());
     let mut constants = Vec::new();
+    let mut replaced_slopes = HashSet::new();
     for node in std::mem::take(&mut graph.node) {
         let is_prelu = node.op_type.as_deref() == Some("PRelu")
             && node.domain.as_deref().unwrap_or("").is_empty()
@@ -67,6 +70,7 @@ pub(crate) fn with_prelu_rewritten(model: &mut ModelProto, form: PreluForm) -> R
             nodes.push(step("Relu", &[&rest_times_x], &positive_rest));
             nodes.push(depthwise_conv(x, &slope_weights, &slope_times_x, slopes.len()));
             nodes.push(step("Add", &[&slope_times_x, &positive_rest], y));
+            replaced_slopes.insert(node.input[1].clone());
         } else {
             let scaled = format!("{y}_slope_times_x");
             nodes.push(step("Mul", &[x, &node.input[1]], &scaled));
@@ -75,6 +79,22 @@ pub(crate) fn with_prelu_rewritten(model: &mut ModelProto, form: PreluForm) -> R
         rewritten += 1;
     }
     graph.node = nodes;
+    // Slopes that only the rewritten `PRelu`s read are now unused: left in, ONNX Runtime drops
+    // each one at load with a warning in its own log.
+    let used: HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    let outputs: Vec<&str> = graph
+        .output
+        .iter()
+        .filter_map(|output| output.name.as_deref())
+        .collect();
+    graph.initializer.retain(|tensor| {
+        let name = tensor.name.as_deref().unwrap_or("");
+        !replaced_slopes.contains(name) || used.contains(name) || outputs.contains(&name)
+    });
     graph.initializer.extend(constants);
     Ok(rewritten)
 }
@@ -211,6 +231,7 @@ mod tests {
         assert_eq!(ops[1].0, "Max");
         assert_eq!(ops[1].1, ["x".to_owned(), ops[0].2[0].clone()]);
         assert_eq!(ops[1].2, ["y"]);
+        assert!(constant(&model, "a").1.len() == 3, "the Mul still reads the slopes");
     }
 
     #[test]
