@@ -1,6 +1,7 @@
 """InsightFace's throughput on the sample photos: cv2.imread + FaceAnalysis.get per photo.
 
-Same models, settings and ONNX Runtime as facedex's benchmark; prints one JSON object.
+Same models and settings as facedex's benchmark, on the ONNX Runtime release of the Python
+environment it runs in (named in the output); prints one JSON object.
 Usage: bench_insightface.py ASSETS_DIR ROUNDS
 """
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import onnxruntime
 
 from insightface_faces import build_app
 
@@ -30,7 +32,7 @@ def main() -> None:
     run(1)  # warm-up, as in facedex's benchmark
     photo_count, face_count, seconds = run(rounds)
     print(json.dumps({
-        "implementation": "insightface",
+        "implementation": f"insightface (onnxruntime {onnxruntime.__version__})",
         "photos": photo_count,
         "faces": face_count,
         "seconds": round(seconds, 3),

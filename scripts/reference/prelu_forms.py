@@ -6,7 +6,8 @@ convolution). Prints, as JSON lines: each form's lowest cosine to the file's emb
 faces/s per batch size on two threads (spinning off, as facedex runs it; the forms in turns,
 ROUNDS times), its share of kernel time per operator at batch 16 from ONNX Runtime's profiler,
 and its faces/s at batch 16 under each graph optimisation level (`basic`, `extended`, `all`: only
-`all` has the blocked-channel layout), as the optional DETECTOR.onnx's photos/s at 640 x 640.
+`all` has the blocked-channel layout), as the optional DETECTOR.onnx's photos/s at 640 x 640,
+with the detector's own kernel time per operator.
 
 Usage: prelu_forms.py MODEL.onnx [ROUNDS [DETECTOR.onnx]]
 """
@@ -41,6 +42,23 @@ def rate(s: ort.InferenceSession, batch: np.ndarray, seconds: float = 2) -> floa
         s.run(None, {name: batch})
         runs += 1
     return round(runs * len(batch) / (time.perf_counter() - started), 1)
+
+
+def kernel_time(path: str, batch: np.ndarray, profile_prefix: str) -> dict:
+    """Kernel ms per run of `batch` and the share of kernel time per operator, over ten runs."""
+    profiled = session(path, profile_prefix)
+    name = profiled.get_inputs()[0].name
+    for _ in range(10):
+        profiled.run(None, {name: batch})
+    per_op = collections.Counter()
+    for event in json.load(open(profiled.end_profiling())):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"].get("op_name")] += event["dur"]
+    total = sum(per_op.values())
+    return {
+        f"kernel_ms_per_run_of_{len(batch)}": round(total / 10 / 1000, 1),
+        "share_of_kernel_time": {op: round(us / total, 3) for op, us in per_op.most_common(5)},
+    }
 
 
 def rewritten(source: str, form: str, scratch: str) -> str:
@@ -95,19 +113,7 @@ def main() -> None:
         for form in sessions:
             print(json.dumps({"form": form, "faces_per_s": {b: rates[(form, b)] for b in BATCHES}}))
         for form, path in paths.items():
-            profiled = session(path, f"{scratch}/profile-{form}")
-            for _ in range(10):
-                profiled.run(None, {name: faces[16]})
-            per_op = collections.Counter()
-            for event in json.load(open(profiled.end_profiling())):
-                if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-                    per_op[event["args"].get("op_name")] += event["dur"]
-            total = sum(per_op.values())
-            print(json.dumps({
-                "form": form,
-                "kernel_ms_per_run_of_16": round(total / 10 / 1000, 1),
-                "share_of_kernel_time": {op: round(us / total, 3) for op, us in per_op.most_common(5)},
-            }))
+            print(json.dumps({"form": form} | kernel_time(path, faces[16], f"{scratch}/profile-{form}")))
         models = {form: (path, faces[16]) for form, path in paths.items()}
         if len(sys.argv) > 3:
             models["detector"] = (sys.argv[3], np.random.default_rng(0).uniform(-1, 1, (1, 3, 640, 640)).astype(np.float32))
@@ -118,6 +124,9 @@ def main() -> None:
                 for level, s in by_level.items():
                     per_level[level].append(rate(s, batch))
             print(json.dumps({"model": model, "per_s_by_optimisation_level": per_level}))
+        if "detector" in models:
+            path, batch = models["detector"]
+            print(json.dumps({"model": "detector"} | kernel_time(path, batch, f"{scratch}/profile-detector")))
 
 
 if __name__ == "__main__":

@@ -35,10 +35,12 @@ def replace_section(path: Path, section: str, table: str) -> None:
 
 def main() -> None:
     path, section, command = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    ours, peer = json.loads(sys.argv[4]), json.loads(sys.argv[5])
-    # More of our runs (other settings), each compared with the same peer run.
-    variants = [json.loads(argument) for argument in sys.argv[6:]]
-    ratio = ours["photos_per_s"] / peer["photos_per_s"]
+    # Every run of the benchmark: facedex's ("facedex ...") and the peers', in the order run.
+    rows = [json.loads(argument) for argument in sys.argv[4:]]
+    ours = [row for row in rows if row["implementation"].startswith("facedex")]
+    peers = [row for row in rows if not row["implementation"].startswith("facedex")]
+    fastest_peer = max(peers, key=lambda row: row["photos_per_s"])
+    ratio = lambda a, b: a["photos_per_s"] / b["photos_per_s"]
     table = "\n".join([
         f"<!-- {section}:begin -->",
         f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({cpu_model()}), one run of `{command}`:",
@@ -46,15 +48,20 @@ def main() -> None:
         "| implementation | photos | faces | seconds | photos/s | faces/s |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         *(f"| {r['implementation']} | {r['photos']} | {r['faces']} | {r['seconds']:.2f} | {r['photos_per_s']:.2f} | {r['faces_per_s']:.2f} |"
-          for r in (ours, *variants, peer)),
+          for r in ours + peers),
         "",
-        f"**facedex / {peer['implementation']}: {ratio:.2f}× photos/s.**",
-        *(line for v in variants for line in (
-            "", f"{v['implementation']} / {peer['implementation']}: {v['photos_per_s'] / peer['photos_per_s']:.2f}× photos/s.")),
+        f"**{ours[0]['implementation']} / {fastest_peer['implementation']}, the fastest peer run: "
+        f"{ratio(ours[0], fastest_peer):.2f}× photos/s.**",
+        "",
+        "| | " + " | ".join(peer["implementation"] for peer in peers) + " |",
+        "| --- | " + " | ".join("---:" for _ in peers) + " |",
+        *(f"| {mine['implementation']} | " + " | ".join(f"{ratio(mine, peer):.2f}×" for peer in peers) + " |"
+          for mine in ours),
         f"<!-- {section}:end -->",
     ])
     replace_section(path, section, table)
-    print(f"{section}: facedex {ours['photos_per_s']} photos/s, {peer['implementation']} {peer['photos_per_s']} photos/s, ratio {ratio:.2f}")
+    print(f"{section}: {ours[0]['implementation']} {ours[0]['photos_per_s']} photos/s, "
+          f"{fastest_peer['implementation']} {fastest_peer['photos_per_s']} photos/s, ratio {ratio(ours[0], fastest_peer):.2f}")
 
 
 if __name__ == "__main__":
