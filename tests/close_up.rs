@@ -25,8 +25,8 @@ const MIN_FACE_PX: f32 = 40.0;
 /// A face counts as found when a detection overlaps its box by this IoU.
 const FOUND_IOU: f32 = 0.5;
 /// The median cosine, at every fill and size, between a found face's embedding and
-/// InsightFace's embedding of the same face in its photo must reach this: the same person.
-/// (Photos of one person score ~0.5 and more with this model; strangers ~0.)
+/// InsightFace's embedding of the same face in its photo must reach this: embedded as the same
+/// person, not merely as a face.
 const SAME_FACE_COSINE: f32 = 0.6;
 
 /// One crop: PNG bytes, the face's box in crop pixels, InsightFace's embedding of the face in
