@@ -100,6 +100,61 @@ pub(crate) fn rewritten_graph(path: &Path, rewrites: LoadRewrites) -> Result<Opt
     Ok(changed.then(|| model.encode_to_vec()))
 }
 
+/// A default-domain node `op(inputs) -> output` with `attributes`, named after its output, as
+/// every rewrite here builds them (an output name is unique in a graph, so the node's is too).
+pub(crate) fn node(op: &str, inputs: &[&str], output: &str, attributes: Vec<onnx::AttributeProto>) -> onnx::NodeProto {
+    onnx::NodeProto {
+        name: Some(format!("{output}_{op}")),
+        op_type: Some(op.to_owned()),
+        input: inputs.iter().map(|input| (*input).to_owned()).collect(),
+        output: vec![output.to_owned()],
+        attribute: attributes,
+        ..onnx::NodeProto::default()
+    }
+}
+
+/// A node attribute holding one integer.
+pub(crate) fn int_attribute(name: &str, value: i64) -> onnx::AttributeProto {
+    onnx::AttributeProto {
+        name: Some(name.to_owned()),
+        r#type: Some(onnx::attribute_proto::AttributeType::Int as i32),
+        i: Some(value),
+        ..onnx::AttributeProto::default()
+    }
+}
+
+/// A node attribute holding a list of integers.
+pub(crate) fn ints_attribute(name: &str, values: Vec<i64>) -> onnx::AttributeProto {
+    onnx::AttributeProto {
+        name: Some(name.to_owned()),
+        r#type: Some(onnx::attribute_proto::AttributeType::Ints as i32),
+        ints: values,
+        ..onnx::AttributeProto::default()
+    }
+}
+
+/// A constant `name` of `data_type` and `dims`, its values in `raw` (little-endian).
+pub(crate) fn constant(
+    name: String,
+    data_type: onnx::tensor_proto::DataType,
+    dims: Vec<i64>,
+    raw: Vec<u8>,
+) -> onnx::TensorProto {
+    onnx::TensorProto {
+        name: Some(name),
+        data_type: Some(data_type as i32),
+        dims,
+        raw_data: Some(raw),
+        ..onnx::TensorProto::default()
+    }
+}
+
+/// A float constant `name` of `dims` holding `values`.
+pub(crate) fn float_constant(name: &str, dims: Vec<i64>, values: &[f32]) -> onnx::TensorProto {
+    let raw = values.iter().flat_map(|value| value.to_le_bytes()).collect();
+    constant(name.to_owned(), onnx::tensor_proto::DataType::Float, dims, raw)
+}
+
 /// A float constant's values, from `raw_data` (little-endian) or `float_data`.
 pub(crate) fn float_values(tensor: &onnx::TensorProto) -> Result<Vec<f32>, String> {
     let name = tensor.name.as_deref().unwrap_or("?");

@@ -8,10 +8,8 @@
 //!   `[1, 512]` for any batch) get the input's batch dimension, so their shape can be known and
 //!   bound before a run.
 
-use super::onnx::{
-    AttributeProto, ModelProto, NodeProto, TensorProto, TensorShapeProto, attribute_proto, tensor_proto,
-    tensor_shape_proto, type_proto,
-};
+use super::onnx::{ModelProto, TensorShapeProto, tensor_proto, tensor_shape_proto, type_proto};
+use super::{float_constant, int_attribute, ints_attribute, node};
 
 /// The one input that is not a constant, with its name.
 fn model_input(model: &mut ModelProto) -> Result<&mut super::onnx::ValueInfoProto, String> {
@@ -73,52 +71,24 @@ pub(crate) fn with_pixel_input(model: &mut ModelProto, mean: f32, std: f32) -> R
         }
     }
     let (mean_name, std_name) = (format!("{name}_mean"), format!("{name}_std"));
-    for (constant, value) in [(&mean_name, mean), (&std_name, std)] {
-        graph.initializer.push(TensorProto {
-            name: Some(constant.clone()),
-            data_type: Some(tensor_proto::DataType::Float as i32),
-            raw_data: Some(value.to_le_bytes().to_vec()),
-            ..TensorProto::default()
-        });
-    }
-    let step = |op: &str, inputs: Vec<String>, output: String, attribute: Option<AttributeProto>| NodeProto {
-        name: Some(format!("{output}_{op}")),
-        op_type: Some(op.to_owned()),
-        input: inputs,
-        output: vec![output],
-        attribute: attribute.into_iter().collect(),
-        ..NodeProto::default()
-    };
+    graph.initializer.push(float_constant(&mean_name, Vec::new(), &[mean]));
+    graph.initializer.push(float_constant(&std_name, Vec::new(), &[std]));
     let (as_float, moved, centred) = (
         format!("{name}_float"),
         format!("{name}_nchw"),
         format!("{name}_centred"),
     );
+    let to_float = int_attribute("to", i64::from(tensor_proto::DataType::Float as i32));
     let prologue = [
-        step(
-            "Cast",
-            vec![name.clone()],
-            as_float.clone(),
-            Some(AttributeProto {
-                name: Some("to".to_owned()),
-                r#type: Some(attribute_proto::AttributeType::Int as i32),
-                i: Some(i64::from(tensor_proto::DataType::Float as i32)),
-                ..AttributeProto::default()
-            }),
-        ),
-        step(
+        node("Cast", &[&name], &as_float, vec![to_float]),
+        node(
             "Transpose",
-            vec![as_float],
-            moved.clone(),
-            Some(AttributeProto {
-                name: Some("perm".to_owned()),
-                r#type: Some(attribute_proto::AttributeType::Ints as i32),
-                ints: vec![0, 3, 1, 2],
-                ..AttributeProto::default()
-            }),
+            &[&as_float],
+            &moved,
+            vec![ints_attribute("perm", vec![0, 3, 1, 2])],
         ),
-        step("Sub", vec![moved, mean_name], centred.clone(), None),
-        step("Div", vec![centred, std_name], planes, None),
+        node("Sub", &[&moved, &mean_name], &centred, Vec::new()),
+        node("Div", &[&centred, &std_name], &planes, Vec::new()),
     ];
     graph.node.splice(0..0, prologue);
     Ok(())
@@ -190,12 +160,7 @@ mod tests {
     fn embedder_shaped() -> ModelProto {
         ModelProto {
             graph: Some(GraphProto {
-                node: vec![NodeProto {
-                    op_type: Some("Flatten".to_owned()),
-                    input: vec!["x".to_owned()],
-                    output: vec!["y".to_owned()],
-                    ..NodeProto::default()
-                }],
+                node: vec![node("Flatten", &["x"], "y", Vec::new())],
                 input: vec![tensor_value(
                     "x",
                     tensor_proto::DataType::Float,

@@ -15,10 +15,8 @@
 
 use std::collections::HashSet;
 
-use super::float_values;
-use super::onnx::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto, tensor_proto, type_proto,
-};
+use super::onnx::{GraphProto, ModelProto, NodeProto, tensor_proto, type_proto};
+use super::{float_constant, float_values, int_attribute, ints_attribute, node};
 
 /// Which form [`with_prelu_rewritten`] gives a `PRelu`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,27 +36,28 @@ pub(crate) fn with_prelu_rewritten(model: &mut ModelProto, form: PreluForm) -> R
     let mut nodes = Vec::with_capacity(graph.node.len());
     let mut constants = Vec::new();
     let mut replaced_slopes = HashSet::new();
-    for node in std::mem::take(&mut graph.node) {
-        let is_prelu = node.op_type.as_deref() == Some("PRelu")
-            && node.domain.as_deref().unwrap_or("").is_empty()
-            && node.input.len() == 2
-            && node.output.len() == 1;
-        let Some((slopes, dims)) = is_prelu.then(|| constant_slopes(graph, &node.input[1])).flatten() else {
-            nodes.push(node);
+    for prelu in std::mem::take(&mut graph.node) {
+        let is_prelu = prelu.op_type.as_deref() == Some("PRelu")
+            && prelu.domain.as_deref().unwrap_or("").is_empty()
+            && prelu.input.len() == 2
+            && prelu.output.len() == 1;
+        let Some((slopes, dims)) = is_prelu.then(|| constant_slopes(graph, &prelu.input[1])).flatten() else {
+            nodes.push(prelu);
             continue;
         };
         if !slopes.iter().all(|slope| *slope <= 1.0) {
-            nodes.push(node);
+            nodes.push(prelu);
             continue;
         }
-        let (x, y) = (&node.input[0], &node.output[0]);
+        let (x, y) = (&prelu.input[0], &prelu.output[0]);
         let per_channel =
             per_channel_count(&dims) == Some(slopes.len()) && declared_rank(graph, x).is_none_or(|rank| rank == 4);
         if form == PreluForm::DepthwiseConv && per_channel {
             let (slope_weights, rest_weights) = (format!("{y}_slope_weights"), format!("{y}_rest_weights"));
             let rest: Vec<f32> = slopes.iter().map(|slope| 1.0 - slope).collect();
-            constants.push(depthwise_weights(&slope_weights, &slopes));
-            constants.push(depthwise_weights(&rest_weights, &rest));
+            let weights_dims = vec![slopes.len() as i64, 1, 1, 1];
+            constants.push(float_constant(&slope_weights, weights_dims.clone(), &slopes));
+            constants.push(float_constant(&rest_weights, weights_dims, &rest));
             let (rest_times_x, positive_rest, slope_times_x) = (
                 format!("{y}_rest_times_x"),
                 format!("{y}_positive_rest"),
@@ -67,14 +66,14 @@ pub(crate) fn with_prelu_rewritten(model: &mut ModelProto, form: PreluForm) -> R
             // This order (the `Relu` branch first, the `Add` taking the other convolution's
             // output first) is the one whose `Add` the layout pass folds into that convolution.
             nodes.push(depthwise_conv(x, &rest_weights, &rest_times_x, slopes.len()));
-            nodes.push(step("Relu", &[&rest_times_x], &positive_rest));
+            nodes.push(node("Relu", &[&rest_times_x], &positive_rest, Vec::new()));
             nodes.push(depthwise_conv(x, &slope_weights, &slope_times_x, slopes.len()));
-            nodes.push(step("Add", &[&slope_times_x, &positive_rest], y));
-            replaced_slopes.insert(node.input[1].clone());
+            nodes.push(node("Add", &[&slope_times_x, &positive_rest], y, Vec::new()));
+            replaced_slopes.insert(prelu.input[1].clone());
         } else {
             let scaled = format!("{y}_slope_times_x");
-            nodes.push(step("Mul", &[x, &node.input[1]], &scaled));
-            nodes.push(step("Max", &[x, &scaled], y));
+            nodes.push(node("Mul", &[x, &prelu.input[1]], &scaled, Vec::new()));
+            nodes.push(node("Max", &[x, &scaled], y, Vec::new()));
         }
         rewritten += 1;
     }
@@ -127,48 +126,14 @@ fn declared_rank(graph: &GraphProto, name: &str) -> Option<usize> {
     }
 }
 
-/// The weights `[C, 1, 1, 1]` of a depthwise 1×1 convolution that multiplies channel c by
-/// `scales[c]`.
-fn depthwise_weights(name: &str, scales: &[f32]) -> TensorProto {
-    TensorProto {
-        name: Some(name.to_owned()),
-        data_type: Some(tensor_proto::DataType::Float as i32),
-        dims: vec![scales.len() as i64, 1, 1, 1],
-        raw_data: Some(scales.iter().flat_map(|scale| scale.to_le_bytes()).collect()),
-        ..TensorProto::default()
-    }
-}
-
 /// `output = input × weights`, channel by channel, as a 1×1 convolution with one group per
 /// channel.
 fn depthwise_conv(input: &str, weights: &str, output: &str, channels: usize) -> NodeProto {
-    let group = AttributeProto {
-        name: Some("group".to_owned()),
-        r#type: Some(attribute_proto::AttributeType::Int as i32),
-        i: Some(channels as i64),
-        ..AttributeProto::default()
-    };
-    let kernel_shape = AttributeProto {
-        name: Some("kernel_shape".to_owned()),
-        r#type: Some(attribute_proto::AttributeType::Ints as i32),
-        ints: vec![1, 1],
-        ..AttributeProto::default()
-    };
-    NodeProto {
-        attribute: vec![group, kernel_shape],
-        ..step("Conv", &[input, weights], output)
-    }
-}
-
-/// A default-domain node `op(inputs) -> output`, named after its output.
-fn step(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-    NodeProto {
-        name: Some(format!("{output}_{op}")),
-        op_type: Some(op.to_owned()),
-        input: inputs.iter().map(|input| (*input).to_owned()).collect(),
-        output: vec![output.to_owned()],
-        ..NodeProto::default()
-    }
+    let attributes = vec![
+        int_attribute("group", channels as i64),
+        ints_attribute("kernel_shape", vec![1, 1]),
+    ];
+    node("Conv", &[input, weights], output, attributes)
 }
 
 #[cfg(test)]
@@ -184,13 +149,7 @@ mod tests {
                     output: vec!["y".to_owned()],
                     ..NodeProto::default()
                 }],
-                initializer: vec![TensorProto {
-                    name: Some("a".to_owned()),
-                    data_type: Some(tensor_proto::DataType::Float as i32),
-                    dims,
-                    raw_data: Some(slopes.iter().flat_map(|s| s.to_le_bytes()).collect()),
-                    ..TensorProto::default()
-                }],
+                initializer: vec![float_constant("a", dims, slopes)],
                 ..GraphProto::default()
             }),
             ..ModelProto::default()

@@ -10,11 +10,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::float_values;
-use super::onnx::{
-    AttributeProto, ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, attribute_proto, tensor_proto,
-    type_proto,
-};
+use super::onnx::{ModelProto, NodeProto, TensorProto, TypeProto, ValueInfoProto, tensor_proto, type_proto};
+use super::{constant, float_values, int_attribute, node};
 
 /// The first default-domain opset whose `DequantizeLinear` takes a per-channel `axis`.
 const MIN_OPSET: i64 = 13;
@@ -322,35 +319,6 @@ fn is_quantisable_conv(node: &NodeProto, constants: &HashMap<&str, &TensorProto>
             .is_none_or(|bias| bias.is_empty() || is_float_constant(bias))
 }
 
-fn constant(name: String, data_type: tensor_proto::DataType, dims: Vec<i64>, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: Some(name),
-        data_type: Some(data_type as i32),
-        dims,
-        raw_data: Some(raw),
-        ..TensorProto::default()
-    }
-}
-
-fn node(op_type: &str, inputs: [String; 3], output: String, axis: Option<i64>) -> NodeProto {
-    NodeProto {
-        name: Some(format!("{output}_{op_type}")),
-        op_type: Some(op_type.to_owned()),
-        input: inputs.into(),
-        output: vec![output],
-        attribute: axis
-            .map(|axis| AttributeProto {
-                name: Some("axis".to_owned()),
-                r#type: Some(attribute_proto::AttributeType::Int as i32),
-                i: Some(axis),
-                ..AttributeProto::default()
-            })
-            .into_iter()
-            .collect(),
-        ..NodeProto::default()
-    }
-}
-
 /// The `DequantizeLinear` that turns the quantised constant `values` (per-channel `scales` on
 /// axis 0, zero points 0) back into `name`'s float values, under `{name}_dequantized`.
 fn dequantize_node(
@@ -381,13 +349,13 @@ fn dequantize_node(
     ));
     node(
         "DequantizeLinear",
-        [
-            format!("{name}_quantized"),
-            format!("{name}_scale"),
-            format!("{name}_zero_point"),
+        &[
+            &format!("{name}_quantized"),
+            &format!("{name}_scale"),
+            &format!("{name}_zero_point"),
         ],
-        format!("{name}_dequantized"),
-        Some(0),
+        &format!("{name}_dequantized"),
+        vec![int_attribute("axis", 0)],
     )
 }
 
@@ -409,41 +377,24 @@ fn activation_pair(name: &str, (scale, zero_point): (f32, u8), constants: &mut V
     [
         node(
             "QuantizeLinear",
-            [name.to_owned(), scale_name.clone(), zero_name.clone()],
-            format!("{name}_quantized"),
-            None,
+            &[name, &scale_name, &zero_name],
+            &format!("{name}_quantized"),
+            Vec::new(),
         ),
         node(
             "DequantizeLinear",
-            [format!("{name}_quantized"), scale_name, zero_name],
-            format!("{name}_dequantized"),
-            None,
+            &[&format!("{name}_quantized"), &scale_name, &zero_name],
+            &format!("{name}_dequantized"),
+            Vec::new(),
         ),
     ]
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::float_constant;
     use super::super::onnx::{GraphProto, OperatorSetIdProto};
     use super::*;
-
-    fn float_constant(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
-        constant(
-            name.to_owned(),
-            tensor_proto::DataType::Float,
-            dims,
-            values.iter().flat_map(|value| value.to_le_bytes()).collect(),
-        )
-    }
-
-    fn op(op_type: &str, inputs: &[&str], output: &str) -> NodeProto {
-        NodeProto {
-            op_type: Some(op_type.to_owned()),
-            input: inputs.iter().map(|input| (*input).to_owned()).collect(),
-            output: vec![output.to_owned()],
-            ..NodeProto::default()
-        }
-    }
 
     fn value(name: &str) -> ValueInfoProto {
         ValueInfoProto {
@@ -461,9 +412,9 @@ mod tests {
             }],
             graph: Some(GraphProto {
                 node: vec![
-                    op("Conv", &["x", "w1", "b1"], "c1"),
-                    op("Relu", &["c1"], "r1"),
-                    op("Conv", &["r1", "w2"], "y"),
+                    node("Conv", &["x", "w1", "b1"], "c1", Vec::new()),
+                    node("Relu", &["c1"], "r1", Vec::new()),
+                    node("Conv", &["r1", "w2"], "y", Vec::new()),
                 ],
                 initializer: vec![
                     float_constant("w1", vec![2, 1, 1, 1], &[0.5, -2.0]),
