@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use facedex_pipeline::{StageTimings, Wanted};
 use futures::StreamExt;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 
 mod support;
 
@@ -36,13 +38,11 @@ fn main() {
     for setting in &settings {
         let (name, value) = setting.split_once('=').expect("a setting is NAME=VALUE");
         match name {
+            // The names the config file takes, from the config type itself.
             "cpu_prelu" => {
-                config.cpu_prelu = match value {
-                    "depthwise_conv" => facedex_vision::CpuPrelu::DepthwiseConv,
-                    "max" => facedex_vision::CpuPrelu::Max,
-                    "kernel" => facedex_vision::CpuPrelu::Kernel,
-                    other => panic!("cpu_prelu is depthwise_conv, max or kernel, not {other:?}"),
-                }
+                let parsed: Result<_, serde::de::value::Error> =
+                    facedex_vision::CpuPrelu::deserialize(value.into_deserializer());
+                config.cpu_prelu = parsed.unwrap_or_else(|error| panic!("cpu_prelu: {error}"));
             }
             "close_up_pass" => config.detection.close_up_pass = value.parse().expect("close_up_pass is true or false"),
             "embed_batch_size" => config.embed_batch_size = value.parse().expect("embed_batch_size is a number"),
