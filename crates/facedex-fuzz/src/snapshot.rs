@@ -13,13 +13,17 @@ use facedex_index::{FaceStore, ImageChange, ImageVersion, IndexConfig};
 
 /// The files a fuzz input can stand for, chosen by its first byte (modulo their count), relative
 /// to the data directory. `{gen}` is the snapshot's generation folder (`snapshots/gen-…`).
-pub const SNAPSHOT_FILES: [&str; 6] = [
+pub const SNAPSHOT_FILES: [&str; 9] = [
     "{gen}/graph.hnsw.graph",
     "{gen}/graph.hnsw.data",
     "{gen}/faces.postcard",
     "{gen}/images.postcard",
     "{gen}/MANIFEST.json",
     "deletions.journal",
+    // After the older six, so that kept inputs still select the file they were found on.
+    "{gen}/segments.postcard",
+    "{gen}/segment-0.links",
+    "{gen}/segment-0.vectors",
 ];
 
 /// A data directory holding one real snapshot of a small index, made once per process.
@@ -33,9 +37,14 @@ static TEMPLATE: LazyLock<Template> = LazyLock::new(|| {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let data_dir = dir.path().join("data");
     let generation = {
-        let store = FaceStore::open(&data_dir, IndexConfig::default()).expect("an empty index");
+        // The first 16 faces are sealed into a segment, the other 8 stay in the growing one.
+        let config = IndexConfig {
+            seal_segment_faces: 10,
+            ..IndexConfig::default()
+        };
+        let store = FaceStore::open(&data_dir, config).expect("an empty index");
         let faces = FaceLikeGenerator::new(6, IndexConfig::default().dimension, 11).dataset(4);
-        let changes = (0..faces.len())
+        let changes: Vec<ImageChange> = (0..faces.len())
             .map(|position| faces.record(position))
             .map(|face| ImageChange::Indexed {
                 image_uri: face.metadata.image_uri.clone(),
@@ -46,7 +55,10 @@ static TEMPLATE: LazyLock<Template> = LazyLock::new(|| {
                 faces: vec![face],
             })
             .collect();
+        let mut changes = changes;
+        let later = changes.split_off(16);
         store.apply_changes(changes).expect("synthetic faces");
+        store.apply_changes(later).expect("more synthetic faces");
         let snapshot = store.snapshot().expect("a snapshot");
         let folder = snapshot.path.file_name().expect("a generation folder");
         format!("snapshots/{}", folder.to_string_lossy())

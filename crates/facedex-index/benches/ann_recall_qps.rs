@@ -1,6 +1,15 @@
 //! Recall@10 and single-thread QPS of the face index at several `ef`, on face-like vectors.
 //!
-//! `cargo bench -p facedex-index --bench ann_recall_qps -- VECTORS M EF_CONSTRUCTION EF,EF,.. OUT_DIR`
+//! `cargo bench -p facedex-index --bench ann_recall_qps -- VECTORS M EF_CONSTRUCTION EF,EF,.. OUT_DIR [SEAL_SEGMENT_FACES] [bare]`
+//!
+//! With `bare`, it also times `hnsw_rs` alone building the same graph (same parameters, same
+//! batches, parallel inserts, nothing else): how much of facedex's build time is the graph
+//! builder's and how much its own (people, freezes, reachability probes, seals).
+//!
+//! Memory per face is measured twice: the build process's growth (the growing segment's
+//! `hnsw_rs` graph at its largest, and whatever the allocator keeps of it after a seal), and a
+//! fresh process's growth from opening the snapshot (`loaded_rss_bytes_per_face`): what a
+//! restarted indexer holds.
 //!
 //! Writes the base vectors, the queries and the exact top-10 (from the index's own brute-force
 //! search) to OUT_DIR as `.fvecs`/`.ivecs`, so that `scripts/reference/bench_ann.py` runs
@@ -19,16 +28,23 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use facedex_index::synthetic::{FaceLikeGenerator, FaceLikeVectors};
-use facedex_index::{FaceStore, IndexConfig, SearchQuery};
+use facedex_index::{FaceStore, IndexConfig, SearchQuery, UnitCosineDistance};
 
 const DIMENSION: usize = 512;
 const SAMPLES_PER_IDENTITY: usize = 10;
 const QUERIES: usize = 1000;
 const K: usize = 10;
 const INSERT_BATCH: usize = 10_000;
+/// Runs the executable as the child that measures a load (see [`loaded_resident_bytes`]).
+const RESIDENT_FLAG: &str = "--measure-loaded-resident-bytes";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    if let [flag, data_dir, config] = args.as_slice()
+        && flag == RESIDENT_FLAG
+    {
+        return print_loaded_resident_bytes(Path::new(data_dir), serde_json::from_str(config)?);
+    }
     let vectors: usize = args.first().map_or(Ok(100_000), |arg| arg.parse()).context("VECTORS")?;
     let max_connections: usize = args.get(1).map_or(Ok(16), |arg| arg.parse()).context("M")?;
     let ef_construction: usize = args
@@ -43,6 +59,10 @@ fn main() -> Result<()> {
         .collect::<Result<_, _>>()
         .context("EF list")?;
     let out_dir = PathBuf::from(args.get(4).map_or(".facedex/bench/ann", String::as_str));
+    let seal_segment_faces: usize = args
+        .get(5)
+        .map_or(Ok(IndexConfig::default().seal_segment_faces), |arg| arg.parse())
+        .context("SEAL_SEGMENT_FACES")?;
     std::fs::create_dir_all(&out_dir)?;
 
     let mut generator = FaceLikeGenerator::new(vectors / SAMPLES_PER_IDENTITY, DIMENSION, 42);
@@ -55,19 +75,38 @@ fn main() -> Result<()> {
         max_connections,
         ef_construction,
         expected_faces: base.len(),
+        seal_segment_faces,
         ..IndexConfig::default()
     };
+    if args.get(6).is_some_and(|arg| arg == "bare") {
+        let seconds = bare_hnsw_rs_build(&base, max_connections, ef_construction);
+        println!(
+            "{}",
+            serde_json::json!({
+                "library": "hnsw_rs-bare", "kind": "build", "vectors": base.len(), "m": max_connections,
+                "ef_construction": ef_construction, "build_seconds": seconds,
+                "build_threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            })
+        );
+    }
     let data_dir = out_dir.join("data");
     let build_record_path = out_dir.join("build.json");
     let (store, build_record) = match reuse_build(&data_dir, &build_record_path, &config, base.len())? {
         Some(reused) => reused,
         None => {
-            let (store, record) = build(&data_dir, config, &base)?;
+            let (store, record) = build(&data_dir, config.clone(), &base)?;
             std::fs::write(&build_record_path, record.to_string())?;
             (store, record)
         }
     };
+    // The store is closed while a fresh process opens it, then opened again here.
+    drop(store);
+    let mut build_record = build_record;
+    build_record["loaded_rss_bytes_per_face"] =
+        serde_json::json!(loaded_resident_bytes(&data_dir, &config)? as f64 / base.len() as f64);
+    let store = FaceStore::open(&data_dir, config)?;
     let index = store.index();
+    build_record["sealed_faces"] = serde_json::json!(index.info().sealed_faces);
 
     // The exact top 10 of every query. A reused build has the same vectors and queries, so the
     // ground truth of the run that built it still holds (at 1M a brute-force pass takes minutes).
@@ -78,7 +117,6 @@ fn main() -> Result<()> {
             .filter(|truth| truth.len() == queries.len()),
         None => None,
     };
-    let mut build_record = build_record;
     let truth = match reused_truth {
         Some(truth) => truth,
         None => {
@@ -126,12 +164,37 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Seconds `hnsw_rs` takes to insert `base` on its own, in the index's batches and level scale.
+fn bare_hnsw_rs_build(base: &FaceLikeVectors, max_connections: usize, ef_construction: usize) -> f64 {
+    let mut graph = hnsw_rs::hnsw::Hnsw::<f32, UnitCosineDistance>::new(
+        max_connections,
+        base.len(),
+        16,
+        ef_construction,
+        UnitCosineDistance,
+    );
+    // The index's level scale (graph.rs); hnsw_rs prints its settings, which the script drops.
+    graph.modify_level_scale(0.5);
+    let started = Instant::now();
+    for start in (0..base.len()).step_by(INSERT_BATCH) {
+        let batch: Vec<(&[f32], usize)> = (start..(start + INSERT_BATCH).min(base.len()))
+            .map(|id| (base.vector(id), id))
+            .collect();
+        graph.parallel_insert_slice(&batch);
+    }
+    started.elapsed().as_secs_f64()
+}
+
 /// Builds the index from scratch into `data_dir` and snapshots it; returns the build's JSON line.
 fn build(data_dir: &Path, config: IndexConfig, base: &FaceLikeVectors) -> Result<(FaceStore, serde_json::Value)> {
     if data_dir.exists() {
         std::fs::remove_dir_all(data_dir)?;
     }
-    let (max_connections, ef_construction) = (config.max_connections, config.ef_construction);
+    let (max_connections, ef_construction, seal_segment_faces) = (
+        config.max_connections,
+        config.ef_construction,
+        config.seal_segment_faces,
+    );
     let store = FaceStore::open(data_dir, config)?;
     let rss_before = resident_bytes();
     let build_started = Instant::now();
@@ -148,7 +211,8 @@ fn build(data_dir: &Path, config: IndexConfig, base: &FaceLikeVectors) -> Result
     let info = store.index().info();
     let record = serde_json::json!({
         "library": "facedex", "kind": "build", "vectors": base.len(), "dimension": DIMENSION,
-        "m": max_connections, "ef_construction": ef_construction, "build_seconds": build_seconds,
+        "m": max_connections, "ef_construction": ef_construction, "seal_segment_faces": seal_segment_faces,
+        "build_seconds": build_seconds,
         "build_threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "rss_bytes_per_face": (rss_after.saturating_sub(rss_before)) as f64 / base.len() as f64,
         "estimated_bytes_per_face": info.memory_bytes_estimate as f64 / base.len() as f64,
@@ -171,7 +235,8 @@ fn reuse_build(
     let mut record: serde_json::Value = serde_json::from_str(&text).context("build.json")?;
     let same_build = record["vectors"] == vectors
         && record["m"] == config.max_connections
-        && record["ef_construction"] == config.ef_construction;
+        && record["ef_construction"] == config.ef_construction
+        && record["seal_segment_faces"] == config.seal_segment_faces;
     if !same_build || !data_dir.exists() {
         return Ok(None);
     }
@@ -211,6 +276,43 @@ fn read_ivecs(path: &Path) -> Result<Vec<Vec<usize>>> {
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Asks this executable, in a fresh process, how much opening the store at `data_dir` grows
+/// its resident set: a process that built the index keeps what its allocator does not return.
+fn loaded_resident_bytes(data_dir: &Path, config: &IndexConfig) -> Result<usize> {
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .arg(RESIDENT_FLAG)
+        .arg(data_dir)
+        .arg(serde_json::to_string(config)?)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the load measurement failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    let line = text
+        .lines()
+        .find(|line| line.starts_with('{'))
+        .context("no JSON from the load measurement")?;
+    let value: serde_json::Value = serde_json::from_str(line)?;
+    value["loaded_rss_bytes"]
+        .as_u64()
+        .map(|bytes| bytes as usize)
+        .context("loaded_rss_bytes")
+}
+
+/// The child side of [`loaded_resident_bytes`].
+fn print_loaded_resident_bytes(data_dir: &Path, config: IndexConfig) -> Result<()> {
+    let before = resident_bytes();
+    let store = FaceStore::open(data_dir, config)?;
+    let after = resident_bytes();
+    println!(
+        "{}",
+        serde_json::json!({"loaded_rss_bytes": after.saturating_sub(before), "faces": store.index().info().faces})
+    );
+    Ok(())
 }
 
 /// Resident set size from /proc (0 where there is none).

@@ -10,6 +10,7 @@
 use crate::distance::{dot4_i8, quantize};
 
 /// The codes of every point of a graph copy, by internal id.
+#[derive(Clone)]
 pub(crate) struct VectorCodes {
     dimension: usize,
     /// Point `i`'s code is `codes[i × dimension..(i + 1) × dimension]`.
@@ -43,31 +44,43 @@ impl VectorCodes {
         vectors: impl ExactSizeIterator<Item = Option<&'a [f32]>>,
         earlier: Option<&VectorCodes>,
     ) -> Self {
-        let points = vectors.len();
-        let mut codes = vec![0; points * dimension];
-        let mut steps = vec![0.0; points];
+        let mut codes = Self::zeroed(dimension, vectors.len());
         let earlier = earlier.filter(|earlier| earlier.dimension == dimension);
-        let reused = earlier.map_or(0, |earlier| earlier.steps.len().min(points));
+        let reused = earlier.map_or(0, |earlier| earlier.steps.len().min(codes.steps.len()));
         if let Some(earlier) = earlier {
-            codes[..reused * dimension].copy_from_slice(&earlier.codes[..reused * dimension]);
-            steps[..reused].copy_from_slice(&earlier.steps[..reused]);
+            codes.codes[..reused * dimension].copy_from_slice(&earlier.codes[..reused * dimension]);
+            codes.steps[..reused].copy_from_slice(&earlier.steps[..reused]);
         }
-        let chunks = codes.chunks_exact_mut(dimension.max(1));
-        for (id, ((vector, code), step)) in vectors.zip(chunks).zip(&mut steps).enumerate() {
+        for (id, vector) in vectors.enumerate() {
             // An id without a code before (step 0) may have a vector now.
-            if id < reused && *step != 0.0 {
+            if id < reused && codes.steps[id] != 0.0 {
                 continue;
             }
-            if let Some(vector) = vector.filter(|vector| vector.len() == dimension) {
-                *step = quantize(vector, code);
+            if let Some(vector) = vector {
+                codes.set(id, vector);
             }
         }
+        codes
+    }
+
+    /// Codes for `points` ids, none of which has a vector yet (see [`Self::set`]).
+    pub(crate) fn zeroed(dimension: usize, points: usize) -> Self {
         Self {
             dimension,
-            codes,
-            steps,
+            codes: vec![0; points * dimension],
+            steps: vec![0.0; points],
             zeros: vec![0; dimension].into(),
         }
+    }
+
+    /// Codes `vector` as the point `id`'s; a vector of another dimension or an id beyond the
+    /// codes is ignored (the point keeps no code: similarity 0 to anything).
+    pub(crate) fn set(&mut self, id: usize, vector: &[f32]) {
+        if vector.len() != self.dimension || id >= self.steps.len() {
+            return;
+        }
+        let code = &mut self.codes[id * self.dimension..(id + 1) * self.dimension];
+        self.steps[id] = quantize(vector, code);
     }
 
     fn code(&self, internal_id: u32) -> &[i8] {

@@ -34,6 +34,12 @@ pub struct IndexConfig {
     pub snapshots_to_keep: usize,
     /// Expected number of faces: sizes the graph's first allocation, not a limit.
     pub expected_faces: usize,
+    /// Seal the growing segment once it holds this many faces: its `hnsw_rs` graph is dropped
+    /// for flat links, 8-bit codes and the f32 vectors in a file (a sixth of the memory per
+    /// face; see BENCHMARKS.md), and new faces go to a new growing segment. Every search walks every
+    /// segment, so fewer, larger segments search faster; this bounds the memory the growing
+    /// one takes. The default, 1 GB of 512-d f32 vectors, is Milvus's sealed segment size.
+    pub seal_segment_faces: usize,
     /// Grouping faces into persons (`[index.people]`).
     pub people: PeopleConfig,
 }
@@ -49,6 +55,7 @@ impl Default for IndexConfig {
             vacuum_deleted_ratio: 0.2,
             snapshots_to_keep: 2,
             expected_faces: 100_000,
+            seal_segment_faces: 500_000,
             people: PeopleConfig::default(),
         }
     }
@@ -87,6 +94,9 @@ impl IndexConfig {
                 "index.vacuum_deleted_ratio must be in (0, 1], got {}",
                 self.vacuum_deleted_ratio
             ));
+        }
+        if self.seal_segment_faces == 0 {
+            return fail("index.seal_segment_faces must be at least 1".into());
         }
         if self.snapshots_to_keep == 0 {
             return fail("index.snapshots_to_keep must be at least 1".into());

@@ -5,8 +5,10 @@
 //! with graph inserts (`hnsw_rs` inserts through `&self`). Writers (upsert, delete, vacuum,
 //! snapshot) are serialised by one mutex and take the state's write lock only to publish.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde::{Deserialize, Serialize};
@@ -20,6 +22,7 @@ use crate::graph::{Graph, estimated_link_bytes_per_point, insert, new_graph};
 use crate::id_tracker::IdTracker;
 use crate::people::{People, PersonStatus};
 use crate::record::{FaceId, FaceMetadata, FaceRecord};
+use crate::segments::SealedSegment;
 
 /// Kafka offsets applied to the index: topic → partition → next offset to consume.
 pub type AppliedOffsets = BTreeMap<String, BTreeMap<i32, i64>>;
@@ -95,14 +98,23 @@ pub struct IndexInfo {
     pub people: usize,
     /// Estimated resident bytes: vectors, graph links and metadata.
     pub memory_bytes_estimate: usize,
+    /// Points (live or tombstoned) in sealed segments (see `index.seal_segment_faces`).
+    pub sealed_faces: usize,
+    /// Sealed segments.
+    pub sealed_segments: usize,
     /// Kafka offsets the index has applied.
     pub applied_offsets: AppliedOffsets,
     /// The settings.
     pub config: IndexConfig,
 }
 
-/// Everything but the graph: rebuilt on load from the snapshot's metadata file.
+/// The segments (see `segments.rs`) and what the index keeps beside them.
 pub(crate) struct IndexState {
+    /// Segments that take no more inserts, in id order: `0..growing_base`.
+    pub(crate) sealed: Vec<SealedSegment>,
+    /// The first internal id of the growing segment, whose graph numbers its points from 0.
+    pub(crate) growing_base: usize,
+    /// The growing segment's graph.
     pub(crate) graph: Arc<Graph>,
     /// Which internal id (the graph's data id) holds which face.
     pub(crate) ids: IdTracker,
@@ -110,10 +122,10 @@ pub(crate) struct IndexState {
     pub(crate) applied_offsets: AppliedOffsets,
     /// Which photos were processed at which version (see `catalog.rs`).
     pub(crate) catalog: ImageCatalog,
-    /// The copy of the graph that searches walk (see `flat.rs`), taken at the last freeze.
+    /// The copy of the growing graph that searches walk (see `flat/`), taken at the last freeze.
     pub(crate) flat: Arc<FlatGraph>,
-    /// Points inserted since that copy, with their vectors: scored exactly on every search
-    /// until the next freeze.
+    /// Points inserted since that copy (by internal id), with their vectors: scored exactly on
+    /// every search until the next freeze.
     pub(crate) unfrozen: Vec<(usize, Vec<f32>)>,
     /// Points the graph cannot reach (`hnsw_rs` #37), scored by brute force on every search.
     pub(crate) orphans: Vec<(usize, Vec<f32>)>,
@@ -122,9 +134,12 @@ pub(crate) struct IndexState {
 }
 
 impl IndexState {
-    /// The state of `graph`, every point of it frozen into the search copy.
+    /// The state of `graph` as the growing segment from id 0, every point of it frozen into
+    /// the search copy.
     pub(crate) fn new(graph: Graph) -> Self {
         Self {
+            sealed: Vec::new(),
+            growing_base: 0,
             flat: Arc::new(FlatGraph::copy_of(&graph)),
             unfrozen: Vec::new(),
             graph: Arc::new(graph),
@@ -141,20 +156,10 @@ impl IndexState {
     /// live face leaves the state.
     pub(crate) fn remove_face(&mut self, internal_id: usize) {
         if let Some(face_id) = self.ids.live_face(internal_id).map(|face| face.face_id) {
-            let vector = self.vector(internal_id).map(<[f32]>::to_vec).unwrap_or_default();
+            let vector = self.vector(internal_id).map(Cow::into_owned).unwrap_or_default();
             self.people.face_gone(&face_id, &vector);
         }
         self.ids.tombstone(internal_id);
-    }
-
-    /// The stored vector of `internal_id`: from the search copy, or, for a point inserted since
-    /// the last freeze, from its pending copy (kept in id order). The one way to read a vector.
-    pub(crate) fn vector(&self, internal_id: usize) -> Option<&[f32]> {
-        if let Some(vector) = self.flat.vector(internal_id) {
-            return Some(vector);
-        }
-        let position = self.unfrozen.binary_search_by_key(&internal_id, |(id, _)| *id).ok()?;
-        Some(&self.unfrozen[position].1)
     }
 
     /// Checks, in debug builds, what every mutation must keep: the id tracker's own invariants,
@@ -166,6 +171,7 @@ impl IndexState {
         }
         self.ids.debug_assert_invariants();
         self.people.debug_assert_invariants();
+        self.debug_assert_segments();
         for (internal_id, face) in self.ids.slots_iter() {
             debug_assert!(
                 face.is_none() || self.vector(internal_id).is_some(),
@@ -228,6 +234,8 @@ pub struct FaceIndex {
     pub(crate) config: IndexConfig,
     pub(crate) writer: Mutex<()>,
     pub(crate) state: RwLock<IndexState>,
+    /// Where sealed segments' vectors go (set by [`crate::FaceStore`]); in memory without one.
+    pub(crate) segment_dir: OnceLock<PathBuf>,
 }
 
 impl FaceIndex {
@@ -243,6 +251,7 @@ impl FaceIndex {
             config,
             writer: Mutex::new(()),
             state: RwLock::new(state),
+            segment_dir: OnceLock::new(),
         }
     }
 
@@ -310,12 +319,11 @@ impl FaceIndex {
                 }
                 match state.ids.internal_id(&record.face_id) {
                     Some(internal_id) => {
-                        let stored = state.vector(internal_id);
                         let same_image = state
                             .ids
                             .live_face(internal_id)
                             .is_some_and(|face| face.metadata.image_uri == record.metadata.image_uri);
-                        if same_image && stored == Some(record.embedding.as_slice()) {
+                        if same_image && state.vector(internal_id).as_deref() == Some(record.embedding.as_slice()) {
                             outcome.unchanged += 1;
                             metadata_refreshes.push((internal_id, record.metadata));
                             continue;
@@ -330,12 +338,15 @@ impl FaceIndex {
             stale_ids = stale_faces(&state, &kept_ids, replacing);
             outcome.removed = stale_ids.len();
         }
-        let first_new_id = self.state.read().ids.slots();
-        let graph = Arc::clone(&self.state.read().graph);
+        let (first_new_id, graph, growing_base) = {
+            let state = self.state.read();
+            (state.ids.slots(), Arc::clone(&state.graph), state.growing_base)
+        };
+        // The growing graph numbers its points from the segment's base.
         let vectors: Vec<(&[f32], usize)> = to_insert
             .iter()
             .enumerate()
-            .map(|(offset, record)| (record.embedding.as_slice(), first_new_id + offset))
+            .map(|(offset, record)| (record.embedding.as_slice(), first_new_id + offset - growing_base))
             .collect();
         // Outside the state lock: searches go on while the graph grows. New points are not
         // visible to searches until they are pushed below.
@@ -447,7 +458,7 @@ impl FaceIndex {
         };
         let (internal_id, face) = state.ids.live_face_by_id(face_id).ok_or_else(unknown)?;
         let embedding = match with_embedding {
-            true => Some(state.vector(internal_id).ok_or_else(unknown)?.to_vec()),
+            true => Some(state.vector(internal_id).ok_or_else(unknown)?.into_owned()),
             false => None,
         };
         Ok(FaceView {
@@ -483,10 +494,10 @@ impl FaceIndex {
     /// Counts, model, offsets and a memory estimate.
     pub fn info(&self) -> IndexInfo {
         let state = self.state.read();
-        let points = state.ids.slots();
+        let growing_points = state.ids.slots() - state.sealed_points();
         let per_point = self.config.dimension * 4 + estimated_link_bytes_per_point(self.config.max_connections);
         let exactly_scored = state.unfrozen.len() + state.orphans.len();
-        let search_copy_bytes = state.flat.bytes() + exactly_scored * self.config.dimension * 4;
+        let search_copy_bytes = state.flat.bytes() + state.sealed_bytes() + exactly_scored * self.config.dimension * 4;
         IndexInfo {
             faces: state.ids.live_faces(),
             images: state.ids.images(),
@@ -496,11 +507,13 @@ impl FaceIndex {
             unreachable_points: state.orphans.len(),
             model_id: state.model_id.clone(),
             people: state.people.len(),
-            memory_bytes_estimate: points * per_point
+            memory_bytes_estimate: growing_points * per_point
                 + search_copy_bytes
                 + state.ids.metadata_bytes()
                 + state.catalog.bytes()
                 + state.ids.deleted().len() * 32,
+            sealed_faces: state.sealed_points(),
+            sealed_segments: state.sealed.len(),
             applied_offsets: state.applied_offsets.clone(),
             config: self.config.clone(),
         }

@@ -26,11 +26,13 @@ pub mod quality;
 mod ranked;
 mod record;
 mod search;
+mod segments;
 mod snapshot;
 mod store;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
 mod traits;
+mod vector_file;
 
 pub use catalog::{CatalogEntry, ImageChange, ImageOutcome, ImageVersion};
 pub use config::{IndexConfig, MAX_EF_SEARCH_CEILING, MAX_SEARCH_LIMIT};

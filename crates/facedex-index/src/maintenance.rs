@@ -1,15 +1,21 @@
-//! Writer-side upkeep of the index: freezing new points into the search copy of the graph,
-//! the reachability audit (`hnsw_rs` #37) and vacuum (rebuilding without deleted faces).
+//! Writer-side upkeep of the index: freezing new points into the search copy of the growing
+//! graph, sealing the growing segment (see `segments.rs`), the reachability audit (`hnsw_rs`
+//! #37) and vacuum (rebuilding without deleted faces).
 //!
 //! All of it runs under the writer lock and builds what it needs outside the state lock, so
 //! searches go on and only the final swap waits for them.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
+use crate::flat::FlatGraph;
 use crate::graph::{insert, new_graph};
 use crate::index::{FaceIndex, IndexState, StoredFace};
+use crate::segments::SealedSegment;
+use crate::vector_file::SealedVectors;
 
 /// Points inserted since the last freeze are scored exactly on every search; a freeze is due
 /// once there are this many of them…
@@ -21,15 +27,64 @@ const MIN_UNFROZEN_TO_FREEZE: usize = 1024;
 const FROZEN_SHARE_TO_FREEZE: usize = 8;
 
 impl FaceIndex {
-    /// Freezes when enough points wait outside the search copy. The caller holds the writer lock.
+    /// Freezes when enough points wait outside the search copy, and seals the growing segment
+    /// once it holds `index.seal_segment_faces`. The caller holds the writer lock.
     pub(crate) fn freeze_if_due_locked(&self) {
-        let due = {
+        let (freeze_due, seal_due) = {
             let state = self.state.read();
-            state.unfrozen.len() >= MIN_UNFROZEN_TO_FREEZE.max(state.flat.len() / FROZEN_SHARE_TO_FREEZE)
+            (
+                state.unfrozen.len() >= MIN_UNFROZEN_TO_FREEZE.max(state.flat.len() / FROZEN_SHARE_TO_FREEZE),
+                state.ids.slots() - state.growing_base >= self.config.seal_segment_faces,
+            )
         };
-        if due {
+        if seal_due {
+            // The faces are in already: a seal that fails leaves them in the growing segment
+            // (searchable, only costlier in memory) and is tried again after the next insert.
+            if let Err(error) = self.seal_locked() {
+                tracing::error!(%error, "cannot seal the growing segment; it keeps growing");
+            }
+        } else if freeze_due {
             self.freeze_locked();
         }
+    }
+
+    /// Freezes the growing graph, moves its vectors to a store of their own (a file in the
+    /// segment directory, or memory without one) and swaps in a sealed segment in its place,
+    /// with an empty growing graph after it. The caller holds the writer lock.
+    pub(crate) fn seal_locked(&self) -> Result<()> {
+        self.freeze_locked();
+        let (flat, base) = {
+            let state = self.state.read();
+            (Arc::clone(&state.flat), state.growing_base)
+        };
+        if flat.len() == 0 {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let path = self.segment_dir.get().map(|dir| dir.join(segment_file_name(base)));
+        // Outside the state lock: searches go on while the vectors are written.
+        let vectors = SealedVectors::write(path.as_deref(), self.config.dimension, flat.len(), |local| {
+            flat.vector(local)
+        })?;
+        let sealed = SealedSegment {
+            base,
+            flat: Arc::new(flat.sealed(vectors)),
+        };
+        let capacity = self.config.seal_segment_faces.min(self.config.expected_faces);
+        let mut state = self.state.write();
+        state.growing_base = base + flat.len();
+        state.sealed.push(sealed);
+        state.graph = Arc::new(new_graph(&self.config, capacity));
+        state.flat = Arc::new(FlatGraph::empty());
+        state.debug_assert_invariants();
+        tracing::info!(
+            base,
+            faces = flat.len(),
+            segments = state.sealed.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "sealed the growing segment"
+        );
+        Ok(())
     }
 
     /// Copies the graph into a new search copy, probes that each newly frozen point is
@@ -37,18 +92,27 @@ impl FaceIndex {
     /// `FlatGraph::unreachable`) and swaps the copy in.
     /// The caller holds the writer lock.
     pub(crate) fn freeze_locked(&self) {
-        let (graph, earlier, newly_frozen) = {
+        let (graph, earlier, newly_frozen, base) = {
             let state = self.state.read();
             if state.unfrozen.is_empty() {
                 return;
             }
-            let ids: Vec<usize> = state.unfrozen.iter().map(|(id, _)| *id).collect();
-            (Arc::clone(&state.graph), Arc::clone(&state.flat), ids)
+            let local_ids: Vec<usize> = state.unfrozen.iter().map(|(id, _)| id - state.growing_base).collect();
+            (
+                Arc::clone(&state.graph),
+                Arc::clone(&state.flat),
+                local_ids,
+                state.growing_base,
+            )
         };
         let started = std::time::Instant::now();
-        // The current copy was taken from this same graph (a vacuum or a load replaces both).
+        // The current copy was taken from this same graph (a vacuum, a seal or a load replaces both).
         let flat = earlier.recopy(&graph);
-        let orphans = flat.unreachable(&newly_frozen, self.config.default_ef_search);
+        let orphans: Vec<(usize, Vec<f32>)> = flat
+            .unreachable(&newly_frozen, self.config.default_ef_search)
+            .into_iter()
+            .map(|(local, vector)| (base + local, vector))
+            .collect();
         let mut state = self.state.write();
         tracing::debug!(
             points = flat.len(),
@@ -70,15 +134,15 @@ impl FaceIndex {
     pub(crate) fn audit_reachability(&self) -> usize {
         let _writer = self.writer.lock();
         self.freeze_locked();
-        let (flat, live) = {
+        // Writers wait on the writer lock; the read lock only keeps the segments in place.
+        let found = {
             let state = self.state.read();
             let known: HashSet<usize> = state.orphans.iter().map(|(id, _)| *id).collect();
             let live: Vec<usize> = (0..state.ids.slots())
                 .filter(|id| state.ids.is_live(*id) && !known.contains(id))
                 .collect();
-            (Arc::clone(&state.flat), live)
+            state.unreachable(&live, self.config.default_ef_search)
         };
-        let found = flat.unreachable(&live, self.config.default_ef_search);
         let newly_found = found.len();
         self.state.write().orphans.extend(found);
         tracing::info!(newly_found, "reachability audit done");
@@ -107,29 +171,28 @@ impl FaceIndex {
         if !condition(self) {
             return Ok(0);
         }
-        // With every point frozen, the old search copy holds every vector (and keeps them
-        // alive after the swap below, for as long as this function needs them).
-        self.freeze_locked();
-        let (old_flat, live_faces, removed) = {
+        // The live faces with a copy of their vectors (sealed ones are read from disk).
+        let (live_faces, vectors, removed) = {
             let state = self.state.read();
-            let faces: Vec<(usize, StoredFace)> = state
+            let (faces, vectors): (Vec<(usize, StoredFace)>, Vec<Vec<f32>>) = state
                 .ids
                 .slots_iter()
-                .filter_map(|(id, face)| Some((id, face?.clone())))
-                .filter(|(id, _)| state.vector(*id).is_some())
-                .collect();
-            (Arc::clone(&state.flat), faces, state.ids.tombstones())
+                .filter_map(|(id, face)| Some(((id, face?.clone()), state.vector(id)?.into_owned())))
+                .unzip();
+            (faces, vectors, state.ids.tombstones())
         };
         let graph = new_graph(&self.config, live_faces.len());
-        let batch: Vec<(&[f32], usize)> = live_faces
+        let batch: Vec<(&[f32], usize)> = vectors
             .iter()
             .enumerate()
-            .filter_map(|(new_id, (old_id, _))| Some((old_flat.vector(*old_id)?, new_id)))
+            .map(|(new_id, vector)| (vector.as_slice(), new_id))
             .collect();
         insert(&graph, &batch);
+        drop(batch);
+        drop(vectors);
         let mut rebuilt = IndexState::new(graph);
         let new_ids: Vec<usize> = (0..live_faces.len()).collect();
-        rebuilt.orphans = rebuilt.flat.unreachable(&new_ids, self.config.default_ef_search);
+        rebuilt.orphans = rebuilt.unreachable(&new_ids, self.config.default_ef_search);
         let mut state = self.state.write();
         rebuilt.ids.restore_deleted(state.ids.deleted().iter().copied());
         rebuilt.model_id = state.model_id.take();
@@ -147,8 +210,20 @@ impl FaceIndex {
         *state = rebuilt;
         state.debug_assert_invariants();
         tracing::info!(removed, faces = state.ids.slots(), "vacuumed the face index");
+        drop(state);
+        // Rebuilt as one growing segment: sealed again at once when it is big enough.
+        self.freeze_if_due_locked();
         Ok(removed)
     }
+}
+
+/// A new sealed segment's vector file: named by its base and the time, so that a segment
+/// sealed again after a vacuum does not reuse a name an older snapshot still links.
+pub(crate) fn segment_file_name(base: usize) -> PathBuf {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    PathBuf::from(format!("segment-{base:012}-{nanos}.vectors"))
 }
 
 #[cfg(all(test, feature = "synthetic"))]

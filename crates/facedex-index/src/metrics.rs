@@ -19,6 +19,8 @@ pub const TOMBSTONES: &str = "facedex_index_tombstones";
 pub const UNREACHABLE_FACES: &str = "facedex_index_unreachable_faces";
 /// Estimated memory of graph, vectors and metadata.
 pub const MEMORY_BYTES: &str = "facedex_index_memory_bytes";
+/// Graph points in sealed segments (links and codes in memory, vectors on disk).
+pub const SEALED_FACES: &str = "facedex_index_sealed_faces";
 /// Faces deleted through the API.
 pub const DELETED_FACES: &str = "facedex_index_deleted_faces_total";
 /// Time of one upsert (a photo's faces).
@@ -63,6 +65,11 @@ pub fn describe() {
         "Time to write and fsync one snapshot generation."
     );
     describe_gauge!(
+        SEALED_FACES,
+        Unit::Count,
+        "Graph points in sealed segments; the rest are in the growing in-memory graph."
+    );
+    describe_gauge!(
         LAST_SNAPSHOT_TIMESTAMP,
         Unit::Seconds,
         "Unix time at which the newest snapshot was written or loaded."
@@ -77,6 +84,7 @@ pub(crate) fn record_size(index: &FaceIndex) {
     gauge!(TOMBSTONES).set(info.tombstones as f64);
     gauge!(UNREACHABLE_FACES).set(info.unreachable_points as f64);
     gauge!(MEMORY_BYTES).set(info.memory_bytes_estimate as f64);
+    gauge!(SEALED_FACES).set(info.sealed_faces as f64);
 }
 
 pub(crate) fn record_upsert(took: Duration) {

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use crate::config::MAX_SEARCH_LIMIT;
 use crate::distance::{check_embedding, dot};
 use crate::error::{IndexError, Result};
-use crate::graph::for_each_point;
 use crate::index::{FaceIndex, IndexState};
 use crate::people::{PersonId, PersonStatus, status};
 use crate::ranked::TopK;
@@ -140,7 +139,7 @@ impl FaceIndex {
         let ef = query.ef.unwrap_or(self.config.default_ef_search);
         let ranked: Vec<(usize, f32)> = match (query.exact, candidates) {
             (_, Some(candidates)) => self.exact_over(&state, &candidates, ranking_query),
-            (true, None) => exact_over_graph(&state, ranking_query),
+            (true, None) => exact_over_segments(&state, ranking_query)?,
             (false, None) => graph_search(&state, ranking_query, ef.max(ranking_query.limit)),
         };
         let mut seen_persons = HashSet::new();
@@ -232,17 +231,17 @@ impl FaceIndex {
                 continue;
             }
             if let Some(vector) = state.vector(internal_id) {
-                top.offer(internal_id, dot(&query.vector, vector).min(1.0));
+                top.offer(internal_id, dot(&query.vector, &vector).min(1.0));
             }
         }
         top.into_sorted()
     }
 }
 
-/// HNSW search over the flat copy of the graph, filtered inside the walk (deleted faces and
-/// what the user's filter refuses are walked through but never returned), plus brute force
-/// over the points the copy cannot serve: those inserted since the last freeze and the ones
-/// no graph search reaches (`hnsw_rs` #37).
+/// HNSW search over every segment's flat copy of its graph, filtered inside the walks
+/// (deleted faces and what the user's filter refuses are walked through but never returned),
+/// plus brute force over the points no copy serves: those inserted since the last freeze and
+/// the ones no graph search reaches (`hnsw_rs` #37).
 fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usize, f32)> {
     let unfiltered = query.filter.is_empty();
     let accepts = |internal_id: usize| {
@@ -253,7 +252,7 @@ fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usiz
                     .live_face(internal_id)
                     .is_some_and(|face| query.filter.accepts(&face.face_id, &face.metadata)))
     };
-    let graph_hits = state.flat.search(&query.vector, ef, query.limit, &accepts);
+    let graph_hits = state.walk(&query.vector, ef, query.limit, &accepts);
     let mut top = TopK::new(query.limit);
     for &(internal_id, similarity) in &graph_hits {
         top.offer(internal_id, similarity);
@@ -271,15 +270,15 @@ fn graph_search(state: &IndexState, query: &SearchQuery, ef: usize) -> Vec<(usiz
     top.into_sorted()
 }
 
-/// Brute force over every live face in the graph.
-fn exact_over_graph(state: &IndexState, query: &SearchQuery) -> Vec<(usize, f32)> {
+/// Brute force over every live face of every segment.
+fn exact_over_segments(state: &IndexState, query: &SearchQuery) -> Result<Vec<(usize, f32)>> {
     let mut top = TopK::new(query.limit);
-    for_each_point(&state.graph, |internal_id, vector| {
+    state.for_each_vector(|internal_id, vector| {
         if let Some(face) = state.ids.live_face(internal_id)
             && query.filter.accepts(&face.face_id, &face.metadata)
         {
             top.offer(internal_id, dot(&query.vector, vector).min(1.0));
         }
-    });
-    top.into_sorted()
+    })?;
+    Ok(top.into_sorted())
 }

@@ -10,7 +10,9 @@
 //!   LOCK                      held while a process has the directory open
 //!   deletions.journal         deletions and people edits since the last snapshot, one
 //!                             fsynced JSON line each (an array of face ids, or an edit)
-//!   snapshots/gen-…/          see snapshot.rs
+//!   segments/                 the vector files of sealed segments (see segments.rs);
+//!                             snapshots hard-link the ones they hold
+//!   snapshots/gen-…/          see snapshot/
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -33,6 +35,7 @@ use crate::snapshot::{self, SnapshotInfo, sync_dir};
 const LOCK_FILE: &str = "LOCK";
 const JOURNAL_FILE: &str = "deletions.journal";
 const SNAPSHOTS_DIR: &str = "snapshots";
+const SEGMENTS_DIR: &str = "segments";
 
 /// The face index and its data directory.
 pub struct FaceStore {
@@ -65,6 +68,7 @@ impl FaceStore {
         })?;
 
         let (index, last_snapshot) = load_newest(&snapshots_dir, config)?;
+        index.adopt_segment_dir(&data_dir.join(SEGMENTS_DIR), crate::maintenance::segment_file_name)?;
         let journal_path = data_dir.join(JOURNAL_FILE);
         let journaled = read_journal(&journal_path)?;
         if !journaled.is_empty() {
@@ -252,6 +256,7 @@ impl FaceStore {
         journal.set_len(0).map_err(|error| self.journal_error(error))?;
         journal.sync_all().map_err(|error| self.journal_error(error))?;
         snapshot::prune(&snapshots_dir, self.index.config.snapshots_to_keep)?;
+        self.index.remove_unused_segment_files()?;
         *self.last_snapshot.lock() = Some(info.clone());
         metrics::record_snapshot(Some(started.elapsed()), &info);
         tracing::info!(generation, faces = info.faces, bytes = info.bytes, "snapshot written");

@@ -373,6 +373,8 @@ pub fn index_info(info: DomainInfo, last_snapshot: Option<&SnapshotInfo>) -> Ind
         unreachable_points: info.unreachable_points as u64,
         people: info.people as u64,
         shards: Vec::new(),
+        sealed_faces: info.sealed_faces as u64,
+        sealed_segments: info.sealed_segments as u32,
     }
 }
 

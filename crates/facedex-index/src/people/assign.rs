@@ -18,12 +18,12 @@
 //! - two faces of one photo never share a person (cannot-link), a face never goes back to a
 //!   person a user took it out of, and faces too small or unsure to judge are left out.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
 use crate::distance::dot;
-use crate::graph;
 use crate::index::{FaceIndex, IndexState};
 use crate::people::{PeopleConfig, PersonId};
 use crate::record::FaceId;
@@ -92,7 +92,7 @@ impl FaceIndex {
                         return Some((internal_id, Neighbourhood::Skipped));
                     }
                     let vector = state.vector(internal_id)?;
-                    let found = neighbours_of(&state, config, internal_id, vector, ef);
+                    let found = neighbours_of(&state, config, internal_id, &vector, ef);
                     Some((internal_id, Neighbourhood::Judged(found)))
                 })
                 .collect()
@@ -119,7 +119,8 @@ fn neighbours_of(
     vector: &[f32],
     ef: usize,
 ) -> Vec<Neighbour> {
-    graph::search(&state.graph, vector, config.neighbours + 1, ef)
+    state
+        .nearest(vector, config.neighbours + 1, ef)
         .into_iter()
         .filter(|(other, similarity)| *other != internal_id && *similarity >= config.link_similarity)
         .filter_map(|(other, similarity)| {
@@ -224,7 +225,7 @@ fn founding_members(
     neighbours: &[Neighbour],
 ) -> Vec<usize> {
     let mut members = vec![internal_id];
-    let mut member_vectors: Vec<&[f32]> = vec![vector];
+    let mut member_vectors: Vec<Cow<'_, [f32]>> = vec![Cow::Borrowed(vector)];
     let mut photos: Vec<&str> = photo_of(state, internal_id).into_iter().collect();
     for neighbour in neighbours {
         if state.people.person_of(&neighbour.face_id).is_some() || state.people.is_pinned(&neighbour.face_id) {
@@ -242,7 +243,7 @@ fn founding_members(
         if member_vectors
             .iter()
             .skip(1)
-            .all(|member| dot(member, other) >= config.link_similarity)
+            .all(|member| dot(member, &other) >= config.link_similarity)
         {
             debug_assert!(neighbour.similarity >= config.link_similarity);
             members.push(neighbour.internal_id);
@@ -264,7 +265,7 @@ fn may_join(state: &IndexState, config: &PeopleConfig, internal_id: usize, perso
     };
     state.people.person_of(&face.face_id).is_none()
         && !state.people.refuses(&face.face_id, &person_id)
-        && config.fits(person, person.prototype_similarity(vector))
+        && config.fits(person, person.prototype_similarity(&vector))
         && !person_has_face_in_photo_of(state, person_id, internal_id)
 }
 
@@ -292,5 +293,5 @@ fn photo_of(state: &IndexState, internal_id: usize) -> Option<&str> {
 /// The face id and a copy of the vector of a live face.
 pub(crate) fn face_and_vector(state: &IndexState, internal_id: usize) -> Option<(FaceId, Vec<f32>)> {
     let face = state.ids.live_face(internal_id)?;
-    Some((face.face_id, state.vector(internal_id)?.to_vec()))
+    Some((face.face_id, state.vector(internal_id)?.into_owned()))
 }

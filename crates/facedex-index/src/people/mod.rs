@@ -288,7 +288,7 @@ impl People {
     pub(crate) fn from_file<'a>(
         file: PeopleFile,
         dimension: usize,
-        face: impl Fn(&FaceId) -> Option<(&'a str, &'a [f32])>,
+        face: impl Fn(&FaceId) -> Option<(&'a str, std::borrow::Cow<'a, [f32]>)>,
     ) -> std::result::Result<Self, String> {
         let mut people = Self::default();
         for stored in file.persons {
@@ -318,7 +318,7 @@ impl People {
                 if !photos.insert(photo) {
                     return Err(format!("person {} has two faces in {photo}", stored.person_id));
                 }
-                people.add(*face_id, vector, stored.person_id);
+                people.add(*face_id, &vector, stored.person_id);
             }
             let person = people.persons.get_mut(&stored.person_id).expect("added above");
             debug_assert_eq!(person.sum.len(), dimension);

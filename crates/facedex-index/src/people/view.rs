@@ -178,7 +178,7 @@ fn summary(state: &IndexState, config: &PeopleConfig, person_id: PersonId, perso
         .iter()
         .filter_map(|face_id| {
             let vector = state.vector(state.ids.internal_id(face_id)?)?;
-            Some((person.prototype_similarity(vector), *face_id))
+            Some((person.prototype_similarity(&vector), *face_id))
         })
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
         .map(|(_, face_id)| face_id)

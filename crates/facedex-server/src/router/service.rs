@@ -230,6 +230,8 @@ fn sum_of_shards(shards: Vec<ShardInfo>) -> IndexInfo {
         total.memory_bytes += info.memory_bytes;
         total.unreachable_points += info.unreachable_points;
         total.people += info.people;
+        total.sealed_faces += info.sealed_faces;
+        total.sealed_segments += info.sealed_segments;
         if total.model_id.is_empty() {
             total.model_id.clone_from(&info.model_id);
         }

@@ -15,6 +15,9 @@
 //! The copy is taken from the graph when the writer "freezes" it (see `maintenance.rs`); points
 //! inserted since are scored exactly until the next freeze.
 
+mod sealed;
+
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -28,6 +31,9 @@ use crate::codes::{QueryCode, VectorCodes};
 use crate::distance::{UnitCosineDistance, dot4, prefetch, similarity_from_distance};
 use crate::graph::Graph;
 use crate::ranked::Ranked;
+use crate::vector_file::SealedVectors;
+
+pub(crate) use sealed::SegmentLinks;
 
 /// A point of `hnsw_rs`'s graph: holds its vector for as long as the copy needs it.
 type GraphPoint = Arc<Point<'static, f32>>;
@@ -53,10 +59,18 @@ const RESCORE_OVERSAMPLING: usize = 4;
 /// Fills the unused slots of a layer-0 neighbour list.
 const NO_LINK: u32 = u32::MAX;
 
-/// The graph's links in flat arrays, frozen at one moment.
+/// Where a copy's exact vectors are.
+enum PointVectors {
+    /// By id: the growing graph's point (for its vector); `None` for ids the graph lacks.
+    Graph(Vec<Option<GraphPoint>>),
+    /// A sealed segment's own store, the graph it was copied from gone (see `sealed.rs`).
+    Sealed(SealedVectors),
+}
+
+/// The graph's links in flat arrays, frozen at one moment. Ids are the graph's own: a
+/// segment's local ids (see `segment.rs`).
 pub(crate) struct FlatGraph {
-    /// By internal id: the graph's point (for its vector); `None` for ids the graph lacks.
-    points: Vec<Option<GraphPoint>>,
+    vectors: PointVectors,
     /// Layer 0: the neighbours of point `i` are `layer0[i × layer0_stride..][..layer0_stride]`,
     /// up to the first [`NO_LINK`]. A fixed stride (the longest list; `hnsw_rs` caps lists at
     /// 2 M) finds a list without reading an offset first: one cache miss less per expansion.
@@ -76,7 +90,7 @@ impl FlatGraph {
     /// A copy of no points, for an empty index.
     pub(crate) fn empty() -> Self {
         Self {
-            points: Vec::new(),
+            vectors: PointVectors::Graph(Vec::new()),
             layer0_stride: 0,
             layer0: Vec::new(),
             upper_layers: Vec::new(),
@@ -152,7 +166,7 @@ impl FlatGraph {
             earlier_codes,
         );
         Self {
-            points,
+            vectors: PointVectors::Graph(points),
             layer0_stride,
             layer0,
             upper_layers,
@@ -164,19 +178,31 @@ impl FlatGraph {
 
     /// How many internal ids the copy covers: ids from here on were inserted after it.
     pub(crate) fn len(&self) -> usize {
-        self.points.len()
+        match &self.vectors {
+            PointVectors::Graph(points) => points.len(),
+            PointVectors::Sealed(vectors) => vectors.len(),
+        }
     }
 
-    /// The vector of `internal_id`, when the copy holds it.
-    pub(crate) fn vector(&self, internal_id: usize) -> Option<&[f32]> {
-        self.points.get(internal_id)?.as_deref().map(Point::get_v)
+    /// The vector of `id`, when the copy holds it: borrowed from the growing graph, read from
+    /// a sealed segment's store.
+    pub(crate) fn vector(&self, id: usize) -> Option<Cow<'_, [f32]>> {
+        match &self.vectors {
+            PointVectors::Graph(points) => points.get(id)?.as_deref().map(|point| Cow::Borrowed(point.get_v())),
+            PointVectors::Sealed(vectors) => vectors.vector(id),
+        }
     }
 
-    /// Bytes the copy takes beyond the graph: the point handles, links and codes.
+    /// Bytes the copy takes in memory beyond the growing graph's: point handles (or a sealed
+    /// segment's resident vectors), links and codes.
     pub(crate) fn bytes(&self) -> usize {
-        // Per point: its handle; per upper-layer entry, ~32 B of map overhead.
+        let vectors = match &self.vectors {
+            PointVectors::Graph(points) => points.len() * 8,
+            PointVectors::Sealed(vectors) => vectors.resident_bytes(),
+        };
+        // Per upper-layer entry, ~32 B of map overhead.
         let upper_entries: usize = self.upper_layers.iter().map(HashMap::len).sum();
-        self.points.len() * 8 + (self.layer0.len() + self.upper_links) * 4 + upper_entries * 32 + self.codes.bytes()
+        vectors + (self.layer0.len() + self.upper_links) * 4 + upper_entries * 32 + self.codes.bytes()
     }
 
     /// The (up to) `limit` points most similar to `query` among those `accept` lets through,
@@ -212,7 +238,7 @@ impl FlatGraph {
         }
         let limit = limit.max(1);
         let mut candidates = VISITED.with_borrow_mut(|visited| {
-            visited.start(self.points.len());
+            visited.start(self.len());
             self.search_layer0(&query_code, (entry, entry_distance), ef.max(limit), accept, visited)
         });
         let rescore = candidates.len().min(limit.saturating_mul(RESCORE_OVERSAMPLING));
@@ -310,11 +336,11 @@ impl FlatGraph {
     /// The exact distances from `query` to the (up to four) points of `ids`, four vectors at
     /// a time; a point without a vector is infinitely far.
     fn exact_distances(&self, query: &[f32], ids: &[u32]) -> [f32; 4] {
-        let vectors: [Option<&[f32]>; 4] = std::array::from_fn(|k| self.vector(*ids.get(k)? as usize));
-        if let [Some(a), Some(b), Some(c), Some(d)] = vectors {
-            return dot4(query, [a, b, c, d]).map(|dot| 1.0 - dot.min(1.0));
+        let vectors: [Option<Cow<'_, [f32]>>; 4] = std::array::from_fn(|k| self.vector(*ids.get(k)? as usize));
+        if let [Some(a), Some(b), Some(c), Some(d)] = &vectors {
+            return dot4(query, [&**a, &**b, &**c, &**d]).map(|dot| 1.0 - dot.min(1.0));
         }
-        vectors.map(|vector| vector.map_or(f32::INFINITY, |v| UnitCosineDistance.eval(query, v)))
+        vectors.map(|vector| vector.map_or(f32::INFINITY, |v| UnitCosineDistance.eval(query, &v)))
     }
 
     /// The ids of `internal_ids` that no search reaches (`hnsw_rs` issue #37), with their
@@ -338,10 +364,10 @@ impl FlatGraph {
                         chunk
                             .iter()
                             .filter_map(|&id| Some((id, self.vector(id)?)))
-                            .filter(|&(id, vector)| {
-                                !self.finds_itself(id, vector, ef) && !self.finds_itself(id, vector, REACHABILITY_EF)
+                            .filter(|(id, vector)| {
+                                !self.finds_itself(*id, vector, ef) && !self.finds_itself(*id, vector, REACHABILITY_EF)
                             })
-                            .map(|(id, vector)| (id, vector.to_vec()))
+                            .map(|(id, vector)| (id, vector.into_owned()))
                             .collect::<Vec<_>>()
                     })
                 })

@@ -3,13 +3,16 @@
 //! A generation holds the graph (`hnsw_rs`'s dump: native-endian, so snapshots move only
 //! between machines of the same endianness), the face metadata, the deleted ids and the applied
 //! Kafka offsets, (from format 2) the image catalog in a file of its own, and (from format 3)
-//! the people. Older snapshots still load: format 1 with an empty catalog (its photos count as
+//! the people, and (from format 5) the sealed segments (see `segments.rs`; the `hnsw_rs` dump
+//! is then the growing segment's graph alone). Older snapshots still load: format 1 with an empty catalog (its photos count as
 //! new on the next run), formats 1 and 2 without people (a re-cluster groups their faces). Files are written and fsynced first; then `MANIFEST.json`, listing every file
 //! with its size and CRC-32, is written to a temporary name, fsynced and renamed into place, and
 //! the directory is fsynced. A generation without a manifest is a torn write; one whose files do
 //! not match their manifest is corrupt. Loading takes the newest generation that passes, so a
 //! crash at any point leaves the previous snapshot in charge (Kafka Streams' offset checkpoint
 //! and Flink's checkpoints work the same way).
+
+mod segments;
 
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -38,7 +41,7 @@ static NO_TRAITS: FaceTraits = FaceTraits {
     attributes: Vec::new(),
 };
 
-const FORMAT_VERSION: u32 = 4;
+const FORMAT_VERSION: u32 = 5;
 /// The oldest format this build loads.
 const OLDEST_FORMAT_VERSION: u32 = 1;
 const MANIFEST: &str = "MANIFEST.json";
@@ -117,7 +120,7 @@ pub(crate) fn write(
     }
     fs::create_dir_all(&dir).map_err(|error| IndexError::io("create", &dir, error))?;
     let mut file_names = Vec::new();
-    if state.ids.slots() > 0 {
+    if state.ids.slots() > state.growing_base {
         dump_graph(&state.graph, &dir)?;
         file_names.push(format!("{GRAPH_BASENAME}.hnsw.graph"));
         file_names.push(format!("{GRAPH_BASENAME}.hnsw.data"));
@@ -146,8 +149,9 @@ pub(crate) fn write(
         .collect();
     write_postcard(&dir.join(TRAITS_FILE), &traits)?;
     file_names.push(TRAITS_FILE.to_owned());
+    let (segment_files, mut files) = segments::write(&dir, state)?;
+    file_names.extend(segment_files);
 
-    let mut files = Vec::with_capacity(file_names.len());
     for name in file_names {
         let path = dir.join(&name);
         let (bytes, crc32) = sync_and_checksum(&path)?;
@@ -305,23 +309,29 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
         ef_construction: metadata.ef_construction,
         ..config.clone()
     };
-    let graph = if metadata.faces.is_empty() {
+    let (sealed, growing_base) = match manifest.format_version >= 5 {
+        true => segments::load(dir, &manifest.files, loaded_config.dimension, metadata.faces.len())?,
+        false => (Vec::new(), 0),
+    };
+    let growing_faces = metadata.faces.len() - growing_base;
+    let graph = if growing_faces == 0 {
         new_graph(&loaded_config, loaded_config.expected_faces)
     } else {
         load_graph(dir, loaded_config.dimension)?
     };
-    if graph.get_nb_point() != metadata.faces.len() {
+    if graph.get_nb_point() != growing_faces {
         return Err(IndexError::corrupt(
             dir,
             format!(
-                "the graph has {} points but the metadata {} faces",
+                "the growing graph has {} points but the metadata {growing_faces} faces after id {growing_base}",
                 graph.get_nb_point(),
-                metadata.faces.len()
             ),
         ));
     }
     check_faces(dir, &metadata)?;
     let mut state = IndexState::new(graph);
+    state.sealed = sealed;
+    state.growing_base = growing_base;
     state.model_id = metadata.model_id;
     state.applied_offsets = metadata.applied_offsets;
     state.catalog = catalog;
@@ -334,9 +344,7 @@ pub(crate) fn load(dir: &Path, config: &IndexConfig) -> Result<(IndexConfig, Ind
     // set where 1 is cut off), and later inserts may have linked a point back in. Only the
     // listed points are probed, so a load costs a few searches, not one per face. (An id the
     // copy has no vector for is skipped there.)
-    state.orphans = state
-        .flat
-        .unreachable(&metadata.orphans, loaded_config.default_ef_search);
+    state.orphans = state.unreachable(&metadata.orphans, loaded_config.default_ef_search);
     let people = People::from_file(people_file, loaded_config.dimension, |face_id| {
         let (internal_id, face) = state.ids.live_face_by_id(face_id)?;
         Some((face.metadata.image_uri.as_str(), state.vector(internal_id)?))
