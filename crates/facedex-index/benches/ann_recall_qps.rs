@@ -1,6 +1,6 @@
 //! Recall@10 and single-thread QPS of the face index at several `ef`, on face-like vectors.
 //!
-//! `cargo bench -p facedex-index --bench ann_recall_qps -- VECTORS M EF_CONSTRUCTION EF,EF,.. OUT_DIR [SEAL_SEGMENT_FACES] [bare]`
+//! `cargo bench -p facedex-index --bench ann_recall_qps -- VECTORS M EF_CONSTRUCTION EF,EF,.. OUT_DIR [SEAL_SEGMENT_FACES|default] [bare]`
 //!
 //! With `bare`, it also times `hnsw_rs` alone building the same graph (same parameters, same
 //! batches, parallel inserts, nothing else): how much of facedex's build time is the graph
@@ -59,10 +59,10 @@ fn main() -> Result<()> {
         .collect::<Result<_, _>>()
         .context("EF list")?;
     let out_dir = PathBuf::from(args.get(4).map_or(".facedex/bench/ann", String::as_str));
-    let seal_segment_faces: usize = args
-        .get(5)
-        .map_or(Ok(IndexConfig::default().seal_segment_faces), |arg| arg.parse())
-        .context("SEAL_SEGMENT_FACES")?;
+    let seal_segment_faces: usize = match args.get(5).map(String::as_str) {
+        None | Some("default") => IndexConfig::default().seal_segment_faces,
+        Some(arg) => arg.parse().context("SEAL_SEGMENT_FACES")?,
+    };
     std::fs::create_dir_all(&out_dir)?;
 
     let mut generator = FaceLikeGenerator::new(vectors / SAMPLES_PER_IDENTITY, DIMENSION, 42);
