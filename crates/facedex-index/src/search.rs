@@ -23,6 +23,7 @@ pub struct SearchQuery {
     /// Drop hits below this cosine similarity.
     pub min_score: Option<f32>,
     /// HNSW candidate list size; the index default when `None`. Raised to `limit` if lower.
+    /// An index of several segments shares it among them by size (see `segments.rs`).
     pub ef: Option<usize>,
     /// Brute force over every face instead of the graph: slow, exact, for checking recall.
     pub exact: bool,

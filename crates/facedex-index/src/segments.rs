@@ -26,6 +26,10 @@ use crate::graph::{for_each_point, search as graph_search};
 use crate::index::{FaceIndex, IndexState};
 use crate::ranked::TopK;
 
+/// The smallest share of a search's `ef` a segment walks at (unless the search asks for less):
+/// a small segment's share would otherwise round to a walk too short to find its best points.
+const MIN_SEGMENT_EF: usize = 16;
+
 /// A sealed segment: the ids `base..base + flat.len()`.
 #[derive(Clone)]
 pub(crate) struct SealedSegment {
@@ -73,7 +77,11 @@ impl IndexState {
     }
 
     /// The (up to) `limit` points `accept` lets through most similar to `query`, from a walk
-    /// of every segment's copy at `ef` (see `FlatGraph::search`), most similar first.
+    /// of every segment's copy (see `FlatGraph::search`), most similar first. `ef` is the
+    /// search's whole candidate budget, shared by the segments in proportion to their points:
+    /// two equal segments walked at half of `ef` each find about what one graph of both finds
+    /// at `ef`, at about its cost, where walking each at `ef` would double the work of every
+    /// search when a shard seals its second segment (BENCHMARKS.md, "Index").
     pub(crate) fn walk(
         &self,
         query: &[f32],
@@ -82,8 +90,10 @@ impl IndexState {
         accept: &dyn Fn(usize) -> bool,
     ) -> Vec<(usize, f32)> {
         let mut top = TopK::new(limit);
+        let points: usize = self.walked_segments().map(|(_, flat)| flat.len()).sum();
         for (base, flat) in self.walked_segments() {
-            for (local, similarity) in flat.search(query, ef, limit, &|local| accept(base + local)) {
+            let segment_ef = (ef * flat.len()).div_ceil(points.max(1)).max(MIN_SEGMENT_EF.min(ef));
+            for (local, similarity) in flat.search(query, segment_ef, limit, &|local| accept(base + local)) {
                 top.offer(base + local, similarity);
             }
         }
